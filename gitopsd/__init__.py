@@ -1,0 +1,73 @@
+"""gitopsd: a pull-based GitOps daemon for bastion hosts.
+
+This module is the public surface for plugin authors: the hook marker, the
+classes to subclass, the models passed between stages, the events and errors.
+"""
+
+from gitopsd.config import AppConfig
+from gitopsd.errors import (
+    ApplyError,
+    CommandFailed,
+    ConfigError,
+    GitopsdError,
+    NotifyError,
+    RenderError,
+    SourceError,
+    ToolMissing,
+)
+from gitopsd.events import EVENT_TYPES, Event, Severity
+from gitopsd.hookspecs import hookimpl
+from gitopsd.interfaces import (
+    Notifier,
+    NotifierOptions,
+    Options,
+    PluginContext,
+    Renderer,
+    SharedState,
+    Source,
+    Tools,
+)
+from gitopsd.models import (
+    Artifact,
+    Health,
+    HealthStatus,
+    Manifest,
+    ObjectRef,
+    SyncResult,
+)
+from gitopsd.secrets import Secret, read_secret_file
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENT_TYPES",
+    "AppConfig",
+    "ApplyError",
+    "Artifact",
+    "CommandFailed",
+    "ConfigError",
+    "Event",
+    "GitopsdError",
+    "Health",
+    "HealthStatus",
+    "Manifest",
+    "Notifier",
+    "NotifierOptions",
+    "NotifyError",
+    "ObjectRef",
+    "Options",
+    "PluginContext",
+    "RenderError",
+    "Renderer",
+    "Secret",
+    "Severity",
+    "SharedState",
+    "Source",
+    "SourceError",
+    "SyncResult",
+    "ToolMissing",
+    "Tools",
+    "__version__",
+    "hookimpl",
+    "read_secret_file",
+]

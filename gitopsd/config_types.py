@@ -1,0 +1,23 @@
+"""The registry of plugin types that config validation looks names up in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gitopsd.interfaces import Notifier, Renderer, Source
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRegistry:
+    """Source, renderer and notifier types by name, as the plugins registered them."""
+
+    sources: dict[str, type[Source]] = field(default_factory=dict)
+    renderers: dict[str, type[Renderer]] = field(default_factory=dict)
+    notifiers: dict[str, type[Notifier]] = field(default_factory=dict)
+
+    def detect_renderer(self, names: set[str]) -> str:
+        """The renderer whose ``detect`` files appear in ``names`` (top-level file names); else plain."""
+        for type_name, cls in sorted(self.renderers.items()):
+            if cls.detect and names.intersection(cls.detect):
+                return type_name
+        return "plain"

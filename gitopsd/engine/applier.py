@@ -1,0 +1,108 @@
+"""The interface between the engine and the Kubernetes layer (implemented in ``gitopsd.kube``).
+
+The engine knows clusters only through these protocols and passes plain data:
+the app's config, manifests as dicts, object refs. ``gitopsd.kube`` implements
+them on kubernetes-asyncio; nothing else imports that library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gitopsd.config import AppConfig
+from gitopsd.models import Health, Manifest, ObjectRef, SyncResult
+
+
+class Inventory(Protocol):
+    """An app's persisted inventory, as the applier sees it.
+
+    The applier calls ``add`` *before* the apply that may create objects and ``remove``
+    only once objects are confirmed gone, so the inventory never misses a live object.
+    """
+
+    async def current(self) -> list[ObjectRef]:
+        """Objects the app owned after its previous sync."""
+        ...
+
+    async def add(self, refs: Iterable[ObjectRef]) -> None:
+        """Persist ``refs`` as owned by the app (one transaction)."""
+        ...
+
+    async def remove(self, refs: Iterable[ObjectRef]) -> None:
+        """Forget ``refs`` (one transaction)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDiff:
+    """Desired vs live for one object, managed fields only (``gitopsd diff``)."""
+
+    ref: ObjectRef
+    diff: str  # unified diff of the YAML; "" when equal
+    live_exists: bool
+
+
+DriftCallback = Callable[[list[ObjectRef]], None]
+"""Called (on the event loop, must not block) with the objects that drifted."""
+
+
+class Cluster(Protocol):
+    """One cluster: a client, a live-state cache and an apply pipeline, shared by its apps."""
+
+    name: str
+
+    @property
+    def reachable(self) -> bool:
+        """False while the API server cannot be reached."""
+        ...
+
+    async def sync(
+        self, app: AppConfig, manifests: list[Manifest], inventory: Inventory, *, dry_run: bool = False
+    ) -> SyncResult:
+        """Make the cluster match ``manifests``: order, apply what differs, prune, wait for health.
+
+        Returns a SyncResult listing each object's action and health; failures are in the
+        result (``ok=False``), not raised, except when the cluster is unreachable
+        (:class:`gitopsd.ApplyError` with reason ``ClusterUnreachable``).
+        """
+        ...
+
+    async def diff(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectDiff]:
+        """Desired vs live per object, for objects that differ or are missing."""
+        ...
+
+    def in_sync(self, app: AppConfig, manifests: list[Manifest]) -> bool | None:
+        """From the live cache only, with no API request: True if every object matches.
+
+        None when the cache cannot tell yet (not listed yet, cluster unreachable).
+        """
+        ...
+
+    def health(self, app: AppConfig, manifests: list[Manifest]) -> Health:
+        """App health from the live cache, with no API request."""
+        ...
+
+    def track(self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback) -> None:
+        """Watch ``manifests``' live objects; call ``on_drift`` when they stop matching (or vanish).
+
+        Replaces any earlier tracking for the app.
+        """
+        ...
+
+    def untrack(self, app_name: str) -> None:
+        """Stop watching for the app's drift."""
+        ...
+
+
+class ClusterPool(Protocol):
+    """Every configured cluster, one client each. An async context manager owning the clients."""
+
+    async def __aenter__(self) -> ClusterPool: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def get(self, name: str) -> Cluster:
+        """The cluster called ``name`` in the config."""
+        ...

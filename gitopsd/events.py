@@ -1,0 +1,207 @@
+"""Events: what gitopsd tells people and plugins about what it did.
+
+Every event is a frozen dataclass. The base class :class:`Event` carries the
+fields every event has; each subclass names one kind of event (``name``, in
+kebab-case), its default severity, and documents when it is emitted. Emit them
+with ``EventClass.make(app=..., message=...)``; the engine logs each one as a
+JSON line, passes it to the ``gitopsd_event`` hook and queues it for every
+notifier whose filters accept it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+
+class Severity(enum.StrEnum):
+    """How much an event matters, from least to most."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something that happened, as notifiers and the ``gitopsd_event`` hook see it.
+
+    Attributes:
+        id: Unique id (a UUID4 hex string).
+        time: When it happened (UTC).
+        severity: info, warning or error.
+        app: Application name, or "" for daemon-wide events.
+        cluster: Cluster name, or "".
+        revision: Source revision involved, or "".
+        reason: Short machine-readable cause (CamelCase), e.g. ``AuthFailed``.
+        message: One human sentence; never contains secrets.
+        data: Extra details: counts, object lists, durations, URLs.
+    """
+
+    name: ClassVar[str] = "event"
+    default_severity: ClassVar[Severity] = Severity.INFO
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    severity: Severity = Severity.INFO
+    app: str = ""
+    cluster: str = ""
+    revision: str = ""
+    reason: str = ""
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, *, severity: Severity | None = None, **fields: Any) -> Self:
+        """Build an event with this class's default severity unless one is given."""
+        return cls(severity=severity or cls.default_severity, **fields)
+
+    @property
+    def dedupe_key(self) -> tuple[str, str, str, str]:
+        """What makes two events "the same" for notification dedupe (no times, no durations)."""
+        return (self.app, self.name, self.revision, self.reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: what the webhook notifier posts and the log line carries."""
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "name": self.name,
+            "severity": str(self.severity),
+            "app": self.app,
+            "cluster": self.cluster,
+            "revision": self.revision,
+            "reason": self.reason,
+            "message": self.message,
+            "data": dict(self.data),
+        }
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+"""Every documented event class by its name (filled by :func:`_event`)."""
+
+
+def _event(name: str, severity: Severity = Severity.INFO):  # type: ignore[no-untyped-def]
+    def register(cls: type[Event]) -> type[Event]:
+        cls.name = name
+        cls.default_severity = severity
+        EVENT_TYPES[name] = cls
+        return cls
+
+    return register
+
+
+@_event("revision-detected")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevisionDetected(Event):
+    """A source reports a revision different from the one last applied (or the first one)."""
+
+
+@_event("fetch-failed", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchFailed(Event):
+    """Polling or fetching the source failed (auth, unknown ref, network, timeout, verification)."""
+
+
+@_event("render-failed", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderFailed(Event):
+    """The renderer or a post-render hook failed; nothing was applied."""
+
+
+@_event("sync-started")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncStarted(Event):
+    """A sync that will change the cluster begins (not emitted for no-op reconciles)."""
+
+
+@_event("sync-succeeded")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncSucceeded(Event):
+    """A sync applied a new revision or changed objects, and the app became healthy."""
+
+
+@_event("sync-failed", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncFailed(Event):
+    """A sync failed: an apply error, a prune error, or a health timeout. ``data`` names the objects."""
+
+
+@_event("drift-detected", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftDetected(Event):
+    """Live objects no longer match what was applied and self-heal is off for the app."""
+
+
+@_event("drift-corrected", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftCorrected(Event):
+    """Self-heal re-applied objects that had been changed or deleted out of band."""
+
+
+@_event("health-degraded", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthDegraded(Event):
+    """The app's health became Degraded, Missing or Unknown (emitted once per transition)."""
+
+
+@_event("health-recovered")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthRecovered(Event):
+    """The app's health became Healthy again after a health-degraded event."""
+
+
+@_event("pruned")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pruned(Event):
+    """Objects that left the desired state were deleted from the cluster; ``data["objects"]`` lists them."""
+
+
+@_event("app-suspended")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppSuspended(Event):
+    """Reconciliation of the app was suspended (API, CLI or rollback pin)."""
+
+
+@_event("app-resumed")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppResumed(Event):
+    """Reconciliation of a suspended app was resumed."""
+
+
+@_event("config-reloaded")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloaded(Event):
+    """A new configuration was validated and applied; ``data`` lists added, removed and changed apps."""
+
+
+@_event("config-reload-failed", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloadFailed(Event):
+    """A new configuration was invalid; the running one stays. ``data["errors"]`` lists every error."""
+
+
+@_event("notifier-failed", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifierFailed(Event):
+    """A notifier gave up on a message (permanent error) or dropped queued events (full queue)."""
+
+
+@_event("cluster-unreachable", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterUnreachable(Event):
+    """A cluster's API server could not be reached; its apps are marked Unknown until it is back."""
+
+
+@_event("cluster-reachable")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterReachable(Event):
+    """A cluster that was unreachable answers again."""

@@ -1,0 +1,133 @@
+"""The plugin contract: every hook gitopsd calls, with what it means.
+
+Hooks are synchronous and cheap. They either *register* things (types whose
+async methods the engine runs) or *observe/transform* plain data. Implement them
+in a module with :data:`gitopsd.hookimpl` and expose the module through the
+``gitopsd`` entry-point group::
+
+    [project.entry-points.gitopsd]
+    mything = "my_package.gitopsd_plugin"
+
+A hookimpl whose name starts with ``gitopsd_`` but matches no hook below is an
+error at start-up (pluggy's ``check_pending``), so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from gitopsd.events import Event
+from gitopsd.interfaces import Notifier, Renderer, Source
+from gitopsd.models import HealthStatus, Manifest
+
+if TYPE_CHECKING:
+    from gitopsd.config import AppConfig
+
+PROJECT_NAME = "gitopsd"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def gitopsd_source_types() -> dict[str, type[Source]]:
+    """Register source types.
+
+    Called once, when the plugin manager is set up (before the config is validated).
+
+    Returns:
+        A mapping of type name (the ``type`` in an app's ``source`` table, e.g. ``"git"``)
+        to a :class:`gitopsd.Source` subclass. Its ``Options`` model validates the rest
+        of the table. Return ``{}`` or ``None`` to register nothing.
+
+    Not firstresult: results of all plugins are merged; two plugins registering the same
+    name is an error naming both.
+    """
+
+
+@hookspec
+def gitopsd_renderer_types() -> dict[str, type[Renderer]]:
+    """Register renderer types.
+
+    Called once, when the plugin manager is set up.
+
+    Returns:
+        A mapping of type name (the ``type`` in an app's ``render`` table, e.g. ``"helm"``)
+        to a :class:`gitopsd.Renderer` subclass. A renderer whose ``detect`` names files
+        (e.g. ``("Chart.yaml",)``) is chosen automatically for an app without a ``render``
+        table when such a file is at the top of the artifact's path.
+
+    Not firstresult: results are merged; duplicate names are an error.
+    """
+
+
+@hookspec
+def gitopsd_notifier_types() -> dict[str, type[Notifier]]:
+    """Register notifier types.
+
+    Called once, when the plugin manager is set up.
+
+    Returns:
+        A mapping of type name (the ``type`` of a ``[notifiers.NAME]`` table, e.g.
+        ``"slack"``) to a :class:`gitopsd.Notifier` subclass. Its ``Options`` model, a
+        subclass of :class:`gitopsd.NotifierOptions`, validates the table.
+
+    Not firstresult: results are merged; duplicate names are an error.
+    """
+
+
+@hookspec
+def gitopsd_post_render(app: AppConfig, manifests: list[Manifest]) -> list[Manifest] | None:
+    """Transform the rendered manifests of one application before they are applied.
+
+    Called after every render (a cached render is transformed again, so hooks may depend
+    on ``app``), for each plugin in turn: each implementation receives the output of the
+    previous one. gitopsd's own labels and namespace defaulting are applied after all hooks.
+
+    Args:
+        app: The application's validated config (name, namespace, cluster, ...).
+        manifests: The manifests so far. Treat them as read-only: return new dicts.
+
+    Returns:
+        The new list of manifests, or ``None`` to leave them unchanged. Raising an
+        exception fails the render with a ``render-failed`` event naming the plugin.
+
+    Not firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def gitopsd_health(obj: Manifest) -> HealthStatus | None:
+    """Assess the health of a live object of a kind gitopsd has no rule for.
+
+    Called for each live object of an application whose kind is not covered by the
+    built-in rules (Deployment, StatefulSet, DaemonSet, Job, PVC, Service, CRD, and
+    objects with standard ``status.conditions``), each time health is evaluated, so it
+    must be cheap and must not do I/O.
+
+    Args:
+        obj: The live object as a plain dict (read-only).
+
+    Returns:
+        A :class:`gitopsd.HealthStatus`, or ``None`` to let the next plugin decide; when
+        no plugin decides, an object that exists is Healthy.
+
+    firstresult: the first non-None result wins.
+    """
+
+
+@hookspec
+def gitopsd_event(event: Event) -> None:
+    """Observe every event gitopsd emits (sync results, drift, health, reloads, ...).
+
+    Called synchronously on the event loop for each event, before notifiers see it. It
+    must return quickly and never block: to do I/O, hand the event to your own task.
+    Exceptions are logged and otherwise ignored.
+
+    Args:
+        event: A frozen :class:`gitopsd.Event` subclass instance.
+
+    Not firstresult; the return value is ignored.
+    """

@@ -1,0 +1,222 @@
+"""The classes plugins subclass: Source, Renderer, Notifier, and what the engine gives them.
+
+A plugin registers a *type* (a subclass of one of these) through a hook. Each type
+carries its own options model (a pydantic model, ``Options``) that gitopsd uses to
+validate the type's config table at load time, so ``gitopsd check`` catches typos.
+The engine creates one instance per application (sources, renderers) or per
+notifier, and calls the async methods from its own tasks.
+
+Engine guarantees to plugins:
+- ``latest_revision``/``fetch``/``render``/``send`` run in the engine's task group and
+  may be cancelled at any await (shutdown, reload, timeout); clean up in ``finally``.
+- Never block the event loop: run programs with :func:`gitopsd.proc.run` and blocking
+  calls with ``anyio.to_thread.run_sync``.
+- A fetch is single-flighted by ``(Source.key, revision)`` across apps; a render is
+  cached by ``(artifact.digest, Renderer.cache_key)``.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from gitopsd.errors import ToolMissing
+from gitopsd.events import Event, Severity
+from gitopsd.models import Artifact, Manifest
+
+if TYPE_CHECKING:
+    from gitopsd.config import AppConfig
+
+T = TypeVar("T")
+
+
+class Options(BaseModel):
+    """Base of every plugin options model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """Paths of the external programs gitopsd runs (``[daemon.tools]``)."""
+
+    git: str = "git"
+    helm: str = "helm"
+    kubectl: str = "kubectl"
+    kustomize: str = ""  # empty: use `kubectl kustomize`
+
+    def require(self, name: str) -> str:
+        """Absolute path of tool ``name``; ToolMissing naming ``daemon.tools.<name>`` if absent."""
+        import shutil
+
+        value = getattr(self, name)
+        found = shutil.which(value) if value else None
+        if not found or not os.access(found, os.X_OK):
+            raise ToolMissing(
+                f"{name} not found: {value!r} is not an executable on PATH "
+                f"(set daemon.tools.{name} in the config)"
+            )
+        return found
+
+
+class SharedState:
+    """Per-daemon singletons that plugin instances share (one git mirror per repository, ...).
+
+    It lives on the daemon (one per plugin manager), never in a module global, so two
+    daemons in one process (tests) do not share mirrors or caches.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}
+
+    def get(self, key: str, factory: Callable[[], T]) -> T:
+        """The object stored under ``key``, created by ``factory()`` on first use."""
+        if key not in self._items:
+            self._items[key] = factory()
+        return self._items[key]  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class PluginContext:
+    """What the engine gives every source, renderer and notifier instance.
+
+    Attributes:
+        state_dir: The daemon's state directory; plugins keep caches under
+            ``state_dir / "cache" / <plugin name>`` (see :meth:`cache_dir`).
+        config_dir: Directory of the config file: relative paths in options are relative to it.
+        tools: Paths of git, helm, kubectl, kustomize.
+        cpu_limiter: Bound on concurrent CPU-heavy subprocesses (helm, kustomize).
+        shared: Per-daemon singletons shared between instances.
+        emit: Emit an event (e.g. a signature verification refusal) from inside a plugin.
+    """
+
+    state_dir: Path
+    config_dir: Path = field(default_factory=Path.cwd)
+    tools: Tools = field(default_factory=Tools)
+    cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 2))
+    shared: SharedState = field(default_factory=SharedState)
+    emit: Callable[[Event], None] = lambda event: None
+
+    def cache_dir(self, name: str) -> Path:
+        path = self.state_dir / "cache" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Source(ABC):
+    """Where desired state comes from. Subclass, set ``Options``, register via ``gitopsd_source_types``.
+
+    One instance per application. ``options`` is the validated ``Options`` instance of the
+    app's ``source`` table (``type`` removed).
+    """
+
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: Any, ctx: PluginContext):
+        self.options = options
+        self.ctx = ctx
+
+    @property
+    def key(self) -> str:
+        """Identity for sharing: apps whose sources have the same key share fetches."""
+        return f"{type(self).__module__}.{type(self).__qualname__}:{self.options.model_dump_json()}"
+
+    @property
+    def url(self) -> str:
+        """Where the source lives (shown in notifications and matched against push webhooks)."""
+        return str(getattr(self.options, "url", ""))
+
+    @property
+    def ref(self) -> str:
+        """The branch or tag followed, if any (matched against push webhooks)."""
+        return str(getattr(self.options, "ref", "") or "")
+
+    @abstractmethod
+    async def latest_revision(self) -> str:
+        """Cheap poll: the newest revision (e.g. one ``git ls-remote``). Raise SourceError on failure."""
+
+    @abstractmethod
+    async def fetch(self, revision: str) -> Artifact:
+        """Materialise ``revision`` as a directory; return its Artifact. Raise SourceError on failure."""
+
+    def changes(self) -> AsyncIterator[None] | None:
+        """Optional push stream: yields whenever the source changed (e.g. a watched directory).
+
+        Return None (the default) when the source can only be polled.
+        """
+        return None
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """Release resources (connections, watchers). Called when the app stops."""
+
+
+class Renderer(ABC):
+    """Turns an artifact into manifests. Subclass, set ``Options``, register via ``gitopsd_renderer_types``.
+
+    ``detect`` lists file names whose presence at the top of the artifact's path makes this
+    renderer the automatic choice when an app has no ``render`` table.
+    """
+
+    Options: ClassVar[type[Options]] = Options
+    detect: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: Any, ctx: PluginContext):
+        self.options = options
+        self.ctx = ctx
+
+    @property
+    def cache_key(self) -> str:
+        """Identity of this renderer's options for the render cache."""
+        return f"{type(self).__module__}.{type(self).__qualname__}:{self.options.model_dump_json()}"
+
+    @abstractmethod
+    async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
+        """Render ``artifact`` for ``app``. Raise RenderError naming the file/document on bad input."""
+
+
+class NotifierOptions(Options):
+    """Options every notifier accepts, on top of its own: which events it wants, and pacing."""
+
+    events: list[str] = Field(default_factory=list, description="Event names to send; empty means all.")
+    min_severity: Severity = Field(Severity.INFO, description="Drop events below this severity.")
+    apps: list[str] = Field(default_factory=lambda: ["*"], description="App name glob patterns to send.")
+    dedupe_window: float = Field(300.0, description="Seconds within which an identical event is sent once.")
+    rate_per_second: float = Field(1.0, gt=0, description="Messages per second at most.")
+    queue_size: int = Field(1000, ge=1, description="Events kept while the receiver is slow; the oldest are dropped.")
+    max_retries: int = Field(8, ge=0, description="Retries of a transient failure before giving up.")
+    timeout: float = Field(10.0, gt=0, description="Seconds per delivery attempt.")
+
+
+class Notifier(ABC):
+    """Delivers events to people or systems. Register via ``gitopsd_notifier_types``.
+
+    The engine owns the queue, filtering, dedupe, rate limit and retries: ``send`` only
+    delivers one event once, raising NotifyError (``permanent``, ``retry_after``) on failure.
+    """
+
+    Options: ClassVar[type[NotifierOptions]] = NotifierOptions
+
+    def __init__(self, name: str, options: Any, ctx: PluginContext):
+        self.name = name
+        self.options = options
+        self.ctx = ctx
+
+    @property
+    def rate_key(self) -> str:
+        """Deliveries sharing a key share one rate limit (Slack: per webhook or channel)."""
+        return self.name
+
+    @abstractmethod
+    async def send(self, event: Event) -> None:
+        """Deliver ``event`` once. Raise NotifyError on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """Close connections. Called after the queue drained at shutdown."""
+

@@ -1,0 +1,77 @@
+"""Secrets read from files, and the registry the log redactor scrubs them with.
+
+Secrets only ever come from ``*_file`` options. Reading one registers its value
+with :data:`REDACTOR`, so any log line, event or error message that would carry
+it shows ``***`` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from gitopsd.errors import ConfigError
+
+_MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
+
+
+class Redactor:
+    """Replaces every known secret value in a string with ``***``. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        value = value.strip()
+        if len(value) >= _MIN_SECRET_LENGTH:
+            with self._lock:
+                self._values.add(value)
+
+    def scrub(self, text: str) -> str:
+        if not self._values:
+            return text
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, "***")
+        return text
+
+
+REDACTOR = Redactor()
+"""The process's redactor. It is deliberately process-wide: a secret read anywhere must be
+scrubbed everywhere, including in log lines written by libraries."""
+
+
+class Secret:
+    """A secret value whose repr and str never show it. Call :meth:`reveal` where it is used."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+        REDACTOR.add(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def read_secret_file(path: str | Path, option: str) -> Secret:
+    """Read a secret from ``path``, stripping one trailing newline.
+
+    Raises ConfigError naming ``option`` (the dotted config key) and the path, never the content.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{option}: secret file {path} does not exist"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{option}: cannot read secret file {path}: {exc.strerror}"]) from None
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ConfigError([f"{option}: secret file {path} is empty"])
+    return Secret(value)

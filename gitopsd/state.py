@@ -1,0 +1,266 @@
+"""Persistent state: SQLite under ``state_dir`` (WAL, one writer thread, transactional).
+
+Per application: the last applied revision, the inventory of objects it owns, a
+sync history, and operator pins (suspended, rollback revision). Every write is one
+transaction, so a crash never leaves a half-written inventory. The schema is
+versioned with ``PRAGMA user_version`` and migrated forward on open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from gitopsd.models import HistoryEntry, ObjectRef
+
+T = TypeVar("T")
+
+HISTORY_KEPT = 100
+
+_MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        revision TEXT NOT NULL DEFAULT '',
+        applied_digest TEXT NOT NULL DEFAULT '',
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE inventory (
+        app TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (app, grp, kind, namespace, name)
+    );
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        time TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        result TEXT NOT NULL,
+        message TEXT NOT NULL,
+        counts TEXT NOT NULL
+    );
+    CREATE INDEX history_app ON history (app, id);
+    """,
+    # 2: operator pins survive restarts
+    """
+    CREATE TABLE pins (
+        app TEXT PRIMARY KEY,
+        suspended INTEGER NOT NULL DEFAULT 0,
+        revision TEXT NOT NULL DEFAULT ''
+    );
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    """What the state knows about one app."""
+
+    name: str
+    revision: str
+    applied_digest: str
+    updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """An operator's hold on an app: suspended, and/or pinned to a revision (rollback)."""
+
+    suspended: bool = False
+    revision: str = ""
+
+
+class StateStore:
+    """The state database. Open with ``await StateStore.open(state_dir)``; all methods are async.
+
+    Calls run on one dedicated worker thread (a capacity-1 limiter), so SQLite sees a
+    single writer and the event loop never blocks on disk.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self._conn = conn
+        self.path = path
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, state_dir: Path) -> StateStore:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / "state.db"
+        conn = await anyio.to_thread.run_sync(_connect, path)
+        return cls(conn, path)
+
+    async def _run(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(func, self._conn, limiter=self._limiter)
+
+    async def close(self) -> None:
+        await self._run(lambda c: c.close())
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def app(self, name: str) -> AppRecord | None:
+        def read(c: sqlite3.Connection) -> AppRecord | None:
+            row = c.execute("SELECT name, revision, applied_digest, updated FROM apps WHERE name = ?", (name,)).fetchone()
+            return AppRecord(row[0], row[1], row[2], datetime.fromisoformat(row[3])) if row else None
+
+        return await self._run(read)
+
+    async def inventory(self, app: str) -> list[ObjectRef]:
+        def read(c: sqlite3.Connection) -> list[ObjectRef]:
+            rows = c.execute(
+                "SELECT grp, version, kind, namespace, name FROM inventory WHERE app = ? ORDER BY grp, kind, namespace, name",
+                (app,),
+            )
+            return [ObjectRef(*row) for row in rows]
+
+        return await self._run(read)
+
+    async def all_inventories(self) -> dict[str, list[ObjectRef]]:
+        def read(c: sqlite3.Connection) -> dict[str, list[ObjectRef]]:
+            result: dict[str, list[ObjectRef]] = {}
+            for row in c.execute("SELECT app, grp, version, kind, namespace, name FROM inventory ORDER BY app"):
+                result.setdefault(row[0], []).append(ObjectRef(*row[1:]))
+            return result
+
+        return await self._run(read)
+
+    async def history(self, app: str, limit: int = 20) -> list[HistoryEntry]:
+        def read(c: sqlite3.Connection) -> list[HistoryEntry]:
+            rows = c.execute(
+                "SELECT time, revision, result, message, counts FROM history WHERE app = ? ORDER BY id DESC LIMIT ?",
+                (app, limit),
+            )
+            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+        return await self._run(read)
+
+    async def pin(self, app: str) -> Pin:
+        def read(c: sqlite3.Connection) -> Pin:
+            row = c.execute("SELECT suspended, revision FROM pins WHERE app = ?", (app,)).fetchone()
+            return Pin(bool(row[0]), row[1]) if row else Pin()
+
+        return await self._run(read)
+
+    # -- writes (each one transaction) ---------------------------------------------------
+
+    async def add_to_inventory(self, app: str, refs: Iterable[ObjectRef]) -> None:
+        """Record objects *before* the apply that may create them, so prune can always find them."""
+        rows = [(app, r.group, r.version, r.kind, r.namespace, r.name) for r in refs]
+
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                c.executemany("INSERT OR REPLACE INTO inventory VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        await self._run(write)
+
+    async def remove_from_inventory(self, app: str, refs: Iterable[ObjectRef]) -> None:
+        """Forget objects once they are confirmed gone from the cluster."""
+        rows = [(app, r.group, r.kind, r.namespace, r.name) for r in refs]
+
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                c.executemany(
+                    "DELETE FROM inventory WHERE app = ? AND grp = ? AND kind = ? AND namespace = ? AND name = ?", rows
+                )
+
+        await self._run(write)
+
+    async def record_sync(
+        self,
+        app: str,
+        *,
+        revision: str,
+        result: str,
+        message: str,
+        counts: dict[str, int],
+        applied_digest: str | None = None,
+    ) -> None:
+        """Append a history entry and, on success, set the applied revision, in one transaction."""
+        now = datetime.now(UTC).isoformat()
+
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(
+                    "INSERT INTO history (app, time, revision, result, message, counts) VALUES (?, ?, ?, ?, ?, ?)",
+                    (app, now, revision, result, message, json.dumps(counts)),
+                )
+                c.execute(
+                    "DELETE FROM history WHERE app = ? AND id NOT IN "
+                    "(SELECT id FROM history WHERE app = ? ORDER BY id DESC LIMIT ?)",
+                    (app, app, HISTORY_KEPT),
+                )
+                if applied_digest is not None:
+                    c.execute(
+                        "INSERT INTO apps (name, revision, applied_digest, updated) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, "
+                        "applied_digest = excluded.applied_digest, updated = excluded.updated",
+                        (app, revision, applied_digest, now),
+                    )
+
+        await self._run(write)
+
+    async def set_pin(self, app: str, pin: Pin) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(
+                    "INSERT INTO pins (app, suspended, revision) VALUES (?, ?, ?) "
+                    "ON CONFLICT(app) DO UPDATE SET suspended = excluded.suspended, revision = excluded.revision",
+                    (app, int(pin.suspended), pin.revision),
+                )
+
+        await self._run(write)
+
+    async def forget_app(self, app: str) -> None:
+        """Drop everything about an app (after it was removed from the config)."""
+
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                for table, column in (("apps", "name"), ("inventory", "app"), ("history", "app"), ("pins", "app")):
+                    c.execute(f"DELETE FROM {table} WHERE {column} = ?", (app,))
+
+        await self._run(write)
+
+    async def integrity_check(self) -> str:
+        return await self._run(lambda c: str(c.execute("PRAGMA integrity_check").fetchone()[0]))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    _migrate(conn)
+    # isolation_level=None + `with conn` would not open transactions: use deferred mode.
+    conn.isolation_level = "DEFERRED"
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"state schema {version} is newer than this gitopsd ({SCHEMA_VERSION})")
+    for number in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+

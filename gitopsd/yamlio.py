@@ -1,0 +1,72 @@
+"""YAML in and out: the C loader/dumper when available, and a bound on alias expansion."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from gitopsd.errors import RenderError
+
+SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SafeDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+MAX_EXPANDED_NODES = 1_000_000
+"""Documents whose aliases expand to more nodes than this are refused (billion laughs)."""
+
+
+def _expanded_size(value: Any, memo: dict[int, int], shared: list[bool]) -> int:
+    """Node count with aliases expanded; memoised so a bomb costs only its distinct nodes."""
+    key = id(value)
+    if key in memo:
+        shared[0] = True
+        return memo[key]
+    if isinstance(value, dict):
+        size = 1 + sum(_expanded_size(k, memo, shared) + _expanded_size(v, memo, shared) for k, v in value.items())
+    elif isinstance(value, list):
+        size = 1 + sum(_expanded_size(v, memo, shared) for v in value)
+    else:
+        return 1
+    memo[key] = size
+    return size
+
+
+def load_all(text: str, where: str) -> list[tuple[int, Any]]:
+    """Parse a multi-document YAML stream; return ``(document index, value)`` pairs, empties skipped.
+
+    Raises RenderError naming ``where`` (a file) and the document index on bad YAML or on an
+    alias expansion beyond :data:`MAX_EXPANDED_NODES`.
+    """
+    docs: list[tuple[int, Any]] = []
+    stream = yaml.load_all(text, Loader=SafeLoader)
+    index = 0
+    while True:
+        try:
+            doc = next(stream)
+        except StopIteration:
+            break
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise RenderError(f"{where}: document {index}{line}: invalid YAML: {problem}") from None
+        if doc is not None:
+            shared = [False]
+            try:
+                size = _expanded_size(doc, {}, shared)
+            except RecursionError:
+                raise RenderError(f"{where}: document {index}: nested too deeply") from None
+            if size > MAX_EXPANDED_NODES:
+                raise RenderError(f"{where}: document {index}: YAML aliases expand to more than {MAX_EXPANDED_NODES:,} nodes")
+            if shared[0]:
+                doc = copy.deepcopy(doc)  # aliases share objects; give each place its own copy
+            docs.append((index, doc))
+        index += 1
+    return docs
+
+
+def dump_all(docs: Iterable[Any]) -> str:
+    """A YAML stream of ``docs``, keys in their given order."""
+    return yaml.dump_all(list(docs), Dumper=SafeDumper, sort_keys=False, default_flow_style=False, explicit_start=True)

@@ -1,0 +1,87 @@
+"""The ``plain`` renderer: every .yaml/.yml/.json file under the artifact path.
+
+Multi-document files are split, ``kind: List`` (and ``*List``) objects are
+flattened, empty documents are skipped, and the order is deterministic (sorted
+relative paths, then document order). Errors name the file and document index.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from pydantic import Field
+
+import gitopsd
+from gitopsd import AppConfig, Artifact, Manifest, Options, RenderError, Renderer
+from gitopsd.yamlio import load_all
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class PlainOptions(Options):
+    recursive: bool = Field(True, description="Read subdirectories too.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns (relative paths) to skip.")
+
+
+def _files(root: Path, recursive: bool, exclude: list[str]) -> list[Path]:
+    if not root.is_dir():
+        raise RenderError(f"plain: path {root} does not exist or is not a directory")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        for name in filenames:
+            path = Path(dirpath, name)
+            rel = path.relative_to(root)
+            if name.endswith(SUFFIXES) and not any(rel.match(p) for p in exclude):
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _flatten(doc: Any, where: str) -> list[Manifest]:
+    if not isinstance(doc, dict):
+        raise RenderError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise RenderError(f"{where}: {kind}.items must be a list")
+        result: list[Manifest] = []
+        for i, item in enumerate(items):
+            result.extend(_flatten(item, f"{where} item {i}"))
+        return result
+    if not kind or not doc.get("apiVersion"):
+        raise RenderError(f"{where}: object has no kind or apiVersion")
+    return [doc]
+
+
+def render_directory(root: Path, recursive: bool = True, exclude: list[str] | None = None) -> list[Manifest]:
+    """All manifests under ``root``: the whole plain renderer, synchronous."""
+    manifests: list[Manifest] = []
+    for path in _files(root, recursive, exclude or []):
+        rel = path.relative_to(root).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RenderError(f"{rel}: not UTF-8 text") from None
+        for index, doc in load_all(text, rel):
+            manifests.extend(_flatten(doc, f"{rel}: document {index}"))
+    return manifests
+
+
+class PlainRenderer(Renderer):
+    """See the module docstring."""
+
+    Options = PlainOptions
+
+    async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
+        return await anyio.to_thread.run_sync(
+            render_directory, artifact.path, self.options.recursive, list(self.options.exclude)
+        )
+
+
+@gitopsd.hookimpl
+def gitopsd_renderer_types() -> dict[str, type[Renderer]]:
+    return {"plain": PlainRenderer}
