@@ -300,7 +300,36 @@ def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: l
                     errors.append(f"notifiers.{name}.events[{i}]: unknown event {event_name!r}")
     if errors:
         return None
-    return config.model_copy(update={"apps": apps, "notifiers": notifiers})
+    config = config.model_copy(update={"apps": apps, "notifiers": notifiers})
+    return _absolute_paths(config) if config.path is not None else config
+
+
+def _absolute_paths(config: Config) -> Config:
+    """Make relative paths in core sections relative to the config file's directory.
+
+    Plugins resolve their own path options against ``PluginContext.config_dir`` the same way.
+    """
+    assert config.path is not None
+    base = config.path.parent
+
+    def fix(model: BaseModel) -> BaseModel:
+        update: dict[str, Any] = {}
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, Path) and not value.is_absolute():
+                update[name] = base / value
+            elif isinstance(value, BaseModel) and not isinstance(value, Options):
+                update[name] = fix(value)
+            elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+                update[name] = [fix(v) for v in value]
+        return model.model_copy(update=update) if update else model
+
+    return config.model_copy(
+        update={
+            "daemon": fix(config.daemon),
+            "clusters": {name: fix(cluster) for name, cluster in config.clusters.items()},
+        }
+    )
 
 
 def _plugin_options(

@@ -1,0 +1,94 @@
+"""The stages of a reconcile as plain async functions: fetch, render (+ post-render hooks).
+
+Apply and health live behind :class:`gitopsd.engine.applier.Cluster`. Each stage can run
+alone, which is what ``gitopsd render`` and ``gitopsd diff`` do.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitopsd.config import AppConfig, Config
+from gitopsd.engine.sharing import RenderCache, SingleFlight
+from gitopsd.errors import RenderError
+from gitopsd.events import Event
+from gitopsd.interfaces import PluginContext, Renderer, Source
+from gitopsd.models import Artifact, Manifest
+from gitopsd.plugins import PluginManager
+
+
+@dataclass
+class Workspace:
+    """What the stages share within one daemon (or one CLI run): plugins, caches, single-flight.
+
+    One per daemon; it outlives config reloads so caches and mirrors survive them.
+    """
+
+    plugins: PluginManager
+    ctx: PluginContext
+    flights: SingleFlight = field(default_factory=SingleFlight)
+    render_cache: RenderCache = field(default_factory=RenderCache)
+
+    @classmethod
+    def create(cls, config: Config, plugins: PluginManager, emit: object = None) -> Workspace:
+        import anyio
+
+        daemon = config.daemon
+        ctx = PluginContext(
+            state_dir=daemon.state_dir,
+            config_dir=config.path.parent if config.path else Path.cwd(),
+            tools=daemon.tools.to_tools(),
+            cpu_limiter=anyio.CapacityLimiter(daemon.render_concurrency or os.cpu_count() or 2),
+        )
+        if callable(emit):
+            ctx.emit = emit
+        return cls(plugins=plugins, ctx=ctx)
+
+    def source_for(self, app: AppConfig) -> Source:
+        """A new Source instance for ``app`` (one per app; they share state through ctx.shared)."""
+        cls = self.plugins.types.sources[app.source.type]
+        return cls(app.source.options, self.ctx)
+
+    def renderer_for(self, app: AppConfig, artifact: Artifact) -> Renderer:
+        """The app's renderer, auto-detected from the artifact's top-level files when not configured."""
+        types = self.plugins.types
+        if app.render is not None:
+            return types.renderers[app.render.type](app.render.options, self.ctx)
+        try:
+            names = set(os.listdir(artifact.path))
+        except OSError as exc:
+            raise RenderError(f"app {app.name}: artifact path {artifact.path} is not readable: {exc.strerror}") from None
+        type_name = types.detect_renderer(names)
+        cls = types.renderers.get(type_name)
+        if cls is None:
+            raise RenderError(f"app {app.name}: no renderer {type_name!r} is installed")
+        return cls(cls.Options(), self.ctx)
+
+
+async def fetch(workspace: Workspace, source: Source, revision: str) -> Artifact:
+    """Fetch ``revision``; concurrent fetches of the same source and revision run once."""
+    return await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
+
+
+async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> list[Manifest]:
+    """Render ``artifact`` for ``app`` (cached), then run the post-render hooks on a private copy."""
+    renderer = workspace.renderer_for(app, artifact)
+    key = (artifact.digest, renderer.cache_key, app.name, app.namespace)
+    cached = workspace.render_cache.get(key)
+    if cached is None:
+        cached = await workspace.flights.do(("render", *key), lambda: renderer.render(artifact, app))
+        workspace.render_cache.put(key, cached)
+    manifests = copy.deepcopy(cached)
+    try:
+        return workspace.plugins.hooks.post_render(app, manifests)
+    except RenderError:
+        raise
+    except Exception as exc:
+        raise RenderError(f"app {app.name}: a post-render hook failed: {type(exc).__name__}: {exc}") from exc
+
+
+def noop_emit(event: Event) -> None:
+    """An emit function for one-shot CLI runs that have no event bus."""
