@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_validator,
 )
@@ -58,6 +59,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Bool = Annotated[bool, Strict()]  # TOML has real booleans: "yes" is a mistake, not True
+Int = Annotated[int, Strict()]
 
 
 def _check_name(value: str) -> str:
@@ -104,9 +107,9 @@ class DaemonConfig(_Model):
     default_interval: Duration = 180.0
     interval_jitter: float = Field(0.1, ge=0, le=1, description="Fraction of the interval added at random.")
     shutdown_timeout: Duration = 30.0
-    render_concurrency: int = Field(0, ge=0, description="Concurrent helm/kustomize runs; 0 = CPU count.")
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted HTTP request body.")
-    watch_config: bool = Field(True, description="Reload when the config file changes.")
+    render_concurrency: Int = Field(0, ge=0, description="Concurrent helm/kustomize runs; 0 = CPU count.")
+    max_body_bytes: Int = Field(1 << 20, ge=1024, description="Largest accepted HTTP request body.")
+    watch_config: Bool = Field(True, description="Reload when the config file changes.")
     tools: ToolsConfig = ToolsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
 
@@ -123,7 +126,7 @@ class SSHHop(_Model):
     """One SSH jump host."""
 
     host: str
-    port: int = Field(22, gt=0, lt=65536)
+    port: Int = Field(22, gt=0, lt=65536)
     user: str = "gitopsd"
     identity_file: Path
     known_hosts: Path
@@ -141,7 +144,7 @@ class ClusterConfig(_Model):
     kubeconfig: Path
     context: str | None = None
     ssh: SSHConfig | None = None
-    max_concurrent_requests: int = Field(32, ge=1)
+    max_concurrent_requests: Int = Field(32, ge=1)
     request_timeout: Duration = 30.0
 
 
@@ -162,13 +165,13 @@ class AppConfig(_Model):
     render: PluginTable | None = None
     interval: Duration | None = None
     timeout: Duration = 300.0
-    prune: bool = False
-    self_heal: bool = True
-    allow_empty: bool = False
-    force_conflicts: bool = True
-    replace_on_immutable: bool = False
-    prune_on_remove: bool = False
-    suspended: bool = False
+    prune: Bool = False
+    self_heal: Bool = True
+    allow_empty: Bool = False
+    force_conflicts: Bool = True
+    replace_on_immutable: Bool = False
+    prune_on_remove: Bool = False
+    suspended: Bool = False
     notify: list[str] = Field(default_factory=list)
 
     @field_validator("namespace")
@@ -265,8 +268,10 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
 
 
 def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
-    rest = {k: v for k, v in table.items() if k != "type"}
-    return {"type": table.get("type"), "options": rest}
+    shaped: dict[str, Any] = {"options": {k: v for k, v in table.items() if k != "type"}}
+    if "type" in table:
+        shaped["type"] = table["type"]
+    return shaped
 
 
 def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: list[str]) -> Config | None:

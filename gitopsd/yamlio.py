@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +32,15 @@ def _expanded_size(value: Any, memo: dict[int, int], shared: list[bool]) -> int:
     return size
 
 
+def _unshare(value: Any) -> Any:
+    """A copy in which no container appears twice (copy.deepcopy would keep the sharing)."""
+    if isinstance(value, dict):
+        return {k: _unshare(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshare(v) for v in value]
+    return value
+
+
 def load_all(text: str, where: str) -> list[tuple[int, Any]]:
     """Parse a multi-document YAML stream; return ``(document index, value)`` pairs, empties skipped.
 
@@ -61,7 +69,7 @@ def load_all(text: str, where: str) -> list[tuple[int, Any]]:
             if size > MAX_EXPANDED_NODES:
                 raise RenderError(f"{where}: document {index}: YAML aliases expand to more than {MAX_EXPANDED_NODES:,} nodes")
             if shared[0]:
-                doc = copy.deepcopy(doc)  # aliases share objects; give each place its own copy
+                doc = _unshare(doc)  # aliases share objects; give each place its own copy
             docs.append((index, doc))
         index += 1
     return docs

@@ -1,0 +1,5 @@
+"""``python -m gitopsd`` runs the CLI."""
+
+from gitopsd.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""Plugin loading: entry points (built-ins and third party), check_pending, blocking, duplicates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import gitopsd
+from gitopsd.plugins import PluginError, PluginManager
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_distribution(site: Path, name: str, module_source: str, ep_name: str | None = None) -> None:
+    """A real installed distribution on sys.path: a module plus a dist-info with an entry point."""
+    module = f"{name.replace('-', '_')}_plugin"
+    (site / f"{module}.py").write_text(textwrap.dedent(module_source))
+    dist_info = site / f"{name.replace('-', '_')}-1.2.3.dist-info"  # the real naming rule
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    (dist_info / "entry_points.txt").write_text(f"[gitopsd]\n{ep_name or name} = {module}\n")
+
+
+THIRD_PARTY = """
+import gitopsd
+from gitopsd import Source, Artifact
+
+class EchoSource(Source):
+    async def latest_revision(self):
+        return "r1"
+    async def fetch(self, revision):
+        raise NotImplementedError
+
+@gitopsd.hookimpl
+def gitopsd_source_types():
+    return {"echo": EchoSource}
+"""
+
+MISSPELLED = """
+import gitopsd
+
+@gitopsd.hookimpl
+def gitopsd_source_typs():
+    return {}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_builtins_come_through_entry_points() -> None:
+    pm = PluginManager(builtins_only=True)
+    names = {info.name: info for info in pm.info()}
+    assert {"local", "plain"} <= names.keys()
+    assert names["local"].distribution == "gitopsd"
+    assert names["local"].types == {"sources": ("local",)}
+    assert "local" in pm.types.sources and "plain" in pm.types.renderers
+
+
+def test_third_party_plugin_is_discovered(site: Path) -> None:
+    make_distribution(site, "gitopsd-echo", THIRD_PARTY)
+    pm = PluginManager()
+    info = {i.name: i for i in pm.info()}["gitopsd-echo"]
+    assert (info.distribution, info.version) == ("gitopsd-echo", "1.2.3")
+    assert info.hooks == ("gitopsd_source_types",)
+    assert pm.types.sources["echo"].__name__ == "EchoSource"
+    assert "echo" not in PluginManager(builtins_only=True).types.sources
+
+
+def test_misspelled_hookimpl_is_an_error(site: Path) -> None:
+    make_distribution(site, "gitopsd-typo", MISSPELLED)
+    with pytest.raises(PluginError, match="gitopsd_source_typs"):
+        PluginManager()
+
+
+def test_disabled_plugins_are_not_loaded(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_distribution(site, "gitopsd-typo", MISSPELLED)
+    monkeypatch.setenv("GITOPSD_DISABLE_PLUGINS", "gitopsd-typo, plain")
+    pm = PluginManager()
+    assert "plain" not in pm.types.renderers and "local" in pm.types.sources
+
+
+def test_duplicate_type_names_both_plugins(site: Path) -> None:
+    make_distribution(site, "gitopsd-local2", THIRD_PARTY.replace('"echo"', '"local"'))
+    with pytest.raises(PluginError, match="source type 'local' is registered twice"):
+        PluginManager()
+
+
+def test_plugins_in_code_and_hooks_chain() -> None:
+    class AddLabel:
+        @gitopsd.hookimpl
+        def gitopsd_post_render(self, app, manifests):
+            return [{**m, "metadata": {**m["metadata"], "labels": {"team": "a"}}} for m in manifests]
+
+    class Health:
+        @gitopsd.hookimpl
+        def gitopsd_health(self, obj):
+            return gitopsd.HealthStatus(gitopsd.Health.DEGRADED, "custom") if obj["kind"] == "Widget" else None
+
+    pm = PluginManager(builtins_only=True, plugins=[AddLabel(), Health()])
+    out = pm.hooks.post_render(None, [{"kind": "ConfigMap", "metadata": {"name": "x"}}])
+    assert out[0]["metadata"]["labels"] == {"team": "a"}
+    assert pm.hooks.health({"kind": "Widget"}) == gitopsd.HealthStatus(gitopsd.Health.DEGRADED, "custom")
+    assert pm.hooks.health({"kind": "Gadget"}) is None
+
+
+def test_plugins_command_lists_builtins() -> None:
+    result = subprocess.run([sys.executable, "-m", "gitopsd", "plugins"], capture_output=True, text=True, check=True)
+    assert "local  (gitopsd 0.1.0)" in result.stdout
+    assert "sources: local" in result.stdout and "renderers: plain" in result.stdout
+
+
+def test_every_hookspec_is_documented() -> None:
+    from gitopsd import hookspecs
+
+    specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("gitopsd_")]
+    assert len(specs) >= 6
+    for spec in specs:
+        doc = spec.__doc__ or ""
+        assert "Returns" in doc or "return" in doc, spec.__name__
+        assert "firstresult" in doc, spec.__name__
+
+
+def test_wheel_has_exactly_the_two_import_packages(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("gitopsd-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        top = {name.split("/")[0] for name in z.namelist() if not name.split("/")[0].endswith(".dist-info")}
+        entry_points = z.read(next(n for n in z.namelist() if n.endswith("entry_points.txt"))).decode()
+    assert top == {"gitopsd", "gitopsd_plugins"}
+    assert "[gitopsd]" in entry_points and "local = gitopsd_plugins.local" in entry_points
