@@ -99,14 +99,14 @@ class ToolsConfig(_Model):
 class DaemonConfig(_Model):
     """``[daemon]``: process-wide settings."""
 
-    state_dir: Path = Path("/var/lib/gitopsd")
-    listen: str = "127.0.0.1:9420"
-    api_token_file: Path | None = None
-    log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    default_interval: Duration = 180.0
+    state_dir: Path = Field(Path("/var/lib/gitopsd"), description='SQLite state, git mirrors and caches.')
+    listen: str = Field("127.0.0.1:9420", description='HOST:PORT of the HTTP API, webhooks and /metrics.')
+    api_token_file: Path | None = Field(None, description='File holding the bearer token for mutating API calls; without it they are refused.')
+    log_format: Literal["auto", "json", "console"] = Field("auto", description='json, console, or auto (console on a TTY).')
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description='Lowest level logged.')
+    default_interval: Duration = Field(180.0, description='Poll interval of apps without their own.')
     interval_jitter: float = Field(0.1, ge=0, le=1, description="Fraction of the interval added at random.")
-    shutdown_timeout: Duration = 30.0
+    shutdown_timeout: Duration = Field(30.0, description='On SIGTERM, how long in-flight work and notifier queues get.')
     render_concurrency: Int = Field(0, ge=0, description="Concurrent helm/kustomize runs; 0 = CPU count.")
     max_body_bytes: Int = Field(1 << 20, ge=1024, description="Largest accepted HTTP request body.")
     watch_config: Bool = Field(True, description="Reload when the config file changes.")
@@ -125,27 +125,27 @@ class DaemonConfig(_Model):
 class SSHHop(_Model):
     """One SSH jump host."""
 
-    host: str
+    host: str = Field(description='SSH server to connect to.')
     port: Int = Field(22, gt=0, lt=65536)
-    user: str = "gitopsd"
-    identity_file: Path
-    known_hosts: Path
+    user: str = Field("gitopsd", description='SSH user.')
+    identity_file: Path = Field(description='Private key file.')
+    known_hosts: Path = Field(description='known_hosts file; unknown host keys are refused (no trust on first use).')
 
 
 class SSHConfig(SSHHop):
     """``[clusters.NAME.ssh]``: reach the API server through an SSH tunnel (optionally via jumps)."""
 
-    jump: list[SSHHop] = Field(default_factory=list, max_length=2)
+    jump: list[SSHHop] = Field(default_factory=list, max_length=2, description="Jump hosts, first hop first (at most 2).")
 
 
 class ClusterConfig(_Model):
     """``[clusters.NAME]``: how to reach one cluster."""
 
-    kubeconfig: Path
-    context: str | None = None
-    ssh: SSHConfig | None = None
-    max_concurrent_requests: Int = Field(32, ge=1)
-    request_timeout: Duration = 30.0
+    kubeconfig: Path = Field(description='kubeconfig file (tokens, client certificates, exec plugins).')
+    context: str | None = Field(None, description="Context to use; default: the kubeconfig's current-context.")
+    ssh: SSHConfig | None = Field(None, description='Reach the API server through an SSH tunnel.')
+    max_concurrent_requests: Int = Field(32, ge=1, description="API requests in flight to this cluster at most.")
+    request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
 
 
 class PluginTable(_Model):
@@ -159,20 +159,20 @@ class AppConfig(_Model):
     """``[apps.NAME]``: one application. This is also the ``app`` plugins receive."""
 
     name: str
-    cluster: str
-    namespace: str = "default"
-    source: PluginTable
-    render: PluginTable | None = None
-    interval: Duration | None = None
-    timeout: Duration = 300.0
-    prune: Bool = False
-    self_heal: Bool = True
-    allow_empty: Bool = False
-    force_conflicts: Bool = True
-    replace_on_immutable: Bool = False
-    prune_on_remove: Bool = False
-    suspended: Bool = False
-    notify: list[str] = Field(default_factory=list)
+    cluster: str = Field(description='Name of a [clusters.*] table.')
+    namespace: str = Field("default", description='Set on namespaced objects that have none.')
+    source: PluginTable = Field(description='Where desired state comes from: {type = ..., options of that type}.')
+    render: PluginTable | None = Field(None, description='How to render it; default: auto-detect (kustomization.yaml, Chart.yaml, else plain).')
+    interval: Duration | None = Field(None, description='Poll interval; default: daemon.default_interval.')
+    timeout: Duration = Field(300.0, description='A sync not healthy within this fails, naming the objects.')
+    prune: Bool = Field(False, description='Delete objects that left the desired state (only ones this app created).')
+    self_heal: Bool = Field(True, description='Re-apply at once when the live state drifts.')
+    allow_empty: Bool = Field(False, description='Allow an empty render to prune everything.')
+    force_conflicts: Bool = Field(True, description='Take ownership of fields other field managers set (git wins).')
+    replace_on_immutable: Bool = Field(False, description='Recreate objects whose immutable fields changed.')
+    prune_on_remove: Bool = Field(False, description='When the app leaves the config, delete its objects too.')
+    suspended: Bool = Field(False, description='Start suspended.')
+    notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
 
     @field_validator("namespace")
     @classmethod
