@@ -50,6 +50,8 @@ def _default(field: FieldInfo) -> str:
 
 
 def _type(field: FieldInfo) -> str:
+    if any(getattr(m, "func", None) is cfg.parse_duration for m in field.metadata) or "parse_duration" in str(field.annotation):
+        return "duration" if "Optional" not in str(field.annotation) else "duration or None"
     text = str(field.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
     return text.replace("gitopsd.config.", "").replace("NoneType", "None")
 
