@@ -112,25 +112,71 @@ def render(obj: Context, app_name: str) -> None:
 
     Talks to no cluster. Exits 1 with the source or render error.
     """
-    from gitopsd.engine import stages
+    from gitopsd.engine.oneshot import render_app
     from gitopsd.yamlio import dump_all
 
     config = obj.load()
-    app = obj.app(config, app_name)
+    obj.app(config, app_name)
     configure_logging("console", "warning")
-
-    async def main() -> list[Any]:
-        workspace = stages.Workspace.create(config, obj.plugins)
-        source = workspace.source_for(app)
-        revision = await source.latest_revision()
-        artifact = await stages.fetch(workspace, source, revision)
-        return await stages.render(workspace, app, artifact)
-
     try:
-        manifests = anyio.run(main)
+        _, _, manifests = anyio.run(lambda: render_app(config, app_name, obj.plugins))
     except GitopsdError as exc:
         _fail(str(exc))
     click.echo(dump_all(manifests), nl=False)
+
+
+@cli.command()
+@click.argument("app_name", metavar="APP")
+@click.option("--dry-run", is_flag=True, help="Ask the API server to validate without persisting anything.")
+@_pass_config_path
+def sync(obj: Context, app_name: str, dry_run: bool) -> None:
+    """Run one reconcile of APP in-process (no daemon needed) and print what it did.
+
+    Lists each object created, changed, pruned or failed with its health. Exits 1 when
+    the sync failed.
+    """
+    from gitopsd.engine.oneshot import sync_app
+
+    config = obj.load()
+    obj.app(config, app_name)
+    configure_logging("console", "warning")
+    try:
+        result = anyio.run(lambda: sync_app(config, app_name, obj.plugins, dry_run=dry_run))
+    except GitopsdError as exc:
+        _fail(str(exc))
+    for item in result.objects:
+        if item.action != "unchanged":
+            note = f"  ({item.message})" if item.message else ""
+            click.echo(f"{item.action:<9} {item.ref}  [{item.health}]{note}")
+    counts = ", ".join(f"{n} {a}" for a, n in result.counts.items() if n)
+    status = "dry run" if dry_run else ("synced" if result.ok else "FAILED")
+    click.echo(f"{app_name}: {status} {result.revision} ({counts or 'nothing to do'}); health {result.health}")
+    if result.message and not result.ok:
+        click.echo(result.message, err=True)
+    sys.exit(0 if result.ok else 1)
+
+
+@cli.command()
+@click.argument("app_name", metavar="APP")
+@_pass_config_path
+def diff(obj: Context, app_name: str) -> None:
+    """Show desired vs live for APP as a unified YAML diff per object (managed fields only).
+
+    Exits 0 when there is no difference, 1 when there are differences, 2 on error,
+    like ``kubectl diff``.
+    """
+    from gitopsd.engine.oneshot import diff_app
+
+    config = obj.load()
+    obj.app(config, app_name)
+    configure_logging("console", "warning")
+    try:
+        diffs = anyio.run(lambda: diff_app(config, app_name, obj.plugins))
+    except GitopsdError as exc:
+        _fail(str(exc), code=2)
+    for item in diffs:
+        click.echo(item.diff, nl=not item.diff.endswith("\n"))
+    sys.exit(1 if diffs else 0)
 
 
 @cli.command()
