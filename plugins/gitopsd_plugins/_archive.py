@@ -1,0 +1,152 @@
+"""Safe extraction of tar archives (git archive output, Helm charts, OCI layers).
+
+Only regular files, directories and symlinks that stay inside the destination are
+extracted. Members with absolute paths or ``..`` components, symlinks or hard links
+pointing outside the tree, device files and FIFOs are refused, and the total size and
+member count are bounded, so a hostile archive cannot write outside its directory or
+fill the disk. Extraction goes into a temporary sibling directory that is renamed into
+place only when complete, so a reader never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from gitopsd import SourceError
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_MEMBERS = 100_000
+
+
+def _clean_name(name: str, where: str) -> str:
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise SourceError(f"{where}: archive member {name!r} has an absolute path", reason="UnsafeArchive")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise SourceError(f"{where}: archive member {name!r} has a '..' path component", reason="UnsafeArchive")
+    return "/".join(parts)
+
+
+def _inside(base: str, target: str) -> bool:
+    normal = posixpath.normpath(target)
+    return normal != ".." and not normal.startswith("../") and not posixpath.isabs(normal)
+
+
+def extract_tar(
+    data: bytes,
+    dest: Path,
+    *,
+    where: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> None:
+    """Extract the (optionally gzip-compressed) tar ``data`` into ``dest``, which must not exist.
+
+    Raises SourceError(reason="UnsafeArchive") for a hostile member and
+    SourceError(reason="TooLarge") when the limits are exceeded. ``where`` names the
+    archive in errors.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+    try:
+        _extract_into(data, tmp, where, max_bytes, max_members)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # somebody else finished first: theirs is identical
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_into(data: bytes, root: Path, where: str, max_bytes: int, max_members: int) -> None:
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise SourceError(f"{where}: not a tar archive: {exc}", reason="InvalidArchive") from None
+    total = 0
+    count = 0
+    links: list[tuple[str, str]] = []
+    with archive:
+        try:
+            for member in archive:
+                count += 1
+                if count > max_members:
+                    raise SourceError(f"{where}: archive has more than {max_members} members", reason="TooLarge")
+                name = _clean_name(member.name, where)
+                if not name:
+                    continue
+                target = root / name
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isreg():
+                    total += member.size
+                    if total > max_bytes:
+                        raise SourceError(
+                            f"{where}: archive expands to more than {max_bytes} bytes (limit)", reason="TooLarge"
+                        )
+                    _check_parents(root, name, where)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = archive.extractfile(member)
+                    if source is None:
+                        continue
+                    if target.is_symlink() or target.exists():
+                        raise SourceError(f"{where}: archive member {name!r} appears twice", reason="UnsafeArchive")
+                    with source, open(target, "xb") as out:
+                        shutil.copyfileobj(source, out)
+                    os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+                elif member.issym():
+                    link = member.linkname
+                    resolved = posixpath.join(posixpath.dirname(name), link)
+                    if posixpath.isabs(link) or not _inside(name, resolved):
+                        raise SourceError(
+                            f"{where}: symlink {name!r} -> {link!r} points outside the artifact",
+                            reason="UnsafeArchive",
+                        )
+                    links.append((name, link))
+                elif member.islnk():
+                    link_name = _clean_name(member.linkname, where)
+                    raise SourceError(
+                        f"{where}: hard link {name!r} -> {link_name!r} is not allowed", reason="UnsafeArchive"
+                    )
+                elif member.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, "g", "x"):
+                    continue
+                else:
+                    raise SourceError(
+                        f"{where}: archive member {name!r} is a device or FIFO, not allowed", reason="UnsafeArchive"
+                    )
+        except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
+            if isinstance(exc, SourceError):
+                raise
+            raise SourceError(f"{where}: corrupt archive: {exc}", reason="InvalidArchive") from None
+    # Symlinks last, so that no regular file is ever written through one.
+    for name, link in links:
+        _check_parents(root, name, where)
+        target = root / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(link, target)
+        except OSError as exc:
+            raise SourceError(f"{where}: cannot create symlink {name!r}: {exc.strerror}", reason="UnsafeArchive") from None
+    # A chain of symlinks may still resolve outside: check every one for real.
+    real_root = root.resolve()
+    for name, _ in links:
+        real = (root / name).resolve()
+        if real != real_root and real_root not in real.parents:
+            raise SourceError(f"{where}: symlink {name!r} resolves outside the artifact", reason="UnsafeArchive")
+
+
+def _check_parents(root: Path, name: str, where: str) -> None:
+    """Refuse writing through a directory that is a symlink (created by an earlier member)."""
+    current = root
+    for part in name.split("/")[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise SourceError(f"{where}: archive member {name!r} is written through a symlink", reason="UnsafeArchive")

@@ -1,0 +1,138 @@
+"""Running git safely: environment, credentials from files, and error classification.
+
+Credentials never reach argv, URLs, logs or errors:
+- HTTPS: ``GIT_ASKPASS`` points at a tiny script (written once under the cache dir) that
+  prints the *file* named by ``GITOPSD_GIT_USERNAME_FILE`` / ``GITOPSD_GIT_PASSWORD_FILE``;
+  only the file paths travel in the environment.
+- SSH: ``GIT_SSH_COMMAND`` with the key file, ``IdentitiesOnly``, ``BatchMode`` and strict
+  host-key checking against the configured ``known_hosts`` file.
+
+Every git runs with ``GIT_TERMINAL_PROMPT=0``, no system/global config and a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from gitopsd import CommandFailed, SourceError
+from gitopsd.proc import Completed, run
+
+ASKPASS = """#!/bin/sh
+# gitopsd: answer git's credential prompts from files named in the environment.
+case "$1" in
+  Username*|username*) f="$GITOPSD_GIT_USERNAME_FILE" ;;
+  *) f="$GITOPSD_GIT_PASSWORD_FILE" ;;
+esac
+[ -n "$f" ] && [ -r "$f" ] || exit 1
+head -n 1 "$f"
+"""
+
+# (reason, pattern) in order: the first match wins.
+_CLASSIFY: list[tuple[str, re.Pattern[str]]] = [
+    ("HostKeyVerificationFailed", re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \w+ host key is known", re.I)),
+    ("AuthFailed", re.compile(
+        r"Authentication failed|could not read (Username|Password)|terminal prompts disabled|"
+        r"Permission denied \(|HTTP Basic: Access denied|The requested URL returned error: 40[13]|"
+        r"invalid credentials|Load key .*: (bad permissions|invalid format)", re.I)),
+    ("RepositoryNotFound", re.compile(
+        r"Repository not found|does not appear to be a git repository|not a git repository|"
+        r"repository '.*' not found|The requested URL returned error: 404|"
+        r"access denied or repository not exported|no such repository|No such file or directory|not found: did you run git update-server-info", re.I)),
+    ("NetworkError", re.compile(
+        r"Could not resolve host|Connection refused|Failed to connect|unable to connect|Connection reset|"
+        r"Network is unreachable|No route to host|Connection closed|unexpected disconnect|early EOF|"
+        r"the remote end hung up|Connection timed out|RPC failed|Operation timed out|"
+        r"The requested URL returned error: 5\d\d|SSL|TLS|certificate", re.I)),
+]
+
+
+def classify(stderr: str) -> str:
+    """The SourceError reason for git's stderr."""
+    for reason, pattern in _CLASSIFY:
+        if pattern.search(stderr):
+            return reason
+    return "FetchFailed"
+
+
+class GitRunner:
+    """Runs git for one repository with its auth settings."""
+
+    def __init__(
+        self,
+        git: str,
+        cache_root: Path,
+        *,
+        username_file: Path | None = None,
+        password_file: Path | None = None,
+        ssh_key_file: Path | None = None,
+        known_hosts_file: Path | None = None,
+        timeout: float = 60.0,
+        display_url: str = "",
+    ):
+        self.git = git
+        self.timeout = timeout
+        self.display_url = display_url
+        env = {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GCM_INTERACTIVE": "never",
+            "LC_ALL": "C",
+            "LANG": "C",
+            "SSH_ASKPASS_REQUIRE": "never",
+        }
+        if username_file or password_file:
+            env["GIT_ASKPASS"] = str(_askpass(cache_root))
+            if username_file:
+                env["GITOPSD_GIT_USERNAME_FILE"] = str(username_file)
+            if password_file:
+                env["GITOPSD_GIT_PASSWORD_FILE"] = str(password_file)
+        else:
+            env["GIT_ASKPASS"] = "/bin/false"
+        ssh = [
+            "ssh", "-F", os.devnull, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ConnectTimeout={max(1, int(timeout))}", "-o", "ServerAliveInterval=15",
+        ]
+        if known_hosts_file:
+            ssh += ["-o", f"UserKnownHostsFile={known_hosts_file}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        if ssh_key_file:
+            ssh += ["-i", str(ssh_key_file), "-o", "IdentitiesOnly=yes"]
+        env["GIT_SSH_COMMAND"] = shlex.join(ssh)
+        env["GIT_SSH_VARIANT"] = "ssh"
+        self.env: Mapping[str, str] = env
+
+    async def __call__(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        what: str = "git",
+        env: Mapping[str, str] | None = None,
+        config: Sequence[str] = (),
+    ) -> Completed:
+        """Run ``git <args>``; translate failures into SourceError with a reason."""
+        argv: list[str] = [self.git]
+        for item in config:
+            argv += ["-c", item]
+        argv += list(args)
+        try:
+            return await run(argv, timeout=self.timeout, cwd=cwd, env={**self.env, **(env or {})}, what=what)
+        except CommandFailed as exc:
+            where = f" {self.display_url}" if self.display_url else ""
+            if exc.returncode is None and "timed out" in str(exc):
+                raise SourceError(f"{what}{where}: timed out after {self.timeout:g}s", reason="Timeout") from None
+            detail = exc.stderr or str(exc)
+            raise SourceError(f"{what}{where}: {detail}", reason=classify(detail)) from None
+
+
+def _askpass(cache_root: Path) -> Path:
+    path = cache_root / "askpass.sh"
+    if not path.exists() or path.read_text() != ASKPASS:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(ASKPASS)
+        tmp.chmod(0o700)
+        os.replace(tmp, path)
+    return path

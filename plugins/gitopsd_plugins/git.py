@@ -1,0 +1,410 @@
+"""The ``git`` source: a branch, tag, commit or semver-chosen tag of a git repository.
+
+Sharing (per daemon, through ``ctx.shared``):
+- One bare mirror per normalised URL under ``state_dir/cache/git``; fetches into it are
+  single-flight (one ``anyio.Lock`` per mirror) and fetch only the ref that is needed. A
+  revision whose commit is already in the mirror is never fetched again.
+- ``latest_revision()`` runs one ``git ls-remote`` per repository: concurrent callers
+  wait for the one in flight, and its result is reused for ``poll_cache`` seconds
+  (default 5 s), so every app of a repository polling in the same interval tick costs one
+  ``ls-remote``. The window is kept short on purpose: a webhook-triggered poll right
+  after a push must see the new commit.
+- The artifact is the tree of the commit, extracted with ``git archive`` (safe tar
+  extraction) into ``state_dir/cache/git-trees/<tree id>``: content-addressed, so apps and
+  commits with the same tree share one directory. ``Artifact.path`` is ``path`` inside it
+  (the whole tree is there, so kustomize overlays can reach ``../base``).
+
+Revisions look like ``main@sha1:<40 hex>`` (``sha1:<40 hex>`` for a pinned commit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from pydantic import Field, field_validator, model_validator
+
+import gitopsd
+from gitopsd import Artifact, ConfigError, Options, SourceError, read_secret_file
+
+from ._archive import DEFAULT_MAX_BYTES, extract_tar
+from ._gitcmd import GitRunner
+from ._semver import Range, RangeError, highest
+
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_REVISION = re.compile(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
+_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
+
+
+class VerifyOptions(Options):
+    """Commit signature verification: ``ssh`` (allowed signers) or ``gpg`` (public keyring)."""
+
+    mode: Literal["ssh", "gpg"]
+    allowed_signers_file: Path | None = Field(None, description="ssh mode: git's gpg.ssh.allowedSignersFile.")
+    keyring_file: Path | None = Field(None, description="gpg mode: exported public keys (armored or binary).")
+
+    @model_validator(mode="after")
+    def _needs_file(self) -> VerifyOptions:
+        if self.mode == "ssh" and not self.allowed_signers_file:
+            raise ValueError("verify.mode = 'ssh' needs allowed_signers_file")
+        if self.mode == "gpg" and not self.keyring_file:
+            raise ValueError("verify.mode = 'gpg' needs keyring_file")
+        return self
+
+
+class GitOptions(Options):
+    """Options of ``type = "git"``."""
+
+    url: str = Field(description="https://, http://, ssh://, user@host:path, git:// or file:// URL.")
+    ref: str | None = Field(None, description="Branch, tag or full commit SHA; default: the remote HEAD.")
+    semver: str | None = Field(None, description="Instead of ref: the highest tag matching this range.")
+    path: str = Field(".", description="Directory inside the repository.")
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    username_file: Path | None = None
+    password_file: Path | None = None
+    verify: VerifyOptions | None = None
+    timeout: float = Field(60.0, gt=0, description="Seconds per git command.")
+    poll_cache: float = Field(5.0, ge=0, description="Seconds an ls-remote result is shared by later polls.")
+    max_size: int = Field(DEFAULT_MAX_BYTES, gt=0, description="Bytes the extracted tree may take at most.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value, re.I):
+            raise ValueError("credentials in the URL are not allowed: use username_file and password_file")
+        if not re.match(r"^(https?|ssh|git|file)://", value) and not _SCP.match(value):
+            raise ValueError(f"unsupported git URL {value!r}: use https, http, ssh, git, file or user@host:path")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+        if value.startswith("/") or ".." in parts:
+            raise ValueError(f"path {value!r} must be relative and stay inside the repository")
+        return "/".join(parts) or "."
+
+    @field_validator("semver")
+    @classmethod
+    def _semver(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Range.parse(value)
+            except RangeError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> GitOptions:
+        if self.ref and self.semver:
+            raise ValueError("set either ref or semver, not both")
+        if bool(self.username_file) != bool(self.password_file):
+            raise ValueError("username_file and password_file go together")
+        return self
+
+
+def normalise_url(url: str) -> str:
+    """One spelling per repository: scheme and host lower-case, no trailing ``.git`` or ``/``,
+    ``user@host:path`` as ``ssh://user@host/path``."""
+    if "://" not in url:
+        m = _SCP.match(url)
+        if m:
+            user = f"{m['user']}@" if m["user"] else ""
+            url = f"ssh://{user}{m['host']}/{m['path'].lstrip('/')}"
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "file":
+        return "file://" + rest.rstrip("/")
+    host, slash, path = rest.partition("/")
+    path = path.rstrip("/").removesuffix(".git")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
+
+
+@dataclass
+class _Repo:
+    """Per-repository state shared by every app using it."""
+
+    mirror: Path
+    fetch_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    poll_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    refs: dict[str, str] | None = None
+    refs_error: SourceError | None = None
+    refs_at: float = 0.0
+    ls_remote_count: int = 0
+    fetch_count: int = 0
+
+
+def parse_ls_remote(text: str) -> dict[str, str]:
+    """``ref -> sha``; tags are peeled (the commit, not the tag object); ``HEAD`` gets a ``symref:`` entry."""
+    refs: dict[str, str] = {}
+    peeled: dict[str, str] = {}
+    for line in text.splitlines():
+        left, _, right = line.partition("\t")
+        if left.startswith("ref: "):
+            refs["symref:" + right] = left[5:]
+        elif right.endswith("^{}"):
+            peeled[right[:-3]] = left
+        elif right:
+            refs[right] = left
+    refs.update(peeled)
+    return refs
+
+
+class GitSource(gitopsd.Source):
+    """A git repository; see the module docstring."""
+
+    Options = GitOptions
+
+    def __init__(self, options: GitOptions, ctx: gitopsd.PluginContext):
+        super().__init__(options, ctx)
+        self.normalised = normalise_url(options.url)
+        auth = f"{options.ssh_key_file}|{options.known_hosts_file}|{options.username_file}|{options.password_file}"
+        repo_id = hashlib.sha256(self.normalised.encode()).hexdigest()[:24]
+        self._cache = ctx.cache_dir("git")
+        mirror = self._cache / f"{repo_id}.git"
+        # One lock per mirror directory, even for apps using different credentials.
+        fetch_lock = ctx.shared.get(f"git-mirror-lock:{mirror}", anyio.Lock)
+        self._repo = ctx.shared.get(
+            f"git:{self.normalised}|{auth}", lambda: _Repo(mirror=mirror, fetch_lock=fetch_lock)
+        )
+        self._runner: GitRunner | None = None
+
+    @property
+    def key(self) -> str:
+        return f"git:{self.normalised}:{self.options.ref or self.options.semver or 'HEAD'}:{self.options.path}"
+
+    @property
+    def repo(self) -> _Repo:
+        """The shared per-repository state (mirror path, counters used by tests and metrics)."""
+        return self._repo
+
+    def _path(self, value: Path | None) -> Path | None:
+        return None if value is None else (self.ctx.config_dir / value)
+
+    def runner(self) -> GitRunner:
+        if self._runner is None:
+            o = self.options
+            for name in ("username_file", "password_file"):
+                path = self._path(getattr(o, name))
+                if path is not None:
+                    try:
+                        read_secret_file(path, f"source.{name}")  # registers it with the redactor
+                    except ConfigError as exc:
+                        raise SourceError(str(exc), reason="InvalidConfig") from None
+            for name in ("ssh_key_file", "known_hosts_file"):
+                path = self._path(getattr(o, name))
+                if path is not None and not path.is_file():
+                    raise SourceError(f"source.{name}: file {path} does not exist", reason="InvalidConfig")
+            self._runner = GitRunner(
+                self.ctx.tools.require("git"),
+                self._cache,
+                username_file=self._path(o.username_file),
+                password_file=self._path(o.password_file),
+                ssh_key_file=self._path(o.ssh_key_file),
+                known_hosts_file=self._path(o.known_hosts_file),
+                timeout=o.timeout,
+                display_url=self.options.url,
+            )
+        return self._runner
+
+    # -- polling --------------------------------------------------------------------
+
+    async def remote_refs(self) -> dict[str, str]:
+        """All refs of the repository: one shared ``ls-remote`` (see the module docstring)."""
+        repo = self._repo
+        async with repo.poll_lock:
+            if repo.refs_at and time.monotonic() - repo.refs_at < self.options.poll_cache:
+                if repo.refs_error is not None:
+                    raise repo.refs_error
+                assert repo.refs is not None
+                return repo.refs
+            repo.ls_remote_count += 1
+            try:
+                out = await self.runner()("ls-remote", "--symref", "--", self.options.url, what="git ls-remote")
+            except SourceError as exc:
+                repo.refs, repo.refs_error, repo.refs_at = None, exc, time.monotonic()
+                raise
+            repo.refs = parse_ls_remote(out.stdout.decode("utf-8", "replace"))
+            repo.refs_error, repo.refs_at = None, time.monotonic()
+            return repo.refs
+
+    async def latest_revision(self) -> str:
+        o = self.options
+        if o.ref and _SHA.match(o.ref.lower()):
+            return f"sha1:{o.ref.lower()}"
+        refs = await self.remote_refs()
+        if o.semver:
+            tags = {r.removeprefix("refs/tags/"): sha for r, sha in refs.items() if r.startswith("refs/tags/")}
+            best = highest(o.semver, tags)
+            if best is None:
+                shown = ", ".join(sorted(tags)[:20]) or "none"
+                raise SourceError(
+                    f"git {o.url}: no tag matches semver range {o.semver!r} (tags: {shown})", reason="RefNotFound"
+                )
+            return f"{best}@sha1:{tags[best]}"
+        if not o.ref or o.ref == "HEAD":
+            target = refs.get("symref:HEAD", "")
+            sha = refs.get("HEAD") or refs.get(target)
+            if not sha:
+                raise SourceError(f"git {o.url}: the repository is empty (no HEAD)", reason="RefNotFound")
+            name = target.removeprefix("refs/heads/") if target else "HEAD"
+            return f"{name}@sha1:{sha}"
+        for candidate in (o.ref, f"refs/heads/{o.ref}", f"refs/tags/{o.ref}"):
+            if candidate.startswith("refs/") and candidate in refs:
+                return f"{o.ref}@sha1:{refs[candidate]}"
+        branches = sorted(r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/"))
+        shown = ", ".join(branches[:20]) or "none"
+        raise SourceError(f"git {o.url}: ref {o.ref!r} not found (branches: {shown})", reason="RefNotFound")
+
+    # -- fetching -------------------------------------------------------------------
+
+    async def fetch(self, revision: str) -> Artifact:
+        m = _REVISION.match(revision)
+        if not m:
+            raise SourceError(f"git {self.options.url}: invalid revision {revision!r}", reason="InvalidRevision")
+        name, sha = m["name"], m["sha"]
+        git = self.runner()
+        repo = self._repo
+        async with repo.fetch_lock:
+            if not repo.mirror.exists():
+                tmp = Path(tempfile.mkdtemp(prefix=".init-", dir=repo.mirror.parent))
+                await git("init", "--bare", "--quiet", str(tmp), what="git init")
+                os.rename(tmp, repo.mirror)
+            if not await self._has_commit(sha):
+                await self._fetch_into_mirror(name, sha)
+        if self.options.verify is not None:
+            await self._verify(sha)
+        return await self._artifact(revision, sha)
+
+    async def _has_commit(self, sha: str) -> bool:
+        try:
+            await self.runner()("cat-file", "-e", f"{sha}^{{commit}}", cwd=self._repo.mirror, what="git cat-file")
+        except SourceError:
+            return False
+        return True
+
+    async def _fetch_into_mirror(self, name: str | None, sha: str) -> None:
+        git = self.runner()
+        url = self.options.url
+        repo = self._repo
+        attempts: list[list[str]] = []
+        if name and name != "HEAD":
+            attempts.append([f"+{name}:refs/gitopsd/{name}"])
+        elif name == "HEAD":
+            attempts.append(["+HEAD:refs/gitopsd/HEAD"])
+        attempts.append([f"{sha}:refs/gitopsd/pinned/{sha}"])
+        last: SourceError | None = None
+        for refspecs in attempts:
+            repo.fetch_count += 1
+            try:
+                await git(
+                    "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", url, *refspecs,
+                    cwd=repo.mirror, what="git fetch",
+                )
+            except SourceError as exc:
+                if exc.reason in ("AuthFailed", "RepositoryNotFound", "NetworkError", "Timeout", "HostKeyVerificationFailed"):
+                    raise
+                last = exc
+            if await self._has_commit(sha):
+                return
+        detail = f": {last}" if last else ""
+        raise SourceError(f"git {url}: commit {sha} not found{detail}", reason="RefNotFound")
+
+    async def _verify(self, sha: str) -> None:
+        verify = self.options.verify
+        assert verify is not None
+        git = self.runner()
+        with tempfile.TemporaryDirectory(prefix="gitopsd-gpg-") as gnupghome:
+            os.chmod(gnupghome, 0o700)
+            env = {"GNUPGHOME": gnupghome}
+            config: list[str] = []
+            if verify.mode == "ssh":
+                signers = self._path(verify.allowed_signers_file)
+                assert signers is not None
+                if not signers.is_file():
+                    raise SourceError(f"source.verify.allowed_signers_file: {signers} does not exist", reason="InvalidConfig")
+                config.append(f"gpg.ssh.allowedSignersFile={signers}")
+                accept = {"G"}
+            else:
+                keyring = self._path(verify.keyring_file)
+                assert keyring is not None
+                if not keyring.is_file():
+                    raise SourceError(f"source.verify.keyring_file: {keyring} does not exist", reason="InvalidConfig")
+                await _gpg_import(keyring, env, self.options.timeout)
+                accept = {"G", "U"}  # U: good signature by a key we were given, no owner trust set
+            out = await git(
+                "log", "-1", "--format=%G?%n%GK", sha, cwd=self._repo.mirror, env=env, config=config,
+                what="git log",
+            )
+        status = out.stdout.decode().partition("\n")[0]
+        if status.strip() not in accept:
+            explain = {
+                "N": "is not signed",
+                "B": "has a bad signature",
+                "E": "has a signature that cannot be checked (unknown key)",
+                "U": "is signed by a key that is not allowed",
+                "X": "has an expired signature",
+                "Y": "is signed by an expired key",
+                "R": "is signed by a revoked key",
+            }.get(status.strip(), f"failed verification ({status.strip()})")
+            raise SourceError(
+                f"git {self.options.url}: commit {sha} {explain} ({verify.mode} verification)",
+                reason="VerificationFailed",
+            )
+
+    async def _artifact(self, revision: str, sha: str) -> Artifact:
+        git = self.runner()
+        mirror = self._repo.mirror
+        path = self.options.path
+        spec = f"{sha}^{{tree}}" if path == "." else f"{sha}:{path}"
+        try:
+            kind = (await git("cat-file", "-t", spec, cwd=mirror, what="git cat-file")).stdout.decode().strip()
+        except SourceError:
+            kind = ""
+        if kind != "tree":
+            what = "is not a directory" if kind else "does not exist"
+            raise SourceError(
+                f"git {self.options.url}: path {path!r} {what} at {revision}", reason="PathNotFound"
+            )
+        root_tree = (await git("rev-parse", f"{sha}^{{tree}}", cwd=mirror, what="git rev-parse")).stdout.decode().strip()
+        trees = self.ctx.cache_dir("git-trees")
+        dest = trees / root_tree
+        lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
+        async with lock:
+            if not dest.is_dir():
+                archive = await git("archive", "--format=tar", root_tree, cwd=mirror, what="git archive")
+                await anyio.to_thread.run_sync(
+                    lambda: extract_tar(
+                        archive.stdout, dest, where=f"git {self.options.url} at {revision}",
+                        max_bytes=self.options.max_size,
+                    )
+                )
+        digest = "sha256:" + hashlib.sha256(f"git-tree:{root_tree}:{path}".encode()).hexdigest()
+        return Artifact(path=dest if path == "." else dest / path, revision=revision, digest=digest, url=self.options.url)
+
+
+async def _gpg_import(keyring: Path, env: dict[str, str], limit: float) -> None:
+    """Import public keys into the temporary GNUPGHOME in ``env``."""
+    from gitopsd import CommandFailed
+    from gitopsd.proc import run
+
+    gpg = shutil.which("gpg")
+    if gpg is None:
+        raise SourceError("gpg is not installed: needed for verify.mode = 'gpg'", reason="ToolMissing")
+    try:
+        await run([gpg, "--batch", "--quiet", "--import", str(keyring)], timeout=limit, env=env, what="gpg --import")
+    except CommandFailed as exc:
+        raise SourceError(f"source.verify.keyring_file {keyring}: {exc}", reason="InvalidConfig") from None
+
+
+@gitopsd.hookimpl
+def gitopsd_source_types() -> dict[str, type[gitopsd.Source]]:
+    return {"git": GitSource}

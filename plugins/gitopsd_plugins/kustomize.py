@@ -1,0 +1,92 @@
+"""The ``kustomize`` renderer: ``kustomize build`` (if ``daemon.tools.kustomize`` is set) or
+``kubectl kustomize`` on the artifact path.
+
+The load restrictor stays on (``LoadRestrictionsRootOnly``: no files from outside a
+kustomization's own directory, other kustomizations such as ``../base`` are fine).
+Helm charts inside kustomize are off unless ``enable_helm = true``; then the chart is
+inflated in a private copy of the artifact path (kustomize writes downloaded charts next
+to the kustomization, and artifacts are shared read-only), so bases outside the path are
+not available in that mode. kustomize 5.x runs only helm 3 for ``helmCharts``: with helm 4
+as ``daemon.tools.helm`` the error says so. Runs under the CPU limiter with a timeout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
+
+import gitopsd
+from gitopsd import AppConfig, Artifact, CommandFailed, Manifest, Options, Renderer, RenderError
+from gitopsd.proc import run
+
+from ._render import parse_stream
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+class KustomizeOptions(Options):
+    """Options of ``type = "kustomize"``."""
+
+    enable_helm: bool = Field(False, description="Allow helmCharts in kustomizations (runs daemon.tools.helm).")
+    timeout: float = Field(120.0, gt=0, description="Seconds the build may take.")
+
+
+class KustomizeRenderer(Renderer):
+    """See the module docstring."""
+
+    Options = KustomizeOptions
+    detect = KUSTOMIZATION_FILES
+
+    def command(self, path: Path) -> list[str]:
+        """The argv that builds ``path``."""
+        tools = self.ctx.tools
+        if tools.kustomize:
+            argv = [tools.require("kustomize"), "build", str(path)]
+        else:
+            argv = [tools.require("kubectl"), "kustomize", str(path)]
+        argv.append("--load-restrictor=LoadRestrictionsRootOnly")
+        if self.options.enable_helm:
+            argv += ["--enable-helm", f"--helm-command={tools.require('helm')}"]
+        return argv
+
+    async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
+        path = artifact.path
+        if not path.is_dir():
+            raise RenderError(f"kustomize: path {path} does not exist or is not a directory")
+        if not any((path / name).is_file() for name in KUSTOMIZATION_FILES):
+            raise RenderError(f"kustomize: no kustomization.yaml in {path}")
+        scratch: str | None = None
+        try:
+            if self.options.enable_helm:
+                scratch = tempfile.mkdtemp(prefix="gitopsd-kustomize-")
+                copy = Path(scratch) / "src"
+                shutil.copytree(path, copy, symlinks=True)
+                path = copy
+            try:
+                out = await run(
+                    self.command(path),
+                    timeout=self.options.timeout,
+                    limiter=self.ctx.cpu_limiter,
+                    cwd=path,
+                    what="kustomize build",
+                )
+            except CommandFailed as exc:
+                detail = (exc.stderr or str(exc)).replace(str(path), ".")
+                if self.options.enable_helm and ("requires helm V3" in detail or "flag: 'c' in -c" in detail):
+                    detail = (
+                        "helmCharts need helm 3 (kustomize cannot run helm 4): point daemon.tools.helm at a "
+                        f"helm 3 binary, or render the chart with the helm renderer ({detail.strip()})"
+                    )
+                raise RenderError(f"kustomize build failed for app {app.name}: {detail}") from None
+            return await parse_stream(out.stdout, "kustomize output")
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+@gitopsd.hookimpl
+def gitopsd_renderer_types() -> dict[str, type[Renderer]]:
+    return {"kustomize": KustomizeRenderer}

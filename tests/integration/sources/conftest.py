@@ -1,0 +1,303 @@
+"""Real servers on loopback for the source tests: git daemon, smart HTTP, sshd, an OCI registry.
+
+Nothing here is a mock: the servers are git's own ``git daemon`` and ``git http-backend``
+(behind a small threaded HTTP server doing basic auth), OpenSSH's ``sshd`` and Debian's
+``docker-registry`` (the CNCF distribution registry).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from gitopsd import PluginContext, Tools
+from tests.conftest import ROOT, require_tool
+
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.test",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.test",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git for test set-up; return stdout."""
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV, **(env or {})},
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@dataclass
+class Repo:
+    """A working repository and the bare repository it pushes to (what servers serve)."""
+
+    work: Path
+    bare: Path
+
+    def write(self, files: dict[str, str]) -> None:
+        for rel, text in files.items():
+            path = self.work / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+    def commit(self, message: str = "change", files: dict[str, str] | None = None, sign: list[str] | None = None) -> str:
+        if files:
+            self.write(files)
+        git("add", "-A", cwd=self.work)
+        git(*(sign or []), "commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+    def push(self, *refs: str) -> None:
+        git("push", "-q", "--force", str(self.bare), *(refs or ("HEAD:refs/heads/main",)), cwd=self.work)
+
+    def tag(self, name: str) -> str:
+        git("tag", "-a", "-m", name, name, cwd=self.work)
+        git("push", "-q", str(self.bare), f"refs/tags/{name}", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+
+CONFIGMAP = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {name}
+data:
+  value: "{value}"
+"""
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Path:
+    """Directory holding bare repositories that the servers export."""
+    root = tmp_path / "served"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path, served: Path) -> Repo:
+    """A repository ``served/app.git`` with one commit on main: a ConfigMap under deploy/."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    bare = served / "app.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare))
+    r = Repo(work, bare)
+    r.commit("first", {"deploy/cm.yaml": CONFIGMAP.format(name="cm", value="1")})
+    r.push()
+    return r
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> PluginContext:
+    """A plugin context with its own state dir and the pinned tools."""
+    state = tmp_path / "state"
+    state.mkdir()
+    return PluginContext(
+        state_dir=state,
+        config_dir=tmp_path,
+        tools=Tools(git=shutil.which("git") or "git", helm=require_tool("helm"), kubectl=require_tool("kubectl")),
+    )
+
+
+@pytest.fixture
+def git_daemon(served: Path) -> Iterator[str]:
+    """``git daemon`` exporting ``served``; yields its base URL ``git://127.0.0.1:PORT``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={served}", "--listen=127.0.0.1",
+         f"--port={port}", "--informative-errors", str(served)],
+        env={**os.environ, **GIT_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+class _GitHTTPHandler(BaseHTTPRequestHandler):
+    """CGI bridge to ``git http-backend`` with optional basic auth."""
+
+    protocol_version = "HTTP/1.0"
+    root: Path
+    credentials: tuple[str, str] | None
+    requests: list[str]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        self.requests.append(self.path)
+        if self.credentials is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.credentials).encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        env = {
+            **os.environ,
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(length),
+            "REMOTE_ADDR": "127.0.0.1",
+            "REMOTE_USER": self.credentials[0] if self.credentials else "",
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }
+        result = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60)
+        head, _, payload = result.stdout.partition(b"\r\n\r\n")
+        if not _:
+            head, _, payload = result.stdout.partition(b"\n\n")
+        status = 200
+        headers: list[tuple[str, str]] = []
+        for line in head.decode("latin-1").splitlines():
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif key:
+                headers.append((key, value.strip()))
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@dataclass
+class HTTPServer:
+    """A running loopback HTTP server."""
+
+    url: str
+    requests: list[str]
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def git_http(served: Path) -> Iterator[HTTPServer]:
+    """Smart HTTP without auth: ``http://127.0.0.1:PORT``."""
+    requests: list[str] = []
+    handler = type("H", (_GitHTTPHandler,), {"root": served, "credentials": None, "requests": requests})
+    for server in _serve(handler):
+        yield HTTPServer(f"http://127.0.0.1:{server.server_address[1]}", requests)
+
+
+HTTP_USER = "deploy-bot"
+HTTP_PASSWORD = "s3cret-token-value-42"
+
+
+@pytest.fixture
+def git_http_auth(served: Path) -> Iterator[HTTPServer]:
+    """Smart HTTP with basic auth (user HTTP_USER, password HTTP_PASSWORD)."""
+    requests: list[str] = []
+    handler = type(
+        "H", (_GitHTTPHandler,), {"root": served, "credentials": (HTTP_USER, HTTP_PASSWORD), "requests": requests}
+    )
+    for server in _serve(handler):
+        yield HTTPServer(f"http://127.0.0.1:{server.server_address[1]}", requests)
+
+
+@pytest.fixture
+def hanging_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers; yields its port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = sock.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        done.set()
+        thread.join(timeout=2)
+        for conn in held:
+            conn.close()
+        sock.close()
+
+
+EXAMPLES = ROOT / "examples"
