@@ -9,10 +9,10 @@ export PATH := $(CURDIR)/.tools:$(PATH)
 
 setup: $(STAMP) tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/gitopsd-example-plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e examples/gitopsd-example-plugin
 	touch $(STAMP)
 
 tools:

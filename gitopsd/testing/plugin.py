@@ -6,6 +6,7 @@ Fixtures:
     plugin_manager    an isolated plugin manager: built-ins plus the plugins the test names
                       (mark ``@pytest.mark.gitopsd_plugins(my_module, ...)``)
     recorded_events   every event emitted through :func:`run_app` in this test
+    http_server       a real HTTP server on loopback with scripted replies, recording requests
     run_app           ``await run_app({...app table...})`` -> fetch, render, apply into the sandbox
 
 Async fixtures and tests run on anyio (asyncio backend).
@@ -121,6 +122,53 @@ def run_app(
         return await sync_once(raw, name, plugin_manager, emit=recorded_events.append, dry_run=dry_run)
 
     return run
+
+
+class HTTPServer:
+    """A loopback HTTP server for tests: ``reply(path, body, status, headers)`` then request ``url + path``.
+
+    Every request is recorded in ``requests`` as ``(method, path, headers, body)``.
+    Unscripted paths answer 404.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self._replies: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+        self.url = ""
+        self._runner: Any = None
+
+    def reply(self, path: str, body: bytes | str = b"", status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self._replies[path] = (status, body.encode() if isinstance(body, str) else body, headers or {})
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            self.requests.append((request.method, request.path, dict(request.headers), body))
+            status, payload, headers = self._replies.get(request.path, (404, b"not found", {}))
+            return web.Response(status=status, body=payload, headers=headers)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[HTTPServer]:
+    """A started :class:`HTTPServer` on 127.0.0.1."""
+    server = HTTPServer()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""An example gitopsd plugin distribution."""
