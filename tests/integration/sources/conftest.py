@@ -87,11 +87,18 @@ class Repo:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
 
-    def commit(self, message: str = "change", files: dict[str, str] | None = None, sign: list[str] | None = None) -> str:
+    def commit(
+        self,
+        message: str = "change",
+        files: dict[str, str] | None = None,
+        sign: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """Commit everything; ``sign`` are ``-c`` options that make git sign the commit."""
         if files:
             self.write(files)
         git("add", "-A", cwd=self.work)
-        git(*(sign or []), "commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        git(*(sign or []), "commit", "-q", "--allow-empty", "-m", message, cwd=self.work, env=env)
         return git("rev-parse", "HEAD", cwd=self.work)
 
     def push(self, *refs: str) -> None:
@@ -301,3 +308,91 @@ def hanging_server() -> Iterator[int]:
 
 
 EXAMPLES = ROOT / "examples"
+
+
+@dataclass
+class SSHServer:
+    """A running sshd: connect as ``user`` with ``key`` (private key file), trusting ``known_hosts``."""
+
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+    other_key: Path  # a key the server does not accept
+
+    def url(self, path: Path) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
+
+
+def keygen(path: Path, comment: str = "test") -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True, timeout=30)
+    return path
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SSHServer]:
+    """OpenSSH's sshd on a loopback port with a test host key, one authorized key and a known_hosts file."""
+    sshd_bin = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd_bin).exists():
+        require_tool("sshd")
+    d = tmp_path / "ssh"
+    d.mkdir()
+    host_key = keygen(d / "host_ed25519", "host")
+    client_key = keygen(d / "client_ed25519", "client")
+    other_key = keygen(d / "other_ed25519", "other")
+    (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
+    os.chmod(d / "authorized_keys", 0o600)
+    port = free_port()
+    known = d / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {(d / 'host_ed25519.pub').read_text().split(' ', 2)[0]} "
+                     f"{(d / 'host_ed25519.pub').read_text().split(' ', 2)[1]}\n")
+    config = d / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+        f"PidFile {d / 'sshd.pid'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        f"SetEnv PATH={os.environ.get('PATH', '/usr/bin:/bin')}\nLogLevel ERROR\n"
+    )
+    if os.geteuid() == 0:
+        # sshd started as root insists on its privilege-separation directory.
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc)
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        yield SSHServer(port, user, client_key, known, other_key)
+    finally:
+        stop(proc)
+
+
+@dataclass
+class GPGKey:
+    """A test gpg key in its own GNUPGHOME; ``public`` is the armored public key file."""
+
+    home: Path
+    fingerprint: str
+    public: Path
+
+    def sign_args(self) -> list[str]:
+        return ["-c", "gpg.format=openpgp", "-c", f"user.signingkey={self.fingerprint}", "-c", "commit.gpgsign=true"]
+
+
+def make_gpg_key(tmp_path: Path, name: str) -> Iterator[GPGKey]:
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))  # short: gpg-agent's socket path is limited
+    os.chmod(home, 0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", f"{name} <{name}@example.test>",
+                    "ed25519", "sign", "never"], env=env, check=True, capture_output=True, timeout=60)
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    public = tmp_path / f"{name}.asc"
+    public.write_bytes(subprocess.run(["gpg", "--batch", "--armor", "--export", fingerprint], env=env, check=True,
+                                      capture_output=True, timeout=30).stdout)
+    try:
+        yield GPGKey(home, fingerprint, public)
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
