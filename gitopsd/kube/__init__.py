@@ -1,0 +1,91 @@
+"""The Kubernetes layer: the only package that imports kubernetes-asyncio (and, for tunnels, asyncssh).
+
+:class:`KubeClusterPool` implements :class:`gitopsd.engine.applier.ClusterPool`: one
+:class:`~gitopsd.kube.cluster.KubeCluster` per configured cluster, each with its own client,
+discovery, live cache (LIST + WATCH of gitopsd-labelled objects) and SSH tunnel if configured.
+
+Labels put on every applied object:
+
+- ``app.kubernetes.io/managed-by: gitopsd``: what the live cache watches;
+- ``gitopsd.dev/app: <app>``: ownership; prune deletes only objects carrying it.
+
+Annotations read: ``gitopsd.dev/sync-wave`` (or ``argocd.argoproj.io/sync-wave``) and
+``gitopsd.dev/prune: disabled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+from gitopsd.config import Config
+from gitopsd.events import Event
+from gitopsd.kube.apply import FIELD_MANAGER, PRUNE_ANNOTATION
+from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from gitopsd.kube.cluster import KubeCluster
+from gitopsd.kube.health import HealthHook
+from gitopsd.kube.order import WAVE_ANNOTATIONS
+from gitopsd.plugins import Hooks
+
+__all__ = [
+    "APP_LABEL",
+    "FIELD_MANAGER",
+    "MANAGED_BY_LABEL",
+    "MANAGED_BY_VALUE",
+    "PRUNE_ANNOTATION",
+    "WAVE_ANNOTATIONS",
+    "KubeCluster",
+    "KubeClusterPool",
+]
+
+
+class KubeClusterPool:
+    """Every configured cluster (:class:`gitopsd.engine.applier.ClusterPool`).
+
+    Entering opens each cluster's client (loading its kubeconfig; tunnels connect in the
+    background) without any API request, so an unreachable cluster delays nothing.
+
+    Args:
+        config: The validated config; ``config.clusters`` is used.
+        hooks: The plugin hooks (``gitopsd_health`` for kinds without built-in rules), or None.
+        emit: Receives ClusterUnreachable / ClusterReachable events (must not block).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        hooks: Hooks | None = None,
+        emit: Callable[[Event], None] | None = None,
+    ):
+        health: HealthHook | None = hooks.health if hooks is not None else None
+        self._clusters = {
+            name: KubeCluster(name, cluster, health_hook=health, emit=emit)
+            for name, cluster in config.clusters.items()
+        }
+
+    async def __aenter__(self) -> KubeClusterPool:
+        opened: list[KubeCluster] = []
+        try:
+            for cluster in self._clusters.values():
+                await cluster.open()
+                opened.append(cluster)
+        except BaseException:
+            for cluster in opened:
+                await cluster.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for cluster in self._clusters.values():
+                    tg.start_soon(cluster.close)
+
+    def get(self, name: str) -> KubeCluster:
+        """The cluster called ``name`` in the config (KeyError if there is none)."""
+        return self._clusters[name]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._clusters)

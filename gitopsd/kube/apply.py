@@ -1,0 +1,201 @@
+"""Server-side apply of one object: field manager ``gitopsd``, conflicts reported, immutable fields.
+
+Objects are prepared before anything is compared or sent: the app's namespace is set on
+namespaced objects without one (and dropped from cluster-scoped ones), read-only metadata
+is removed, and two labels are added to every object:
+
+- ``app.kubernetes.io/managed-by: gitopsd`` (what the live cache watches), and
+- ``gitopsd.dev/app: <app name>`` (ownership: prune deletes only objects carrying it).
+
+An apply is first sent with ``force=false``. When that reports a conflict with another field
+manager and the app has ``force_conflicts`` (the default), it is sent again with
+``force=true`` and the result names the manager and the fields taken over; otherwise the
+object fails with them.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from gitopsd.config import AppConfig
+from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Key, LiveCache, key_of
+from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient, backoff
+from gitopsd.kube.discovery import Resource
+from gitopsd.models import Health, Manifest, ObjectRef, ObjectResult
+
+FIELD_MANAGER = "gitopsd"
+PRUNE_ANNOTATION = "gitopsd.dev/prune"
+_READ_ONLY_META = (
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """A prepared object and where it is served."""
+
+    obj: Manifest
+    resource: Resource
+
+    @property
+    def key(self) -> Key:
+        return key_of(self.obj)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef.from_manifest(self.obj)
+
+
+def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
+    """A copy of ``manifest`` ready to apply: namespace, labels, no read-only metadata or status."""
+    obj = copy.deepcopy(manifest)
+    obj.pop("status", None)
+    meta = obj.setdefault("metadata", {})
+    for field in _READ_ONLY_META:
+        meta.pop(field, None)
+    if resource.namespaced:
+        if not meta.get("namespace"):
+            meta["namespace"] = app.namespace
+    else:
+        meta.pop("namespace", None)
+    labels = meta.get("labels") or {}
+    meta["labels"] = {**labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE, APP_LABEL: app.name}
+    return obj
+
+
+def conflict_summary(error: ApiError) -> str:
+    """``kubectl: .spec.replicas, .data.x`` from a FieldManagerConflict Status."""
+    causes = error.details.get("causes") or []
+    by_manager: dict[str, list[str]] = {}
+    for cause in causes:
+        if cause.get("type") != "FieldManagerConflict":
+            continue
+        manager = (
+            str(cause.get("message", ""))
+            .removeprefix("conflict with ")
+            .split(" using ")[0]
+            .strip('"')
+        )
+        by_manager.setdefault(manager, []).append(str(cause.get("field", "")))
+    if not by_manager:
+        return error.message
+    return "; ".join(f"{m}: {', '.join(f)}" for m, f in by_manager.items())
+
+
+def _is_conflict(error: ApiError) -> bool:
+    causes = error.details.get("causes") or []
+    return error.status == 409 and (
+        any(c.get("type") == "FieldManagerConflict" for c in causes)
+        or "Apply failed with" in error.message
+    )
+
+
+def _is_immutable(error: ApiError) -> bool:
+    return error.status == 422 and "immutable" in error.message.lower()
+
+
+class Applier:
+    """Applies prepared objects to one cluster and records the answers in its cache."""
+
+    def __init__(self, client: KubeClient, cache: LiveCache):
+        self.client = client
+        self.cache = cache
+
+    async def _patch(self, d: Desired, *, force: bool, dry_run: bool) -> Manifest:
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        meta = d.obj["metadata"]
+        answer: Manifest = await self.client.request(
+            "PATCH",
+            d.resource.object_path(str(meta.get("namespace") or ""), str(meta["name"])),
+            query=query,
+            body=d.obj,
+            content_type=APPLY_PATCH,
+        )
+        return answer
+
+    async def apply(
+        self, app: AppConfig, d: Desired, live: Manifest | None, *, dry_run: bool
+    ) -> ObjectResult:
+        """Apply one object; failures are returned as ``failed`` results (Unreachable propagates)."""
+        action = "created" if live is None else "changed"
+        notes: list[str] = []
+        try:
+            try:
+                answer = await self._patch(d, force=False, dry_run=dry_run)
+            except ApiError as exc:
+                if _is_conflict(exc):
+                    summary = conflict_summary(exc)
+                    if not app.force_conflicts:
+                        return ObjectResult(
+                            d.ref,
+                            "failed",
+                            Health.UNKNOWN,
+                            f"conflict with another field manager: {summary}",
+                        )
+                    notes.append(f"took over fields from {summary}")
+                    answer = await self._patch(d, force=True, dry_run=dry_run)
+                elif _is_immutable(exc) and app.replace_on_immutable and live is not None:
+                    notes.append("replaced: an immutable field changed")
+                    if not dry_run:
+                        await self._delete_and_wait(
+                            d, live, deadline=time.monotonic() + app.timeout
+                        )
+                    answer = (
+                        await self._patch(d, force=app.force_conflicts, dry_run=dry_run)
+                        if not dry_run
+                        else live
+                    )
+                else:
+                    raise
+        except ApiError as exc:
+            message = str(exc)
+            if _is_immutable(exc):
+                message += " (set replace_on_immutable = true to recreate the object)"
+            return ObjectResult(d.ref, "failed", Health.UNKNOWN, message)
+        if not dry_run and answer:
+            answer.setdefault("apiVersion", d.resource.api_version)
+            answer.setdefault("kind", d.resource.kind)
+            self.cache.record(answer)
+        return ObjectResult(d.ref, action, Health.PROGRESSING, "; ".join(notes))
+
+    async def _delete_and_wait(self, d: Desired, live: Manifest, *, deadline: float) -> None:
+        meta = d.obj["metadata"]
+        path = d.resource.object_path(str(meta.get("namespace") or ""), str(meta["name"]))
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Foreground",
+        }
+        uid = (live.get("metadata") or {}).get("uid")
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self.client.request("DELETE", path, body=body)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        attempt = 0
+        while time.monotonic() < deadline:
+            try:
+                await self.client.request("GET", path)
+            except ApiError as exc:
+                if exc.status == 404:
+                    self.cache.forget(d.key)
+                    return
+                raise
+            await anyio.sleep(backoff(attempt, base=0.05, cap=1.0) + 0.02)
+            attempt += 1
+        raise ApiError(408, "Timeout", f"{d.ref} was not deleted in time to be recreated")

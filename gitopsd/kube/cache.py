@@ -1,0 +1,305 @@
+"""The per-cluster live-state cache: LIST + WATCH per kind in use, gitopsd-labelled objects only.
+
+Each kind an app applies gets one informer: a paginated LIST filtered by
+``app.kubernetes.io/managed-by=gitopsd``, then a WATCH from the list's resourceVersion
+with bookmarks, resumed from the last resourceVersion when it ends, re-listed on 410
+Expired, and restarted when it stays silent past its own inactivity deadline (watches can
+hang silently). Readers (in_sync, health, drift, the apply decision) never send requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from gitopsd.kube.client import ApiError, KubeClient, Unreachable, backoff
+from gitopsd.kube.discovery import Resource
+from gitopsd.models import Manifest
+
+log = structlog.get_logger("gitopsd.kube.cache")
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "gitopsd"
+APP_LABEL = "gitopsd.dev/app"
+SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+
+WATCH_TIMEOUT = (240, 290)
+"""Server-side watch timeout range in seconds (kept under the 300 s a request may last)."""
+IDLE_DEADLINE = 320.0
+"""A watch that sends nothing for this long is assumed dead and restarted."""
+_PAGE = 500
+
+Key = tuple[str, str, str, str]
+"""(group, kind, namespace, name): an object's identity whatever version serves it."""
+
+
+def key_of(obj: Manifest) -> Key:
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    meta = obj.get("metadata") or {}
+    return (
+        group,
+        str(obj.get("kind", "")),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+    )
+
+
+def _rv(obj: Manifest | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _not_older(new: str, old: str) -> bool:
+    """resourceVersions are opaque, but integers in practice: refuse only a provably older one."""
+    try:
+        return int(new) >= int(old)
+    except ValueError:
+        return True
+
+
+class _Expired(Exception):
+    pass
+
+
+class Informer:
+    """LIST + WATCH of one resource, feeding the cache."""
+
+    def __init__(self, cache: LiveCache, resource: Resource):
+        self.cache = cache
+        self.resource = resource
+        self.synced = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.error = ""
+
+    async def run(self) -> None:
+        rv = ""
+        attempt = 0
+        while True:
+            try:
+                if not rv:
+                    rv = await self._list()
+                    self.synced.set()
+                    self.error = ""
+                rv = await self._watch(rv)
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except _Expired:
+                rv = ""
+            except (ApiError, Unreachable, Exception) as exc:
+                self.error = str(exc)
+                if isinstance(exc, ApiError) and exc.status == 404:
+                    # The kind is gone (CRD deleted): nothing of it exists any more.
+                    self.cache._replace_kind(self.resource, [])
+                    self.synced.set()
+                log.debug(
+                    "watch restarting",
+                    cluster=self.cache.client.name,
+                    kind=self.resource.kind,
+                    error=str(exc),
+                )
+                await asyncio.sleep(backoff(attempt, base=0.2, cap=10.0))
+                attempt += 1
+                if isinstance(exc, Unreachable | ApiError):
+                    rv = ""
+
+    async def _list(self) -> str:
+        items: list[Manifest] = []
+        cont = ""
+        api_version = self.resource.api_version
+        while True:
+            query = [("labelSelector", SELECTOR), ("limit", str(_PAGE))]
+            if cont:
+                query.append(("continue", cont))
+            answer = await self.cache.client.request(
+                "GET", self.resource.collection_path(), query=query
+            )
+            for item in answer.get("items") or []:
+                # Items of a list carry no apiVersion/kind: put them back.
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", self.resource.kind)
+                items.append(item)
+            meta = answer.get("metadata") or {}
+            cont = str(meta.get("continue") or "")
+            if not cont:
+                self.cache._replace_kind(self.resource, items)
+                return str(meta.get("resourceVersion") or "")
+
+    async def _watch(self, rv: str) -> str:
+        query = [
+            ("labelSelector", SELECTOR),
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", rv),
+            ("timeoutSeconds", str(random.randint(*WATCH_TIMEOUT))),
+        ]
+        response = await self.cache.client.stream(
+            self.resource.collection_path(), query, idle_timeout=IDLE_DEADLINE
+        )
+        async with response:
+            while True:
+                line = await response.content.readline()
+                if not line:
+                    return rv  # the server ended the watch: resume from rv
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Expired()
+                    raise ApiError(
+                        int(obj.get("code") or 500),
+                        str(obj.get("reason") or ""),
+                        str(obj.get("message") or ""),
+                    )
+                new_rv = _rv(obj)
+                if kind == "BOOKMARK":
+                    rv = new_rv or rv
+                    continue
+                obj.setdefault("apiVersion", self.resource.api_version)
+                obj.setdefault("kind", self.resource.kind)
+                if kind in ("ADDED", "MODIFIED"):
+                    self.cache._put(obj)
+                elif kind == "DELETED":
+                    self.cache._delete(key_of(obj), new_rv)
+                rv = new_rv or rv
+
+
+class LiveCache:
+    """Live objects of one cluster, by :data:`Key`, fed by informers.
+
+    Args:
+        client: The cluster's client.
+        on_change: Called with (key, object or None when deleted) after every change.
+    """
+
+    def __init__(self, client: KubeClient, on_change: Callable[[Key, Manifest | None], None]):
+        self.client = client
+        self._on_change = on_change
+        self._objects: dict[Key, Manifest] = {}
+        self._informers: dict[tuple[str, str], Informer] = {}
+        self._changed = asyncio.Event()
+
+    # -- reading (no requests) ------------------------------------------------------------
+
+    def get(self, key: Key) -> Manifest | None:
+        return self._objects.get(key)
+
+    def synced(self, group: str, kind: str) -> bool:
+        informer = self._informers.get((group, kind))
+        return informer is not None and informer.synced.is_set()
+
+    def watching(self, group: str, kind: str) -> bool:
+        return (group, kind) in self._informers
+
+    # -- informers ------------------------------------------------------------------------
+
+    def ensure(self, resource: Resource) -> Informer:
+        """Start watching ``resource`` unless already watched."""
+        ident = (resource.group, resource.kind)
+        informer = self._informers.get(ident)
+        if informer is None:
+            informer = Informer(self, resource)
+            informer.task = asyncio.create_task(
+                informer.run(), name=f"watch {self.client.name} {resource.kind}"
+            )
+            self._informers[ident] = informer
+        return informer
+
+    async def wait_synced(self, resources: list[Resource], within: float) -> bool:
+        """Wait until every resource's first LIST is in; False on timeout."""
+        informers = [self.ensure(r) for r in resources]
+        pending = [i.synced.wait() for i in informers if not i.synced.is_set()]
+        if not pending:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), within)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        tasks = [i.task for i in self._informers.values() if i.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._informers.clear()
+
+    # -- changes --------------------------------------------------------------------------
+
+    async def wait_change(self, at_most: float) -> None:
+        """Return at the next change of any object, or after ``at_most`` seconds."""
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), at_most)
+        except TimeoutError:
+            pass
+
+    def _signal(self, key: Key, obj: Manifest | None) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        try:
+            self._on_change(key, obj)
+        except Exception:  # a listener bug must not kill the watch
+            log.exception("cache listener failed", key=key)
+
+    def record(self, obj: Manifest) -> None:
+        """Store an object the API server just returned (an apply), unless the cache has newer."""
+        self._put(obj)
+
+    def _put(self, obj: Manifest) -> None:
+        key = key_of(obj)
+        old = self._objects.get(key)
+        if old is not None and not _not_older(_rv(obj), _rv(old)):
+            return
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+            # No longer ours (label removed out of band): the selector would drop it too.
+            if old is not None:
+                del self._objects[key]
+                self._signal(key, None)
+            return
+        self._objects[key] = obj
+        if old is None or _rv(old) != _rv(obj):
+            self._signal(key, obj)
+
+    def _delete(self, key: Key, rv: str = "") -> None:
+        old = self._objects.get(key)
+        if old is None or (rv and not _not_older(rv, _rv(old))):
+            return
+        del self._objects[key]
+        self._signal(key, None)
+
+    def forget(self, key: Key) -> None:
+        """Drop an object confirmed deleted (a DELETE answered 404)."""
+        self._delete(key)
+
+    def _replace_kind(self, resource: Resource, items: list[Manifest]) -> None:
+        fresh = {key_of(o): o for o in items}
+        stale = [
+            k
+            for k in self._objects
+            if k[0] == resource.group and k[1] == resource.kind and k not in fresh
+        ]
+        for key in stale:
+            del self._objects[key]
+            self._signal(key, None)
+        for obj in items:
+            self._put_listed(obj)
+
+    def _put_listed(self, obj: Manifest) -> None:
+        key = key_of(obj)
+        old = self._objects.get(key)
+        self._objects[key] = obj
+        if old is None or _rv(old) != _rv(obj):
+            self._signal(key, obj)
+
+
+def object_labels(obj: Manifest) -> dict[str, Any]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})

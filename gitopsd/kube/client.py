@@ -1,0 +1,272 @@
+"""One cluster's HTTP client: kubeconfig + context, a request limiter, retries, reachability.
+
+Requests go through kubernetes-asyncio's ``ApiClient.call_api`` with raw paths and
+``_preload_content=False``: the library does authentication (tokens, client
+certificates, exec plugins) and TLS; this module reads the JSON itself, so every
+status code (and ``Retry-After``) is visible and nothing is deserialised into models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import structlog
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from gitopsd.config import ClusterConfig
+from gitopsd.errors import ApplyError
+
+log = structlog.get_logger("gitopsd.kube")
+
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRY_BUDGET = 20.0
+"""Seconds a request is retried for on transient errors (a tunnel blip under 5 s must not fail a sync)."""
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 2.0
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass
+class ApiError(Exception):
+    """A non-2xx answer of the API server (after retries), with its Status fields."""
+
+    status: int
+    reason: str = ""
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.status} {self.reason}: {self.message}"
+            if self.reason
+            else f"{self.status}: {self.message}"
+        )
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT_STATUS
+
+
+class Unreachable(Exception):
+    """The API server could not be reached within the retry budget."""
+
+
+def backoff(attempt: int, *, base: float = _BACKOFF_BASE, cap: float = _BACKOFF_CAP) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return min(float(value), 30.0)
+    except ValueError:
+        return None
+
+
+def _api_error(status: int, raw: bytes) -> ApiError:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("kind") == "Status":
+        return ApiError(
+            status,
+            str(body.get("reason") or ""),
+            str(body.get("message") or ""),
+            body.get("details") or {},
+        )
+    return ApiError(status, "", raw[:300].decode("utf-8", "replace"))
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    asyncio.TimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Errors worth retrying that say nothing about the request itself."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return False  # a wrong certificate does not heal by retrying
+    return isinstance(exc, _CONNECTION_ERRORS)
+
+
+class KubeClient:
+    """HTTP access to one cluster. Use :meth:`open` then :meth:`close`.
+
+    Args:
+        name: Cluster name (for messages).
+        config: The cluster's config.
+        on_reachable: Called with True/False when reachability changes.
+    """
+
+    def __init__(self, name: str, config: ClusterConfig, on_reachable: Callable[[bool, str], None]):
+        self.name = name
+        self.config = config
+        self.limiter = anyio.CapacityLimiter(config.max_concurrent_requests)
+        self._api: k8s_client.ApiClient | None = None
+        self._loader: Any = None
+        self._on_reachable = on_reachable
+        self.reachable = True
+        self.server = ""
+        """The API server URL from the kubeconfig (before any tunnel)."""
+
+    async def open(self, *, host_override: str | None = None) -> None:
+        """Load the kubeconfig; with ``host_override`` (a tunnel's local URL) TLS still checks the real name."""
+        configuration = type.__call__(k8s_client.Configuration)
+        self._loader = await k8s_config.load_kube_config(
+            config_file=str(self.config.kubeconfig),
+            context=self.config.context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        self.server = configuration.host
+        if host_override:
+            if not configuration.tls_server_name:
+                configuration.tls_server_name = urlsplit(self.server).hostname
+            configuration.host = host_override
+        configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
+        self._api = k8s_client.ApiClient(configuration=configuration)
+        self._api.user_agent = "gitopsd"
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    def _mark(self, reachable: bool, why: str = "") -> None:
+        if reachable != self.reachable:
+            self.reachable = reachable
+            self._on_reachable(reachable, why)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str | None,
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        assert self._api is not None, "client not opened"
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        response: aiohttp.ClientResponse = await self._api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=limits,
+        )
+        return response
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        budget: float = RETRY_BUDGET,
+    ) -> dict[str, Any]:
+        """One API call under the cluster's limiter, retried on transient errors; the JSON answer.
+
+        Raises ApiError for a (final) non-2xx answer and Unreachable when the server cannot be
+        reached within ``budget`` seconds.
+        """
+        deadline = time.monotonic() + budget
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        attempt = 0
+        reloaded = False
+        while True:
+            delay: float | None
+            try:
+                async with self.limiter:
+                    response = await self._send(method, path, query, body, content_type, timeout)
+                    async with response:
+                        raw = await response.read()
+                        status = response.status
+                        retry_after = _retry_after(response.headers)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._mark(False, _describe(exc))
+                if time.monotonic() >= deadline:
+                    raise Unreachable(f"cluster {self.name}: {_describe(exc)}") from None
+                delay = None
+            else:
+                self._mark(True)
+                if 200 <= status < 300:
+                    return json.loads(raw) if raw else {}
+                error = _api_error(status, raw)
+                if status == 401 and not reloaded and self._loader is not None:
+                    # Exec-plugin and OIDC tokens expire: load the credentials once more.
+                    reloaded = True
+                    assert self._api is not None
+                    await self._loader.load_and_set(self._api.configuration)
+                    continue
+                if not error.transient or time.monotonic() >= deadline:
+                    raise error
+                delay = retry_after
+            wait = backoff(attempt) if delay is None else delay + random.uniform(0, 0.1)
+            attempt += 1
+            await anyio.sleep(max(0.0, min(wait, deadline - time.monotonic() + 0.01)))
+
+    async def stream(
+        self, path: str, query: list[tuple[str, str]], *, idle_timeout: float
+    ) -> aiohttp.ClientResponse:
+        """Open a watch (no limiter: it lasts); the caller reads lines and closes the response.
+
+        ``idle_timeout`` is the inactivity deadline: a read that waits longer raises TimeoutError.
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.config.request_timeout, sock_read=idle_timeout
+        )
+        try:
+            response = await self._send("GET", path, query, None, None, timeout)
+        except Exception as exc:
+            if is_connection_error(exc):
+                self._mark(False, _describe(exc))
+            raise
+        self._mark(True)
+        if response.status != 200:
+            async with response:
+                raw = await response.read()
+            raise _api_error(response.status, raw)
+        return response
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, secret-free description of a connection error."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "request timed out"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def unreachable_error(cluster: str, detail: str) -> ApplyError:
+    return ApplyError(f"cluster {cluster} is unreachable: {detail}", reason="ClusterUnreachable")

@@ -1,0 +1,555 @@
+"""One cluster: client (through a tunnel if configured), discovery, live cache, sync pipeline.
+
+Implements :class:`gitopsd.engine.applier.Cluster`. A sync:
+
+1. resolves every manifest's resource (discovery, or a CRD in the same render) and prepares
+   it (namespace, labels); an unknown kind or a duplicate fails the sync before any request
+   that changes something;
+2. waits for the live cache of every kind in use (its first LIST; later syncs send nothing);
+3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
+   are ``unchanged`` and cost no request; the others are added to the inventory, then
+   applied concurrently; a failed object stops later steps; waited steps must become
+   healthy (CRDs Established, Namespaces Active, each wave) before the next;
+4. prunes (only after every apply succeeded, :mod:`gitopsd.kube.prune`);
+5. waits for the app to be healthy until ``app.timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
+
+import anyio
+import structlog
+
+from gitopsd.config import AppConfig, ClusterConfig
+from gitopsd.engine.applier import DriftCallback, Inventory, ObjectDiff
+from gitopsd.errors import ApplyError
+from gitopsd.events import ClusterReachable, ClusterUnreachable, Event
+from gitopsd.kube.apply import Applier, Desired, prepare
+from gitopsd.kube.cache import Key, LiveCache, key_of
+from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
+from gitopsd.kube.diff import object_diff
+from gitopsd.kube.discovery import Discovery, Resource, UnknownKind, is_crd, resources_from_crd
+from gitopsd.kube.drift import DriftTracker
+from gitopsd.kube.health import HealthHook, object_health
+from gitopsd.kube.normalize import matches
+from gitopsd.kube.order import Step, plan_steps
+from gitopsd.kube.prune import Pruner, ref_key
+from gitopsd.kube.tunnel import Tunnel
+from gitopsd.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
+
+log = structlog.get_logger("gitopsd.kube")
+
+UNREACHABLE_GRACE = 5.0
+"""A sync fails at once (ClusterUnreachable) only when the cluster has been unreachable this long."""
+
+
+class KubeCluster:
+    """A :class:`gitopsd.engine.applier.Cluster` on kubernetes-asyncio.
+
+    Args:
+        name: The cluster's name in the config.
+        config: Its ``[clusters.NAME]`` table.
+        health_hook: The ``gitopsd_health`` hook (kinds without built-in rules).
+        emit: Receives ClusterUnreachable / ClusterReachable events.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: ClusterConfig,
+        *,
+        health_hook: HealthHook | None = None,
+        emit: Callable[[Event], None] | None = None,
+    ):
+        self.name = name
+        self.config = config
+        self._emit = emit or (lambda event: None)
+        self._health_hook = health_hook
+        self.client = KubeClient(name, config, self._on_reachable)
+        self.discovery = Discovery(self.client)
+        self.drift = DriftTracker()
+        self.cache = LiveCache(self.client, self.drift.on_change)
+        self.applier = Applier(self.client, self.cache)
+        self.pruner = Pruner(self.client, self.cache, self.discovery)
+        self.tunnel: Tunnel | None = None
+        self._unreachable_since: float | None = None
+        self._sync_locks: dict[str, anyio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load the kubeconfig and start the tunnel (connecting in the background); no API request."""
+        if self.config.ssh is None:
+            await self.client.open()
+            return
+        await self.client.open()  # to learn the server address
+        await self.client.close()
+        parts = urlsplit(self.client.server)
+        if not parts.hostname:
+            raise ApplyError(
+                f"cluster {self.name}: kubeconfig server {self.client.server!r} has no host"
+            )
+        self.tunnel = Tunnel(
+            self.name, self.config.ssh, parts.hostname, parts.port or 443, on_state=self._on_tunnel
+        )
+        port = await self.tunnel.start()
+        await self.client.open(host_override=f"https://127.0.0.1:{port}")
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.cache.close()
+        await self.client.close()
+        if self.tunnel is not None:
+            await self.tunnel.close()
+
+    @property
+    def reachable(self) -> bool:
+        return self.client.reachable
+
+    def _on_reachable(self, reachable: bool, why: str) -> None:
+        if reachable:
+            self._unreachable_since = None
+            self._emit(
+                ClusterReachable.make(
+                    cluster=self.name,
+                    reason="ClusterReachable",
+                    message=f"cluster {self.name} answers again",
+                )
+            )
+        else:
+            self._unreachable_since = time.monotonic()
+            self._emit(
+                ClusterUnreachable.make(
+                    cluster=self.name,
+                    reason="ClusterUnreachable",
+                    message=f"cluster {self.name} is unreachable ({why}); its apps are Unknown until it is back",
+                )
+            )
+
+    def _on_tunnel(self, up: bool, why: str) -> None:
+        log.info("ssh tunnel up" if up else "ssh tunnel down", cluster=self.name, detail=why)
+
+    def _check_reachable(self) -> None:
+        since = self._unreachable_since
+        if (
+            not self.client.reachable
+            and since is not None
+            and time.monotonic() - since > UNREACHABLE_GRACE
+        ):
+            raise unreachable_error(self.name, "no answer from the API server")
+
+    # -- preparation ----------------------------------------------------------------------
+
+    @staticmethod
+    def _hints(manifests: list[Manifest]) -> dict[tuple[str, str], Resource]:
+        return {
+            (r.api_version, r.kind): r
+            for m in manifests
+            if is_crd(m)
+            for r in resources_from_crd(m)
+        }
+
+    async def _resolve(
+        self, app: AppConfig, manifests: list[Manifest]
+    ) -> tuple[list[Desired], list[ObjectResult]]:
+        hints = self._hints(manifests)
+        desired: list[Desired] = []
+        failed: list[ObjectResult] = []
+        seen: set[Key] = set()
+        for manifest in manifests:
+            ref = ObjectRef.from_manifest(manifest)
+            if not ref.version or not ref.kind or not ref.name:
+                failed.append(
+                    ObjectResult(
+                        ref,
+                        "failed",
+                        Health.UNKNOWN,
+                        "manifest needs apiVersion, kind and metadata.name",
+                    )
+                )
+                continue
+            try:
+                resource = await self.discovery.resolve(ref.api_version, ref.kind, hints=hints)
+            except UnknownKind as exc:
+                failed.append(ObjectResult(ref, "failed", Health.UNKNOWN, str(exc)))
+                continue
+            d = Desired(prepare(app, manifest, resource), resource)
+            if d.key in seen:
+                failed.append(
+                    ObjectResult(
+                        d.ref, "failed", Health.UNKNOWN, "the render contains this object twice"
+                    )
+                )
+                continue
+            seen.add(d.key)
+            desired.append(d)
+        return desired, failed
+
+    def _prepare_cached(
+        self, app: AppConfig, manifests: list[Manifest]
+    ) -> dict[Key, Desired] | None:
+        """Prepared objects from what discovery already knows (no request); None if a kind is unknown."""
+        hints = self._hints(manifests)
+        out: dict[Key, Desired] = {}
+        for manifest in manifests:
+            ref = ObjectRef.from_manifest(manifest)
+            resource = self.discovery.cached(ref.api_version, ref.kind) or hints.get(
+                (ref.api_version, ref.kind)
+            )
+            if resource is None:
+                return None
+            d = Desired(prepare(app, manifest, resource), resource)
+            out[d.key] = d
+        return out
+
+    async def _watch_kinds(self, resources: Iterable[Resource]) -> None:
+        served = {
+            (r.group, r.kind): r
+            for r in resources
+            if self.discovery.cached(r.api_version, r.kind) is not None
+        }
+        if not served:
+            return
+        ok = await self.cache.wait_synced(list(served.values()), within=self.config.request_timeout)
+        if not ok:
+            if not self.client.reachable:
+                raise unreachable_error(self.name, "listing objects failed")
+            raise ApplyError(
+                f"cluster {self.name}: listing objects timed out", reason="ClusterUnreachable"
+            )
+
+    # -- the Cluster protocol ---------------------------------------------------------------
+
+    async def sync(
+        self,
+        app: AppConfig,
+        manifests: list[Manifest],
+        inventory: Inventory,
+        *,
+        dry_run: bool = False,
+    ) -> SyncResult:
+        """See :meth:`gitopsd.engine.applier.Cluster.sync`."""
+        lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        async with lock:
+            self.drift.pause(app.name)
+            try:
+                return await self._sync(app, manifests, inventory, dry_run=dry_run)
+            except Unreachable as exc:
+                raise unreachable_error(self.name, str(exc).split(": ", 1)[-1]) from None
+            finally:
+                self.drift.resume(app.name, self.cache.get)
+
+    async def _sync(
+        self, app: AppConfig, manifests: list[Manifest], inventory: Inventory, *, dry_run: bool
+    ) -> SyncResult:
+        started = time.monotonic()
+        deadline = started + app.timeout
+        self._check_reachable()
+
+        def result(ok: bool, message: str, objects: list[ObjectResult]) -> SyncResult:
+            health = Health.worst(
+                [o.health for o in objects if o.action not in ("pruned", "skipped")]
+            )
+            return SyncResult(
+                app=app.name,
+                revision="",
+                ok=ok,
+                message=message,
+                objects=tuple(objects),
+                health=health,
+                duration=time.monotonic() - started,
+                dry_run=dry_run,
+            )
+
+        desired, bad = await self._resolve(app, manifests)
+        if bad:
+            skipped = [
+                ObjectResult(d.ref, "skipped", Health.UNKNOWN, "not applied: the render has errors")
+                for d in desired
+            ]
+            names = "; ".join(f"{o.ref}: {o.message}" for o in bad)
+            return result(False, f"render cannot be applied: {names}", bad + skipped)
+
+        if not dry_run and self.drift.tracked(app.name):
+            self.drift.track(app.name, {d.key: d.obj for d in desired}, None)
+        await self._watch_kinds(d.resource for d in desired)
+
+        previous = await inventory.current()
+        owned = {ref_key(r) for r in previous}
+        results: dict[Key, ObjectResult] = {}
+        failure = ""
+        steps = plan_steps([d.obj for d in desired])
+        by_key = {d.key: d for d in desired}
+        for index, step in enumerate(steps):
+            step_desired = [by_key[key_of(o)] for o in step.objects]
+            step_desired = await self._refresh_hinted(step_desired)
+            failure = await self._apply_step(
+                app, step_desired, inventory, owned, results, dry_run=dry_run
+            )
+            if failure:
+                for later in steps[index + 1 :]:
+                    for obj in later.objects:
+                        d = by_key[key_of(obj)]
+                        results[d.key] = ObjectResult(
+                            d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
+                        )
+                break
+            if step.wait and not dry_run and index < len(steps) - 1:
+                failure = await self._wait_healthy(step, step_desired, results, deadline)
+                if failure:
+                    for later in steps[index + 1 :]:
+                        for obj in later.objects:
+                            d = by_key[key_of(obj)]
+                            results[d.key] = ObjectResult(
+                                d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
+                            )
+                    break
+
+        pruned: list[ObjectResult] = []
+        desired_keys = set(by_key)
+        leftovers = [r for r in previous if ref_key(r) not in desired_keys]
+        if not failure and leftovers:
+            if not manifests and not app.allow_empty:
+                failure = (
+                    f"the render is empty: refusing to prune {len(leftovers)} object(s) "
+                    "(set allow_empty = true if the app really should be empty)"
+                )
+            elif app.prune:
+                pruned = await self.pruner.prune(app, leftovers, inventory, dry_run=dry_run)
+                failed_prunes = [p for p in pruned if p.action == "failed"]
+                if failed_prunes:
+                    failure = "prune failed: " + "; ".join(
+                        f"{p.ref}: {p.message}" for p in failed_prunes
+                    )
+
+        if not failure and not dry_run:
+            failure = await self._wait_healthy(Step("all"), desired, results, deadline)
+
+        objects = [results[d.key] for d in desired if d.key in results] + pruned
+        if failure:
+            return result(False, failure, objects)
+        counts = {
+            a: sum(1 for o in objects if o.action == a)
+            for a in ("created", "changed", "unchanged", "pruned")
+        }
+        summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do"
+        return result(True, summary, objects)
+
+    async def _refresh_hinted(self, step: list[Desired]) -> list[Desired]:
+        """Kinds known only from a CRD in the render: ask discovery again now that the CRD exists."""
+        out = []
+        for d in step:
+            if self.discovery.cached(d.resource.api_version, d.resource.kind) is None:
+                try:
+                    resource = await self.discovery.resolve(d.resource.api_version, d.resource.kind)
+                    d = Desired(d.obj, resource)
+                except UnknownKind:
+                    pass  # dry run before the CRD exists: keep the CRD's own description
+            out.append(d)
+        await self._watch_kinds(d.resource for d in out)
+        return out
+
+    async def _apply_step(
+        self,
+        app: AppConfig,
+        step: list[Desired],
+        inventory: Inventory,
+        owned: set[Key],
+        results: dict[Key, ObjectResult],
+        *,
+        dry_run: bool,
+    ) -> str:
+        """Apply what differs in one step; the failure message, or ""."""
+        to_send: list[tuple[Desired, Manifest | None]] = []
+        for d in step:
+            live = self.cache.get(d.key)
+            if matches(d.obj, live):
+                results[d.key] = ObjectResult(d.ref, "unchanged", self._object_health(live).health)
+            else:
+                to_send.append((d, live))
+        if not to_send:
+            return ""
+        if not dry_run:
+            new = [d.ref for d, _ in to_send if d.key not in owned]
+            if new:
+                await inventory.add(new)  # persisted before the apply that may create them
+                owned.update(ref_key(r) for r in new)
+        unreachable: list[str] = []
+
+        async def one(d: Desired, live: Manifest | None) -> None:
+            try:
+                results[d.key] = await self.applier.apply(app, d, live, dry_run=dry_run)
+            except Unreachable as exc:
+                unreachable.append(str(exc))
+                results[d.key] = ObjectResult(
+                    d.ref, "failed", Health.UNKNOWN, "cluster unreachable"
+                )
+
+        async with anyio.create_task_group() as tg:
+            for d, live in to_send:
+                tg.start_soon(one, d, live)
+        if unreachable:
+            raise Unreachable(unreachable[0])
+        failed = [(d, live) for d, live in to_send if results[d.key].action == "failed"]
+        if not failed:
+            return ""
+        if not dry_run:
+            # Nothing was created for a refused object that did not exist: keep the inventory exact.
+            never_created = [d.ref for d, live in failed if live is None and await self._absent(d)]
+            if never_created:
+                await inventory.remove(never_created)
+                owned.difference_update(ref_key(r) for r in never_created)
+        return "apply failed: " + "; ".join(f"{d.ref}: {results[d.key].message}" for d, _ in failed)
+
+    async def _absent(self, d: Desired) -> bool:
+        try:
+            await self.client.request(
+                "GET",
+                d.resource.object_path(
+                    str(d.obj["metadata"].get("namespace") or ""), d.obj["metadata"]["name"]
+                ),
+            )
+        except Exception as exc:
+            return getattr(exc, "status", None) == 404
+        return False
+
+    def _object_health(self, live: Manifest | None) -> HealthStatus:
+        hook = self._health_hook
+        return object_health(live, hook)
+
+    async def _wait_healthy(
+        self, step: Step, desired: list[Desired], results: dict[Key, ObjectResult], deadline: float
+    ) -> str:
+        """Wait until ``desired`` are healthy; updates results' health; the failure message, or ""."""
+        while True:
+            statuses = {d.key: self._object_health(self.cache.get(d.key)) for d in desired}
+            for d in desired:
+                old = results.get(d.key)
+                if old is not None and old.action != "failed":
+                    status = statuses[d.key]
+                    results[d.key] = ObjectResult(
+                        old.ref, old.action, status.health, old.message or status.message
+                    )
+            degraded = [d for d in desired if statuses[d.key].health == Health.DEGRADED]
+            if degraded:
+                for d in degraded:
+                    old = results[d.key]
+                    results[d.key] = ObjectResult(
+                        old.ref, old.action, Health.DEGRADED, statuses[d.key].message
+                    )
+                return "unhealthy: " + "; ".join(
+                    f"{d.ref}: {statuses[d.key].message}" for d in degraded
+                )
+            waiting = [
+                d
+                for d in desired
+                if statuses[d.key].health not in (Health.HEALTHY, Health.SUSPENDED)
+            ]
+            if not waiting:
+                return ""
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for d in waiting:
+                    old = results[d.key]
+                    results[d.key] = ObjectResult(
+                        old.ref, old.action, statuses[d.key].health, statuses[d.key].message
+                    )
+                where = "" if step.name == "all" else f" ({step.name})"
+                return f"timed out waiting for health{where}: " + "; ".join(
+                    f"{d.ref}: {statuses[d.key].health} {statuses[d.key].message}".rstrip()
+                    for d in waiting
+                )
+            if (
+                not self.client.reachable
+                and self._unreachable_since is not None
+                and time.monotonic() - self._unreachable_since > UNREACHABLE_GRACE
+            ):
+                raise unreachable_error(self.name, "lost while waiting for health")
+            await self.cache.wait_change(min(remaining, 1.0))
+
+    async def diff(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectDiff]:
+        """See :meth:`gitopsd.engine.applier.Cluster.diff`."""
+        self._check_reachable()
+        try:
+            desired, bad = await self._resolve(app, manifests)
+            if bad:
+                raise ApplyError(
+                    "; ".join(f"{o.ref}: {o.message}" for o in bad), reason="InvalidManifest"
+                )
+            await self._watch_kinds(d.resource for d in desired)
+        except Unreachable as exc:
+            raise unreachable_error(self.name, str(exc)) from None
+        out = []
+        for d in desired:
+            live = self.cache.get(d.key)
+            text = object_diff(d.obj, live)
+            if text:
+                out.append(ObjectDiff(d.ref, text, live is not None))
+        return out
+
+    def in_sync(self, app: AppConfig, manifests: list[Manifest]) -> bool | None:
+        """See :meth:`gitopsd.engine.applier.Cluster.in_sync` (no request)."""
+        if not self.client.reachable:
+            return None
+        prepared = self._prepare_cached(app, manifests)
+        if prepared is None:
+            return None
+        for d in prepared.values():
+            if not self.cache.synced(d.resource.group, d.resource.kind):
+                return None
+            if not matches(d.obj, self.cache.get(d.key)):
+                return False
+        return True
+
+    def health(self, app: AppConfig, manifests: list[Manifest]) -> Health:
+        """See :meth:`gitopsd.engine.applier.Cluster.health` (no request)."""
+        if not self.client.reachable:
+            return Health.UNKNOWN
+        prepared = self._prepare_cached(app, manifests)
+        if prepared is None:
+            return Health.UNKNOWN
+        healths = []
+        for d in prepared.values():
+            if not self.cache.synced(d.resource.group, d.resource.kind):
+                return Health.UNKNOWN
+            healths.append(self._object_health(self.cache.get(d.key)).health)
+        return Health.worst(healths)
+
+    def track(self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback) -> None:
+        """See :meth:`gitopsd.engine.applier.Cluster.track`."""
+        prepared = self._prepare_cached(app, manifests)
+        if prepared is None:
+            task = asyncio.create_task(
+                self._track_later(app, manifests, on_drift), name=f"track {app.name}"
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
+        self.drift.track(app.name, {k: d.obj for k, d in prepared.items()}, on_drift)
+        for d in prepared.values():
+            if self.discovery.cached(d.resource.api_version, d.resource.kind) is not None:
+                self.cache.ensure(d.resource)
+
+    async def _track_later(
+        self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback
+    ) -> None:
+        try:
+            desired, _ = await self._resolve(app, manifests)
+        except (Unreachable, ApplyError) as exc:
+            log.warning("cannot track app yet", app=app.name, cluster=self.name, error=str(exc))
+            return
+        self.drift.track(app.name, {d.key: d.obj for d in desired}, on_drift)
+        for d in desired:
+            if self.discovery.cached(d.resource.api_version, d.resource.kind) is not None:
+                self.cache.ensure(d.resource)
+
+    def untrack(self, app_name: str) -> None:
+        """See :meth:`gitopsd.engine.applier.Cluster.untrack`."""
+        self.drift.untrack(app_name)

@@ -1,0 +1,174 @@
+"""Fixtures for the Kubernetes layer: sandboxes over real HTTPS, a pool, an inventory, kubectl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitopsd.config import AppConfig, ClusterConfig, Config, PluginTable
+from gitopsd.events import Event
+from gitopsd.kube import KubeClusterPool
+from gitopsd.models import ObjectRef
+from gitopsd.sandbox import Sandbox
+from gitopsd.state import StateStore
+from tests.conftest import require_tool
+
+pytestmark = pytest.mark.anyio
+
+
+class StoreInventory:
+    """The Inventory protocol over the real StateStore, as the engine provides it."""
+
+    def __init__(self, store: StateStore, app: str):
+        self.store = store
+        self.app = app
+
+    async def current(self) -> list[ObjectRef]:
+        return await self.store.inventory(self.app)
+
+    async def add(self, refs: Iterable[ObjectRef]) -> None:
+        await self.store.add_to_inventory(self.app, list(refs))
+
+    async def remove(self, refs: Iterable[ObjectRef]) -> None:
+        await self.store.remove_from_inventory(self.app, list(refs))
+
+
+def app_config(name: str = "web", cluster: str = "main", **kwargs: Any) -> AppConfig:
+    return AppConfig(name=name, cluster=cluster, source=PluginTable(type="local"), **kwargs)
+
+
+def pool_config(clusters: dict[str, Path], **cluster_opts: Any) -> Config:
+    return Config(
+        clusters={
+            name: ClusterConfig(kubeconfig=path, **cluster_opts) for name, path in clusters.items()
+        }
+    )
+
+
+@dataclass
+class Env:
+    """One sandbox, a pool over it, and a state store."""
+
+    sb: Sandbox
+    pool: KubeClusterPool
+    store: StateStore
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def cluster(self) -> Any:
+        return self.pool.get("main")
+
+    def inventory(self, app: str = "web") -> StoreInventory:
+        return StoreInventory(self.store, app)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(tls=True, rollout_delay=0.2, seed=0) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
+    events: list[Event] = []
+    store = await StateStore.open(tmp_path / "state")
+    config = pool_config({"main": sandbox.kubeconfig}, request_timeout=5)
+    try:
+        async with KubeClusterPool(config, None, events.append) as pool:
+            yield Env(sandbox, pool, store, events)
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def kubectl(sandbox: Sandbox, tmp_path: Path) -> Callable[..., str]:
+    """Run the real kubectl against the sandbox (fresh discovery cache); its stdout."""
+    binary = require_tool("kubectl")
+    cache = tmp_path / "kubectl-cache"
+
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> str:
+        cmd = [binary, f"--kubeconfig={sandbox.kubeconfig}", f"--cache-dir={cache}", *args]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout if proc.returncode == 0 else proc.stderr
+
+    return run
+
+
+async def kubectl_async(
+    run: Callable[..., str], *args: str, stdin: str | None = None, check: bool = True
+) -> str:
+    """kubectl in a thread, so the event loop (watches, drift) keeps running meanwhile."""
+    return await asyncio.to_thread(run, *args, stdin=stdin, check=check)
+
+
+def get_json(run: Callable[..., str], *args: str) -> Any:
+    return json.loads(run("get", *args, "-o", "json"))
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll ``check`` until it returns a truthy value (that value), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def deployment(
+    name: str, replicas: int = 2, namespace: str | None = None, **annotations: str
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "nginx:1.27",
+                            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def configmap(name: str, namespace: str | None = None, **data: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": dict(data) or {"k": "v"},
+    }
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
