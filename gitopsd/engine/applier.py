@@ -95,6 +95,16 @@ class Cluster(Protocol):
         """Stop watching for the app's drift."""
         ...
 
+    async def prune_all(self, app: AppConfig, inventory: Inventory) -> SyncResult:
+        """Delete every object in ``inventory`` (the app was removed with ``prune_on_remove``).
+
+        Same rules as prune during a sync: only inventory objects, each removed from the
+        inventory once confirmed gone. Failures are in the result (``ok=False``), not raised,
+        except when the cluster is unreachable (ApplyError, reason ``ClusterUnreachable``).
+        Each deleted object is an ObjectResult with action ``pruned``.
+        """
+        ...
+
 
 class ClusterPool(Protocol):
     """Every configured cluster, one client each. An async context manager owning the clients."""

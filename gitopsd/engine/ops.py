@@ -1,0 +1,89 @@
+"""Operational helpers of the daemon: metered runners, the config-file watcher, status lines.
+
+Kept out of :mod:`gitopsd.engine.daemon` so the supervisor stays small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+import watchfiles
+
+from gitopsd.engine.runner import AppRunner, AppStatus
+from gitopsd.errors import SourceError
+from gitopsd.metrics import Metrics
+from gitopsd.models import Artifact, SyncResult, SyncStatus
+
+log = structlog.get_logger("gitopsd.daemon")
+
+
+class MeteredRunner(AppRunner):
+    """An :class:`AppRunner` that reports reconciles and fetches to :class:`Metrics`."""
+
+    metrics: Metrics | None = None
+
+    async def reconcile(self, reasons: list[str], *, force: bool = False) -> SyncResult | None:
+        started = time.monotonic()
+        failures = self._failures
+        suspended = self.status.suspended
+        result = await super().reconcile(reasons, force=force)
+        if self.metrics is not None:
+            if suspended:
+                outcome = "skipped"
+            elif result is None:
+                outcome = "failed" if self._failures > failures else "unchanged"
+            else:
+                outcome = "succeeded" if result.ok else "failed"
+            self.metrics.reconcile(self.app.name, outcome, time.monotonic() - started)
+        return result
+
+    async def _fetch(self, revision: str) -> Artifact:
+        try:
+            artifact: Artifact = await super()._fetch(revision)
+        except SourceError:
+            if self.metrics is not None:
+                self.metrics.source_fetch(self.app.source.type, "failed")
+            raise
+        if self.metrics is not None:
+            self.metrics.source_fetch(self.app.source.type, "ok")
+        return artifact
+
+
+def status_line(statuses: list[AppStatus]) -> str:
+    """The ``STATUS=`` text systemd shows: app counts and failures."""
+    synced = sum(1 for s in statuses if s.sync == SyncStatus.SYNCED)
+    out = sum(1 for s in statuses if s.sync == SyncStatus.OUT_OF_SYNC)
+    failing = sum(1 for s in statuses if s.last_result == "failed")
+    suspended = sum(1 for s in statuses if s.suspended)
+    text = f"{len(statuses)} apps: {synced} synced, {out} out of sync, {failing} failing"
+    return text + (f", {suspended} suspended" if suspended else "")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes ("" when it cannot be read)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+async def watch_config_file(path: Path, on_change: Callable[[], Awaitable[None]], *, debounce_ms: int = 200) -> None:
+    """Call ``on_change`` whenever ``path``'s content changes, until cancelled (``path`` absolute).
+
+    The directory is watched (editors and config management replace files by rename),
+    and a change that leaves the bytes as they were (touch, rewrite) is ignored.
+    """
+    last = file_digest(path)
+    async for changes in watchfiles.awatch(path.parent, debounce=debounce_ms, step=50, recursive=False):
+        if not any(Path(p).name == path.name for _, p in changes):
+            continue
+        digest = file_digest(path)
+        if not digest or digest == last:
+            continue
+        last = digest
+        log.info("config file changed: reloading", path=str(path))
+        await on_change()

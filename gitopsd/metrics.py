@@ -1,0 +1,172 @@
+"""Prometheus metrics of one daemon, in their own :class:`CollectorRegistry`.
+
+Never the process-global registry: two daemons in one process (tests) must not share
+counters, and a library's metrics must not leak into ``/metrics``.
+
+Who moves what:
+
+- the engine (:mod:`gitopsd.engine.ops`): ``reconcile``, ``source_fetch``,
+  ``drift_correction``, and the per-app gauges read at scrape time from the runners;
+- the event bus (:class:`gitopsd.engine.bus.BusMetrics`): ``notifications_total``,
+  ``queue_dropped``;
+- the Kubernetes layer: :meth:`Metrics.kube_request` once per API request;
+- the git source plugin: :meth:`Metrics.git_ls_remote` once per ``git ls-remote`` run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gitopsd.models import Health, SyncStatus
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Reconciles take from milliseconds (a no-op against the live cache) to minutes (a health wait).
+_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSample:
+    """What the per-app gauges show about one app at scrape time."""
+
+    app: str
+    cluster: str
+    sync: SyncStatus
+    health: Health
+    suspended: bool
+
+
+class _AppCollector(Collector):
+    """State-set style gauges: one series per possible value, 1 for the current one."""
+
+    def __init__(self, source: Callable[[], Iterable[AppSample]]):
+        self._source = source
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # values are only known at scrape time: skip the registration-time collect
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        sync = GaugeMetricFamily(
+            "gitopsd_app_sync_status", "1 for the app's current sync status.", labels=["app", "cluster", "status"]
+        )
+        health = GaugeMetricFamily(
+            "gitopsd_app_health", "1 for the app's current health.", labels=["app", "cluster", "health"]
+        )
+        suspended = GaugeMetricFamily("gitopsd_app_suspended", "1 if the app is suspended.", labels=["app", "cluster"])
+        count = 0
+        for sample in self._source():
+            count += 1
+            for status in SyncStatus:
+                sync.add_metric([sample.app, sample.cluster, str(status)], 1.0 if sample.sync == status else 0.0)
+            for value in Health:
+                health.add_metric([sample.app, sample.cluster, str(value)], 1.0 if sample.health == value else 0.0)
+            suspended.add_metric([sample.app, sample.cluster], 1.0 if sample.suspended else 0.0)
+        apps = GaugeMetricFamily("gitopsd_apps", "Number of configured applications.")
+        apps.add_metric([], float(count))
+        yield from (sync, health, suspended, apps)
+
+
+class Metrics:
+    """Every gitopsd metric, registered in a registry of its own. Implements ``BusMetrics``.
+
+    Args:
+        apps: Called at scrape time for the per-app gauges (the daemon passes its runners'
+            statuses); None for no per-app gauges.
+    """
+
+    def __init__(self, apps: Callable[[], Iterable[AppSample]] | None = None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._reconcile = Counter(
+            "gitopsd_reconcile", "Reconciles by outcome (succeeded, failed, unchanged, skipped).", ["app", "result"], registry=r
+        )
+        self._reconcile_seconds = Histogram(
+            "gitopsd_reconcile_duration_seconds", "Duration of reconciles.", ["app"], buckets=_DURATION_BUCKETS, registry=r
+        )
+        self._fetch = Counter("gitopsd_source_fetch", "Source fetches by source type and result.", ["type", "result"], registry=r)
+        self._ls_remote = Counter("gitopsd_git_ls_remote", "git ls-remote runs by result.", ["result"], registry=r)
+        self._kube = Counter(
+            "gitopsd_kube_requests", "Kubernetes API requests by cluster, verb and HTTP code.", ["cluster", "verb", "code"], registry=r
+        )
+        self._notifications = Counter(
+            "gitopsd_notifications", "Notifications by notifier and result (sent, failed, retried, deduped).",
+            ["notifier", "result"], registry=r,
+        )
+        self._dropped = Counter(
+            "gitopsd_notifier_queue_dropped", "Events dropped from a full notifier queue.", ["notifier"], registry=r
+        )
+        self._drift = Counter("gitopsd_drift_corrections", "Self-heal re-applies after live drift.", ["app"], registry=r)
+        self._webhooks = Counter(
+            "gitopsd_webhook_requests", "Push webhook requests by provider and outcome.", ["provider", "outcome"], registry=r
+        )
+        self._reloads = Counter("gitopsd_config_reloads", "Config reloads by result (ok, failed).", ["result"], registry=r)
+        self._api = Counter("gitopsd_api_requests", "HTTP API requests by route and status code.", ["route", "code"], registry=r)
+        if apps is not None:
+            r.register(_AppCollector(apps))
+
+    # -- engine --------------------------------------------------------------------------
+
+    def reconcile(self, app: str, result: str, duration: float) -> None:
+        """One reconcile finished with ``result`` (succeeded, failed, unchanged, skipped)."""
+        self._reconcile.labels(app, result).inc()
+        if result != "skipped":
+            self._reconcile_seconds.labels(app).observe(duration)
+
+    def source_fetch(self, source_type: str, result: str) -> None:
+        """One fetch of a source (``result``: ok or failed)."""
+        self._fetch.labels(source_type, result).inc()
+
+    def drift_correction(self, app: str) -> None:
+        self._drift.labels(app).inc()
+
+    def forget_app(self, app: str) -> None:
+        """Drop an app's labelled series after it was removed from the config."""
+        for metric, labels in ((self._reconcile_seconds, (app,)), (self._drift, (app,))):
+            try:
+                metric.remove(*labels)
+            except KeyError:
+                pass
+        for result in ("succeeded", "failed", "unchanged", "skipped"):
+            try:
+                self._reconcile.remove(app, result)
+            except KeyError:
+                pass
+
+    # -- other layers --------------------------------------------------------------------
+
+    def kube_request(self, cluster: str, verb: str, code: int | str) -> None:
+        """One Kubernetes API request (``code``: the HTTP status, or ``error`` when none came back)."""
+        self._kube.labels(cluster, verb.lower(), str(code)).inc()
+
+    def git_ls_remote(self, result: str = "ok") -> None:
+        """One ``git ls-remote`` run (``result``: ok or failed)."""
+        self._ls_remote.labels(result).inc()
+
+    # -- BusMetrics ----------------------------------------------------------------------
+
+    def notifications_total(self, notifier: str, result: str) -> None:
+        self._notifications.labels(notifier, result).inc()
+
+    def queue_dropped(self, notifier: str) -> None:
+        self._dropped.labels(notifier).inc()
+
+    # -- the daemon's own ----------------------------------------------------------------
+
+    def webhook(self, provider: str, outcome: str) -> None:
+        """A push webhook request: matched, ignored, unauthorized, bad-request, disabled."""
+        self._webhooks.labels(provider, outcome).inc()
+
+    def reload(self, result: str) -> None:
+        self._reloads.labels(result).inc()
+
+    def api_request(self, route: str, code: int) -> None:
+        self._api.labels(route, str(code)).inc()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,187 @@
+"""Push webhooks: signature checks, payload parsing, and matching a push to applications.
+
+Providers:
+
+- GitHub: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``;
+  event in ``X-GitHub-Event`` (``push``; ``ping`` is answered).
+- GitLab: ``X-Gitlab-Token`` is the secret itself; event in ``X-Gitlab-Event``
+  (``Push Hook``, ``Tag Push Hook``).
+- Gitea: ``X-Gitea-Signature: <hex HMAC-SHA256 of the raw body>``; event in ``X-Gitea-Event``.
+
+Every comparison is constant-time (:func:`hmac.compare_digest`). Matching follows Argo CD:
+repository URLs are compared after :func:`normalise_repo_url` (scheme, ``user@``, port,
+``host:path`` vs ``host/path``, trailing ``.git`` and ``/``, case), and the app's ref must be
+the pushed branch or tag (an app without a ref follows the default branch; an app with a
+``semver`` range follows every tag push; an app pinned to a commit SHA never matches).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PROVIDERS = ("github", "gitlab", "gitea")
+
+_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.*)$")
+_SHA = re.compile(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
+
+
+class WebhookError(Exception):
+    """A request that cannot be processed; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def normalise_repo_url(url: str) -> str:
+    """One spelling per repository, for matching: ``host/path`` in lower case.
+
+    ``https://User@GitHub.com:443/Org/Repo.git/``, ``ssh://git@github.com:22/org/repo`` and
+    ``git@github.com:org/repo.git`` all become ``github.com/org/repo``. ``file://`` URLs keep
+    their path (lower-cased, no ``.git``).
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    if "://" not in url:
+        m = _SCP.match(url)
+        if m is None:
+            return url.lower().rstrip("/").removesuffix(".git")
+        url = f"ssh://{m['host']}/{m['path'].lstrip('/')}"
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "file":
+        return "file://" + rest.rstrip("/").removesuffix(".git").lower()
+    authority, _, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):  # [ipv6]:port
+        host = host[: host.find("]") + 1]
+    else:
+        host = host.partition(":")[0]
+    path = path.strip("/").removesuffix(".git").rstrip("/")
+    return f"{host}/{path}".lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One push, as far as matching is concerned."""
+
+    provider: str
+    urls: tuple[str, ...]  # every URL of the repository in the payload, normalised
+    ref: str  # full ref: refs/heads/main, refs/tags/v1
+    default_branch: str = ""
+    after: str = ""
+
+    @property
+    def branch(self) -> str:
+        return self.ref.removeprefix("refs/heads/") if self.ref.startswith("refs/heads/") else ""
+
+    @property
+    def tag(self) -> str:
+        return self.ref.removeprefix("refs/tags/") if self.ref.startswith("refs/tags/") else ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppSource:
+    """What matching needs to know about one app's source."""
+
+    app: str
+    url: str
+    ref: str = ""
+    semver: str = ""
+
+
+def verify(provider: str, secret: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Check the request's signature or token; raise WebhookError(401) when it is missing or wrong.
+
+    The error message never contains the secret, the signature or the payload.
+    """
+    key = secret.encode()
+    if provider == "gitlab":
+        token = headers.get("X-Gitlab-Token", "")
+        if not token:
+            raise WebhookError(401, "missing X-Gitlab-Token")
+        if not hmac.compare_digest(token.encode(), key):
+            raise WebhookError(401, "X-Gitlab-Token does not match")
+        return
+    header = "X-Hub-Signature-256" if provider == "github" else "X-Gitea-Signature"
+    given = headers.get(header, "").strip()
+    if provider == "github":
+        if not given.startswith("sha256="):
+            raise WebhookError(401, f"missing or malformed {header}")
+        given = given[len("sha256=") :]
+    if not given:
+        raise WebhookError(401, f"missing {header}")
+    expected = hmac.new(key, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(given.lower().encode(), expected.encode()):
+        raise WebhookError(401, f"{header} does not match the body")
+
+
+def event_kind(provider: str, headers: Mapping[str, str]) -> str:
+    """``push``, ``ping`` or the provider's own event name (anything else is ignored)."""
+    if provider == "github":
+        return headers.get("X-GitHub-Event", "").lower()
+    if provider == "gitea":
+        return headers.get("X-Gitea-Event", "").lower()
+    name = headers.get("X-Gitlab-Event", "")
+    return "push" if name in ("Push Hook", "Tag Push Hook") else name.lower()
+
+
+def parse_push(provider: str, body: bytes) -> Push:
+    """The repository URLs and ref of a push payload; WebhookError(400) when it is not one."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookError(400, "body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookError(400, "payload is not a JSON object")
+    ref = payload.get("ref")
+    if not isinstance(ref, str) or not ref.startswith("refs/"):
+        raise WebhookError(400, "payload has no ref")
+    if provider == "gitlab":
+        repo = payload.get("project") or {}
+        keys = ("git_http_url", "git_ssh_url", "web_url", "http_url", "ssh_url")
+        extra = payload.get("repository") or {}
+        raw = [_get(repo, k) for k in keys] + [_get(extra, k) for k in ("git_http_url", "git_ssh_url", "homepage", "url")]
+    else:
+        repo = payload.get("repository") or {}
+        raw = [_get(repo, k) for k in ("clone_url", "html_url", "ssh_url", "git_url", "url")]
+    urls = tuple(dict.fromkeys(normalise_repo_url(u) for u in raw if u))
+    if not urls:
+        raise WebhookError(400, "payload names no repository URL")
+    default_branch = _get(repo, "default_branch") if isinstance(repo, dict) else ""
+    return Push(provider, urls, ref, default_branch, str(payload.get("after") or ""))
+
+
+def _get(mapping: Any, key: str) -> str:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def ref_matches(app_ref: str, semver: str, push: Push) -> bool:
+    """Does an app following ``app_ref`` (or a ``semver`` range) care about ``push``?"""
+    if semver:
+        return bool(push.tag)
+    if not app_ref or app_ref == "HEAD":
+        if not push.branch:
+            return False
+        return not push.default_branch or push.branch == push.default_branch
+    if _SHA.match(app_ref):
+        return False  # pinned to a commit: no push moves it
+    if app_ref.startswith("refs/"):
+        return app_ref == push.ref
+    return app_ref in (push.branch, push.tag)
+
+
+def match_apps(apps: Iterable[AppSource], push: Push) -> list[str]:
+    """Names of the apps that ``push`` should refresh, sorted."""
+    urls = set(push.urls)
+    return sorted(
+        a.app for a in apps if a.url and normalise_repo_url(a.url) in urls and ref_matches(a.ref, a.semver, push)
+    )
