@@ -1,0 +1,326 @@
+"""The HTTP face of the sandbox: routing, bearer-token auth, faults, counters, watch streams."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .api import Call
+from .kinds import ResourceType
+from .status import ApiError, bad_request, method_not_allowed, status_failure, unauthorized
+from .store import Event, dumps
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+log = logging.getLogger("gitopsd.sandbox")
+
+VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0-gitopsd-sandbox",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2025-01-01T00:00:00Z",
+    "goVersion": "go1.24.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+_PUBLIC = {"/version", "/healthz", "/readyz", "/livez"}
+_NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def _json(body: Any, code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=dumps(body), status=code, content_type="application/json", headers=headers)
+
+
+def _error(err: ApiError) -> web.Response:
+    return _json(err.status(), err.code, err.headers)
+
+
+class Route:
+    """A parsed resource path."""
+
+    def __init__(self, rt: ResourceType, namespace: str | None, name: str | None, sub: str, watch: bool) -> None:
+        self.rt, self.namespace, self.name, self.sub, self.watch_path = rt, namespace, name, sub, watch
+
+
+class SandboxServer:
+    """aiohttp request handling for one :class:`~gitopsd.sandbox.Sandbox`."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sb = sandbox
+        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    # -- entry -----------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if not self._authorized(request, path):
+            if not path.startswith("/sandbox/"):
+                self.sb.counters_obj.other()
+            return _error(unauthorized())
+        if path.startswith("/sandbox/"):
+            return await self._admin(request, path)
+        parts = [p for p in path.split("/") if p]
+        if parts and parts[0] in ("api", "apis"):
+            return await self._api(request, parts)
+        self.sb.counters_obj.other()
+        if path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/")):
+            if path == "/version":
+                return _json(VERSION)
+            return web.Response(text="ok", content_type="text/plain")
+        return _error(_NOT_FOUND)
+
+    def _authorized(self, request: web.Request, path: str) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/"))
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.sb.token.encode())
+
+    # -- admin ------------------------------------------------------------------
+    async def _admin(self, request: web.Request, path: str) -> web.Response:
+        if path == "/sandbox/counters":
+            if request.method == "GET":
+                return _json(self.sb.counters())
+            if request.method in ("DELETE", "POST"):
+                self.sb.reset_counters()
+                return _json({"status": "reset"})
+        elif path == "/sandbox/faults":
+            if request.method == "GET":
+                return _json({"rules": self.sb.faults.raw, "injected": self.sb.faults.injected})
+            if request.method in ("POST", "PUT"):
+                text = await request.text()
+                try:
+                    self.sb.set_faults(json.loads(text) if text.strip() else None)
+                except (ValueError, TypeError) as exc:
+                    return _error(bad_request(f"invalid fault spec: {exc}"))
+                return _json({"rules": self.sb.faults.raw})
+        elif path == "/sandbox/stats":
+            return _json(self.sb.stats())
+        else:
+            return _error(_NOT_FOUND)
+        return _error(method_not_allowed())
+
+    # -- API ------------------------------------------------------------------------
+    def _discovery(self, parts: list[str]) -> dict[str, Any] | None:
+        reg = self.sb.registry
+        if parts == ["api"]:
+            return reg.api_versions()
+        if parts == ["api", "v1"]:
+            return reg.resource_list("", "v1")
+        if parts == ["apis"]:
+            return reg.api_group_list()
+        if len(parts) == 2 and parts[0] == "apis" and reg.versions(parts[1]):
+            return reg.api_group(parts[1])
+        if len(parts) == 3 and parts[0] == "apis" and reg.has_group_version(parts[1], parts[2]):
+            return reg.resource_list(parts[1], parts[2])
+        return None
+
+    def _route(self, parts: list[str]) -> Route | None:
+        if parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        watch = False
+        if rest and rest[0] == "watch":
+            watch, rest = True, rest[1:]
+        if not rest:
+            return None
+        reg = self.sb.registry
+        ns: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (
+            len(rest) == 3 and rest[2] in ("status", "finalize")
+        ):
+            ns, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            return None
+        rt = reg.lookup(group, version, rest[0])
+        if rt is None:
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        if ns is not None and not rt.namespaced:
+            return None
+        if rt.namespaced and ns is None and name is not None:
+            return None
+        if sub and not (
+            (sub == "status" and rt.status) or (sub == "scale" and rt.scale)
+            or (sub == "finalize" and rt.plural == "namespaces" and not rt.group)
+        ):
+            return None
+        return Route(rt, ns, name, sub, watch)
+
+    @staticmethod
+    def _verb(method: str, route: Route, params: Any, ctype: str) -> str:
+        if method == "GET":
+            if route.watch_path or params.get("watch") in ("true", "1"):
+                return "watch"
+            return "get" if route.name else "list"
+        if method == "POST":
+            return "create"
+        if method == "PUT":
+            return "update"
+        if method == "PATCH":
+            return "apply" if ctype.startswith("application/apply-patch") else "patch"
+        if method == "DELETE":
+            return "delete" if route.name else "deletecollection"
+        return "unknown"
+
+    async def _api(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
+        sb = self.sb
+        if (parts[0] == "api" and len(parts) <= 2) or (parts[0] == "apis" and len(parts) <= 3):
+            sb.counters_obj.discovery(request.path)
+            if request.method != "GET":
+                return _error(method_not_allowed())
+            doc = self._discovery(parts)
+            return _json(doc) if doc is not None else _error(_NOT_FOUND)
+        route = self._route(parts)
+        if route is None:
+            sb.counters_obj.other()
+            return _error(_NOT_FOUND)
+        params = request.query
+        ctype = request.headers.get("Content-Type", "")
+        verb = self._verb(request.method, route, params, ctype)
+        resource = route.rt.key + (f"/{route.sub}" if route.sub else "")
+        dry_run = params.get("dryRun") == "All"
+        if verb == "unknown":
+            sb.counters_obj.request(request.method.lower(), resource, 405, dry_run)
+            return _error(method_not_allowed())
+        code = 500
+        try:
+            decision = sb.faults.decide(verb, resource) if sb.faults.rules else None
+            if decision is not None:
+                if decision.latency:
+                    await asyncio.sleep(decision.latency)
+                if decision.stall:
+                    await asyncio.sleep(decision.stall)
+                    decision.drop = True
+                if decision.drop:
+                    code = 0
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise ConnectionResetError("fault injection: dropped connection")
+                if decision.code:
+                    code = decision.code
+                    return _error(_fault_error(decision.code, decision.retry_after, route))
+            body = await request.read()
+            c = Call(route.rt, route.namespace, route.name, route.sub, dict(params), body, ctype,
+                     request.headers.get("User-Agent", ""))
+            if verb == "watch":
+                code = 200
+                return await self._watch(request, c)
+            api = sb.api
+            handler = {
+                "get": api.get, "list": api.list_objects, "create": api.create, "update": api.update,
+                "patch": api.patch, "apply": api.patch, "delete": api.delete,
+                "deletecollection": api.delete_collection,
+            }[verb]
+            if route.sub == "finalize":
+                handler = api.update
+                c.subresource = ""
+            code, out = handler(c)
+            headers = {"Warning": ", ".join(f'299 - "{w}"' for w in c.warnings)} if c.warnings else None
+            return _json(out, code, headers)
+        except ApiError as err:
+            code = err.code
+            return _error(err)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("sandbox: internal error on %s %s", request.method, request.path)
+            code = 500
+            return _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
+        finally:
+            sb.counters_obj.request(verb, resource, code, dry_run)
+
+    # -- watch --------------------------------------------------------------------------
+    async def _watch(self, request: web.Request, c: Call) -> web.StreamResponse:
+        sb = self.sb
+        params = c.params
+        if c.name:
+            selector = f"metadata.name={c.name}"
+            params["fieldSelector"] = ",".join(filter(None, [params.get("fieldSelector"), selector]))
+        rv_text = params.get("resourceVersion") or ""
+        initial = params.get("sendInitialEvents") == "true"
+        try:
+            since = None if rv_text in ("", "0") or initial else int(rv_text)
+        except ValueError:
+            raise bad_request(f"invalid resource version: {rv_text!r}") from None
+        pred, _ = sb.api.predicate(c)
+        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+        try:
+            timeout = float(params.get("timeoutSeconds") or 1800)
+        except ValueError:
+            raise bad_request("invalid timeoutSeconds") from None
+        rt = c.rt
+        av = rt.api_version
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        try:
+            watcher, backlog = sb.store.watch(rt.key, c.namespace, pred, since)
+        except ApiError as err:
+            await resp.prepare(request)
+            await resp.write(b'{"type":"ERROR","object":' + dumps(err.status()) + b"}\n")
+            await resp.write_eof()
+            return resp
+        try:
+            await resp.prepare(request)
+            if backlog:
+                await resp.write(b"".join(ev.line(av) for ev in backlog))
+            if initial and bookmarks:
+                await resp.write(self._bookmark(rt, {"k8s.io/initial-events-end": "true"}))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            interval = sb.bookmark_interval
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    event: Event = await asyncio.wait_for(watcher.queue.get(), min(remaining, interval))
+                except TimeoutError:
+                    if bookmarks and loop.time() < deadline:
+                        await resp.write(self._bookmark(rt))
+                    continue
+                chunks = [event.line(av)]
+                while not watcher.queue.empty():
+                    chunks.append(watcher.queue.get_nowait().line(av))
+                await resp.write(b"".join(chunks))
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            sb.store.unwatch(watcher)
+        return resp
+
+    def _bookmark(self, rt: ResourceType, annotations: dict[str, str] | None = None) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(self.sb.store.rv)}
+        if annotations:
+            meta["annotations"] = annotations
+        obj = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+        return b'{"type":"BOOKMARK","object":' + dumps(obj) + b"}\n"
+
+
+def _fault_error(code: int, retry_after: int, route: Route) -> ApiError:
+    if code == 429:
+        return ApiError(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later (fault injection)",
+                        {"retryAfterSeconds": retry_after}, {"Retry-After": str(retry_after)})
+    if code == 503:
+        return ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request (fault injection)",
+                        headers={"Retry-After": str(retry_after)})
+    if code == 409:
+        return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {route.rt.key} "{route.name or ""}": the object has been modified; please apply your changes to the latest version and try again (fault injection)',
+                        {"name": route.name or "", "group": route.rt.group, "kind": route.rt.plural})
+    if code == 504:
+        return ApiError(504, "Timeout", "the server was unable to return a response in the time allotted (fault injection)")
+    return ApiError(code, "InternalError", "Internal error occurred: fault injection")
+
+
+__all__ = ["SandboxServer", "status_failure"]

@@ -1,0 +1,242 @@
+"""Object storage: one global resourceVersion, a bounded event history, watch fan-out.
+
+Stored objects are treated as immutable: every write stores a new dict, so an
+event can keep a reference to its object and serialise it once for every
+watcher (the line is cached per apiVersion).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .status import expired
+
+Listener = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(eq=False, slots=True)
+class Event:
+    """One change: ADDED, MODIFIED or DELETED of one object at ``rv``."""
+
+    type: str
+    key: str
+    namespace: str
+    rv: int
+    obj: dict[str, Any]
+    _lines: dict[str, bytes] | None = None
+
+    def line(self, api_version: str | None = None) -> bytes:
+        """The watch line ``{"type":..,"object":..}\\n``, cached per apiVersion."""
+        av = api_version or self.obj.get("apiVersion", "")
+        if self._lines is None:
+            self._lines = {}
+        cached = self._lines.get(av)
+        if cached is None:
+            obj = self.obj if self.obj.get("apiVersion") == av else dict(self.obj, apiVersion=av)
+            cached = b'{"type":"' + self.type.encode() + b'","object":' + dumps(obj) + b"}\n"
+            self._lines[av] = cached
+        return cached
+
+
+@dataclass(eq=False)
+class Watcher:
+    """A subscription to one storage key, optionally one namespace, with a filter."""
+
+    key: str
+    namespace: str | None
+    predicate: Callable[[dict[str, Any]], bool] | None
+    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+
+    def offer(self, event: Event) -> None:
+        if self.namespace is not None and event.namespace != self.namespace:
+            return
+        if self.predicate is not None and not self.predicate(event.obj):
+            return
+        self.queue.put_nowait(event)
+
+
+class Store:
+    """All objects, indexed ``key -> namespace -> name``, plus history and watchers."""
+
+    def __init__(self, history: int = 10_000) -> None:
+        self.rv = 1
+        self._objects: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+        self._history: deque[Event] = deque()
+        self._history_size = history
+        self.window_start = 1
+        """Oldest resourceVersion a watch may start from (older ones are Expired)."""
+        self._watchers: dict[str, set[Watcher]] = {}
+        self._listeners: list[Listener] = []
+        self._owners: dict[str, set[tuple[str, str, str]]] = {}
+
+    # -- reads --------------------------------------------------------------
+    def get(self, key: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object or None."""
+        return self._objects.get(key, {}).get(namespace, {}).get(name)
+
+    def iter(self, key: str, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Objects of a key, in (namespace, name) order; one namespace if given."""
+        by_ns = self._objects.get(key, {})
+        spaces = [namespace] if namespace is not None else sorted(by_ns)
+        for ns in spaces:
+            objs = by_ns.get(ns, {})
+            for name in sorted(objs):
+                yield objs[name]
+
+    def count(self, key: str | None = None) -> int:
+        """Number of stored objects (of one key, or all)."""
+        keys = [key] if key else list(self._objects)
+        return sum(len(o) for k in keys for o in self._objects.get(k, {}).values())
+
+    def keys(self) -> list[str]:
+        """Storage keys that hold objects."""
+        return [k for k, v in self._objects.items() if any(v.values())]
+
+    def namespaced_in(self, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every object in one namespace, with its key."""
+        for key, by_ns in list(self._objects.items()):
+            for obj in list(by_ns.get(namespace, {}).values()):
+                yield key, obj
+
+    def dependents(self, uid: str) -> list[tuple[str, str, str]]:
+        """``(key, namespace, name)`` of objects whose ownerReferences name ``uid``."""
+        return sorted(self._owners.get(uid, ()))
+
+    # -- writes -------------------------------------------------------------
+    def next_rv(self) -> int:
+        """Allocate the next resourceVersion."""
+        self.rv += 1
+        return self.rv
+
+    def put(self, key: str, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+        """Store ``obj`` (ADDED or MODIFIED) under a new resourceVersion; returns it."""
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        rv = self.next_rv()
+        meta["resourceVersion"] = str(rv)
+        bucket = self._objects.setdefault(key, {}).setdefault(ns, {})
+        old = bucket.get(name)
+        bucket[name] = obj
+        self._index_owners(key, old, obj)
+        self._emit(Event(event_type, key, ns, rv, obj), old)
+        return obj
+
+    def remove(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Delete an object; the DELETED event carries a new resourceVersion."""
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        bucket = self._objects.get(key, {}).get(ns, {})
+        old = bucket.pop(name, None)
+        if not bucket:
+            self._objects.get(key, {}).pop(ns, None)
+        rv = self.next_rv()
+        gone = dict(obj, metadata=dict(meta, resourceVersion=str(rv)))
+        self._index_owners(key, old, None)
+        self._emit(Event("DELETED", key, ns, rv, gone), old)
+        return gone
+
+    def _index_owners(self, key: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        for obj, add in ((old, False), (new, True)):
+            if obj is None:
+                continue
+            refs = obj["metadata"].get("ownerReferences") or ()
+            ident = (key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            for ref in refs:
+                uid = ref.get("uid", "") if isinstance(ref, dict) else ""
+                if add:
+                    self._owners.setdefault(uid, set()).add(ident)
+                else:
+                    owned = self._owners.get(uid)
+                    if owned:
+                        owned.discard(ident)
+                        if not owned:
+                            del self._owners[uid]
+
+    def _emit(self, event: Event, old: dict[str, Any] | None) -> None:
+        self._history.append(event)
+        if len(self._history) > self._history_size:
+            self.window_start = self._history.popleft().rv
+        for watcher in self._watchers.get(event.key, ()):
+            watcher.offer(event)
+        for listener in self._listeners:
+            listener(event.key, event.type, event.obj, old)
+
+    # -- watch and listeners -----------------------------------------------
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(key, type, obj, old)`` after every change (controllers)."""
+        self._listeners.append(listener)
+
+    def watch(
+        self,
+        key: str,
+        namespace: str | None,
+        predicate: Callable[[dict[str, Any]], bool] | None,
+        since: int | None,
+    ) -> tuple[Watcher, list[Event]]:
+        """Subscribe; returns the watcher and the backlog to send first.
+
+        ``since`` None means "from now, starting with ADDED for every current
+        object"; otherwise the events after ``since`` from the history. A
+        ``since`` older than the history window raises a 410 Expired error.
+        """
+        if since is not None and since < self.window_start:
+            raise expired(f"too old resource version: {since} ({self.window_start})")
+        watcher = Watcher(key, namespace, predicate)
+        backlog: list[Event] = []
+        if since is None:
+            for obj in self.iter(key, namespace):
+                if predicate is None or predicate(obj):
+                    meta = obj["metadata"]
+                    backlog.append(Event("ADDED", key, meta.get("namespace", ""), int(meta["resourceVersion"]), obj))
+        else:
+            for event in self._history:
+                if event.rv > since and event.key == key:
+                    if namespace is not None and event.namespace != namespace:
+                        continue
+                    if predicate is None or predicate(event.obj):
+                        backlog.append(event)
+        self._watchers.setdefault(key, set()).add(watcher)
+        return watcher, backlog
+
+    def unwatch(self, watcher: Watcher) -> None:
+        """End a subscription."""
+        watchers = self._watchers.get(watcher.key)
+        if watchers:
+            watchers.discard(watcher)
+
+    def watcher_count(self) -> int:
+        """Open watches."""
+        return sum(len(w) for w in self._watchers.values())
+
+    def drop_key(self, key: str) -> list[dict[str, Any]]:
+        """Delete every object of a key (a CRD went away); returns the deleted objects."""
+        gone = []
+        for obj in list(self.iter(key)):
+            gone.append(self.remove(key, obj))
+        self._objects.pop(key, None)
+        return gone
+
+    # -- persistence ---------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """Everything needed to restore the store (``--state``)."""
+        return {"resourceVersion": self.rv, "objects": {k: list(self.iter(k)) for k in self._objects}}
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Restore from :meth:`dump` output (no events are emitted)."""
+        for key, objs in (data.get("objects") or {}).items():
+            for obj in objs:
+                meta = obj["metadata"]
+                self._objects.setdefault(key, {}).setdefault(meta.get("namespace", ""), {})[meta["name"]] = obj
+                self._index_owners(key, None, obj)
+        self.rv = max(self.rv, int(data.get("resourceVersion", 1)))
+        self.window_start = self.rv

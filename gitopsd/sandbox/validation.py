@@ -1,0 +1,189 @@
+"""Validation and defaulting of built-in kinds, with the real API server's messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .kinds import ResourceType
+from .status import ApiError, bad_request, invalid
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME_KINDS = {"Namespace", "Service"}
+_PATH_SEGMENT_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+_WORKLOADS = {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"}
+
+Cause = tuple[str, str, str]
+
+
+def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
+    if rt.kind in _PATH_SEGMENT_KINDS:
+        if name in (".", "..") or "/" in name or "%" in name:
+            return [("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\'')]
+        return []
+    if rt.kind in _LABEL_NAME_KINDS:
+        if len(name) > 63 or not _LABEL.match(name):
+            return [("FieldValueInvalid", "metadata.name",
+                     f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case '
+                     "alphanumeric characters or '-', and must start and end with an alphanumeric character "
+                     "(e.g. 'my-name',  or '123-abc', regex used for validation is "
+                     "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")]
+        return []
+    if len(name) > 253 or not _SUBDOMAIN.match(name):
+        return [("FieldValueInvalid", "metadata.name",
+                 f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+                 "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
+                 "(e.g. 'example.com', regex used for validation is "
+                 "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")]
+    return []
+
+
+def _pod_spec_causes(spec: Any, prefix: str) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [("FieldValueRequired", prefix, "Required value")]
+    containers = spec.get("containers")
+    if not containers:
+        return [("FieldValueRequired", f"{prefix}.containers", "Required value")]
+    causes: list[Cause] = []
+    seen = set()
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict):
+            causes.append(("FieldValueInvalid", f"{prefix}.containers[{i}]", "Invalid value: must be an object"))
+            continue
+        name = c.get("name")
+        if not name:
+            causes.append(("FieldValueRequired", f"{prefix}.containers[{i}].name", "Required value"))
+        elif name in seen:
+            causes.append(("FieldValueDuplicate", f"{prefix}.containers[{i}].name", f'Duplicate value: "{name}"'))
+        seen.add(name)
+        if not c.get("image"):
+            causes.append(("FieldValueRequired", f"{prefix}.containers[{i}].image", "Required value"))
+    return causes
+
+
+def _selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _go_map(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Raise 422 Invalid for a bad object (``old`` is the stored object on update)."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name", "")
+    causes: list[Cause] = []
+    if not name:
+        causes.append(("FieldValueRequired", "metadata.name", "Required value: name or generateName is required"))
+    else:
+        causes += _name_causes(rt, name)
+    if rt.crd or causes:
+        if causes:
+            raise invalid(rt.kind, rt.group, name, causes)
+        return
+    spec = obj.get("spec") or {}
+    old_spec = (old or {}).get("spec") or {}
+    if rt.kind in _WORKLOADS:
+        selector = spec.get("selector")
+        template = spec.get("template") or {}
+        if not selector:
+            causes.append(("FieldValueRequired", "spec.selector", "Required value"))
+        else:
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            if not _selector_matches(selector, labels):
+                causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
+                               f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
+            if old is not None and old_spec.get("selector") != selector:
+                causes.append(("FieldValueInvalid", "spec.selector",
+                               f"Invalid value: {_go_map(selector)}: field is immutable"))
+        causes += _pod_spec_causes(template.get("spec"), "spec.template.spec")
+        if rt.kind == "StatefulSet" and old is not None:
+            for fld in ("serviceName", "volumeClaimTemplates", "podManagementPolicy"):
+                if old_spec.get(fld) != spec.get(fld):
+                    causes.append(("FieldValueForbidden", "spec",
+                                   "Forbidden: updates to statefulset spec for fields other than 'replicas', "
+                                   "'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' "
+                                   "and 'minReadySeconds' are forbidden"))
+                    break
+    elif rt.kind == "Job":
+        causes += _pod_spec_causes((spec.get("template") or {}).get("spec"), "spec.template.spec")
+        if old is not None:
+            if old_spec.get("template") != spec.get("template"):
+                causes.append(("FieldValueInvalid", "spec.template",
+                               "Invalid value: field is immutable"))
+            if old_spec.get("selector") != spec.get("selector"):
+                causes.append(("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable"))
+    elif rt.kind == "CronJob":
+        if not spec.get("schedule"):
+            causes.append(("FieldValueRequired", "spec.schedule", "Required value"))
+    elif rt.kind == "Pod":
+        causes += _pod_spec_causes(spec, "spec")
+    elif rt.kind == "Service" and old is not None:
+        old_ip, ip = old_spec.get("clusterIP"), spec.get("clusterIP")
+        if old_ip and ip != old_ip:
+            causes.append(("FieldValueInvalid", "spec.clusterIP", f'Invalid value: "{ip}": field is immutable'))
+    elif rt.kind in ("ConfigMap", "Secret") and old is not None and old.get("immutable"):
+        if any(old.get(f) != obj.get(f) for f in ("data", "binaryData")):
+            causes.append(("FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set"))
+    elif rt.kind in ("RoleBinding", "ClusterRoleBinding") and old is not None:
+        if old.get("roleRef") != obj.get("roleRef"):
+            raise invalid(rt.kind, rt.group, name,
+                          [("FieldValueInvalid", "roleRef", "Invalid value: cannot change roleRef")])
+    if causes:
+        raise invalid(rt.kind, rt.group, name, causes)
+
+
+def unknown_fields(rt: ResourceType, obj: dict[str, Any]) -> list[str]:
+    """Unknown top-level fields of a built-in object (custom resources accept any)."""
+    if rt.crd:
+        return []
+    return [k for k in obj if k not in rt.extra_fields]
+
+
+def check_fields(rt: ResourceType, obj: dict[str, Any], mode: str | None, warnings: list[str]) -> None:
+    """fieldValidation Strict/Warn/Ignore for unknown top-level fields (removes them)."""
+    unknown = unknown_fields(rt, obj)
+    if not unknown:
+        return
+    mode = mode or "Warn"
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise bad_request(f"fieldValidation must be one of Ignore, Warn, Strict (got {mode!r})")
+    if mode == "Strict":
+        text = ", ".join(f'unknown field "{u}"' for u in unknown)
+        raise bad_request(f"strict decoding error: {text}")
+    for u in unknown:
+        obj.pop(u, None)
+        if mode == "Warn":
+            warnings.append(f'unknown field "{u}"')
+
+
+def check_type_meta(rt: ResourceType, obj: Any) -> None:
+    """The body is an object of this kind (apiVersion/kind may be omitted)."""
+    if not isinstance(obj, dict):
+        raise bad_request("the body of the request is not a JSON object")
+    kind = obj.get("kind")
+    if kind and kind != rt.kind:
+        raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) does not match the expected API version ({rt.api_version}) or kind {kind!r} is not {rt.kind!r}")
+    if not isinstance(obj.get("metadata", {}), dict):
+        raise bad_request("metadata must be an object")
+
+
+def forbidden(message: str) -> ApiError:
+    """403 Forbidden."""
+    return ApiError(403, "Forbidden", message)
