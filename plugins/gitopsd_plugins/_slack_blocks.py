@@ -200,18 +200,29 @@ def _fields(
 
 
 def _objects(event: Event) -> str | None:
+    """``*Objects*`` and one line per object (with its error), as many as fit, then a count."""
     objects = event.data.get("objects")
     lines: list[str] = []
     if isinstance(objects, Mapping):
-        lines = [f"• `{escape(str(k))}`: {escape(str(v))}" for k, v in objects.items()]
+        lines = [
+            f"• `{escape(truncate(str(k), 200))}`: {escape(truncate(str(v), 300))}"
+            for k, v in objects.items()
+        ]
     elif isinstance(objects, list | tuple):
-        lines = [f"• `{escape(str(o))}`" for o in objects]
+        lines = [f"• `{escape(truncate(str(o), 200))}`" for o in objects]
     if not lines:
         return None
-    shown = lines[:10]
-    if len(lines) > len(shown):
-        shown.append(f"… and {len(lines) - len(shown)} more")
-    return truncate("*Objects*\n" + "\n".join(shown), SECTION_LIMIT)
+    text = "*Objects*"
+    budget = SECTION_LIMIT - 40  # room for the "and N more" line
+    shown = 0
+    for line in lines[:20]:
+        if len(text) + 1 + len(line) > budget:
+            break
+        text += "\n" + line
+        shown += 1
+    if shown < len(lines):
+        text += f"\n… and {len(lines) - shown} more"
+    return text
 
 
 def build_message(
