@@ -78,7 +78,7 @@ def configuration_md(plugins: PluginManager) -> str:
     ]
     for title, model, skip in _SECTIONS:
         out += [f"## {title}", "", inspect.cleandoc(model.__doc__ or ""), "", *_table(model, skip), ""]
-    kinds = [
+    kinds: list[tuple[str, dict[str, Any]]] = [
         ("Sources (`source = {type = ...}`)", plugins.types.sources),
         ("Renderers (`render = {type = ...}`)", plugins.types.renderers),
         ("Notifiers (`[notifiers.NAME]`, `type = ...`)", plugins.types.notifiers),

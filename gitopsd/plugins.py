@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 import structlog
@@ -78,7 +78,7 @@ class Hooks:
     def post_render(self, app: Any, manifests: list[Manifest]) -> list[Manifest]:
         # Chain the implementations: each one sees the previous one's output.
         for impl in reversed(self._hook.gitopsd_post_render.get_hookimpls()):
-            result = impl.function(app=app, manifests=manifests)
+            result = cast("list[Manifest] | None", impl.function(app=app, manifests=manifests))
             if result is not None:
                 manifests = list(result)
         return manifests

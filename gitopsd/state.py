@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -98,7 +98,6 @@ class StateStore:
 
     @classmethod
     async def open(cls, state_dir: Path) -> StateStore:
-        state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / "state.db"
         conn = await anyio.to_thread.run_sync(_connect, path)
         return cls(conn, path)
@@ -238,6 +237,7 @@ class StateStore:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 from datetime import UTC, datetime
 
 import anyio
@@ -93,12 +94,11 @@ class AppRunner:
         self._failures = 0
         self._log = log.bind(app=app.name, cluster=app.cluster)
 
-    def _event(self, cls: type[Event], **fields: object) -> None:
+    def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
         fields.setdefault("revision", self.status.revision)
-        data = dict(fields.pop("data", None) or {})  # type: ignore[call-overload]
-        data.setdefault("namespace", self.app.namespace)
-        data.setdefault("source_url", self.source.url)
-        self.emit(cls.make(app=self.app.name, cluster=self.app.cluster, data=data, **fields))
+        context = {"namespace": self.app.namespace, "source_url": self.source.url, **(data or {})}
+        self.emit(cls.make(app=self.app.name, cluster=self.app.cluster, data=context, **fields))
 
     # -- the loop ------------------------------------------------------------------------
 

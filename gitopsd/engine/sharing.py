@@ -38,7 +38,7 @@ class SingleFlight:
             await flight.done.wait()
             if flight.error is not None:
                 raise flight.error
-            return flight.result  # type: ignore[no-any-return]
+            return flight.result  # type: ignore[return-value]
         flight = self._flights[key] = _Flight()
         try:
             flight.result = await func()

@@ -15,7 +15,7 @@ import anyio.to_thread
 from pydantic import Field
 
 import gitopsd
-from gitopsd import AppConfig, Artifact, Manifest, Options, RenderError, Renderer
+from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
 from gitopsd.yamlio import load_all
 
 SUFFIXES = (".yaml", ".yml", ".json")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from gitopsd.models import ObjectRef
@@ -75,13 +76,18 @@ anyio.run(main)
 """
 
 
+def kill_writer_midway(state_dir: Path, delay: float) -> None:
+    """Start a process that writes 500-object batches in a loop, and SIGKILL it after ``delay``."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(state_dir)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 async def test_kill_during_writes_never_leaves_a_half_batch(tmp_path: Path) -> None:
     for attempt in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        time.sleep(0.05 + attempt * 0.03)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        await anyio.to_thread.run_sync(kill_writer_midway, tmp_path, 0.05 + attempt * 0.03)
         store = await StateStore.open(tmp_path)
         assert await store.integrity_check() == "ok"
         inventory = await store.inventory("web")
