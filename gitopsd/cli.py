@@ -214,8 +214,5 @@ def _attach_optional_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        _attach_optional_commands()
-    except ImportError:
-        pass
+    _attach_optional_commands()
     cli(prog_name="gitopsd")
