@@ -298,7 +298,9 @@ class EventBus:
                         self._retire, channel, drain_seconds, name=f"notifier-retire:{name}"
                     )
                 else:
+                    self._retired.remove(channel)
                     await self._close(channel)
+        self._retune_limiters()
         if self._tg is not None:
             for name, channel in new.items():
                 if channel.scope is None and channel not in old.values():
@@ -314,13 +316,22 @@ class EventBus:
             limiter.rate = min(limiter.rate, options.rate_per_second)
         return _Channel(name=name, notifier=notifier, options=options, limiter=limiter)
 
+    def _retune_limiters(self) -> None:
+        """Each shared limiter runs at the lowest rate of the notifiers that use it now."""
+        rates: dict[int, float] = {}
+        for channel in self._channels.values():
+            key = id(channel.limiter)
+            rates[key] = min(rates.get(key, math.inf), channel.options.rate_per_second)
+        for channel in self._channels.values():
+            channel.limiter.rate = rates[id(channel.limiter)]
+
     # -- emitting ------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
         """Log ``event``, pass it to the ``gitopsd_event`` hook and queue it for notifiers.
 
         Synchronous, never blocks, never raises because of a notifier. Call it from the
-        event loop's thread.
+        event loop's thread (from a worker thread: ``anyio.from_thread.run_sync(bus.emit, e)``).
         """
         self._log_event(event)
         if self._hooks is not None:
@@ -378,7 +389,7 @@ class EventBus:
         channel.stats.dropped += 1
         channel.dropped_unreported += 1
         self._metric("queue_dropped", channel.name)
-        self._log.warning(
+        self._log.debug(  # the rate-limited notifier-failed event below is the warning
             "notifier queue full, dropped oldest event",
             notifier=channel.name,
             dropped_event=dropped.name,
@@ -501,6 +512,11 @@ class EventBus:
                 channel.inflight = event
                 try:
                     await self._deliver(channel, event)
+                except Exception as exc:  # a bug here must not take the daemon down
+                    channel.stats.failed += 1
+                    self._log.exception(
+                        "notifier worker error", notifier=channel.name, error=_describe(exc)
+                    )
                 finally:
                     channel.inflight = None
                     self._progressed()

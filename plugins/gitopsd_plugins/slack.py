@@ -101,7 +101,12 @@ class SlackOptions(NotifierOptions):
 
 
 class SlackNotifier(Notifier):
-    """Posts events to Slack; see the module docstring."""
+    """Posts events to Slack as Block Kit messages, through an incoming webhook or a bot token.
+
+    Bot token mode (``token_file`` + ``channel``) uses chat.postMessage and keeps the
+    messages of one app and revision in one thread. Permanent Slack errors (revoked URL,
+    invalid_auth, channel_not_found, archived channel, invalid payload) are not retried.
+    """
 
     Options = SlackOptions
     options: SlackOptions

@@ -82,7 +82,11 @@ def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
 
 
 class WebhookNotifier(Notifier):
-    """POSTs each event as JSON to a URL; see the module docstring."""
+    """POSTs each event as JSON to a URL, signed with ``X-Gitopsd-Signature-256: sha256=<hex>``.
+
+    The body is ``Event.to_dict()``; 2xx is success; 408, 425, 429 and 5xx are retried
+    (honouring Retry-After); anything else is permanent.
+    """
 
     Options = WebhookOptions
     options: WebhookOptions

@@ -556,3 +556,37 @@ async def test_notifier_failed_about_others_are_separate_for_dedupe(ctx: PluginC
         await _until(lambda: len(rec.got) == 2)
         await bus.drain(1)
     assert [e.data["notifier"] for e in rec.got] == ["x", "y"]
+
+
+async def test_default_logger_writes_one_redacted_json_line_per_event() -> None:
+    import io
+    import json
+    import logging
+
+    import structlog
+
+    from gitopsd.logs import configure_logging
+    from gitopsd.secrets import Secret
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    stream = io.StringIO()
+    try:
+        configure_logging(fmt="json", level="info", stream=stream)
+        secret = Secret("hunter2-very-secret")
+        bus = EventBus()
+        bus.emit(sync_failed(message=f"auth failed with {secret.reveal()}", data={"duration": 2.0}))
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["logger"] == "gitopsd.events"
+    assert record["name"] == "sync-failed"
+    assert record["level"] == "error"
+    assert record["data"] == {"duration": 2.0}
+    assert record["message"] == "auth failed with ***"
+    assert "hunter2" not in lines[0]
