@@ -12,7 +12,14 @@ from aiohttp import web
 
 from .api import Call
 from .kinds import ResourceType
-from .status import ApiError, bad_request, method_not_allowed, status_failure, unauthorized
+from .status import (
+    ApiError,
+    bad_request,
+    method_not_allowed,
+    status_failure,
+    unauthorized,
+    unsupported_media_type,
+)
 from .store import Event, dumps
 
 if TYPE_CHECKING:
@@ -211,6 +218,8 @@ class SandboxServer:
                     code = decision.code
                     return _error(_fault_error(decision.code, decision.retry_after, route))
             body = await request.read()
+            if body and ("protobuf" in ctype or "cbor" in ctype):
+                raise unsupported_media_type(ctype)
             c = Call(route.rt, route.namespace, route.name, route.sub, dict(params), body, ctype,
                      request.headers.get("User-Agent", ""))
             if verb == "watch":
