@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 import yaml
-from gitopsd_plugins.git import GitOptions, GitSource, normalise_url
 
 from gitopsd import PluginContext, SourceError
+from gitopsd_plugins.git import GitOptions, GitSource, normalise_url
 
 from .conftest import CONFIGMAP, HTTP_PASSWORD, HTTP_USER, HTTPServer, Repo, git
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gitopsd_plugins.git import GitOptions, GitSource
 
 from gitopsd import PluginContext, SourceError
+from gitopsd_plugins.git import GitOptions, GitSource
 
 from .conftest import CONFIGMAP, GPGKey, Repo, SSHServer, keygen, make_gpg_key
 

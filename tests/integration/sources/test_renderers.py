@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
+
+from gitopsd import AppConfig, Artifact, PluginContext, RenderError
+from gitopsd.config import PluginTable
 from gitopsd_plugins._render import parse_stream
 from gitopsd_plugins.git import GitOptions, GitSource
 from gitopsd_plugins.helm_template import HelmTemplateOptions, HelmTemplateRenderer
 from gitopsd_plugins.kustomize import KustomizeOptions, KustomizeRenderer
-
-from gitopsd import AppConfig, Artifact, PluginContext, RenderError
-from gitopsd.config import PluginTable
 
 from .conftest import EXAMPLES, Repo, git
 
