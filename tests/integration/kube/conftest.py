@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,42 +88,50 @@ async def env(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Env]:
         await store.close()
 
 
-@pytest.fixture
-def kubectl(sandbox: Sandbox, tmp_path: Path) -> Callable[..., str]:
-    """Run the real kubectl against the sandbox (fresh discovery cache); its stdout."""
-    binary = require_tool("kubectl")
-    cache = tmp_path / "kubectl-cache"
+Kubectl = Callable[..., Awaitable[str]]
 
-    def run(*args: str, stdin: str | None = None, check: bool = True) -> str:
-        cmd = [binary, f"--kubeconfig={sandbox.kubeconfig}", f"--cache-dir={cache}", *args]
+
+def make_kubectl(kubeconfig: Path, cache: Path) -> Kubectl:
+    """The real kubectl (fresh discovery cache), run in a thread: the sandbox serves from this loop."""
+    binary = require_tool("kubectl")
+
+    def run(args: tuple[str, ...], stdin: str | None, check: bool) -> str:
+        cmd = [
+            binary,
+            f"--kubeconfig={kubeconfig}",
+            f"--cache-dir={cache}",
+            "--request-timeout=20s",
+            *args,
+        ]
         proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
         return proc.stdout if proc.returncode == 0 else proc.stderr
 
-    return run
+    async def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
+        return await asyncio.to_thread(run, args, stdin, check)
+
+    return kubectl
 
 
-async def kubectl_async(
-    run: Callable[..., str], *args: str, stdin: str | None = None, check: bool = True
-) -> str:
-    """kubectl in a thread, so the event loop (watches, drift) keeps running meanwhile."""
-    return await asyncio.to_thread(run, *args, stdin=stdin, check=check)
+@pytest.fixture
+def kubectl(sandbox: Sandbox, tmp_path: Path) -> Kubectl:
+    return make_kubectl(sandbox.kubeconfig, tmp_path / "kubectl-cache")
 
 
-def get_json(run: Callable[..., str], *args: str) -> Any:
-    return json.loads(run("get", *args, "-o", "json"))
+async def get_json(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(await kubectl("get", *args, "-o", "json"))
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``check`` until it returns a truthy value (that value), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Any], within: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll ``check`` until it returns a truthy value (that value), or fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 

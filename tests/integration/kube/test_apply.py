@@ -9,7 +9,7 @@ import pytest
 from gitopsd.kube import APP_LABEL, MANAGED_BY_LABEL
 from gitopsd.models import Health
 
-from .conftest import Env, app_config, configmap, deployment, get_json, namespace
+from .conftest import Env, Kubectl, app_config, configmap, deployment, get_json, namespace
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +59,7 @@ def rv(obj: dict[str, Any]) -> int:
     return int(obj["metadata"]["resourceVersion"])
 
 
-async def test_crd_and_its_resources_in_one_render(env: Env, kubectl: Any) -> None:
+async def test_crd_and_its_resources_in_one_render(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="shop")
     # Deliberately in the worst order: custom resources first, their CRD and namespace last.
     manifests = [
@@ -75,11 +75,11 @@ async def test_crd_and_its_resources_in_one_render(env: Env, kubectl: Any) -> No
     assert result.counts["created"] == 6
     assert result.health == Health.HEALTHY
 
-    crd = get_json(kubectl, "crd", "widgets.example.com")
-    ns = get_json(kubectl, "namespace", "shop")
-    w1 = get_json(kubectl, "widgets.example.com", "w1", "-n", "shop")
-    cm = get_json(kubectl, "configmap", "settings", "-n", "shop")
-    dep = get_json(kubectl, "deployment", "api", "-n", "shop")
+    crd = await get_json(kubectl, "crd", "widgets.example.com")
+    ns = await get_json(kubectl, "namespace", "shop")
+    w1 = await get_json(kubectl, "widgets.example.com", "w1", "-n", "shop")
+    cm = await get_json(kubectl, "configmap", "settings", "-n", "shop")
+    dep = await get_json(kubectl, "deployment", "api", "-n", "shop")
     # The CRD and the namespace were written before anything that needs them.
     assert rv(crd) < rv(w1) and rv(ns) < rv(cm) < rv(dep)
     assert w1["spec"] == {"size": 1}
@@ -94,7 +94,7 @@ async def test_crd_and_its_resources_in_one_render(env: Env, kubectl: Any) -> No
     }
 
 
-async def test_namespace_defaulting_and_labels(env: Env, kubectl: Any) -> None:
+async def test_namespace_defaulting_and_labels(env: Env, kubectl: Kubectl) -> None:
     app = app_config(name="web", namespace="default")
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -106,8 +106,8 @@ async def test_namespace_defaulting_and_labels(env: Env, kubectl: Any) -> None:
     cm["metadata"]["labels"] = {"tier": "backend"}
     result = await env.cluster.sync(app, [cm, role], env.inventory())
     assert result.ok, result.message
-    live_cm = get_json(kubectl, "configmap", "plain", "-n", "default")
-    live_role = get_json(kubectl, "clusterrole", "reader")
+    live_cm = await get_json(kubectl, "configmap", "plain", "-n", "default", "--show-managed-fields")
+    live_role = await get_json(kubectl, "clusterrole", "reader")
     for obj in (live_cm, live_role):
         assert obj["metadata"]["labels"][MANAGED_BY_LABEL] == "gitopsd"
         assert obj["metadata"]["labels"][APP_LABEL] == "web"
@@ -174,22 +174,21 @@ async def test_unknown_kind_fails_before_any_write(env: Env) -> None:
     assert await env.inventory().current() == []
 
 
-async def test_invalid_object_stops_later_waves(env: Env, kubectl: Any) -> None:
+async def test_invalid_object_stops_later_waves(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default")
     bad = deployment("bad", **{"gitopsd.dev/sync-wave": "0"})
     bad["spec"]["template"]["metadata"]["labels"] = {
         "app": "other"
     }  # 422 Invalid: selector mismatch
-    later = configmap("later")
-    later["metadata"]["annotations"] = {"argocd.argoproj.io/sync-wave": "5"}
+    later = deployment("later", **{"argocd.argoproj.io/sync-wave": "5"})
     result = await env.cluster.sync(app, [bad, later], env.inventory())
     assert not result.ok
     actions = {str(o.ref): (o.action, o.message) for o in result.objects}
     assert actions["Deployment.apps default/bad"][0] == "failed"
     assert "Invalid" in actions["Deployment.apps default/bad"][1]
     assert "selector" in actions["Deployment.apps default/bad"][1]
-    assert actions["ConfigMap default/later"][0] == "skipped"
-    assert "NotFound" in kubectl("get", "configmap", "later", check=False)
+    assert actions["Deployment.apps default/later"][0] == "skipped"
+    assert "NotFound" in await kubectl("get", "deployment", "later", check=False)
     # Nothing was created, so nothing is left in the inventory.
     assert await env.inventory().current() == []
 
@@ -208,10 +207,10 @@ async def test_dry_run_changes_nothing(env: Env) -> None:
     assert env.cluster.in_sync(app, [configmap("c")]) is False
 
 
-async def test_immutable_field_reported_or_replaced(env: Env, kubectl: Any) -> None:
+async def test_immutable_field_reported_or_replaced(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default")
     await env.cluster.sync(app, [deployment("api")], env.inventory())
-    uid = get_json(kubectl, "deployment", "api")["metadata"]["uid"]
+    uid = (await get_json(kubectl, "deployment", "api"))["metadata"]["uid"]
     moved = deployment("api")
     moved["spec"]["selector"]["matchLabels"] = {"app": "api", "v": "2"}
     moved["spec"]["template"]["metadata"]["labels"] = {"app": "api", "v": "2"}
@@ -228,6 +227,6 @@ async def test_immutable_field_reported_or_replaced(env: Env, kubectl: Any) -> N
     replacing = app_config(namespace="default", replace_on_immutable=True)
     replaced = await env.cluster.sync(replacing, [moved], env.inventory())
     assert replaced.ok, replaced.message
-    live = get_json(kubectl, "deployment", "api")
+    live = await get_json(kubectl, "deployment", "api")
     assert live["metadata"]["uid"] != uid
     assert live["spec"]["selector"]["matchLabels"] == {"app": "api", "v": "2"}

@@ -10,19 +10,17 @@ import pytest
 
 from gitopsd.models import Health, ObjectRef
 
-from .conftest import Env, app_config, configmap, deployment, eventually, get_json, kubectl_async
+from .conftest import Env, Kubectl, app_config, configmap, deployment, eventually, get_json
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Any) -> None:
+async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Kubectl) -> None:
     cm = configmap("shared", key="from-kubectl")
     cm["metadata"]["namespace"] = "default"
     import json
 
-    await kubectl_async(
-        kubectl, "apply", "--server-side", "--validate=false", "-f", "-", stdin=json.dumps(cm)
-    )
+    await kubectl("apply", "--server-side", "--validate=false", "-f", "-", stdin=json.dumps(cm))
     ours = configmap("shared", key="from-git")
 
     strict = app_config(namespace="default", force_conflicts=False)
@@ -31,7 +29,7 @@ async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Any)
     (obj,) = refused.objects
     assert obj.action == "failed"
     assert "kubectl" in obj.message and ".data.key" in obj.message
-    assert get_json(kubectl, "configmap", "shared")["data"]["key"] == "from-kubectl"
+    assert (await get_json(kubectl, "configmap", "shared"))["data"]["key"] == "from-kubectl"
 
     forcing = app_config(namespace="default")  # force_conflicts defaults to true
     taken = await env.cluster.sync(forcing, [ours], env.inventory())
@@ -39,13 +37,13 @@ async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Any)
     (obj,) = taken.objects
     assert obj.action == "changed"
     assert "kubectl" in obj.message and ".data.key" in obj.message
-    live = get_json(kubectl, "configmap", "shared")
+    live = await get_json(kubectl, "configmap", "shared", "--show-managed-fields")
     assert live["data"]["key"] == "from-git"
     owners = {m["manager"]: m for m in live["metadata"]["managedFields"]}
     assert "f:key" in str(owners["gitopsd"]["fieldsV1"])
 
 
-async def test_drift_after_scale_is_corrected_within_a_second(env: Env, kubectl: Any) -> None:
+async def test_drift_after_scale_is_corrected_within_a_second(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", self_heal=True)
     manifests = [deployment("api", replicas=2), configmap("cfg")]
     first = await env.cluster.sync(app, manifests, env.inventory())
@@ -66,27 +64,27 @@ async def test_drift_after_scale_is_corrected_within_a_second(env: Env, kubectl:
 
     env.cluster.track(app, manifests, on_drift)
     changed_at.append(time.monotonic())
-    await kubectl_async(kubectl, "scale", "deployment", "api", "--replicas=5")
-    await eventually(lambda: corrections, timeout=10)
+    await kubectl("scale", "deployment", "api", "--replicas=5")
+    await eventually(lambda: corrections, within=10)
     # kubectl itself takes a while to start; measure from the moment the cache saw the change.
     assert [str(r) for r in drifted[0]] == ["Deployment.apps default/api"]
-    assert get_json(kubectl, "deployment", "api")["spec"]["replicas"] == 2
+    assert (await get_json(kubectl, "deployment", "api"))["spec"]["replicas"] == 2
     assert env.cluster.in_sync(app, manifests) is True
 
     # A deleted object is drift too; an edit of a field we do not manage is not.
     drifted.clear()
     corrections.clear()
-    await kubectl_async(kubectl, "annotate", "configmap", "cfg", "note=hello")
+    await kubectl("annotate", "configmap", "cfg", "note=hello")
     await asyncio.sleep(0.3)
     assert drifted == []
-    await kubectl_async(kubectl, "delete", "configmap", "cfg")
-    await eventually(lambda: corrections, timeout=10)
+    await kubectl("delete", "configmap", "cfg")
+    await eventually(lambda: corrections, within=10)
     assert [str(r) for r in drifted[0]] == ["ConfigMap default/cfg"]
-    get_json(kubectl, "configmap", "cfg")
+    await get_json(kubectl, "configmap", "cfg")
 
     env.cluster.untrack("web")
     drifted.clear()
-    await kubectl_async(kubectl, "scale", "deployment", "api", "--replicas=4")
+    await kubectl("scale", "deployment", "api", "--replicas=4")
     await asyncio.sleep(0.3)
     assert drifted == []
 
@@ -106,7 +104,7 @@ async def test_drift_callback_latency(env: Env) -> None:
         body={"data": {"k": "edited"}},
         content_type="application/merge-patch+json",
     )
-    await eventually(lambda: seen, timeout=2, interval=0.001)
+    await eventually(lambda: seen, within=2, interval=0.001)
     assert seen[0] - started < 0.5
 
 
@@ -159,7 +157,7 @@ async def test_health_timeout(tmp_path: Any) -> None:
     assert result.health == Health.PROGRESSING
 
 
-async def test_waves_wait_for_health(env: Env, kubectl: Any) -> None:
+async def test_waves_wait_for_health(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", timeout=10)
     db = deployment("db", **{"gitopsd.dev/sync-wave": "-1", "sandbox.gitopsd.dev/fail": "true"})
     api = deployment("api", **{"argocd.argoproj.io/sync-wave": "1"})
@@ -168,7 +166,7 @@ async def test_waves_wait_for_health(env: Env, kubectl: Any) -> None:
     by_ref = {str(o.ref): o for o in result.objects}
     assert by_ref["Deployment.apps default/api"].action == "skipped"
     # The later wave was never sent: wave -1 did not become healthy.
-    assert "NotFound" in kubectl("get", "deployment", "api", check=False)
+    assert "NotFound" in await kubectl("get", "deployment", "api", check=False)
 
     db["metadata"]["annotations"].pop("sandbox.gitopsd.dev/fail")
     db["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"  # a new rollout

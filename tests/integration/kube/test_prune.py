@@ -8,7 +8,7 @@ import pytest
 
 from gitopsd.kube import APP_LABEL
 
-from .conftest import Env, app_config, configmap, deployment, get_json, kubectl_async, namespace
+from .conftest import Env, Kubectl, app_config, configmap, deployment, get_json, namespace
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +17,7 @@ def names(result: Any, action: str) -> set[str]:
     return {str(o.ref) for o in result.objects if o.action == action}
 
 
-async def test_prune_deletes_what_left_the_render(env: Env, kubectl: Any) -> None:
+async def test_prune_deletes_what_left_the_render(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", prune=True)
     await env.cluster.sync(
         app, [configmap("keep"), configmap("drop"), deployment("gone")], env.inventory()
@@ -26,21 +26,21 @@ async def test_prune_deletes_what_left_the_render(env: Env, kubectl: Any) -> Non
     result = await env.cluster.sync(app, [configmap("keep")], env.inventory())
     assert result.ok, result.message
     assert names(result, "pruned") == {"ConfigMap default/drop", "Deployment.apps default/gone"}
-    assert "NotFound" in kubectl("get", "configmap", "drop", check=False)
-    assert "NotFound" in kubectl("get", "deployment", "gone", check=False)
+    assert "NotFound" in await kubectl("get", "configmap", "drop", check=False)
+    assert "NotFound" in await kubectl("get", "deployment", "gone", check=False)
     assert [str(r) for r in await env.inventory().current()] == ["ConfigMap default/keep"]
 
 
-async def test_prune_off_keeps_objects(env: Env, kubectl: Any) -> None:
+async def test_prune_off_keeps_objects(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", prune=False)
     await env.cluster.sync(app, [configmap("keep"), configmap("drop")], env.inventory())
     result = await env.cluster.sync(app, [configmap("keep")], env.inventory())
     assert result.ok
-    get_json(kubectl, "configmap", "drop")  # still there
+    await get_json(kubectl, "configmap", "drop")  # still there
     assert len(await env.inventory().current()) == 2
 
 
-async def test_empty_render_never_prunes_unless_allowed(env: Env, kubectl: Any) -> None:
+async def test_empty_render_never_prunes_unless_allowed(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", prune=True)
     await env.cluster.sync(app, [configmap("a"), configmap("b")], env.inventory())
     env.sb.reset_counters()
@@ -49,7 +49,7 @@ async def test_empty_render_never_prunes_unless_allowed(env: Env, kubectl: Any) 
     assert not guarded.ok
     assert "empty" in guarded.message and "allow_empty" in guarded.message
     assert env.sb.counters()["writes"] == 0
-    get_json(kubectl, "configmap", "a")
+    await get_json(kubectl, "configmap", "a")
     assert len(await env.inventory().current()) == 2
 
     allowed = await env.cluster.sync(
@@ -60,7 +60,7 @@ async def test_empty_render_never_prunes_unless_allowed(env: Env, kubectl: Any) 
     assert await env.inventory().current() == []
 
 
-async def test_objects_without_our_label_are_never_deleted(env: Env, kubectl: Any) -> None:
+async def test_objects_without_our_label_are_never_deleted(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", prune=True)
     await env.cluster.sync(
         app,
@@ -69,11 +69,9 @@ async def test_objects_without_our_label_are_never_deleted(env: Env, kubectl: An
     )
     # Out of band: one object loses our ownership label, one is claimed by another app,
     # one is marked prune-disabled.
-    await kubectl_async(kubectl, "label", "configmap", "unlabelled", f"{APP_LABEL}-")
-    await kubectl_async(
-        kubectl, "label", "--overwrite", "configmap", "other-app", f"{APP_LABEL}=someone-else"
-    )
-    await kubectl_async(kubectl, "annotate", "configmap", "pinned", "gitopsd.dev/prune=disabled")
+    await kubectl("label", "configmap", "unlabelled", f"{APP_LABEL}-")
+    await kubectl("label", "--overwrite", "configmap", "other-app", f"{APP_LABEL}=someone-else")
+    await kubectl("annotate", "configmap", "pinned", "gitopsd.dev/prune=disabled")
 
     result = await env.cluster.sync(app, [configmap("mine")], env.inventory())
     assert result.ok, result.message
@@ -84,22 +82,22 @@ async def test_objects_without_our_label_are_never_deleted(env: Env, kubectl: An
         "ConfigMap default/pinned",
     }
     for name in ("unlabelled", "other-app", "pinned"):
-        get_json(kubectl, "configmap", name)
+        await get_json(kubectl, "configmap", name)
     # They are no longer this app's: a later sync does not look at them again.
     assert [str(r) for r in await env.inventory().current()] == ["ConfigMap default/mine"]
 
 
-async def test_objects_of_other_apps_are_not_candidates(env: Env, kubectl: Any) -> None:
+async def test_objects_of_other_apps_are_not_candidates(env: Env, kubectl: Kubectl) -> None:
     one = app_config(name="one", namespace="default", prune=True)
     two = app_config(name="two", namespace="default", prune=True)
     await env.cluster.sync(one, [configmap("one-cm")], env.inventory("one"))
     await env.cluster.sync(two, [configmap("two-cm")], env.inventory("two"))
     result = await env.cluster.sync(one, [configmap("one-cm-2")], env.inventory("one"))
     assert names(result, "pruned") == {"ConfigMap default/one-cm"}
-    get_json(kubectl, "configmap", "two-cm")
+    await get_json(kubectl, "configmap", "two-cm")
 
 
-async def test_namespace_and_contents_pruned_in_reverse_order(env: Env, kubectl: Any) -> None:
+async def test_namespace_and_contents_pruned_in_reverse_order(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="team", prune=True)
     await env.cluster.sync(
         app, [namespace("team"), configmap("c"), deployment("d")], env.inventory()
