@@ -184,13 +184,13 @@ def _fields(
         fields.append(("Duration", duration))
     counts = data.get("counts")
     if isinstance(counts, Mapping) and counts:
-        parts = [
-            f"{key} {counts[key]}" for key in ("created", "changed", "pruned") if key in counts
-        ]
+        main = ("created", "changed", "pruned")
+        parts = [f"{key} {counts[key]}" for key in main if key in counts]
+        # the rest (failed, ...) only when non-zero; "unchanged" is noise in a chat message
         parts += [
             f"{escape(str(k))} {v}"
             for k, v in counts.items()
-            if k not in ("created", "changed", "pruned")
+            if k not in main and k != "unchanged" and v
         ]
         fields.append(("Changes", " · ".join(parts)))
     return [

@@ -158,7 +158,7 @@ async def test_webhook_message_content(fake: FakeServer, ctx: PluginContext) -> 
             "source_url": "git@github.com:acme/web.git",
             "namespace": "shop",
             "duration": 12.34,
-            "counts": {"created": 1, "changed": 2, "pruned": 3},
+            "counts": {"created": 1, "changed": 2, "unchanged": 40, "pruned": 3, "failed": 1},
         },
     )
     bus = EventBus(notifiers={"team": n}, routes={"web": ["team"]})
@@ -175,7 +175,7 @@ async def test_webhook_message_content(fake: FakeServer, ctx: PluginContext) -> 
     assert "*Cluster*\nprod-eu" in texts
     assert "*Namespace*\nshop" in texts
     assert "*Duration*\n12.3 s" in texts
-    assert "created 1 · changed 2 · pruned 3" in texts
+    assert "*Changes*\ncreated 1 · changed 2 · pruned 3 · failed 1" in texts
     # the error excerpt is a code block; mrkdwn specials escaped
     assert '```\nDeployment.apps "web" is invalid: spec.replicas: Invalid value: -1\n```' in texts
     assert payload["text"].startswith(":x: web: sync failed")
