@@ -105,6 +105,12 @@ def _is_immutable(error: ApiError) -> bool:
     return error.status == 422 and "immutable" in error.message.lower()
 
 
+def _existed_before(answer: Manifest | None) -> bool:
+    """Whether an apply answer shows earlier writers (so the apply changed, not created, it)."""
+    fields = ((answer or {}).get("metadata") or {}).get("managedFields") or []
+    return any(f.get("manager") != FIELD_MANAGER for f in fields)
+
+
 class Applier:
     """Applies prepared objects to one cluster and records the answers in its cache."""
 
@@ -165,6 +171,8 @@ class Applier:
             if _is_immutable(exc):
                 message += " (set replace_on_immutable = true to recreate the object)"
             return ObjectResult(d.ref, "failed", Health.UNKNOWN, message)
+        if live is None and (notes or _existed_before(answer)):
+            action = "changed"  # it existed without our labels (adopted)
         if not dry_run and answer:
             answer.setdefault("apiVersion", d.resource.api_version)
             answer.setdefault("kind", d.resource.kind)

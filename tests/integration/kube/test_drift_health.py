@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -18,8 +19,6 @@ pytestmark = pytest.mark.anyio
 async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Kubectl) -> None:
     cm = configmap("shared", key="from-kubectl")
     cm["metadata"]["namespace"] = "default"
-    import json
-
     await kubectl("apply", "--server-side", "--validate=false", "-f", "-", stdin=json.dumps(cm))
     ours = configmap("shared", key="from-git")
 
@@ -60,14 +59,15 @@ async def test_drift_after_scale_is_corrected_within_a_second(env: Env, kubectl:
 
     def on_drift(refs: list[ObjectRef]) -> None:
         drifted.append(refs)
+        changed_at.append(time.monotonic())
         asyncio.get_running_loop().create_task(heal())
 
     env.cluster.track(app, manifests, on_drift)
-    changed_at.append(time.monotonic())
     await kubectl("scale", "deployment", "api", "--replicas=5")
     await eventually(lambda: corrections, within=10)
-    # kubectl itself takes a while to start; measure from the moment the cache saw the change.
+    # kubectl itself takes a while to start; measure from the moment the watch saw the change.
     assert [str(r) for r in drifted[0]] == ["Deployment.apps default/api"]
+    assert corrections[0] - changed_at[0] < 1.0
     assert (await get_json(kubectl, "deployment", "api"))["spec"]["replicas"] == 2
     assert env.cluster.in_sync(app, manifests) is True
 
