@@ -172,6 +172,9 @@ class AppConfig(_Model):
     replace_on_immutable: Bool = Field(False, description='Recreate objects whose immutable fields changed.')
     prune_on_remove: Bool = Field(False, description='When the app leaves the config, delete its objects too.')
     suspended: Bool = Field(False, description='Start suspended.')
+    create_namespace: Bool = Field(
+        True, description="Create the app's namespace if the manifests do not define it (never pruned)."
+    )
     notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
 
     @field_validator("namespace")

@@ -83,11 +83,29 @@ async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> li
         workspace.render_cache.put(key, cached)
     manifests = copy.deepcopy(cached)
     try:
-        return workspace.plugins.hooks.post_render(app, manifests)
+        manifests = workspace.plugins.hooks.post_render(app, manifests)
     except RenderError:
         raise
     except Exception as exc:
         raise RenderError(f"app {app.name}: a post-render hook failed: {type(exc).__name__}: {exc}") from exc
+    return with_app_namespace(app, manifests) if app.create_namespace and manifests else manifests
+
+
+def with_app_namespace(app: AppConfig, manifests: list[Manifest]) -> list[Manifest]:
+    """Add the app's Namespace unless the manifests define it.
+
+    It is marked ``gitopsd.dev/prune: disabled``: deleting a namespace deletes everything in
+    it, so gitopsd creates it but never prunes it.
+    """
+    for m in manifests:
+        if m.get("kind") == "Namespace" and (m.get("metadata") or {}).get("name") == app.namespace:
+            return manifests
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": app.namespace, "annotations": {"gitopsd.dev/prune": "disabled"}},
+    }
+    return [namespace, *manifests]
 
 
 def noop_emit(event: Event) -> None:
