@@ -85,7 +85,7 @@ def test_render_command_prints_the_example_apps() -> None:
         capture_output=True, text=True, check=True,
     )
     kinds = [d["kind"] for d in yaml.safe_load_all(guestbook.stdout)]
-    assert kinds == ["Deployment", "Service", "ConfigMap"]
+    assert kinds == ["Namespace", "Deployment", "Service", "ConfigMap"]  # the app namespace is added
 
 
 def test_render_unknown_app_exits_1() -> None:
