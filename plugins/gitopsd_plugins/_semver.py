@@ -123,7 +123,9 @@ def _comparator(op: str, text: str) -> tuple[list[Check], bool]:
             return [lambda x: x >= v(major, minor + 1, 0, (0,))], has_pre
         return [lambda x: x > low], has_pre
     if op == "<":
-        return [lambda x: x < v(major, minor or 0, patch or 0, pre or (0,))], has_pre
+        if minor is None or patch is None:  # "<2" is "<2.0.0-0": no 2.0.0 pre-releases either
+            return [lambda x: x < v(major, minor or 0, 0, (0,))], has_pre
+        return [lambda x: x < low], has_pre
     if op == "<=":
         if minor is None:
             return [lambda x: x < v(major + 1, 0, 0, (0,))], has_pre

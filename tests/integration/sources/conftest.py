@@ -423,6 +423,10 @@ class Registry:
     host: str
     auth: tuple[str, str] | None
 
+    def client_auth(self, repo: str) -> dict[str, object]:
+        """httpx.Client arguments that authenticate a push to ``repo``."""
+        return {"auth": self.auth}
+
     def push_artifact(self, repo: str, tag: str, layer: bytes, media_type: str,
                       artifact_type: str = "application/vnd.cncf.flux.config.v1+json") -> str:
         """Push a one-layer OCI artifact through the distribution API; return the manifest digest."""
@@ -431,7 +435,7 @@ class Registry:
 
         import httpx
 
-        with httpx.Client(base_url=f"http://{self.host}", auth=self.auth, timeout=30) as client:
+        with httpx.Client(base_url=f"http://{self.host}", timeout=30, **self.client_auth(repo)) as client:
             def blob(data: bytes) -> str:
                 digest = "sha256:" + hashlib.sha256(data).hexdigest()
                 start = client.post(f"/v2/{repo}/blobs/uploads/")
@@ -533,3 +537,111 @@ def static_http(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
     for server in _serve(functools.partial(Quiet, directory=str(root))):  # type: ignore[arg-type]
         yield f"http://127.0.0.1:{server.server_address[1]}", root
+
+
+# -- registry token flow ----------------------------------------------------------------------
+
+
+@dataclass
+class TokenRegistry(Registry):
+    """docker-registry with ``auth: token``: a loopback token server issues signed JWTs."""
+
+    realm: str = ""
+    token_requests: list[str] | None = None
+
+    def token(self, scope: str) -> str:
+        import httpx
+
+        response = httpx.get(self.realm, params={"service": "test-registry", "scope": scope}, auth=self.auth, timeout=30)
+        assert response.status_code == 200, response.text
+        return str(response.json()["token"])
+
+    def client_auth(self, repo: str) -> dict[str, object]:
+        return {"headers": {"Authorization": f"Bearer {self.token(f'repository:{repo}:pull,push')}"}}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
+    """docker-registry requiring bearer tokens from a loopback token server (basic auth at the realm)."""
+    import datetime
+    import json
+    import uuid
+    from urllib.parse import parse_qs, urlparse
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cryptography.x509.oid import NameOID
+
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not Path(binary).exists():
+        require_tool("docker-registry")
+    d = tmp_path / "registry-token"
+    d.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "token-issuer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (d / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    requests: list[str] = []
+
+    def issue(scope: str) -> str:
+        access = []
+        if scope:
+            kind, repo, actions = scope.split(":")
+            access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+        t = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [x5c]}
+        claims = {"iss": "test-issuer", "sub": REGISTRY_USER, "aud": "test-registry", "exp": t + 300, "nbf": t - 10,
+                  "iat": t, "jti": uuid.uuid4().hex, "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    class TokenHandler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = parse_qs(urlparse(self.path).query)
+            requests.append(self.path)
+            expected = "Basic " + base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = json.dumps({"token": issue(query.get("scope", [""])[0])}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    for token_server in _serve(TokenHandler):
+        realm = f"http://127.0.0.1:{token_server.server_address[1]}/token"
+        port = free_port()
+        (d / "config.yml").write_text(
+            f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {realm}\n    service: test-registry\n"
+            f"    issuer: test-issuer\n    rootcertbundle: {d / 'root.pem'}\n"
+        )
+        proc = subprocess.Popen([binary, "serve", str(d / "config.yml")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port, proc)
+            yield TokenRegistry(f"127.0.0.1:{port}", (REGISTRY_USER, REGISTRY_PASSWORD), realm, requests)
+        finally:
+            stop(proc)

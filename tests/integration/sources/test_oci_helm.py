@@ -18,7 +18,7 @@ from gitopsd_plugins.helm import HelmChartOptions, HelmChartSource
 from gitopsd_plugins.helm_template import HelmTemplateOptions, HelmTemplateRenderer
 from gitopsd_plugins.oci import FLUX_LAYER, OCIOptions, OCISource
 
-from .conftest import EXAMPLES, REGISTRY_PASSWORD, REGISTRY_USER, Registry, tar_gz
+from .conftest import EXAMPLES, REGISTRY_PASSWORD, REGISTRY_USER, Registry, TokenRegistry, tar_gz
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -259,3 +259,23 @@ def test_helm_source_options() -> None:
         HelmChartOptions(repo="ftp://example.test", chart="x")
     with pytest.raises(ValueError, match="set exactly one of tag, semver, digest"):
         OCIOptions(url="oci://h/r", tag="a", semver="*")
+
+
+async def test_oci_bearer_token_flow(ctx: PluginContext, registry_token: TokenRegistry, tmp_path: Path) -> None:
+    digest = registry_token.push_artifact("team/app", "v1.0.0", tar_gz({"cm.yaml": CM.format(name="t")}), FLUX_LAYER)
+    assert registry_token.token_requests is not None
+    before = len(registry_token.token_requests)
+    (tmp_path / "u").write_text(REGISTRY_USER)
+    (tmp_path / "p").write_text(REGISTRY_PASSWORD)
+    src = oci(ctx, url=f"oci://{registry_token.host}/team/app", semver="1.x", username_file="u", password_file="p")
+    rev = await src.latest_revision()
+    assert rev == f"v1.0.0@{digest}"
+    art = await src.fetch(rev)
+    assert (art.path / "cm.yaml").is_file()
+    asked = registry_token.token_requests[before:]
+    assert asked and all("scope=repository%3Ateam%2Fapp%3Apull" in r for r in asked)
+    assert len(asked) == 1  # the token is reused for the same scope
+
+    with pytest.raises(SourceError, match=r"token request to .* failed: HTTP 401") as info:
+        await oci(ctx, url=f"oci://{registry_token.host}/team/app", tag="v1.0.0").latest_revision()
+    assert info.value.reason == "AuthFailed"
