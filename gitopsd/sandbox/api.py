@@ -389,7 +389,7 @@ class Api:
         self._check_identity(c, applied)
         check_fields(c.rt, applied, c.params.get("fieldValidation"), c.warnings)
         applied["metadata"].pop("resourceVersion", None)
-        force = c.params.get("force") in ("true", "1")
+        force = c.params.get("force", "") in ("1", "t", "T", "true", "TRUE", "True")
         sub = "status" if c.subresource == "status" else ""
         old = self.store.get(c.rt.key, c.namespace or "", c.name or "")
         if old is None:

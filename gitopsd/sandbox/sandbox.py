@@ -47,6 +47,8 @@ class Sandbox:
         host: the address to listen on (loopback by default).
         history: watch event history size; older resourceVersions are Expired (410).
         bookmark_interval: seconds between BOOKMARK events on idle watches.
+        watch_timeout: seconds a watch without ``timeoutSeconds`` stays open before the
+            server ends it (clients then reconnect from their last resourceVersion).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Sandbox:
         host: str = "127.0.0.1",
         history: int = 10_000,
         bookmark_interval: float = 5.0,
+        watch_timeout: float = 1800.0,
     ) -> None:
         self.tls = tls
         self.host = host
@@ -72,6 +75,7 @@ class Sandbox:
         self.state_file = Path(state_file) if state_file else None
         self.rollout_delay = rollout_delay
         self.bookmark_interval = bookmark_interval
+        self.watch_timeout = watch_timeout
         self.registry = Registry()
         self.store = Store(history=history)
         self.api = Api(self.store, self.registry, seed=seed)

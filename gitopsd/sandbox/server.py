@@ -42,6 +42,11 @@ _PUBLIC = {"/version", "/healthz", "/readyz", "/livez"}
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
+def flag(value: str | None) -> bool:
+    """A boolean query parameter as Go's strconv.ParseBool reads it."""
+    return (value or "") in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _json(body: Any, code: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=dumps(body), status=code, content_type="application/json", headers=headers)
 
@@ -167,7 +172,7 @@ class SandboxServer:
     @staticmethod
     def _verb(method: str, route: Route, params: Any, ctype: str) -> str:
         if method == "GET":
-            if route.watch_path or params.get("watch") in ("true", "1"):
+            if route.watch_path or flag(params.get("watch")):
                 return "watch"
             return "get" if route.name else "list"
         if method == "POST":
@@ -257,15 +262,15 @@ class SandboxServer:
             selector = f"metadata.name={c.name}"
             params["fieldSelector"] = ",".join(filter(None, [params.get("fieldSelector"), selector]))
         rv_text = params.get("resourceVersion") or ""
-        initial = params.get("sendInitialEvents") == "true"
+        initial = flag(params.get("sendInitialEvents"))
         try:
             since = None if rv_text in ("", "0") or initial else int(rv_text)
         except ValueError:
             raise bad_request(f"invalid resource version: {rv_text!r}") from None
         pred, _ = sb.api.predicate(c)
-        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = flag(params.get("allowWatchBookmarks"))
         try:
-            timeout = float(params.get("timeoutSeconds") or 1800)
+            timeout = float(params.get("timeoutSeconds") or sb.watch_timeout)
         except ValueError:
             raise bad_request("invalid timeoutSeconds") from None
         rt = c.rt
