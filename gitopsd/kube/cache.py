@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from gitopsd.kube.client import ApiError, KubeClient, Unreachable, backoff
+from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
 from gitopsd.models import Manifest
 
@@ -84,13 +85,19 @@ class Informer:
                     rv = await self._list()
                     self.synced.set()
                     self.error = ""
+                started = time.monotonic()
                 rv = await self._watch(rv)
-                attempt = 0
+                if time.monotonic() - started < 1.0:
+                    # Ended at once (dropped): do not spin.
+                    await asyncio.sleep(backoff(attempt, base=0.05, cap=5.0))
+                    attempt += 1
+                else:
+                    attempt = 0
             except asyncio.CancelledError:
                 raise
             except _Expired:
                 rv = ""
-            except (ApiError, Unreachable, Exception) as exc:
+            except Exception as exc:
                 self.error = str(exc)
                 if isinstance(exc, ApiError) and exc.status == 404:
                     # The kind is gone (CRD deleted): nothing of it exists any more.
@@ -104,8 +111,10 @@ class Informer:
                 )
                 await asyncio.sleep(backoff(attempt, base=0.2, cap=10.0))
                 attempt += 1
-                if isinstance(exc, Unreachable | ApiError):
-                    rv = ""
+                if isinstance(exc, ApiError) and not exc.transient:
+                    rv = ""  # e.g. 403 or 404: start over with a LIST
+                # Otherwise (5xx, 429, dropped connection, unreachable) resume from rv;
+                # a resourceVersion too old by then comes back as 410 and re-lists.
 
     async def _list(self) -> str:
         items: list[Manifest] = []

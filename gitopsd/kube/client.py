@@ -31,7 +31,10 @@ log = structlog.get_logger("gitopsd.kube")
 
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRY_BUDGET = 20.0
-"""Seconds a request is retried for on transient errors (a tunnel blip under 5 s must not fail a sync)."""
+"""Seconds a request is retried for on transient answers (429, 5xx)."""
+UNREACHABLE_GIVE_UP = 8.0
+"""A request stops retrying connection errors once the cluster has been unreachable this long
+(so a tunnel blip under 5 s never fails a sync, and a cluster that is down fails fast)."""
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
 
@@ -127,6 +130,7 @@ class KubeClient:
         self._loader: Any = None
         self._on_reachable = on_reachable
         self.reachable = True
+        self.unreachable_since: float | None = None
         self.server = ""
         """The API server URL from the kubeconfig (before any tunnel)."""
 
@@ -156,7 +160,13 @@ class KubeClient:
     def _mark(self, reachable: bool, why: str = "") -> None:
         if reachable != self.reachable:
             self.reachable = reachable
+            self.unreachable_since = None if reachable else time.monotonic()
             self._on_reachable(reachable, why)
+
+    def unreachable_for(self) -> float:
+        """Seconds since the cluster stopped answering (0 while it answers)."""
+        since = self.unreachable_since
+        return 0.0 if since is None else time.monotonic() - since
 
     async def _send(
         self,
@@ -212,10 +222,12 @@ class KubeClient:
                         status = response.status
                         retry_after = _retry_after(response.headers)
             except Exception as exc:
+                if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
+                    raise Unreachable(f"cluster {self.name}: TLS verification failed: {_describe(exc)}") from None
                 if not is_connection_error(exc):
                     raise
                 self._mark(False, _describe(exc))
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or self.unreachable_for() > UNREACHABLE_GIVE_UP:
                     raise Unreachable(f"cluster {self.name}: {_describe(exc)}") from None
                 delay = None
             else:

@@ -76,7 +76,6 @@ class KubeCluster:
         self.applier = Applier(self.client, self.cache)
         self.pruner = Pruner(self.client, self.cache, self.discovery)
         self.tunnel: Tunnel | None = None
-        self._unreachable_since: float | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -115,7 +114,6 @@ class KubeCluster:
 
     def _on_reachable(self, reachable: bool, why: str) -> None:
         if reachable:
-            self._unreachable_since = None
             self._emit(
                 ClusterReachable.make(
                     cluster=self.name,
@@ -124,7 +122,6 @@ class KubeCluster:
                 )
             )
         else:
-            self._unreachable_since = time.monotonic()
             self._emit(
                 ClusterUnreachable.make(
                     cluster=self.name,
@@ -137,12 +134,7 @@ class KubeCluster:
         log.info("ssh tunnel up" if up else "ssh tunnel down", cluster=self.name, detail=why)
 
     def _check_reachable(self) -> None:
-        since = self._unreachable_since
-        if (
-            not self.client.reachable
-            and since is not None
-            and time.monotonic() - since > UNREACHABLE_GRACE
-        ):
+        if self.client.unreachable_for() > UNREACHABLE_GRACE:
             raise unreachable_error(self.name, "no answer from the API server")
 
     # -- preparation ----------------------------------------------------------------------
@@ -466,11 +458,7 @@ class KubeCluster:
                     f"{d.ref}: {statuses[d.key].health} {statuses[d.key].message}".rstrip()
                     for d in waiting
                 )
-            if (
-                not self.client.reachable
-                and self._unreachable_since is not None
-                and time.monotonic() - self._unreachable_since > UNREACHABLE_GRACE
-            ):
+            if self.client.unreachable_for() > UNREACHABLE_GRACE:
                 raise unreachable_error(self.name, "lost while waiting for health")
             await self.cache.wait_change(min(remaining, 1.0))
 

@@ -106,7 +106,9 @@ async def test_namespace_defaulting_and_labels(env: Env, kubectl: Kubectl) -> No
     cm["metadata"]["labels"] = {"tier": "backend"}
     result = await env.cluster.sync(app, [cm, role], env.inventory())
     assert result.ok, result.message
-    live_cm = await get_json(kubectl, "configmap", "plain", "-n", "default", "--show-managed-fields")
+    live_cm = await get_json(
+        kubectl, "configmap", "plain", "-n", "default", "--show-managed-fields"
+    )
     live_role = await get_json(kubectl, "clusterrole", "reader")
     for obj in (live_cm, live_role):
         assert obj["metadata"]["labels"][MANAGED_BY_LABEL] == "gitopsd"
