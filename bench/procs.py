@@ -1,0 +1,367 @@
+"""Real processes for the benchmark and the reliability suite: the sandbox, the daemon, and /proc readings.
+
+Nothing here imports gitopsd: the sandbox and the daemon run as separate processes
+(``gitopsd sandbox`` and ``python -m gitopsd run``), talked to over HTTP only.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / ".tools"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def gitopsd_command() -> list[str]:
+    """How to run gitopsd: ``$BENCH_GITOPSD`` (shell words) or ``python -m gitopsd``."""
+    import shlex
+
+    custom = os.environ.get("BENCH_GITOPSD")
+    return shlex.split(custom) if custom else [sys.executable, "-m", "gitopsd"]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool_env(extra_path: list[Path] | None = None, **extra: str) -> dict[str, str]:
+    """The environment for children: ``extra_path`` and the pinned ``.tools`` first on PATH."""
+    paths = [str(p) for p in (extra_path or [])] + [str(TOOLS), os.environ.get("PATH", "")]
+    env = {**os.environ, "PATH": os.pathsep.join(paths), **extra}
+    env.pop("NOTIFY_SOCKET", None)
+    env.pop("GITOPSD_CONFIG", None)
+    return env
+
+
+# -- /proc ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds of a process: its own threads, and its reaped children (git, helm, kubectl)."""
+
+    own: float
+    children: float
+
+    @property
+    def total(self) -> float:
+        """Own plus children."""
+        return self.own + self.children
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.own - other.own, self.children - other.children)
+
+
+def cpu_times(pid: int) -> CpuTimes:
+    """utime+stime and cutime+cstime of ``pid`` from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text.rpartition(")")[2].split()
+    # fields[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return CpuTimes((utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK)
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of ``pid`` in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def wait_idle(pid: int, threshold: float = 0.05, window: float = 0.5, timeout: float = 60.0) -> float:
+    """Wait until ``pid`` uses less than ``threshold`` of a core over ``window`` seconds; return the wait."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = cpu_times(pid).total
+        time.sleep(window)
+        if (cpu_times(pid).total - before) / window < threshold:
+            break
+    return time.monotonic() - start
+
+
+# -- the sandbox ------------------------------------------------------------------------------
+
+
+@dataclass
+class SandboxProc:
+    """``gitopsd sandbox`` in its own process, with an HTTP client that speaks to it as an admin."""
+
+    proc: subprocess.Popen[bytes]
+    kubeconfig: Path
+    url: str
+    token: str
+    ca_file: Path
+    client: httpx.Client = field(repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        faults: str | None = None,
+        seed: int = 0,
+        rollout_delay: float = 0.2,
+        timeout: float = 30.0,
+    ) -> SandboxProc:
+        """Start the sandbox; return once it wrote its kubeconfig (it then accepts requests)."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        kubeconfig = workdir / "sandbox.kubeconfig"
+        kubeconfig.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "gitopsd", "sandbox", "--kubeconfig", str(kubeconfig),
+                "--seed", str(seed), "--rollout-delay", str(rollout_delay)]
+        if faults:
+            argv += ["--faults", faults]
+        log = (workdir / "sandbox.log").open("ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=tool_env(), cwd=workdir)
+        deadline = time.monotonic() + timeout
+        while not kubeconfig.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the sandbox exited with {proc.returncode}: see {workdir / 'sandbox.log'}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the sandbox did not write its kubeconfig in time")
+            time.sleep(0.05)
+        time.sleep(0.05)  # the file is written in one go, but be kind to a reader racing the writer
+        config = yaml.safe_load(kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        token = config["users"][0]["user"]["token"]
+        ca_file = workdir / "sandbox-ca.pem"
+        ca_file.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+        ctx = ssl.create_default_context(cafile=str(ca_file))
+        client = httpx.Client(base_url=cluster["server"], verify=ctx, timeout=30.0,
+                              headers={"Authorization": f"Bearer {token}"})
+        return cls(proc, kubeconfig, cluster["server"], token, ca_file, client)
+
+    @property
+    def pid(self) -> int:
+        """The sandbox's process id."""
+        return self.proc.pid
+
+    def counters(self) -> dict[str, Any]:
+        """The request counters (see gitopsd.sandbox.counters)."""
+        return self.client.get("/sandbox/counters").raise_for_status().json()
+
+    def reset_counters(self) -> None:
+        """Zero the request counters."""
+        self.client.delete("/sandbox/counters").raise_for_status()
+
+    def set_faults(self, spec: dict[str, Any] | None) -> None:
+        """Replace the fault rules (None clears them)."""
+        import json
+
+        self.client.post("/sandbox/faults", content=json.dumps(spec) if spec else b"").raise_for_status()
+
+    def faults(self) -> dict[str, Any]:
+        """The active rules and how many faults were injected."""
+        return self.client.get("/sandbox/faults").raise_for_status().json()
+
+    def stats(self) -> dict[str, Any]:
+        """Objects, resourceVersion, watches."""
+        return self.client.get("/sandbox/stats").raise_for_status().json()
+
+    def get(self, path: str) -> httpx.Response:
+        """GET an API path."""
+        return self.client.get(path)
+
+    def list_managed(self, plural_path: str) -> list[dict[str, Any]]:
+        """Every object at ``plural_path`` (e.g. ``/apis/apps/v1/deployments``) labelled managed-by gitopsd."""
+        r = self.client.get(plural_path, params={"labelSelector": "app.kubernetes.io/managed-by=gitopsd"})
+        r.raise_for_status()
+        return r.json().get("items") or []
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        self.client.close()
+        stop_process(self.proc, 10.0)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """SIGTERM ``proc``, wait ``timeout`` seconds, then SIGKILL; return its exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
+# -- the daemon -------------------------------------------------------------------------------
+
+
+def toml_str(value: str | Path) -> str:
+    """A TOML basic string."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+@dataclass
+class DaemonProc:
+    """``python -m gitopsd run -c CONFIG`` in its own process, with an HTTP client for its API."""
+
+    proc: subprocess.Popen[bytes]
+    config: Path
+    port: int
+    token: str
+    log: Path
+    started: float
+    client: httpx.Client = field(repr=False)
+
+    @classmethod
+    def start(cls, config: Path, port: int, token: str, log: Path, env: dict[str, str] | None = None) -> DaemonProc:
+        """Start the daemon (returns at once; see :meth:`wait_ready`)."""
+        out = log.open("ab")
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [*gitopsd_command(), "run", "-c", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, env=env or tool_env(), cwd=config.parent,
+        )
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
+        return cls(proc, config, port, token, log, started, client)
+
+    @property
+    def pid(self) -> int:
+        """The daemon's process id."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Wait until /healthz answers; return seconds since start."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"gitopsd exited with {self.proc.returncode}: see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if self.client.get("/healthz").status_code == 200:
+                    return time.monotonic() - self.started
+            time.sleep(0.05)
+        raise RuntimeError(f"gitopsd did not answer /healthz within {timeout} s: see {self.log}")
+
+    def apps(self) -> list[dict[str, Any]]:
+        """GET /api/v1/apps."""
+        return self.client.get("/api/v1/apps").raise_for_status().json()["apps"]
+
+    def metrics_text(self) -> str:
+        """GET /metrics."""
+        return self.client.get("/metrics").raise_for_status().text
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """/metrics parsed: {(name, labels): value}."""
+        return parse_metrics(self.metrics_text())
+
+    def converged(self) -> tuple[int, int]:
+        """(apps Synced and Healthy, apps) from the per-app gauges in /metrics."""
+        values = self.metrics()
+        synced = {dict(lb)["app"] for (n, lb), v in values.items()
+                  if n == "gitopsd_app_sync_status" and v == 1.0 and dict(lb).get("status") == "Synced"}
+        healthy = {dict(lb)["app"] for (n, lb), v in values.items()
+                   if n == "gitopsd_app_health" and v == 1.0 and dict(lb).get("health") == "Healthy"}
+        total = int(values.get(("gitopsd_apps", frozenset()), 0))
+        return len(synced & healthy), total
+
+    def post(self, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+             token: str | None = None) -> httpx.Response:
+        """POST to the API; ``token`` (default: the configured one) as a bearer token."""
+        hdrs = dict(headers or {})
+        tok = self.token if token is None else token
+        if tok:
+            hdrs.setdefault("Authorization", f"Bearer {tok}")
+        return self.client.post(path, content=body, headers=hdrs)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the daemon drains), SIGKILL after ``timeout``; return the exit code."""
+        self.client.close()
+        return stop_process(self.proc, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash)."""
+        self.client.close()
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text format -> {(name, frozenset(labels)): value} (no escapes in label values assumed)."""
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: list[tuple[str, str]] = []
+        if rest:
+            for part in rest.rstrip("}").split('",'):
+                if not part:
+                    continue
+                k, _, v = part.partition("=")
+                labels.append((k.strip(","), v.strip('"')))
+        try:
+            out[(name, frozenset(labels))] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def metric_sum(values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """Sum of every series of ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, lb), v in values.items() if n == name and want <= set(lb))
+
+
+def write_git_wrapper(bin_dir: Path, log: Path, real_git: str | None = None) -> Path:
+    """A ``git`` on PATH that appends its argv to ``log`` and runs the real git (counts git commands)."""
+    import shutil
+
+    real = real_git or shutil.which("git") or "/usr/bin/git"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {toml_str(log)}\nexec {toml_str(real)} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def git_subcommands(log: Path, start: int = 0) -> dict[str, int]:
+    """Count the git subcommands logged by the wrapper, from line ``start`` on."""
+    counts: dict[str, int] = {}
+    if not log.exists():
+        return counts
+    for line in log.read_text().splitlines()[start:]:
+        words = line.split()
+        i = 0
+        while i < len(words) and words[i].startswith("-"):
+            i += 2 if words[i] in ("-c", "-C") else 1
+        sub = words[i] if i < len(words) else "?"
+        counts[sub] = counts.get(sub, 0) + 1
+    return counts
+
+
+def line_count(path: Path) -> int:
+    """Lines in ``path`` (0 when missing)."""
+    return len(path.read_text().splitlines()) if path.exists() else 0

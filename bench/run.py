@@ -1,0 +1,655 @@
+"""The benchmark: gitopsd against the baseline loop, same sandbox, same repository, one run.
+
+    python -m bench.run --apps 100 --objects 10      (make bench)
+    python -m bench.run --apps 1000 --objects 5      (make bench-full)
+
+Phases (every process is real: ``gitopsd sandbox``, ``python -m gitopsd run``, git, kubectl, helm):
+
+1. generate a git repository (bench/gen.py) with N apps of M objects, served as file://;
+2. start the sandbox, then gitopsd with one git source per app (all sharing the repository);
+3. cold converge: until every app is Synced and Healthy (/metrics gauges), daemon CPU and peak RSS;
+4. no-op round: two intervals with nothing changed: API requests by verb (sandbox counters),
+   git commands (a counting git wrapper on PATH, plus the daemon's own metrics), daemon CPU;
+5. drift: scale a Deployment through the API as ``kubectl scale`` does; time until it is back;
+6. push -> applied: commit, send a signed GitHub push webhook, time until the change is live;
+7. stop gitopsd, delete the apps' namespaces, then run the baseline (bench/baseline.sh) from
+   cold, then again with nothing changed: wall time, CPU (git + kubectl + helm) and requests.
+
+Results: ``bench/results/<N>x<M>.json`` and ``.md``, then ``latest.json`` / ``latest.md``
+combine every size measured. Targets are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import gen
+from bench.procs import (
+    ROOT,
+    TOOLS,
+    DaemonProc,
+    SandboxProc,
+    cpu_times,
+    free_port,
+    git_subcommands,
+    line_count,
+    memory_kib,
+    metric_sum,
+    toml_str,
+    tool_env,
+    wait_idle,
+    write_git_wrapper,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASELINE_SCRIPT = Path(__file__).resolve().parent / "baseline.sh"
+
+TARGETS = {
+    "cold_converge_s_at_1000x5": 60.0,
+    "noop_writes": 0,
+    "noop_fetches": 0,
+    "noop_ls_remote_per_repo_per_interval": 1,
+    "drift_p50_s": 1.0,
+    "push_p50_s": 1.0,
+    "rss_mib_at_1000": 150.0,
+    "cold_converge_speedup": 3.0,
+    "noop_cpu_ratio": 10.0,
+}
+
+
+def log(message: str) -> None:
+    """Progress on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-quantile (0..1) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+
+def write_config(
+    path: Path,
+    *,
+    repo_url: str,
+    specs: list[gen.AppSpec],
+    kubeconfig: Path,
+    state_dir: Path,
+    port: int,
+    token_file: Path,
+    hook_secret_file: Path,
+    git: Path | str,
+    interval: float,
+    log_level: str = "info",
+    extra: str = "",
+) -> Path:
+    """A gitopsd config: one git source per app, every app on the same repository."""
+    lines = [
+        "[daemon]",
+        f"state_dir = {toml_str(state_dir)}",
+        f'listen = "127.0.0.1:{port}"',
+        f"api_token_file = {toml_str(token_file)}",
+        'log_format = "json"',
+        f'log_level = "{log_level}"',
+        f'default_interval = "{interval:g}s"',
+        "watch_config = false",
+        "",
+        "[daemon.tools]",
+        f"git = {toml_str(git)}",
+        f"helm = {toml_str(TOOLS / 'helm')}",
+        f"kubectl = {toml_str(TOOLS / 'kubectl')}",
+        "",
+        "[daemon.webhooks]",
+        f"github_secret_file = {toml_str(hook_secret_file)}",
+        "",
+        "[clusters.sandbox]",
+        f"kubeconfig = {toml_str(kubeconfig)}",
+        "",
+    ]
+    for spec in specs:
+        lines += [
+            f"[apps.{spec.name}]",
+            'cluster = "sandbox"',
+            f'namespace = "{spec.namespace}"',
+            f'source = {{ type = "git", url = {toml_str(repo_url)}, ref = "main", path = "{spec.path}" }}',
+            "prune = true",
+            "self_heal = true",
+            "",
+        ]
+    path.write_text("\n".join(lines) + extra)
+    return path
+
+
+# -- phases ----------------------------------------------------------------------------------
+
+
+def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: float) -> dict[str, Any]:
+    """Wait until every app is Synced and Healthy; time, CPU, RSS, requests."""
+    ready = daemon.wait_ready()
+    log(f"daemon answers after {ready:.2f} s")
+    deadline = time.monotonic() + timeout
+    done, last_report = 0, 0.0
+    while time.monotonic() < deadline:
+        if not daemon.alive():
+            raise RuntimeError(f"gitopsd exited during the cold converge: see {daemon.log}")
+        try:
+            done, _ = daemon.converged()
+        except Exception:  # the API may be busy: try again
+            done = done
+        if done >= apps:
+            break
+        if time.monotonic() - last_report > 10:
+            last_report = time.monotonic()
+            log(f"  converged {done}/{apps} after {time.monotonic() - daemon.started:.1f} s")
+        time.sleep(0.25)
+    elapsed = time.monotonic() - daemon.started
+    cpu = cpu_times(daemon.pid)
+    mem = memory_kib(daemon.pid)
+    counters = sandbox.counters()
+    out = {
+        "seconds": round(elapsed, 2) if done >= apps else None,
+        "converged_apps": done,
+        "api_ready_s": round(ready, 2),
+        "daemon_cpu_s": round(cpu.own, 2),
+        "daemon_children_cpu_s": round(cpu.children, 2),
+        "rss_peak_mib": round(mem.get("VmHWM", 0) / 1024, 1),
+        "sandbox_cpu_s": round(cpu_times(sandbox.pid).own, 2),
+        "requests_by_verb": counters["by_verb"],
+        "writes": counters["writes"],
+    }
+    if done < apps:
+        not_done = [a["name"] for a in daemon.apps() if not (a["sync"] == "Synced" and a["health"] == "Healthy")]
+        out["not_converged"] = not_done[:20]
+        out["not_converged_messages"] = {
+            a["name"]: a["last_sync"]["message"][:300] for a in daemon.apps() if a["name"] in not_done[:5]
+        }
+    return out
+
+
+def noop_round(daemon: DaemonProc, sandbox: SandboxProc, git_log: Path, interval: float) -> dict[str, Any]:
+    """Two intervals with nothing changed."""
+    idle = wait_idle(daemon.pid, timeout=60)
+    log(f"daemon idle after {idle:.1f} s; no-op round of {2 * interval:g} s")
+    sandbox.reset_counters()
+    before_cpu = cpu_times(daemon.pid)
+    before_lines = line_count(git_log)
+    before_metrics = daemon.metrics()
+    time.sleep(2 * interval)
+    counters = sandbox.counters()
+    after_cpu = cpu_times(daemon.pid)
+    after_metrics = daemon.metrics()
+    used = after_cpu - before_cpu
+    git_cmds = git_subcommands(git_log, before_lines)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_sum(after_metrics, name, **labels) - metric_sum(before_metrics, name, **labels)
+
+    return {
+        "seconds": 2 * interval,
+        "intervals": 2,
+        "requests_by_verb": counters["by_verb"],
+        "requests_total": sum(counters["by_verb"].values()),
+        "writes": counters["writes"],
+        "discovery": counters["discovery"],
+        "git_commands": git_cmds,
+        "git_ls_remote_metric": delta("gitopsd_git_ls_remote_total"),
+        "source_fetch_metric": delta("gitopsd_source_fetch_total"),
+        "reconciles_metric": {r: delta("gitopsd_reconcile_total", result=r)
+                              for r in ("succeeded", "failed", "unchanged", "skipped")},
+        "daemon_cpu_s": round(used.own, 3),
+        "daemon_children_cpu_s": round(used.children, 3),
+        "daemon_cpu_per_interval_s": round(used.total / 2, 3),
+    }
+
+
+def plain_apps(specs: list[gen.AppSpec]) -> list[gen.AppSpec]:
+    """The plain-YAML apps (drift and push targets)."""
+    return [s for s in specs if s.kind == "plain"]
+
+
+def drift_samples(daemon: DaemonProc, sandbox: SandboxProc, specs: list[gen.AppSpec], count: int,
+                  timeout: float = 60.0) -> dict[str, Any]:
+    """Scale deployment-0 of an app to 5 replicas (as ``kubectl scale`` does); time until it is 2 again."""
+    targets = plain_apps(specs)
+    times: list[float] = []
+    failures = 0
+    for k in range(count):
+        spec = targets[(k * 7) % len(targets)]
+        path = f"/apis/apps/v1/namespaces/{spec.namespace}/deployments/deployment-0"
+        wait_idle(daemon.pid, threshold=0.1, window=0.3, timeout=30)
+        start = time.monotonic()
+        r = sandbox.client.patch(f"{path}/scale", content=json.dumps({"spec": {"replicas": 5}}),
+                                 headers={"Content-Type": "application/merge-patch+json"},
+                                 params={"fieldManager": "kubectl-scale"})
+        r.raise_for_status()
+        corrected = None
+        while time.monotonic() - start < timeout:
+            obj = sandbox.get(path).json()
+            if obj.get("spec", {}).get("replicas") == 2:
+                corrected = time.monotonic() - start
+                break
+            time.sleep(0.01)
+        if corrected is None:
+            failures += 1
+        else:
+            times.append(corrected)
+    return _summary(times, failures, count)
+
+
+def push_samples(daemon: DaemonProc, sandbox: SandboxProc, repo: gen.Repo, secret: str, count: int,
+                 timeout: float = 120.0) -> dict[str, Any]:
+    """Commit a ConfigMap change, send a signed GitHub push webhook; time until the new value is live."""
+    targets = plain_apps(repo.specs)
+    times: list[float] = []
+    failures = 0
+    settle: list[float] = []
+    for k in range(count):
+        spec = targets[(k * 3 + 1) % len(targets)]
+        value = f"push-{k}-{uuid.uuid4().hex[:6]}"
+        settle.append(wait_idle(daemon.pid, threshold=0.1, window=0.3, timeout=120))
+        before = repo.head()
+        gen.write_app(repo.work, spec, {2: value})
+        after = repo.commit_and_push(f"push sample {k}: {spec.name}")
+        body = json.dumps({
+            "ref": "refs/heads/main",
+            "before": before,
+            "after": after,
+            "repository": {"clone_url": repo.url, "html_url": repo.url, "default_branch": "main",
+                           "full_name": "bench/apps"},
+            "commits": [{"id": after, "added": [], "removed": [],
+                         "modified": [f"{spec.path}/03-configmap-2.yaml"]}],
+        }).encode()
+        signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        start = time.monotonic()
+        r = daemon.post("/hooks/github", body, headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": f"sha256={signature}",
+            "Content-Type": "application/json",
+        }, token="")
+        if r.status_code != 202:
+            log(f"  webhook answered {r.status_code}: {r.text[:200]}")
+        path = f"/api/v1/namespaces/{spec.namespace}/configmaps/configmap-2"
+        live = None
+        while time.monotonic() - start < timeout:
+            obj = sandbox.get(path).json()
+            if (obj.get("data") or {}).get("revision") == value:
+                live = time.monotonic() - start
+                break
+            time.sleep(0.01)
+        if live is None:
+            failures += 1
+        else:
+            times.append(live)
+    out = _summary(times, failures, count)
+    out["apps_refreshed_per_push"] = len(repo.specs)
+    out["settle_before_each_s"] = round(statistics.mean(settle), 2) if settle else None
+    return out
+
+
+def _summary(times: list[float], failures: int, count: int) -> dict[str, Any]:
+    def r(x: float | None) -> float | None:
+        return round(x, 3) if x is not None else None
+
+    return {
+        "samples": count,
+        "failures": failures,
+        "p50_s": r(percentile(times, 0.5)),
+        "p95_s": r(percentile(times, 0.95)),
+        "max_s": r(max(times) if times else None),
+        "all_s": [round(t, 3) for t in times],
+    }
+
+
+def delete_app_namespaces(sandbox: SandboxProc, specs: list[gen.AppSpec], timeout: float = 300.0) -> float:
+    """Delete every app namespace (and so its objects); wait until they are gone."""
+    start = time.monotonic()
+    for spec in specs:
+        sandbox.client.delete(f"/api/v1/namespaces/{spec.namespace}")
+    names = {s.namespace for s in specs}
+    while time.monotonic() - start < timeout:
+        items = sandbox.get("/api/v1/namespaces").json().get("items") or []
+        if not names & {i["metadata"]["name"] for i in items}:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def baseline_round(checkout: Path, env: dict[str, str], sandbox: SandboxProc, timeout: float) -> dict[str, Any]:
+    """One round of bench/baseline.sh: wall time, CPU of it and every child, API requests."""
+    sandbox.reset_counters()
+    start = time.monotonic()
+    proc = subprocess.Popen(["bash", str(BASELINE_SCRIPT), str(checkout)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # wait4 gives the rusage of the script and of every process it waited for.
+    deadline = start + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.02)
+    wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    counters = sandbox.counters()
+    return {
+        "seconds": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "failed_apps": proc.returncode,
+        "stderr_tail": stderr[-500:],
+        "requests_by_verb": counters["by_verb"],
+        "requests_total": sum(counters["by_verb"].values()),
+        "writes": counters["writes"],
+    }
+
+
+def verify_live(sandbox: SandboxProc, specs: list[gen.AppSpec]) -> dict[str, int]:
+    """Counts of live objects per kind in the app namespaces (a sanity check)."""
+    names = {s.namespace for s in specs}
+    counts = {}
+    for kind, path in (("deployments", "/apis/apps/v1/deployments"), ("services", "/api/v1/services"),
+                       ("configmaps", "/api/v1/configmaps")):
+        items = sandbox.get(path).json().get("items") or []
+        counts[kind] = sum(1 for i in items if i["metadata"].get("namespace") in names
+                           and i["metadata"]["name"] != "kube-root-ca.crt")
+    return counts
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, Python, platform, date, load, tool versions, the commit measured."""
+    def out(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return ""
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "git": out(["git", "--version"]),
+        "kubectl": out([str(TOOLS / "kubectl"), "version", "--client"]).splitlines()[0:1],
+        "helm": out([str(TOOLS / "helm"), "version", "--short"]),
+        "commit": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    """Daemon vs baseline: cold converge speed-up and no-op CPU ratio."""
+    out: dict[str, Any] = {}
+    cold, base = result.get("cold_converge") or {}, result.get("baseline") or {}
+    bcold, bnoop = base.get("cold_round") or {}, base.get("noop_round") or {}
+    if cold.get("seconds") and bcold.get("seconds"):
+        out["cold_converge_speedup"] = round(bcold["seconds"] / cold["seconds"], 2)
+    if cold.get("seconds") and bcold.get("cpu_s"):
+        daemon_cpu = cold["daemon_cpu_s"] + cold["daemon_children_cpu_s"]
+        out["cold_cpu_ratio"] = round(bcold["cpu_s"] / daemon_cpu, 2) if daemon_cpu else None
+    noop = result.get("noop_round") or {}
+    per = noop.get("daemon_cpu_per_interval_s")
+    if per is not None and bnoop.get("cpu_s"):
+        out["noop_cpu_ratio"] = round(bnoop["cpu_s"] / per, 1) if per > 0 else float("inf")
+    if noop.get("requests_total") is not None and bnoop.get("requests_total"):
+        per_req = noop["requests_total"] / 2
+        out["noop_request_ratio"] = round(bnoop["requests_total"] / per_req, 1) if per_req else float("inf")
+    return out
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, aim, measured, met) rows."""
+    rows: list[tuple[str, str, str, str]] = []
+    apps = result["apps"]
+    cold = result.get("cold_converge") or {}
+    noop = result.get("noop_round") or {}
+    drift = result.get("drift") or {}
+    push = result.get("push") or {}
+    rat = result.get("ratios") or {}
+
+    def met(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+    if apps >= 1000:
+        s = cold.get("seconds")
+        rows.append(("cold converge (1000 apps)", "<= 60 s", f"{s} s", met(s is not None and s <= 60)))
+        rss = cold.get("rss_peak_mib")
+        rows.append(("peak RSS (1000 apps)", "<= 150 MiB", f"{result.get('rss_peak_mib_run')} MiB (at converge {rss})",
+                     met((result.get("rss_peak_mib_run") or 1e9) <= 150)))
+    if noop:
+        git_cmds = noop.get("git_commands") or {}
+        fetches = sum(v for k, v in git_cmds.items() if k in ("fetch", "clone", "archive"))
+        ls = git_cmds.get("ls-remote", 0)
+        rows.append(("no-op round: writes", "0", str(noop.get("writes")), met(noop.get("writes") == 0)))
+        rows.append(("no-op round: fetches (git fetch/clone/archive)", "0", str(fetches), met(fetches == 0)))
+        rows.append(("no-op round: ls-remote per repository per interval", "1", f"{ls / 2:g}", met(ls / 2 <= 1)))
+    if drift:
+        p = drift.get("p50_s")
+        rows.append(("drift p50", "<= 1 s", f"{p} s", met(p is not None and p <= 1 and not drift.get("failures"))))
+    if push:
+        p = push.get("p50_s")
+        rows.append(("push -> applied p50", "<= 1 s", f"{p} s", met(p is not None and p <= 1 and not push.get("failures"))))
+    if "cold_converge_speedup" in rat:
+        v = rat["cold_converge_speedup"]
+        rows.append(("cold converge vs baseline", ">= 3x faster", f"{v}x", met(v >= 3)))
+    if "noop_cpu_ratio" in rat:
+        v = rat["noop_cpu_ratio"]
+        rows.append(("no-op round CPU vs baseline round", ">= 10x cheaper", f"{v}x", met(v >= 10)))
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One size's results as markdown."""
+    m = result["machine"]
+    cold = result.get("cold_converge") or {}
+    noop = result.get("noop_round") or {}
+    drift = result.get("drift") or {}
+    push = result.get("push") or {}
+    base = result.get("baseline") or {}
+    bcold, bnoop = base.get("cold_round") or {}, base.get("noop_round") or {}
+    lines = [
+        f"## {result['apps']} apps x {result['objects']} objects",
+        "",
+        f"`{result['command']}` — {m['date']}, {m['cores']} cores, Python {m['python']}, "
+        f"commit {m['commit']}, load average at start {m['load_avg_at_start']}, "
+        f"interval {result['interval_s']:g} s, sandbox rollout delay {result['rollout_delay_s']:g} s.",
+        "",
+        "| measure | gitopsd | baseline loop | ratio |",
+        "|---|---|---|---|",
+        f"| cold converge (wall) | {cold.get('seconds')} s (all Synced+Healthy) | {bcold.get('seconds')} s (one round, no health wait) "
+        f"| {result.get('ratios', {}).get('cold_converge_speedup')}x |",
+        f"| cold converge CPU | {cold.get('daemon_cpu_s')} s daemon + {cold.get('daemon_children_cpu_s')} s children "
+        f"| {bcold.get('cpu_s')} s | {result.get('ratios', {}).get('cold_cpu_ratio')}x |",
+        f"| peak RSS | {result.get('rss_peak_mib_run')} MiB (at converge {cold.get('rss_peak_mib')}) | - | |",
+        f"| no-op round CPU (per interval) | {noop.get('daemon_cpu_per_interval_s')} s | {bnoop.get('cpu_s')} s per round "
+        f"| {result.get('ratios', {}).get('noop_cpu_ratio')}x |",
+        f"| no-op round wall | - (background) | {bnoop.get('seconds')} s | |",
+        f"| no-op API requests | {noop.get('requests_total')} over 2 intervals {noop.get('requests_by_verb')} "
+        f"| {bnoop.get('requests_total')} per round {bnoop.get('requests_by_verb')} | {result.get('ratios', {}).get('noop_request_ratio')}x |",
+        f"| no-op writes | {noop.get('writes')} | {bnoop.get('writes')} (SSA no-op patches) | |",
+        f"| no-op git commands | {noop.get('git_commands')} | 1 pull (fetch+merge) | |",
+        f"| drift p50 / p95 | {drift.get('p50_s')} / {drift.get('p95_s')} s ({drift.get('samples')} samples, "
+        f"{drift.get('failures')} failed) | next round | |",
+        f"| push -> applied p50 / p95 | {push.get('p50_s')} / {push.get('p95_s')} s ({push.get('samples')} samples, "
+        f"{push.get('failures')} failed; {push.get('apps_refreshed_per_push')} apps refreshed per push) | next round | |",
+        f"| sandbox CPU during cold converge | {cold.get('sandbox_cpu_s')} s | | |",
+        "",
+        "| target | aim | measured | |",
+        "|---|---|---|---|",
+    ]
+    for row in targets(result):
+        lines.append("| " + " | ".join(row) + " |")
+    if result.get("notes"):
+        lines += ["", *[f"- {n}" for n in result["notes"]]]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict[str, Any], out_dir: Path) -> None:
+    """Write this size's files, then latest.json/latest.md over every size measured."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{result['apps']}x{result['objects']}"
+    (out_dir / f"{key}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / f"{key}.md").write_text(markdown(result))
+    runs = {}
+    for path in sorted(out_dir.glob("*x*.json")):
+        try:
+            runs[path.stem] = json.loads(path.read_text())
+        except ValueError:
+            continue
+    ordered = sorted(runs.values(), key=lambda r: (r["apps"], r["objects"]))
+    (out_dir / "latest.json").write_text(json.dumps({
+        "machine": result["machine"],
+        "targets": TARGETS,
+        "runs": {f"{r['apps']}x{r['objects']}": r for r in ordered},
+        "ratios": {f"{r['apps']}x{r['objects']}": r.get("ratios") for r in ordered},
+    }, indent=2) + "\n")
+    header = ("# gitopsd benchmark results\n\nGenerated by `python -m bench.run` (see bench/run.py for what each "
+              "phase measures). Each size is from its own run; targets are reported, not asserted.\n\n")
+    (out_dir / "latest.md").write_text(header + "\n".join(markdown(r) for r in ordered))
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every phase; returns the result dict."""
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gitopsd-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    interval = args.interval or (15.0 if args.apps <= 200 else 30.0)
+    result: dict[str, Any] = {
+        "apps": args.apps,
+        "objects": args.objects,
+        "command": f"python -m bench.run --apps {args.apps} --objects {args.objects}",
+        "interval_s": interval,
+        "rollout_delay_s": args.rollout_delay,
+        "machine": machine_info(),
+        "notes": [],
+    }
+    log(f"workdir {workdir}")
+    t = time.monotonic()
+    repo = gen.generate(workdir / "repo", args.apps, args.objects)
+    result["generate_s"] = round(time.monotonic() - t, 2)
+    log(f"generated {args.apps} apps x {args.objects} objects in {result['generate_s']} s")
+
+    secret, token = uuid.uuid4().hex, uuid.uuid4().hex
+    (workdir / "github-secret").write_text(secret + "\n")
+    (workdir / "api-token").write_text(token + "\n")
+    git_log = workdir / "git-commands.log"
+    wrapper = write_git_wrapper(workdir / "bin", git_log)
+    port = free_port()
+
+    sandbox = SandboxProc.start(workdir / "sandbox", rollout_delay=args.rollout_delay)
+    daemon: DaemonProc | None = None
+    try:
+        config = write_config(
+            workdir / "gitopsd.toml", repo_url=repo.url, specs=repo.specs, kubeconfig=sandbox.kubeconfig,
+            state_dir=workdir / "state", port=port, token_file=workdir / "api-token",
+            hook_secret_file=workdir / "github-secret", git=wrapper, interval=interval,
+        )
+        if not args.skip_daemon:
+            sandbox.reset_counters()
+            log("starting gitopsd")
+            daemon = DaemonProc.start(config, port, token, workdir / "gitopsd.log",
+                                      env=tool_env([workdir / "bin"]))
+            result["cold_converge"] = cold_converge(daemon, sandbox, args.apps, args.timeout)
+            log(f"cold converge: {result['cold_converge']}")
+            result["live_objects"] = verify_live(sandbox, repo.specs)
+            if result["cold_converge"]["seconds"] is not None:
+                result["noop_round"] = noop_round(daemon, sandbox, git_log, interval)
+                log(f"no-op round: {result['noop_round']}")
+                result["drift"] = drift_samples(daemon, sandbox, repo.specs, args.drift_samples)
+                log(f"drift: {result['drift']}")
+                if args.objects >= 3:
+                    result["push"] = push_samples(daemon, sandbox, repo, secret, args.push_samples)
+                    log(f"push: {result['push']}")
+            result["rss_peak_mib_run"] = round(memory_kib(daemon.pid).get("VmHWM", 0) / 1024, 1)
+            total = cpu_times(daemon.pid)
+            result["daemon_cpu_total_s"] = round(total.total, 2)
+            code = daemon.stop()
+            result["daemon_exit_code"] = code
+            log(f"gitopsd stopped with exit code {code}")
+        if not args.skip_baseline:
+            gone = delete_app_namespaces(sandbox, repo.specs)
+            log(f"deleted the app namespaces in {gone:.1f} s; running the baseline")
+            checkout = workdir / "baseline-checkout"
+            gen.git(workdir, "clone", "-q", repo.url, str(checkout))
+            home = workdir / "baseline-home"
+            home.mkdir(exist_ok=True)
+            env = tool_env(HOME=str(home), KUBECONFIG=str(sandbox.kubeconfig))
+            cold = baseline_round(checkout, env, sandbox, args.timeout * 4)
+            log(f"baseline cold round: {cold}")
+            noop = baseline_round(checkout, env, sandbox, args.timeout * 4)
+            log(f"baseline no-op round: {noop}")
+            result["baseline"] = {"cold_round": cold, "noop_round": noop,
+                                  "live_objects": verify_live(sandbox, repo.specs)}
+    finally:
+        if daemon is not None and daemon.alive():
+            daemon.stop()
+        sandbox.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"kept {workdir}")
+    result["ratios"] = ratios(result)
+    result["harness_children_rusage_s"] = round(
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run, write results."""
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--apps", type=int, default=100)
+    p.add_argument("--objects", type=int, default=10)
+    p.add_argument("--interval", type=float, default=0.0, help="poll interval (default 15 s, 30 s above 200 apps)")
+    p.add_argument("--rollout-delay", type=float, default=0.2)
+    p.add_argument("--drift-samples", type=int, default=20)
+    p.add_argument("--push-samples", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds for the cold converge")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--skip-daemon", action="store_true")
+    p.add_argument("--workdir", help="keep everything here (default: a temporary directory)")
+    p.add_argument("--keep", action="store_true", help="do not delete the work directory")
+    p.add_argument("--out", default=str(RESULTS), help="results directory")
+    p.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
+    args = p.parse_args(argv)
+    result = run(args)
+    print(markdown(result))
+    if not args.no_write:
+        write_results(result, Path(args.out))
+        log(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
