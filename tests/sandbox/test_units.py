@@ -1,0 +1,80 @@
+"""Pure units: patches, field sets, selectors, fault specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitopsd.sandbox.faults import Faults, parse_spec
+from gitopsd.sandbox.managed import field_set, from_fields_v1, path_string, to_fields_v1
+from gitopsd.sandbox.patch import json_patch, merge_patch, strategic_merge
+from gitopsd.sandbox.selectors import parse_label_selector
+from gitopsd.sandbox.status import ApiError
+
+
+def test_merge_patch_rfc7386() -> None:
+    assert merge_patch({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": None, "e": 4}, "f": [1]}) == {
+        "a": 1, "b": {"d": 3, "e": 4}, "f": [1]}
+
+
+def test_json_patch_ops_and_failures() -> None:
+    doc = {"a": [1, 2], "b": {"c": 1}}
+    out = json_patch(doc, [{"op": "add", "path": "/a/-", "value": 3}, {"op": "move", "from": "/b/c", "path": "/d"},
+                           {"op": "copy", "from": "/a", "path": "/e"}, {"op": "remove", "path": "/a/0"}])
+    assert out == {"a": [2, 3], "b": {}, "d": 1, "e": [1, 2, 3]}
+    assert doc == {"a": [1, 2], "b": {"c": 1}}
+    with pytest.raises(ApiError):
+        json_patch(doc, [{"op": "replace", "path": "/missing", "value": 1}])
+
+
+def test_strategic_merge_directives() -> None:
+    live = {"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}],
+                     "ports": [{"port": 80}], "finalizers": ["x"]}}
+    patch = {"spec": {"containers": [{"name": "b", "$patch": "delete"}, {"name": "c", "image": "3"}],
+                      "ports": [{"port": 81}]}}
+    out = strategic_merge(live, patch)
+    assert [c["name"] for c in out["spec"]["containers"]] == ["a", "c"]
+    assert out["spec"]["ports"] == [{"port": 80}, {"port": 81}]
+    replaced = strategic_merge(live, {"spec": {"containers": [{"$patch": "replace"}, {"name": "z", "image": "9"}]}})
+    assert replaced["spec"]["containers"] == [{"name": "z", "image": "9"}]
+    # custom resources: lists are atomic
+    assert strategic_merge({"spec": {"containers": [{"name": "a"}]}}, {"spec": {"containers": [{"name": "b"}]}},
+                           crd=True)["spec"]["containers"] == [{"name": "b"}]
+
+
+def test_field_set_round_trip_and_paths() -> None:
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["f"]},
+           "spec": {"containers": [{"name": "c", "image": "i", "args": ["x"]}]}, "status": {"phase": "Running"}}
+    fields = field_set(obj, "main", has_status=True, crd=False)
+    assert ("f:metadata", "f:labels", "f:a") in fields
+    assert ("f:metadata", "f:finalizers", 'v:"f"') in fields
+    assert ("f:spec", "f:containers", 'k:{"name":"c"}', "f:args") in fields
+    assert not any(p[0] == "f:status" for p in fields)
+    tree = to_fields_v1(fields)
+    assert tree["f:spec"]["f:containers"]['k:{"name":"c"}']["."] == {}
+    assert from_fields_v1(tree) == fields
+    assert path_string(("f:spec", "f:containers", 'k:{"name":"c"}', "f:image")) == '.spec.containers[name="c"].image'
+
+
+def test_label_selectors() -> None:
+    pred = parse_label_selector("env in (prod, stage),tier!=db,!legacy,app")
+    assert pred is not None
+    assert pred({"metadata": {"labels": {"env": "prod", "tier": "web", "app": "x"}}})
+    assert not pred({"metadata": {"labels": {"env": "prod", "tier": "db", "app": "x"}}})
+    assert not pred({"metadata": {"labels": {"env": "dev", "app": "x"}}})
+    assert not pred({"metadata": {"labels": {"env": "prod", "app": "x", "legacy": ""}}})
+    with pytest.raises(ApiError):
+        parse_label_selector("a in b")
+
+
+def test_fault_specs_are_deterministic() -> None:
+    assert parse_spec("patch:deployments.apps:error_rate=0.5,code=503|429;*:*:latency_ms=5") == [
+        {"verb": "patch", "resource": "deployments.apps", "error_rate": 0.5, "code": [503, 429]},
+        {"verb": "*", "resource": "*", "latency_ms": 5.0}]
+    with pytest.raises(ValueError):
+        parse_spec({"rules": [{"verb": "get", "typo": 1}]})
+    a, b = Faults({"rules": [{"verb": "write", "error_rate": 0.3}]}, seed=7), Faults(
+        {"rules": [{"verb": "write", "error_rate": 0.3}]}, seed=7)
+    seq_a = [a.decide("apply", "configmaps").code for _ in range(50)]
+    assert seq_a == [b.decide("apply", "configmaps").code for _ in range(50)]
+    assert 0 < seq_a.count(500) < 50
+    assert a.decide("get", "configmaps").code == 0
