@@ -322,8 +322,9 @@ class Daemon:
         for key in ("listen", "state_dir", "max_body_bytes"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
-        for name in removed + changed:
-            await self._stop_app(name)
+        async with anyio.create_task_group() as stops:  # concurrently: a source may take a while to close
+            for name in removed + changed:
+                stops.start_soon(self._stop_app, name)
         self.config = new
         if self.api is not None:
             self.api.secrets = secrets

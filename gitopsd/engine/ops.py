@@ -78,7 +78,8 @@ async def watch_config_file(path: Path, on_change: Callable[[], Awaitable[None]]
     and a change that leaves the bytes as they were (touch, rewrite) is ignored.
     """
     last = file_digest(path)
-    async for changes in watchfiles.awatch(path.parent, debounce=debounce_ms, step=50, recursive=False):
+    # rust_timeout: a cancelled awatch only notices after it; the default (5 s) would delay reload and shutdown
+    async for changes in watchfiles.awatch(path.parent, debounce=debounce_ms, step=50, recursive=False, rust_timeout=500):
         if not any(Path(p).name == path.name for _, p in changes):
             continue
         digest = file_digest(path)

@@ -56,8 +56,9 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def configmap(name: str, namespace: str = "default", **data: str) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}, "data": data})
+def configmap(name: str, **data: str) -> str:
+    """A ConfigMap manifest (JSON is YAML) without a namespace: the app's namespace is used."""
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
 
 
 class GitRepo:
