@@ -74,7 +74,7 @@ async def test_daemon_notify_sequence(env: Env, tmp_path: Path) -> None:
             # a blocked event loop stops pinging: nothing is sent while it is blocked
             sock.drain()
             sock.messages.clear()
-            time.sleep(0.5)  # blocks the loop for 2.5 ping intervals
+            time.sleep(0.5)  # noqa: ASYNC251 - deliberately blocks the loop for 2.5 ping intervals
             assert [m for m in sock.drain() if "WATCHDOG" in m] == []
             await anyio.sleep(0.3)
             assert [m for m in sock.drain() if "WATCHDOG" in m]

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from gitopsd.webhooks import AppSource, Push, WebhookError, match_apps, normalise_repo_url, parse_push, ref_matches, verify
+from gitopsd.webhooks import (
+    AppSource,
+    Push,
+    WebhookError,
+    match_apps,
+    normalise_repo_url,
+    parse_push,
+    ref_matches,
+    verify,
+)
 
 from .conftest import GITEA_SECRET, GITHUB_SECRET, GITLAB_TOKEN, gitea_signature, github_signature
 
