@@ -198,9 +198,12 @@ def run(obj: Context) -> None:
 
     config = obj.load()
     configure_logging(config.daemon.log_format, config.daemon.log_level)
-    daemon = Daemon(config, obj.plugins)
+
+    async def main() -> None:
+        await Daemon(config, obj.plugins).run()
+
     try:
-        anyio.run(daemon.run)
+        anyio.run(main)
     except GitopsdError as exc:
         _fail(str(exc))
 
