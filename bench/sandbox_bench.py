@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import ssl
@@ -117,77 +118,73 @@ async def watcher(client: Client, path: str, counts: list[int], idx: int, stop: 
                 counts[idx] += 1
 
 
-async def run(args: argparse.Namespace, proc: subprocess.Popen[bytes], kubeconfig: Path) -> dict[str, Any]:
-    if True:
-        cfg = yaml.safe_load(kubeconfig.read_text())
-        cluster = cfg["clusters"][0]["cluster"]
-        import base64
+async def run(args: argparse.Namespace, proc: subprocess.Popen[bytes], cfg: dict[str, Any]) -> dict[str, Any]:
+    cluster = cfg["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=args.concurrency + args.watches + 8)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        c = Client(session, cluster["server"], cfg["users"][0]["user"]["token"])
+        results: dict[str, Any] = {"objects": args.objects, "watches": args.watches,
+                                   "concurrency": args.concurrency, "cpus": os.cpu_count()}
+        results["latency_concurrency"] = args.latency_concurrency
+        results["rss_idle_mib"] = round(rss_mib(proc.pid), 1)
+        results["baseline_healthz"] = summary(await bounded(
+            2000, args.latency_concurrency, lambda i: c.timed("GET", "/healthz")))
+        for n in range(NAMESPACES):
+            await c.timed("POST", "/api/v1/namespaces", {"metadata": {"name": f"bench-{n}"}})
+        stop = asyncio.Event()
+        counts = [0] * args.watches
+        paths = ["/api/v1/configmaps"] + [f"/api/v1/namespaces/bench-{i % NAMESPACES}/configmaps"
+                                          for i in range(args.watches - 1)]
+        tasks = [asyncio.create_task(watcher(c, p, counts, i, stop)) for i, p in enumerate(paths)]
+        await asyncio.sleep(1.0)
 
-        ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-        connector = aiohttp.TCPConnector(ssl=ctx, limit=args.concurrency + args.watches + 8)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            c = Client(session, cluster["server"], cfg["users"][0]["user"]["token"])
-            results: dict[str, Any] = {"objects": args.objects, "watches": args.watches,
-                                       "concurrency": args.concurrency, "cpus": os.cpu_count()}
-            results["latency_concurrency"] = args.latency_concurrency
-            results["rss_idle_mib"] = round(rss_mib(proc.pid), 1)
-            results["baseline_healthz"] = summary(await bounded(
-                2000, args.latency_concurrency, lambda i: c.timed("GET", "/healthz")))
-            for n in range(NAMESPACES):
-                await c.timed("POST", "/api/v1/namespaces", {"metadata": {"name": f"bench-{n}"}})
-            stop = asyncio.Event()
-            counts = [0] * args.watches
-            paths = ["/api/v1/configmaps"] + [f"/api/v1/namespaces/bench-{i % NAMESPACES}/configmaps"
-                                              for i in range(args.watches - 1)]
-            tasks = [asyncio.create_task(watcher(c, p, counts, i, stop)) for i, p in enumerate(paths)]
-            await asyncio.sleep(1.0)
+        async def create(i: int) -> tuple[float, int]:
+            path, body = manifest(i)
+            return await c.timed("POST", path, body)
 
-            async def create(i: int) -> tuple[float, int]:
-                path, body = manifest(i)
-                return await c.timed("POST", path, body)
+        t0 = time.perf_counter()
+        results["create"] = summary(await bounded(args.objects, args.concurrency, create))
+        results["create_throughput_per_s"] = round(args.objects / (time.perf_counter() - t0), 1)
+        results["rss_loaded_mib"] = round(rss_mib(proc.pid), 1)
 
-            t0 = time.perf_counter()
-            results["create"] = summary(await bounded(args.objects, args.concurrency, create))
-            results["create_throughput_per_s"] = round(args.objects / (time.perf_counter() - t0), 1)
-            results["rss_loaded_mib"] = round(rss_mib(proc.pid), 1)
+        def path_of(i: int) -> str:
+            path, body = manifest(i)
+            return f"{path}/{body['metadata']['name']}"
 
-            def path_of(i: int) -> str:
-                path, body = manifest(i)
-                return f"{path}/{body['metadata']['name']}"
+        lat = args.latency_concurrency
+        results["get"] = summary(await bounded(3000, lat, lambda i: c.timed("GET", path_of(i * 3 % args.objects))))
+        results["list_ns_limit_100"] = summary(await bounded(
+            300, lat, lambda i: c.timed("GET", f"/api/v1/namespaces/bench-{i % NAMESPACES}/configmaps", limit="100")))
 
-            lat = args.latency_concurrency
-            results["get"] = summary(await bounded(3000, lat, lambda i: c.timed("GET", path_of(i * 3 % args.objects))))
-            results["list_ns_limit_100"] = summary(await bounded(
-                300, lat, lambda i: c.timed("GET", f"/api/v1/namespaces/bench-{i % NAMESPACES}/configmaps", limit="100")))
+        async def apply(i: int) -> tuple[float, int]:
+            j = (i * 10 + 2) % args.objects  # configmaps
+            path, body = manifest(j)
+            body["data"]["applied"] = str(i)
+            return await c.timed("PATCH", f"{path}/{body['metadata']['name']}", body,
+                                 "application/apply-patch+yaml", fieldManager="bench", force="true")
 
-            async def apply(i: int) -> tuple[float, int]:
-                j = (i * 10 + 2) % args.objects  # configmaps
-                path, body = manifest(j)
-                body["data"]["applied"] = str(i)
-                return await c.timed("PATCH", f"{path}/{body['metadata']['name']}", body,
-                                     "application/apply-patch+yaml", fieldManager="bench", force="true")
+        results["apply_ssa"] = summary(await bounded(2000, lat, apply))
 
-            results["apply_ssa"] = summary(await bounded(2000, lat, apply))
+        async def noop_dry_run(i: int) -> tuple[float, int]:
+            j = (i * 10 + 2) % args.objects
+            path, body = manifest(j)
+            body["data"]["applied"] = str(i)
+            return await c.timed("PATCH", f"{path}/{body['metadata']['name']}", body,
+                                 "application/apply-patch+yaml", fieldManager="bench", dryRun="All")
 
-            async def noop_dry_run(i: int) -> tuple[float, int]:
-                j = (i * 10 + 2) % args.objects
-                path, body = manifest(j)
-                body["data"]["applied"] = str(i)
-                return await c.timed("PATCH", f"{path}/{body['metadata']['name']}", body,
-                                     "application/apply-patch+yaml", fieldManager="bench", dryRun="All")
-
-            results["apply_ssa_dry_run_noop"] = summary(await bounded(1000, lat, noop_dry_run))
-            results["rss_final_mib"] = round(rss_mib(proc.pid), 1)
-            await asyncio.sleep(1.0)
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            cm_events = sum(1 for i in range(args.objects) if i % 10 >= 2)
-            results["watch_events_all_namespaces"] = counts[0]
-            results["watch_events_expected_all_namespaces"] = cm_events + 2000
-            results["watch_events_total"] = sum(counts)
-            async with session.get(c.url + "/sandbox/stats", headers=c.headers) as r:
-                results["server_stats"] = await r.json()
-            return results
+        results["apply_ssa_dry_run_noop"] = summary(await bounded(1000, lat, noop_dry_run))
+        results["rss_final_mib"] = round(rss_mib(proc.pid), 1)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cm_events = sum(1 for i in range(args.objects) if i % 10 >= 2)
+        results["watch_events_all_namespaces"] = counts[0]
+        results["watch_events_expected_all_namespaces"] = cm_events + 2000
+        results["watch_events_total"] = sum(counts)
+        async with session.get(c.url + "/sandbox/stats", headers=c.headers) as r:
+            results["server_stats"] = await r.json()
+        return results
 
 
 def write(results: dict[str, Any]) -> None:
@@ -239,7 +236,7 @@ def main() -> None:
     try:
         assert proc.stdout is not None
         proc.stdout.readline()  # "listening on ..." once the kubeconfig is written
-        results = asyncio.run(run(args, proc, kubeconfig))
+        results = asyncio.run(run(args, proc, yaml.safe_load(kubeconfig.read_text())))
     finally:
         proc.terminate()
         proc.wait(10)
