@@ -209,7 +209,10 @@ def run(obj: Context) -> None:
 
 
 def _attach_optional_commands() -> None:
-    """Commands that live in their own modules."""
+    """Commands that live in their own modules (the operator commands, then the sandbox)."""
+    from gitopsd import cli_ops
+
+    cli_ops.attach(cli)
     from gitopsd.sandbox.cli import sandbox_command
 
     cli.add_command(sandbox_command, "sandbox")

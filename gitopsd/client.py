@@ -1,0 +1,87 @@
+"""A small client of the running daemon's HTTP API (what ``gitopsd status`` & co. use).
+
+The address and token come from the config: ``daemon.listen`` and ``daemon.api_token_file``.
+A wildcard listen address (``0.0.0.0``, ``::``) is reached on loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gitopsd.api import parse_listen
+from gitopsd.config import Config
+from gitopsd.errors import ConfigError, GitopsdError
+from gitopsd.secrets import Secret, read_secret_file
+
+
+class ClientError(GitopsdError):
+    """The daemon could not be reached or refused the call; the message says which and why."""
+
+    reason = "ApiError"
+
+
+def base_url(listen: str) -> str:
+    host, port = parse_listen(listen)
+    if host in ("0.0.0.0", "", "*"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class DaemonClient:
+    """Calls the API of the daemon a config describes.
+
+    Args:
+        url: Base URL, e.g. ``http://127.0.0.1:9420``.
+        token: The bearer token for mutating calls (None: they will be refused by the daemon).
+        timeout: Seconds per request.
+    """
+
+    def __init__(self, url: str, token: Secret | None = None, timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    @classmethod
+    def from_config(cls, config: Config) -> DaemonClient:
+        token = None
+        if config.daemon.api_token_file is not None:
+            try:
+                token = read_secret_file(config.daemon.api_token_file, "daemon.api_token_file")
+            except ConfigError:
+                token = None  # read-only commands still work; mutating ones get the daemon's refusal
+        return cls(base_url(config.daemon.listen), token)
+
+    def _request(self, method: str, path: str, json: Any = None) -> Any:
+        headers = {}
+        if method != "GET" and self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        try:
+            with httpx.Client(timeout=self._timeout) as client:
+                response = client.request(method, self.url + path, headers=headers, json=json)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach gitopsd at {self.url}: {type(exc).__name__}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            message = body.get("error") if isinstance(body, dict) else None
+            hint = ""
+            if response.status_code == 401:
+                hint = " (is daemon.api_token_file readable by you?)"
+            raise ClientError(f"{method} {path}: HTTP {response.status_code}: {message or response.reason_phrase}{hint}")
+        return body
+
+    def apps(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/api/v1/apps")["apps"])
+
+    def app(self, name: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/api/v1/apps/{name}"))
+
+    def action(self, name: str, action: str, **payload: Any) -> dict[str, Any]:
+        """``refresh``, ``suspend``, ``resume`` or ``rollback`` (with ``revision=``)."""
+        return dict(self._request("POST", f"/api/v1/apps/{name}/{action}", json=payload or None))
