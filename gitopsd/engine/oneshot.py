@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gitopsd import events as ev
 from gitopsd.config import Config, validate_config
 from gitopsd.engine import stages
 from gitopsd.engine.applier import ObjectDiff
@@ -45,8 +48,21 @@ async def sync_app(
     revision, digest, manifests = await render_app(config, app_name, plugins, emit)
     store = await StateStore.open(config.daemon.state_dir)
     try:
+        started = time.monotonic()
         async with kube_cluster_pool(config, plugins, emit) as pool:
             result = await pool.get(app.cluster).sync(app, manifests, StateInventory(store, app.name), dry_run=dry_run)
+        result = replace(result, revision=revision, duration=time.monotonic() - started, dry_run=dry_run)
+        event = ev.SyncSucceeded if result.ok else ev.SyncFailed
+        emit(
+            event.make(
+                app=app.name,
+                cluster=app.cluster,
+                revision=revision,
+                reason="" if result.ok else "SyncFailed",
+                message=result.message,
+                data={"counts": result.counts, "duration": round(result.duration, 3), "dry_run": dry_run},
+            )
+        )
         if not dry_run:
             await store.record_sync(
                 app.name,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import structlog
@@ -218,7 +218,7 @@ class AppRunner:
             self.status.health = Health.UNKNOWN
             self._event(ev.SyncFailed, revision=revision, reason=exc.reason, message=str(exc), data={"objects": exc.objects})
             raise
-        result = replace(result, duration=time.monotonic() - started)
+        result = replace(result, revision=revision, duration=time.monotonic() - started)
         await self.store.record_sync(
             self.app.name,
             revision=revision,

@@ -7,6 +7,7 @@ Fixtures:
                       (mark ``@pytest.mark.gitopsd_plugins(my_module, ...)``)
     recorded_events   every event emitted through :func:`run_app` in this test
     http_server       a real HTTP server on loopback with scripted replies, recording requests
+    kube_get          ``await kube_get("/api/v1/namespaces/x/configmaps/y")`` -> the live object (or None)
     run_app           ``await run_app({...app table...})`` -> fetch, render, apply into the sandbox
 
 Async fixtures and tests run on anyio (asyncio backend).
@@ -98,6 +99,27 @@ async def gitopsd_sandbox() -> AsyncIterator[Any]:
 
     async with Sandbox(tls=True, rollout_delay=0.05) as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def kube_get(gitopsd_sandbox: Any) -> Callable[[str], Awaitable[dict[str, Any] | None]]:
+    """Read one object from the sandbox by its API path, over HTTPS like any client; None if absent."""
+    import ssl
+
+    import httpx
+
+    async def get(path: str) -> dict[str, Any] | None:
+        context = ssl.create_default_context(cadata=gitopsd_sandbox.ca_pem.decode())
+        headers = {"Authorization": f"Bearer {gitopsd_sandbox.token}"}
+        async with httpx.AsyncClient(base_url=gitopsd_sandbox.url, verify=context, headers=headers) as client:
+            response = await client.get(path)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    return get
 
 
 @pytest.fixture

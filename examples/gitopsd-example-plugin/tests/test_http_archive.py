@@ -28,8 +28,9 @@ async def test_syncs_an_archive_into_the_sandbox(http_server, run_app, recorded_
     http_server.reply("/app.tar.gz", body)
     source = {"type": "http-archive", "url": f"{http_server.url}/app.tar.gz", "sha256": hashlib.sha256(body).hexdigest()}
     result = await run_app({"namespace": "demo", "source": source})
-    assert result.ok and result.counts["created"] == 1
-    assert [str(o.ref) for o in result.objects] == ["ConfigMap demo/from-archive"]
+    assert result.ok and result.revision == f"sha256:{source['sha256']}"
+    assert sorted(str(o.ref) for o in result.objects if o.action == "created") == ["ConfigMap demo/from-archive", "Namespace demo"]
+    assert "sync-succeeded" in [event.name for event in recorded_events]
 
 
 @pytest.mark.anyio
