@@ -4,7 +4,7 @@ This module is the public surface for plugin authors: the hook marker, the
 classes to subclass, the models passed between stages, the events and errors.
 """
 
-from gitopsd.config import AppConfig
+from gitopsd.config import AppConfig, Duration
 from gitopsd.errors import (
     ApplyError,
     CommandFailed,
@@ -46,6 +46,7 @@ __all__ = [
     "Artifact",
     "CommandFailed",
     "ConfigError",
+    "Duration",
     "Event",
     "GitopsdError",
     "Health",

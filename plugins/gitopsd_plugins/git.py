@@ -33,7 +33,7 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import gitopsd
-from gitopsd import Artifact, ConfigError, Options, SourceError, read_secret_file
+from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_secret_file
 
 from ._archive import DEFAULT_MAX_BYTES, extract_tar
 from ._gitcmd import GitRunner
@@ -72,8 +72,8 @@ class GitOptions(Options):
     username_file: Path | None = None
     password_file: Path | None = None
     verify: VerifyOptions | None = None
-    timeout: float = Field(60.0, gt=0, description="Seconds per git command.")
-    poll_cache: float = Field(5.0, ge=0, description="Seconds an ls-remote result is shared by later polls.")
+    timeout: Duration = Field(60.0, gt=0, description="Limit per git command (a duration: \"60s\", or seconds).")
+    poll_cache: Duration = Field(5.0, ge=0, description="Seconds an ls-remote result is shared by later polls.")
     max_size: int = Field(DEFAULT_MAX_BYTES, gt=0, description="Bytes the extracted tree may take at most.")
 
     @field_validator("url")

@@ -22,7 +22,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 import gitopsd
-from gitopsd import Artifact, Options, SourceError
+from gitopsd import Artifact, Duration, Options, SourceError
 from gitopsd.yamlio import load_all
 
 from ._archive import extract_tar
@@ -44,7 +44,7 @@ class HelmChartOptions(Options):
     username_file: Path | None = None
     password_file: Path | None = None
     insecure: bool = Field(False, description="Allow plain http:// (loopback test repositories only).")
-    timeout: float = Field(60.0, gt=0, description="Seconds per request.")
+    timeout: Duration = Field(60.0, gt=0, description="Seconds per request.")
     max_size: int = Field(32 * 1024 * 1024, gt=0, description="Bytes a chart archive (and its files) may take.")
 
     @field_validator("repo")

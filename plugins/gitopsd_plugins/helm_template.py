@@ -19,7 +19,16 @@ from typing import Any
 from pydantic import Field, field_validator
 
 import gitopsd
-from gitopsd import AppConfig, Artifact, CommandFailed, Manifest, Options, Renderer, RenderError
+from gitopsd import (
+    AppConfig,
+    Artifact,
+    CommandFailed,
+    Duration,
+    Manifest,
+    Options,
+    Renderer,
+    RenderError,
+)
 from gitopsd.proc import run
 
 from ._render import inside, parse_stream
@@ -35,7 +44,7 @@ class HelmTemplateOptions(Options):
     kube_version: str | None = Field(None, description="Kubernetes version for .Capabilities (e.g. '1.33.0').")
     api_versions: list[str] = Field(default_factory=list, description="Extra API versions for .Capabilities.")
     skip_tests: bool = Field(False, description="Leave out the chart's test hooks.")
-    timeout: float = Field(120.0, gt=0, description="Seconds helm template may take.")
+    timeout: Duration = Field(120.0, gt=0, description="Seconds helm template may take.")
 
     @field_validator("values_files")
     @classmethod

@@ -19,7 +19,16 @@ from pathlib import Path
 from pydantic import Field
 
 import gitopsd
-from gitopsd import AppConfig, Artifact, CommandFailed, Manifest, Options, Renderer, RenderError
+from gitopsd import (
+    AppConfig,
+    Artifact,
+    CommandFailed,
+    Duration,
+    Manifest,
+    Options,
+    Renderer,
+    RenderError,
+)
 from gitopsd.proc import run
 
 from ._render import parse_stream
@@ -31,7 +40,7 @@ class KustomizeOptions(Options):
     """Options of ``type = "kustomize"``."""
 
     enable_helm: bool = Field(False, description="Allow helmCharts in kustomizations (runs daemon.tools.helm).")
-    timeout: float = Field(120.0, gt=0, description="Seconds the build may take.")
+    timeout: Duration = Field(120.0, gt=0, description="Seconds the build may take.")
 
 
 class KustomizeRenderer(Renderer):

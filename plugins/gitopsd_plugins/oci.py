@@ -19,7 +19,7 @@ import anyio
 from pydantic import Field, field_validator, model_validator
 
 import gitopsd
-from gitopsd import Artifact, Options, SourceError
+from gitopsd import Artifact, Duration, Options, SourceError
 
 from ._archive import extract_tar
 from ._oci import Credentials, Registry, split_oci_url
@@ -48,7 +48,7 @@ class OCIOptions(Options):
     password_file: Path | None = None
     docker_config_file: Path | None = Field(None, description="A docker config.json with an auths entry for the host.")
     insecure: bool = Field(False, description="Plain HTTP (loopback test registries only).")
-    timeout: float = Field(60.0, gt=0, description="Seconds per registry request.")
+    timeout: Duration = Field(60.0, gt=0, description="Seconds per registry request.")
     max_size: int = Field(64 * 1024 * 1024, gt=0, description="Bytes a layer (and its extracted tree) may take.")
 
     @field_validator("url")
