@@ -94,7 +94,7 @@ class Recording(Notifier):
 
 async def _until(predicate: Any, within: float = 5.0) -> None:
     with anyio.fail_after(within):
-        while not predicate():  # noqa: ASYNC110 - polling test state is fine here
+        while not predicate():
             await anyio.sleep(0.01)
 
 
