@@ -92,7 +92,6 @@ class AppRunner:
         self._drift_reported = False
         self._last_seen_revision = ""
         self._failures = 0
-        self._log = log.bind(app=app.name, cluster=app.cluster)
 
     def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
         """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
@@ -104,6 +103,8 @@ class AppRunner:
 
     async def run(self, stopping: anyio.Event) -> None:
         """Reconcile now, then on every trigger or interval, until ``stopping`` is set."""
+        # Every log line of this task (plugins' included) carries the app and its cluster.
+        structlog.contextvars.bind_contextvars(app=self.app.name, cluster=self.app.cluster)
         pin = await self.store.pin(self.app.name)
         self.status.suspended = pin.suspended or self.app.suspended
         self.status.pinned_revision = pin.revision
@@ -168,6 +169,7 @@ class AppRunner:
 
     async def _reconcile(self, reasons: list[str], force: bool, started: float) -> SyncResult | None:
         revision = self.status.pinned_revision or await self._poll()
+        structlog.contextvars.bind_contextvars(revision=revision)
         if revision != self._last_seen_revision:
             self._last_seen_revision = revision
             self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
@@ -272,7 +274,7 @@ class AppRunner:
         self.status.last_sync_time = datetime.now(UTC)
         self.status.last_result = "failed"
         self.status.last_message = str(exc)
-        self._log.warning("reconcile failed", reason=exc.reason, error=str(exc))
+        log.warning("reconcile failed", reason=exc.reason, error=str(exc))
 
     # -- operator actions ----------------------------------------------------------------
 
