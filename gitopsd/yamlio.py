@@ -75,6 +75,35 @@ def load_all(text: str, where: str) -> list[tuple[int, Any]]:
     return docs
 
 
+def flatten(doc: Any, where: str) -> list[dict[str, Any]]:
+    """One object, or the items of a ``*List`` (recursively); anything else is a RenderError naming ``where``."""
+    if not isinstance(doc, dict):
+        raise RenderError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise RenderError(f"{where}: {kind}.items must be a list")
+        out: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            out.extend(flatten(item, f"{where} item {i}"))
+        return out
+    if not kind or not doc.get("apiVersion"):
+        raise RenderError(f"{where}: object has no kind or apiVersion")
+    return [doc]
+
+
+def manifests_from_yaml(text: str, where: str) -> list[dict[str, Any]]:
+    """Every Kubernetes object in a YAML stream: documents split, Lists flattened, empties skipped.
+
+    Errors name ``where`` (a file or a program's output) and the document index.
+    """
+    manifests: list[dict[str, Any]] = []
+    for index, doc in load_all(text, where):
+        manifests.extend(flatten(doc, f"{where}: document {index}"))
+    return manifests
+
+
 def dump_all(docs: Iterable[Any]) -> str:
     """A YAML stream of ``docs``, keys in their given order."""
     return yaml.dump_all(list(docs), Dumper=SafeDumper, sort_keys=False, default_flow_style=False, explicit_start=True)

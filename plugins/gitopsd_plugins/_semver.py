@@ -12,6 +12,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import total_ordering
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 _VERSION = re.compile(
     r"^v?(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*))?(?:\.(?P<patch>0|[1-9]\d*))?"
@@ -189,6 +192,18 @@ class Range:
             if all(check(version) for check in checks):
                 return True
         return False
+
+
+def _valid_range(value: str) -> str:
+    try:
+        Range.parse(value)
+    except RangeError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+SemverRange = Annotated[str, AfterValidator(_valid_range)]
+"""An options field holding a semver range, checked when the config is loaded."""
 
 
 def highest(range_text: str, candidates: Iterable[str]) -> str | None:

@@ -37,7 +37,7 @@ from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_
 
 from ._archive import DEFAULT_MAX_BYTES, extract_tar
 from ._gitcmd import GitRunner
-from ._semver import Range, RangeError, highest
+from ._semver import SemverRange, highest
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REVISION = re.compile(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
@@ -65,7 +65,7 @@ class GitOptions(Options):
 
     url: str = Field(description="https://, http://, ssh://, user@host:path, git:// or file:// URL.")
     ref: str | None = Field(None, description="Branch, tag or full commit SHA; default: the remote HEAD.")
-    semver: str | None = Field(None, description="Instead of ref: the highest tag matching this range.")
+    semver: SemverRange | None = Field(None, description="Instead of ref: the highest tag matching this range.")
     path: str = Field(".", description="Directory inside the repository.")
     ssh_key_file: Path | None = None
     known_hosts_file: Path | None = None
@@ -92,16 +92,6 @@ class GitOptions(Options):
         if value.startswith("/") or ".." in parts:
             raise ValueError(f"path {value!r} must be relative and stay inside the repository")
         return "/".join(parts) or "."
-
-    @field_validator("semver")
-    @classmethod
-    def _semver(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                Range.parse(value)
-            except RangeError as exc:
-                raise ValueError(str(exc)) from None
-        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> GitOptions:

@@ -27,7 +27,7 @@ from gitopsd.yamlio import load_all
 
 from ._archive import extract_tar
 from ._oci import Credentials, Registry, split_oci_url
-from ._semver import Range, RangeError, Version, highest
+from ._semver import SemverRange, Version, highest
 from .oci import shared_registry
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -40,7 +40,7 @@ class HelmChartOptions(Options):
 
     repo: str = Field(description="https://... (a repository with index.yaml) or oci://host/path.")
     chart: str = Field(description="Chart name.")
-    version: str = Field("*", description="Exact version or a semver range; default: the highest release.")
+    version: SemverRange = Field("*", description="Exact version or a semver range; default: the highest release.")
     username_file: Path | None = None
     password_file: Path | None = None
     insecure: bool = Field(False, description="Allow plain http:// (loopback test repositories only).")
@@ -59,15 +59,6 @@ class HelmChartOptions(Options):
     def _chart(cls, value: str) -> str:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", value):
             raise ValueError(f"invalid chart name {value!r}")
-        return value
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        try:
-            Range.parse(value)
-        except RangeError as exc:
-            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from gitopsd import Artifact, Duration, Options, SourceError
 
 from ._archive import extract_tar
 from ._oci import Credentials, Registry, split_oci_url
-from ._semver import Range, RangeError, highest
+from ._semver import SemverRange, highest
 
 FLUX_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
 TAR_GZIP_LAYERS = (
@@ -41,7 +41,7 @@ class OCIOptions(Options):
 
     url: str = Field(description="oci://host[:port]/repository")
     tag: str | None = None
-    semver: str | None = None
+    semver: SemverRange | None = None
     digest: str | None = Field(None, description="sha256:<64 hex> of the manifest.")
     path: str = Field(".", description="Directory inside the artifact.")
     username_file: Path | None = None
@@ -55,16 +55,6 @@ class OCIOptions(Options):
     @classmethod
     def _url(cls, value: str) -> str:
         split_oci_url(value)
-        return value
-
-    @field_validator("semver")
-    @classmethod
-    def _semver(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                Range.parse(value)
-            except RangeError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("path")

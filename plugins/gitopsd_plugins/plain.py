@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 from pydantic import Field
 
 import gitopsd
 from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
-from gitopsd.yamlio import load_all
+from gitopsd.yamlio import manifests_from_yaml
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -40,23 +39,6 @@ def _files(root: Path, recursive: bool, exclude: list[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _flatten(doc: Any, where: str) -> list[Manifest]:
-    if not isinstance(doc, dict):
-        raise RenderError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}")
-    kind = doc.get("kind")
-    if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
-        items = doc.get("items") or []
-        if not isinstance(items, list):
-            raise RenderError(f"{where}: {kind}.items must be a list")
-        result: list[Manifest] = []
-        for i, item in enumerate(items):
-            result.extend(_flatten(item, f"{where} item {i}"))
-        return result
-    if not kind or not doc.get("apiVersion"):
-        raise RenderError(f"{where}: object has no kind or apiVersion")
-    return [doc]
-
-
 def render_directory(root: Path, recursive: bool = True, exclude: list[str] | None = None) -> list[Manifest]:
     """All manifests under ``root``: the whole plain renderer, synchronous."""
     manifests: list[Manifest] = []
@@ -66,8 +48,7 @@ def render_directory(root: Path, recursive: bool = True, exclude: list[str] | No
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise RenderError(f"{rel}: not UTF-8 text") from None
-        for index, doc in load_all(text, rel):
-            manifests.extend(_flatten(doc, f"{rel}: document {index}"))
+        manifests.extend(manifests_from_yaml(text, rel))
     return manifests
 
 
