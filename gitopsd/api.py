@@ -25,7 +25,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -387,7 +387,3 @@ def resolve_revision(wanted: str, history: list[HistoryEntry]) -> str | None:
         if revision.startswith(wanted) or (len(wanted) >= 7 and digest.startswith(wanted)):
             candidates.append(revision)
     return candidates[0] if len(candidates) == 1 else None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gitopsd.config import AppConfig
 from gitopsd.models import Health, Manifest, ObjectRef, SyncResult
@@ -94,6 +94,15 @@ class Cluster(Protocol):
     def untrack(self, app_name: str) -> None:
         """Stop watching for the app's drift."""
         ...
+
+
+@runtime_checkable
+class PrunesRemovedApps(Protocol):
+    """Optional part of :class:`Cluster`: delete everything a removed app owned.
+
+    The daemon calls it when an app with ``prune_on_remove = true`` leaves the config
+    (checked with ``isinstance``: a cluster without it logs an error and prunes nothing).
+    """
 
     async def prune_all(self, app: AppConfig, inventory: Inventory) -> SyncResult:
         """Delete every object in ``inventory`` (the app was removed with ``prune_on_remove``).

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 from gitopsd import events as ev
 from gitopsd.api import ApiSecrets, ApiServer
 from gitopsd.config import AppConfig, Config
-from gitopsd.engine.applier import ClusterPool
+from gitopsd.engine.applier import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.ops import MeteredRunner, status_line, watch_config_file
 from gitopsd.engine.runner import AppRunner, StateInventory
@@ -238,12 +238,11 @@ class Daemon:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
         assert self.pool is not None and self.store is not None
         cluster = self.pool.get(app.cluster)
-        prune_all = getattr(cluster, "prune_all", None)
-        if prune_all is None:
+        if not isinstance(cluster, PrunesRemovedApps):
             log.error("cluster cannot prune a removed app's objects (no prune_all)", app=app.name, cluster=app.cluster)
             return
         try:
-            result = await prune_all(app, StateInventory(self.store, app.name))
+            result = await cluster.prune_all(app, StateInventory(self.store, app.name))
         except Exception as exc:
             log.error("pruning a removed app failed; its objects stay", app=app.name, error=str(exc))
             return
