@@ -95,6 +95,8 @@ class PluginContext:
         cpu_limiter: Bound on concurrent CPU-heavy subprocesses (helm, kustomize).
         shared: Per-daemon singletons shared between instances.
         emit: Emit an event (e.g. a signature verification refusal) from inside a plugin.
+        count: Count an operation for the metrics: ``ctx.count("git_ls_remote", result="ok")``.
+            The daemon maps the names it knows to Prometheus counters and ignores others.
     """
 
     state_dir: Path
@@ -103,6 +105,7 @@ class PluginContext:
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 2))
     shared: SharedState = field(default_factory=SharedState)
     emit: Callable[[Event], None] = lambda event: None
+    count: Callable[..., None] = lambda name, **labels: None
 
     def cache_dir(self, name: str) -> Path:
         path = self.state_dir / "cache" / name
@@ -145,6 +148,13 @@ class Source(ABC):
     @abstractmethod
     async def fetch(self, revision: str) -> Artifact:
         """Materialise ``revision`` as a directory; return its Artifact. Raise SourceError on failure."""
+
+    def invalidate(self, before: float) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """Forget a cached poll result taken before ``before`` (``time.monotonic()``).
+
+        Called when a push webhook or a manual refresh says the source changed, so the next
+        ``latest_revision()`` must ask the server. Sources that cache nothing ignore it.
+        """
 
     def changes(self) -> AsyncIterator[None] | None:
         """Optional push stream: yields whenever the source changed (e.g. a watched directory).

@@ -147,6 +147,11 @@ class Metrics:
         """One ``git ls-remote`` run (``result``: ok or failed)."""
         self._ls_remote.labels(result).inc()
 
+    def plugin_count(self, name: str, **labels: str) -> None:
+        """``PluginContext.count``: plugins' operation counts, by the names this class knows."""
+        if name == "git_ls_remote":
+            self.git_ls_remote(labels.get("result", "ok"))
+
     # -- BusMetrics ----------------------------------------------------------------------
 
     def notifications_total(self, notifier: str, result: str) -> None:

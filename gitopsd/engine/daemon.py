@@ -26,7 +26,7 @@ from gitopsd.api import ApiSecrets, ApiServer
 from gitopsd.config import AppConfig, Config
 from gitopsd.engine.applier import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.bus import EventBus
-from gitopsd.engine.ops import MeteredRunner, status_line, watch_config_file
+from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.runner import AppRunner, StateInventory
 from gitopsd.engine.stages import Workspace
 from gitopsd.errors import ConfigError
@@ -83,6 +83,7 @@ class Daemon:
         self.systemd = systemd if systemd is not None else SystemdNotifier()
         self.metrics = Metrics(apps=self._app_samples)
         self.workspace = Workspace.create(config, plugins, emit=self.emit)
+        self.workspace.ctx.count = self.metrics.plugin_count
         self.notifiers = self._make_notifiers(config, {}, {})
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
@@ -207,8 +208,9 @@ class Daemon:
 
     def _start(self, app: AppConfig) -> None:
         assert self._tg is not None and self.store is not None and self.pool is not None
-        runner = MeteredRunner(app, self.config, self.workspace, self.store, self.pool.get(app.cluster), self.emit)
-        runner.metrics = self.metrics
+        runner = AppRunner(
+            app, self.config, self.workspace, self.store, self.pool.get(app.cluster), self.emit, self.metrics
+        )
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")

@@ -1,4 +1,4 @@
-"""Operational helpers of the daemon: metered runners, the config-file watcher, status lines.
+"""Operational helpers of the daemon: the config-file watcher and systemd status lines.
 
 Kept out of :mod:`gitopsd.engine.daemon` so the supervisor stays small.
 """
@@ -6,51 +6,16 @@ Kept out of :mod:`gitopsd.engine.daemon` so the supervisor stays small.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 import watchfiles
 
-from gitopsd.engine.runner import AppRunner, AppStatus
-from gitopsd.errors import SourceError
-from gitopsd.metrics import Metrics
-from gitopsd.models import Artifact, SyncResult, SyncStatus
+from gitopsd.engine.runner import AppStatus
+from gitopsd.models import SyncStatus
 
 log = structlog.get_logger("gitopsd.daemon")
-
-
-class MeteredRunner(AppRunner):
-    """An :class:`AppRunner` that reports reconciles and fetches to :class:`Metrics`."""
-
-    metrics: Metrics | None = None
-
-    async def reconcile(self, reasons: list[str], *, force: bool = False) -> SyncResult | None:
-        started = time.monotonic()
-        failures = self._failures
-        suspended = self.status.suspended
-        result = await super().reconcile(reasons, force=force)
-        if self.metrics is not None:
-            if suspended:
-                outcome = "skipped"
-            elif result is None:
-                outcome = "failed" if self._failures > failures else "unchanged"
-            else:
-                outcome = "succeeded" if result.ok else "failed"
-            self.metrics.reconcile(self.app.name, outcome, time.monotonic() - started)
-        return result
-
-    async def _fetch(self, revision: str) -> Artifact:
-        try:
-            artifact: Artifact = await super()._fetch(revision)
-        except SourceError:
-            if self.metrics is not None:
-                self.metrics.source_fetch(self.app.source.type, "failed")
-            raise
-        if self.metrics is not None:
-            self.metrics.source_fetch(self.app.source.type, "ok")
-        return artifact
 
 
 def status_line(statuses: list[AppStatus]) -> str:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -16,11 +16,11 @@ from gitopsd.config import AppConfig, Config
 from gitopsd.engine import stages
 from gitopsd.engine.applier import Cluster
 from gitopsd.engine.stages import Workspace
-from gitopsd.engine.triggers import Trigger, jittered
+from gitopsd.engine.triggers import Trigger, Wake, jittered
 from gitopsd.errors import ApplyError, GitopsdError, RenderError, SourceError
 from gitopsd.events import Event
 from gitopsd.interfaces import Source
-from gitopsd.models import Health, Manifest, ObjectRef, SyncResult, SyncStatus
+from gitopsd.models import Artifact, Health, Manifest, ObjectRef, SyncResult, SyncStatus
 from gitopsd.state import Pin, StateStore
 
 log = structlog.get_logger("gitopsd.engine")
@@ -45,6 +45,22 @@ class AppStatus:
     last_message: str = ""
     last_counts: dict[str, int] = field(default_factory=dict)
     reconciles: int = 0
+
+
+class RunnerMetrics(Protocol):
+    """What a runner reports to the metrics (see :class:`gitopsd.metrics.Metrics`)."""
+
+    def reconcile(self, app: str, outcome: str, seconds: float) -> None: ...
+
+    def source_fetch(self, source_type: str, result: str) -> None: ...
+
+
+class _NoMetrics:
+    def reconcile(self, app: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def source_fetch(self, source_type: str, result: str) -> None:
+        pass
 
 
 class StateInventory:
@@ -75,9 +91,11 @@ class AppRunner:
         store: StateStore,
         cluster: Cluster,
         emit: Callable[[Event], None],
+        metrics: RunnerMetrics | None = None,
     ):
         self.app = app
         self.config = config
+        self.metrics: RunnerMetrics = metrics or _NoMetrics()
         self.workspace = workspace
         self.store = store
         self.cluster = cluster
@@ -116,13 +134,16 @@ class AppRunner:
             changes = self.source.changes()
             if changes is not None:
                 tg.start_soon(self._follow_changes, changes, name=f"app:{self.app.name}:changes")
-            reasons, force = ["start"], False
+            wake = Wake(["start"])
             while not stopping.is_set():
+                if wake.fired_at and not {"webhook", "refresh"}.isdisjoint(wake.reasons):
+                    # Someone says the source changed: a cached poll from before that is stale.
+                    self.source.invalidate(before=wake.fired_at)
                 async with self.busy:
-                    await self.reconcile(reasons, force=force)
+                    await self.reconcile(wake.reasons, force=wake.force)
                 if stopping.is_set():
                     break
-                reasons, force = await self.trigger.wait(self._next_delay())
+                wake = await self.trigger.wait(self._next_delay())
             tg.cancel_scope.cancel()
 
     async def _follow_changes(self, changes: object) -> None:
@@ -155,6 +176,7 @@ class AppRunner:
     async def reconcile(self, reasons: list[str], *, force: bool = False) -> SyncResult | None:
         """One pass of the pipeline. Never raises for app-level failures: they become events."""
         if self.status.suspended:
+            self.metrics.reconcile(self.app.name, "skipped", 0.0)
             return None
         started = time.monotonic()
         self.status.reconciles += 1
@@ -163,8 +185,11 @@ class AppRunner:
         except GitopsdError as exc:
             self._failures += 1
             self._record_failure(exc)
+            self.metrics.reconcile(self.app.name, "failed", time.monotonic() - started)
             return None
         self._failures = 0 if result is None or result.ok else self._failures + 1
+        outcome = "unchanged" if result is None else ("succeeded" if result.ok else "failed")
+        self.metrics.reconcile(self.app.name, outcome, time.monotonic() - started)
         return result
 
     async def _reconcile(self, reasons: list[str], force: bool, started: float) -> SyncResult | None:
@@ -200,12 +225,15 @@ class AppRunner:
             self._event(ev.FetchFailed, reason=exc.reason, message=f"{self.app.name}: {exc}")
             raise
 
-    async def _fetch(self, revision: str):  # type: ignore[no-untyped-def]
+    async def _fetch(self, revision: str) -> Artifact:
         try:
-            return await stages.fetch(self.workspace, self.source, revision)
+            artifact = await stages.fetch(self.workspace, self.source, revision)
         except SourceError as exc:
+            self.metrics.source_fetch(self.app.source.type, "failed")
             self._event(ev.FetchFailed, revision=revision, reason=exc.reason, message=f"{self.app.name}: {exc}")
             raise
+        self.metrics.source_fetch(self.app.source.type, "ok")
+        return artifact
 
     async def _sync(
         self, revision: str, digest: str, manifests: list[Manifest], reasons: list[str], started: float

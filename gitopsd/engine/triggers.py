@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import random
+import time
+from dataclasses import dataclass
 
 import anyio
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Why a runner woke: the reasons gathered, whether to force a sync, and when it was asked."""
+
+    reasons: list[str]
+    force: bool = False
+    fired_at: float = 0.0  # time.monotonic() of the last fire; 0.0 for the interval
 
 
 class Trigger:
@@ -12,29 +23,31 @@ class Trigger:
 
     ``fire(reason)`` may be called from anywhere on the event loop (interval timers, the
     webhook receiver, a file watcher, drift callbacks, the API); ``wait(timeout)`` returns
-    the reasons gathered, or ``["interval"]`` when the timeout passed first.
+    a :class:`Wake` with the reasons gathered, or ``["interval"]`` when the timeout passed first.
     """
 
     def __init__(self) -> None:
         self._event = anyio.Event()
         self._reasons: list[str] = []
         self.force = False
+        self._fired_at = 0.0
 
     def fire(self, reason: str, *, force: bool = False) -> None:
         """Ask for a reconcile. ``force`` makes it sync even if nothing seems changed (refresh)."""
         if reason not in self._reasons:
             self._reasons.append(reason)
         self.force = self.force or force
+        self._fired_at = time.monotonic()
         self._event.set()
 
-    async def wait(self, timeout: float) -> tuple[list[str], bool]:
-        """Wait for a fire or ``timeout`` seconds; return (reasons, force) and reset."""
+    async def wait(self, timeout: float) -> Wake:
+        """Wait for a fire or ``timeout`` seconds; return what woke us, and reset."""
         with anyio.move_on_after(timeout):
             await self._event.wait()
-        reasons, force = self._reasons or ["interval"], self.force
-        self._reasons, self.force = [], False
+        wake = Wake(self._reasons or ["interval"], self.force, self._fired_at)
+        self._reasons, self.force, self._fired_at = [], False, 0.0
         self._event = anyio.Event()
-        return reasons, force
+        return wake
 
 
 def jittered(interval: float, jitter: float) -> float:

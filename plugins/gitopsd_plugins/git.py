@@ -220,11 +220,18 @@ class GitSource(gitopsd.Source):
             try:
                 out = await self.runner()("ls-remote", "--symref", "--", self.options.url, what="git ls-remote")
             except SourceError as exc:
+                self.ctx.count("git_ls_remote", result="failed")
                 repo.refs, repo.refs_error, repo.refs_at = None, exc, time.monotonic()
                 raise
+            self.ctx.count("git_ls_remote", result="ok")
             repo.refs = parse_ls_remote(out.stdout.decode("utf-8", "replace"))
             repo.refs_error, repo.refs_at = None, time.monotonic()
             return repo.refs
+
+    def invalidate(self, before: float) -> None:
+        repo = self._repo
+        if repo.refs_at < before:
+            repo.refs_at = 0.0
 
     async def latest_revision(self) -> str:
         o = self.options
