@@ -1,0 +1,502 @@
+"""Bad input, table-driven: configs, manifests, charts, OCI artifacts, webhooks and API calls.
+
+Malformed, oversize and hostile input (YAML bombs, path traversal, symlink escapes, forged
+signatures, wrong tokens) each get their expected, clear error; the good apps running in
+the same daemon keep converging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.gen import git
+from bench.procs import ROOT, SandboxProc, free_port, stop_process, toml_str, tool_env
+from tests.conftest import require_tool
+from tests.reliability.harness import (
+    AppDef,
+    Env,
+    configmap,
+    local_app,
+    standard_app,
+    wait_converged,
+    wait_for,
+    write_manifests,
+)
+
+pytestmark = pytest.mark.integration
+
+GOOD_APPS = ("good-a", "good-b")
+
+
+# -- helpers that build hostile input ------------------------------------------------------
+
+
+def tar_gz(files: dict[str, bytes], *, symlinks: dict[str, str] | None = None, raw: list[str] | None = None) -> bytes:
+    """A tar.gz in memory; ``raw`` adds members with hostile names as given."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        for name in raw or []:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"x\n"))
+    return buf.getvalue()
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A tar.gz whose one file is ``size`` bytes of zeros (compresses to almost nothing)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("big.yaml")
+        info.size = size
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    return buf.getvalue()
+
+
+CM = json.dumps(configmap("ok", a="1")).encode()
+
+
+@dataclass
+class Registry:
+    """A loopback docker-registry (Debian's ``docker-registry``), for OCI artifacts."""
+
+    host: str
+    proc: subprocess.Popen[bytes]
+
+    def push(self, repo: str, tag: str, layer: bytes,
+             media_type: str = "application/vnd.cncf.flux.content.v1.tar+gzip") -> str:
+        """Push a one-layer artifact; the manifest digest."""
+        with httpx.Client(base_url=f"http://{self.host}", timeout=30) as client:
+            def blob(data: bytes) -> str:
+                digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                start = client.post(f"/v2/{repo}/blobs/uploads/")
+                assert start.status_code == 202, start.text
+                loc = start.headers["Location"]
+                done = client.put(f"{loc}{'&' if '?' in loc else '?'}digest={digest}", content=data,
+                                  headers={"Content-Type": "application/octet-stream"})
+                assert done.status_code == 201, done.text
+                return digest
+
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.cncf.flux.config.v1+json", "digest": blob(b"{}"), "size": 2},
+                "layers": [{"mediaType": media_type, "digest": blob(layer), "size": len(layer)}],
+            }
+            body = json.dumps(manifest).encode()
+            r = client.put(f"/v2/{repo}/manifests/{tag}", content=body,
+                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+            assert r.status_code == 201, r.text
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def start_registry(root: Path) -> Registry | None:
+    """docker-registry on a free port, or None when it is not installed."""
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not Path(binary).exists():
+        return None
+    root.mkdir(parents=True)
+    port = free_port()
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    reg = Registry(f"127.0.0.1:{port}", proc)
+    wait_for(lambda: httpx.get(f"http://{reg.host}/v2/", timeout=2).status_code == 200, 20, "the registry")
+    return reg
+
+
+@dataclass
+class Ctx:
+    """What case builders share: a directory, a git repository, the registry."""
+
+    root: Path
+    repo_work: Path
+    repo_url: str
+    registry: Registry | None
+    git_files: dict[str, bytes | str] = field(default_factory=dict)
+    git_links: dict[str, str] = field(default_factory=dict)
+
+
+def plain(files: dict[str, str | bytes]) -> Callable[[str, Ctx], AppDef]:
+    """A local-source app made of these files."""
+    def build(name: str, ctx: Ctx) -> AppDef:
+        d = ctx.root / "apps" / name
+        d.mkdir(parents=True)
+        for rel, content in files.items():
+            p = d / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(content.encode() if isinstance(content, str) else content)
+        return local_app(name, d)
+    return build
+
+
+LEAKED = "leaked-from-outside"
+
+
+def outside_file(ctx: Ctx) -> Path:
+    """A valid manifest outside every app directory: following a symlink to it would apply ConfigMap 'leaked'."""
+    path = ctx.root / "outside" / "secret.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(configmap("leaked", value=LEAKED)))
+    return path
+
+
+def with_links(files: dict[str, str], links: dict[str, str], render: str = "") -> Callable[[str, Ctx], AppDef]:
+    """A local-source app with symlinks (name -> target)."""
+    def build(name: str, ctx: Ctx) -> AppDef:
+        app = plain(files)(name, ctx)
+        d = ctx.root / "apps" / name
+        for rel, target in links.items():
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target.replace("OUTSIDE", str(outside_file(ctx))), d / rel)
+        app.render = render
+        return app
+    return build
+
+
+def in_git(files: dict[str, str], links: dict[str, str] | None = None, ref: str = "main") -> Callable[[str, Ctx], AppDef]:
+    """An app in the shared git repository under apps/NAME (committed once, before the daemon starts)."""
+    def build(name: str, ctx: Ctx) -> AppDef:
+        for rel, content in files.items():
+            ctx.git_files[f"apps/{name}/{rel}"] = content
+        for rel, target in (links or {}).items():
+            ctx.git_links[f"apps/{name}/{rel}"] = target
+        return AppDef(name, f'{{ type = "git", url = {toml_str(ctx.repo_url)}, ref = "{ref}", path = "apps/{name}" }}')
+    return build
+
+
+def oci(layer: Callable[[], bytes], tag: str = "v1", media_type: str = "application/vnd.cncf.flux.content.v1.tar+gzip",
+        max_size: int = 0, push: bool = True) -> Callable[[str, Ctx], AppDef | None]:
+    """An app with an OCI source; the artifact is pushed to the test registry."""
+    def build(name: str, ctx: Ctx) -> AppDef | None:
+        if ctx.registry is None:
+            return None
+        if push:
+            ctx.registry.push(f"bad/{name}", tag, layer(), media_type)
+        extra = f", max_size = {max_size}" if max_size else ""
+        return AppDef(name, f'{{ type = "oci", url = "oci://{ctx.registry.host}/bad/{name}", tag = "v1", '
+                            f"insecure = true{extra} }}")
+    return build
+
+
+def chart(templates: dict[str, str], chart_yaml: str = "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+          links: dict[str, str] | None = None) -> Callable[[str, Ctx], AppDef]:
+    """A local Helm chart app."""
+    files = {"Chart.yaml": chart_yaml, **{f"templates/{k}": v for k, v in templates.items()}}
+    return with_links(files, links or {}, render='{ type = "helm" }')
+
+
+def kustomize(kustomization: str, files: dict[str, str] | None = None,
+              links: dict[str, str] | None = None) -> Callable[[str, Ctx], AppDef]:
+    """A local Kustomize app."""
+    return with_links({"kustomization.yaml": kustomization, **(files or {})}, links or {},
+                      render='{ type = "kustomize" }')
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8)
+) + "kind: ConfigMap\napiVersion: v1\nmetadata: {name: bomb}\n"
+
+
+def cm_yaml(name: str, **data: str) -> str:
+    """A ConfigMap as JSON text."""
+    return json.dumps(configmap(name, **data))
+
+
+# -- app cases: (id, builder, expected text in the app's last message) ------------------------
+
+
+def case(case_id: str, build: Callable[[str, Ctx], AppDef | None], expected: str, xfail: str = "") -> Any:
+    """One app case; ``xfail`` names a known defect (strict: the case fails once it is fixed)."""
+    marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
+    return pytest.param(case_id, build, expected, id=case_id, marks=marks)
+
+
+APP_CASES = [
+    case("m-yaml-syntax", plain({"a.yaml": "kind: ConfigMap\nmetadata: [unclosed\n"}), "invalid yaml"),
+    case("m-yaml-bomb", plain({"bomb.yaml": BOMB}), "aliases expand"),
+    case("m-not-a-mapping", plain({"a.yaml": "- just\n- a list\n"}), "mapping"),
+    case("m-missing-kind", plain({"a.yaml": '{"apiVersion": "v1", "metadata": {"name": "x"}}'}), "kind"),
+    case("m-missing-name", plain({"a.yaml": '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}'}), "name"),
+    case("m-unknown-kind", plain({"a.yaml": '{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}'}),
+     "widget"),
+    case("m-invalid-name", plain({"a.yaml": cm_yaml("Bad_Name")}), "invalid"),
+    case("m-duplicate-object", plain({"a.yaml": cm_yaml("twice"), "b.yaml": cm_yaml("twice")}), "duplicate"),
+    case("m-binary-garbage", plain({"a.yaml": b"\x00\xff\xfe garbage \x00"}), "a.yaml"),
+    case("m-oversize-object", plain({"a.yaml": cm_yaml("huge", blob="x" * (1024 * 1024 + 10))}), "huge",
+         xfail="the sandbox accepts a ConfigMap over 1 MiB; a real API server answers 422 'Too long'"),
+    case("m-deep-nesting", plain({"a.yaml": "a: " + "[" * 5000 + "]" * 5000 + "\n"}), "a.yaml"),
+    case("k-path-traversal", kustomize("resources:\n- ../../../../etc/hostname\n"), "kustomiz"),
+    case("k-symlink-escape", kustomize("resources:\n- leak.yaml\n", links={"leak.yaml": "OUTSIDE"}), "kustomiz"),
+    case("k-missing-file", kustomize("resources:\n- nope.yaml\n"), "nope.yaml"),
+    case("k-malformed", kustomize("resources: [unclosed\n"), "kustomiz"),
+    case("h-template-syntax", chart({"cm.yaml": "{{ .Values.x \n"}), "helm"),
+    case("h-fail-call", chart({"cm.yaml": '{{ fail "chart says no" }}\n'}), "chart says no"),
+    case("h-bad-chart-yaml", chart({"cm.yaml": cm_yaml("x")}, chart_yaml="apiVersion: v2\n"), "helm"),
+    case("h-symlink-escape", chart({}, links={"templates/leak.yaml": "OUTSIDE"}), "leak.yaml",
+         xfail="helm template follows a symlink out of a local chart and applies the file outside"),
+    case("p-symlink-escape", with_links({"a.yaml": cm_yaml("fine")}, {"leak.yaml": "OUTSIDE"}), "leak.yaml",
+         xfail="the local source lets the plain renderer follow a symlink out of its directory"),
+    case("g-symlink-escape", in_git({"a.yaml": cm_yaml("fine")}, links={"leak.yaml": "OUTSIDE"}), "leak.yaml"),
+    case("g-missing-ref", in_git({"a.yaml": cm_yaml("fine")}, ref="no-such-branch"), "no-such-branch"),
+    case("o-path-traversal", oci(lambda: tar_gz({"a.yaml": CM}, raw=["../../evil.yaml"])), ".."),
+    case("o-absolute-path", oci(lambda: tar_gz({"a.yaml": CM}, raw=["/tmp/evil.yaml"])), "absolute"),
+    case("o-symlink-escape", oci(lambda: tar_gz({"a.yaml": CM}, symlinks={"leak.yaml": "../../../etc/passwd"})), "leak.yaml"),
+    case("o-gzip-bomb", oci(lambda: gzip_bomb(8 * 1024 * 1024), max_size=1024 * 1024), "expands to more than"),
+    case("o-not-gzip", oci(lambda: b"this is not a tarball", media_type="application/vnd.oci.image.layer.v1.tar+gzip"), "gzip"),
+    case("o-missing-tag", oci(lambda: b"", push=False), "v1"),
+]
+
+
+@dataclass
+class World:
+    """The running daemon with every bad app and the good ones."""
+
+    env: Env
+    ctx: Ctx
+    skipped: set[str]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One sandbox, one registry, one git repository and one daemon for every app case."""
+    require_tool("kubectl")
+    require_tool("helm")
+    root = tmp_path_factory.mktemp("bad-input")
+    sandbox = SandboxProc.start(root / "sandbox", rollout_delay=0.1)
+    registry = start_registry(root / "registry")
+    work = root / "repo"
+    git(root, "init", "-q", "-b", "main", str(work))
+    ctx = Ctx(root, work, work.resolve().as_uri(), registry)
+    env = Env(root, sandbox)
+    try:
+        apps: list[AppDef] = []
+        skipped = set()
+        for param in APP_CASES:
+            case_id, build, _ = param.values
+            app = build(case_id, ctx)
+            if app is None:
+                skipped.add(case_id)
+            else:
+                apps.append(app)
+        for name in (*GOOD_APPS, "emptied"):
+            apps.append(local_app(name, write_manifests(root / "apps" / name, standard_app(0, objects=3))))
+        for rel, content in ctx.git_files.items():
+            p = work / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(content.encode() if isinstance(content, str) else content)
+        for rel, target in ctx.git_links.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target.replace("OUTSIDE", str(outside_file(ctx))), work / rel)
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", "bad input")
+        env.write_config(apps, interval="30s")
+        env.start()
+        yield World(env, ctx, skipped)
+    finally:
+        env.stop()
+        sandbox.stop()
+        if registry is not None:
+            stop_process(registry.proc, 10)
+
+
+@pytest.mark.parametrize(("case_id", "build", "expected"), APP_CASES)
+def test_bad_app_gets_a_clear_error(world: World, case_id: str, build: object, expected: str) -> None:
+    """The app is not Synced, and its last message names the problem."""
+    if case_id in world.skipped:
+        require_tool("docker-registry")
+    daemon = world.env.daemon
+    assert daemon is not None
+
+    def failed() -> dict[str, Any] | None:
+        app = daemon.client.get(f"/api/v1/apps/{case_id}").json()
+        return app if app["reconciles"] >= 1 and app["last_sync"]["message"] else None
+
+    app = wait_for(failed, 45, f"{case_id} to report its error")
+    message = app["last_sync"]["message"]
+    assert not (app["sync"] == "Synced" and app["health"] == "Healthy"), f"{case_id} was accepted: {message}"
+    assert expected.lower() in message.lower(), f"{case_id}: expected {expected!r} in {message!r}"
+    assert len(message) < 4000, "the error should be a clear message, not a dump"
+    leaked = world.env.sandbox.get(f"/api/v1/namespaces/{case_id}/configmaps/leaked")
+    assert leaked.status_code == 404, f"{case_id}: a file outside the app was applied"
+
+
+def test_good_apps_keep_converging(world: World) -> None:
+    """Next to every bad app, the good ones converge, and follow a change."""
+    daemon = world.env.daemon
+    assert daemon is not None
+    wait_converged(daemon, GOOD_APPS, timeout=60)
+    write_manifests(world.ctx.root / "apps" / "good-a", standard_app(0, revision="2", objects=3))
+    sandbox = world.env.sandbox
+
+    def changed() -> bool:
+        r = sandbox.get("/api/v1/namespaces/good-a/configmaps/settings-0")
+        return r.status_code == 200 and r.json()["data"]["revision"] == "2"
+
+    wait_for(changed, 30, "good-a to apply its change")
+    wait_converged(daemon, GOOD_APPS, timeout=30)
+    assert daemon.alive()
+    assert not (Path("/tmp") / "evil.yaml").exists()
+
+
+def test_emptied_app_is_not_pruned(world: World) -> None:
+    """An app whose render suddenly comes back empty keeps its objects and says why (allow_empty is off)."""
+    daemon = world.env.daemon
+    assert daemon is not None
+    wait_converged(daemon, ["emptied"], timeout=60)
+    for f in (world.ctx.root / "apps" / "emptied").glob("*.yaml"):
+        f.unlink()
+
+    def refused() -> dict[str, Any] | None:
+        app = daemon.client.get("/api/v1/apps/emptied").json()
+        return app if "empty" in app["last_sync"]["message"].lower() else None
+
+    app = wait_for(refused, 30, "the empty render to be refused")
+    assert app["last_sync"]["result"] != "succeeded" or app["sync"] != "Synced", app
+    live = world.env.sandbox.get("/api/v1/namespaces/emptied/configmaps/settings-0")
+    assert live.status_code == 200, "the objects of an emptied app were pruned"
+
+
+# -- webhooks and API calls --------------------------------------------------------------------
+
+
+def _sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+PUSH = json.dumps({"ref": "refs/heads/main", "after": "0" * 40,
+                   "repository": {"clone_url": "https://example.invalid/nobody/nothing.git"}}).encode()
+
+# (id, method, path, headers(secret, token) -> dict, body, status, expected text in the reply)
+HTTP_CASES: list[tuple[str, str, str, Callable[[str, str], dict[str, str]], bytes, int, str]] = [
+    ("w-forged-signature", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64}, PUSH, 401, "signature"),
+    ("w-missing-signature", "POST", "/hooks/github", lambda s, t: {"X-GitHub-Event": "push"}, PUSH, 401, "signature"),
+    ("w-wrong-secret", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(PUSH, "not-the-secret")}, PUSH, 401, "signature"),
+    ("w-signature-of-other-body", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(b"{}", s)}, PUSH, 401, "signature"),
+    ("w-malformed-json", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(b"{not json", s)}, b"{not json", 400, "json"),
+    ("w-no-ref", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "push", "X-Hub-Signature-256": _sign(b'{"repository": {}}', s)},
+     b'{"repository": {}}', 400, "ref"),
+    ("w-oversize", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00"}, b"x" * (2 * 1024 * 1024), 413, "larger"),
+    ("w-unknown-provider", "POST", "/hooks/bitbucket", lambda s, t: {}, PUSH, 404, "no such endpoint"),
+    ("w-unconfigured-gitlab", "POST", "/hooks/gitlab", lambda s, t: {"X-Gitlab-Token": s}, PUSH, 404, "no such endpoint"),
+    ("w-not-a-push", "POST", "/hooks/github",
+     lambda s, t: {"X-GitHub-Event": "issues", "X-Hub-Signature-256": _sign(PUSH, s)}, PUSH, 202, "not a push"),
+    ("a-no-token", "POST", "/api/v1/apps/good-a/refresh", lambda s, t: {}, b"", 401, "missing bearer token"),
+    ("a-wrong-token", "POST", "/api/v1/apps/good-a/refresh",
+     lambda s, t: {"Authorization": "Bearer not-the-token"}, b"", 401, "invalid bearer token"),
+    ("a-basic-auth", "POST", "/api/v1/apps/good-a/refresh",
+     lambda s, t: {"Authorization": "Basic " + t}, b"", 401, "bearer"),
+    ("a-unknown-app", "POST", "/api/v1/apps/nope/refresh", lambda s, t: {"Authorization": f"Bearer {t}"}, b"", 404, "nope"),
+    ("a-unknown-action", "POST", "/api/v1/apps/good-a/explode",
+     lambda s, t: {"Authorization": f"Bearer {t}"}, b"", 404, "no such action"),
+    ("a-rollback-no-body", "POST", "/api/v1/apps/good-a/rollback",
+     lambda s, t: {"Authorization": f"Bearer {t}"}, b"", 400, "revision"),
+    ("a-rollback-unknown", "POST", "/api/v1/apps/good-a/rollback",
+     lambda s, t: {"Authorization": f"Bearer {t}"}, b'{"revision": "deadbeefdeadbeef"}', 409, "deadbeef"),
+    ("a-oversize", "POST", "/api/v1/apps/good-a/rollback",
+     lambda s, t: {"Authorization": f"Bearer {t}"}, b"{" + b" " * (2 * 1024 * 1024) + b"}", 413, "larger"),
+    ("a-path-traversal", "GET", "/api/v1/apps/..%2F..%2Fetc%2Fpasswd", lambda s, t: {}, b"", 404, "no "),
+    ("a-wrong-method", "DELETE", "/api/v1/apps/good-a", lambda s, t: {"Authorization": f"Bearer {t}"}, b"", 405,
+     "not allowed"),
+]
+
+
+@pytest.mark.parametrize("case", HTTP_CASES, ids=[c[0] for c in HTTP_CASES])
+def test_bad_http_request(world: World, case: tuple) -> None:
+    """Each hostile or malformed request gets its status and a clear JSON error; nothing else happens."""
+    case_id, method, path, headers, body, status, expected = case
+    env = world.env
+    assert env.daemon is not None
+    before = env.daemon.client.get("/api/v1/apps/good-a").json()["reconciles"]
+    r = env.daemon.client.request(method, path, content=body, headers=headers(env.hook_secret, env.token))
+    assert r.status_code == status, f"{case_id}: {r.status_code} {r.text[:300]}"
+    text = r.text.lower()
+    assert expected.lower() in text, f"{case_id}: expected {expected!r} in {r.text[:300]!r}"
+    if status >= 400:
+        assert "error" in r.json()
+    assert env.hook_secret not in r.text and env.token not in r.text
+    time.sleep(0.1)
+    after = env.daemon.client.get("/api/v1/apps/good-a").json()["reconciles"]
+    assert after == before, f"{case_id} triggered a reconcile"
+    assert env.daemon.alive()
+
+
+# -- configs -----------------------------------------------------------------------------------
+
+BASE = '[daemon]\nstate_dir = "state"\n\n[clusters.c]\nkubeconfig = "kubeconfig"\n\n'
+APP = '[apps.web]\ncluster = "c"\nsource = { type = "git", url = "https://example.com/r.git", ref = "main" }\n'
+
+CONFIG_CASES: list[tuple[str, str, str]] = [
+    ("c-toml-syntax", BASE + "[apps.web\ncluster = c\n", "line"),
+    ("c-unknown-daemon-key", BASE.replace("[daemon]\n", "[daemon]\nstate_dri = 'x'\n") + APP, "state_dri"),
+    ("c-unknown-cluster", BASE + APP.replace('cluster = "c"', 'cluster = "nowhere"'), "nowhere"),
+    ("c-bad-duration", BASE + APP + 'interval = "5 minutes"\n', "duration"),
+    ("c-bad-app-name", BASE + APP.replace("[apps.web]", "[apps.Web_App]"), "web_app"),
+    ("c-source-path-traversal", BASE + APP.replace('ref = "main"', 'ref = "main", path = "../../etc"'), "inside the repository"),
+    ("c-credentials-in-url", BASE + APP.replace("https://example.com", "https://user:pw@example.com"), "credentials"),
+    ("c-helm-values-traversal", BASE + APP + 'render = { type = "helm", values_files = ["../../etc/passwd"] }\n', "values file"),
+    ("c-unknown-source-type", BASE + APP.replace('type = "git"', 'type = "svn"'), "svn"),
+    ("c-undefined-notifier", BASE + APP + 'notify = ["ghost"]\n', "ghost"),
+    ("c-string-for-bool", BASE + APP + 'prune = "yes"\n', "prune"),
+    ("c-oversize-value", BASE + APP + f'namespace = "{"n" * 100}"\n', "namespace"),
+]
+
+
+@pytest.mark.parametrize(("case_id", "text", "expected"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config_is_refused(tmp_path: Path, case_id: str, text: str, expected: str) -> None:
+    """``gitopsd check`` exits 1 naming the problem."""
+    path = tmp_path / "gitopsd.toml"
+    path.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "gitopsd", "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=60, env=tool_env(), cwd=ROOT)
+    assert r.returncode == 1, f"{case_id}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+    assert expected.lower() in r.stderr.lower(), f"{case_id}: expected {expected!r} in {r.stderr!r}"
+    assert "Traceback" not in r.stderr
+
+
+def test_daemon_refuses_missing_secret_file(tmp_path: Path) -> None:
+    """``gitopsd run`` with an api_token_file that does not exist exits 1 naming the option, not a traceback."""
+    path = tmp_path / "gitopsd.toml"
+    port = free_port()
+    path.write_text(f'[daemon]\nstate_dir = "state"\nlisten = "127.0.0.1:{port}"\napi_token_file = "missing-token"\n')
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        r = subprocess.run([sys.executable, "-m", "gitopsd", "run", "-c", str(path)], capture_output=True, text=True,
+                           timeout=60, env=tool_env(), cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert "api_token_file" in r.stderr and "Traceback" not in r.stderr
+        return
+    pytest.fail("gitopsd run kept running with a missing api_token_file")
