@@ -123,6 +123,7 @@ class SandboxProc:
         seed: int = 0,
         rollout_delay: float = 0.2,
         timeout: float = 30.0,
+        token: str | None = None,
     ) -> SandboxProc:
         """Start the sandbox; return once it wrote its kubeconfig (it then accepts requests)."""
         workdir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +133,8 @@ class SandboxProc:
                 "--seed", str(seed), "--rollout-delay", str(rollout_delay)]
         if faults:
             argv += ["--faults", faults]
+        if token:
+            argv += ["--token", token]
         log = (workdir / "sandbox.log").open("ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=tool_env(), cwd=workdir)
         deadline = time.monotonic() + timeout
