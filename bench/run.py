@@ -27,8 +27,10 @@ import hmac
 import json
 import os
 import platform
+import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -383,6 +385,56 @@ def verify_live(sandbox: SandboxProc, specs: list[gen.AppSpec]) -> dict[str, int
     return counts
 
 
+# -- profiling ---------------------------------------------------------------------------------
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (from the venv or PATH) sampling ``pid`` into ``out`` (collapsed stacks), or None."""
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        log("py-spy is not installed (pip install py-spy): not profiling")
+        return None
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+                             "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop py-spy (SIGINT makes it write its output)."""
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def hot_spots(raw: Path, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """Top frames of a py-spy raw profile: by self time and by inclusive time (share of samples)."""
+    if not raw.exists():
+        return {}
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f for f in stack.split(";") if not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames:
+            continue
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+
+    def ranked(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(f, round(100 * c / total, 1)) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": [("total", total)], "self_pct": ranked(own), "inclusive_pct": ranked(inclusive)}  # type: ignore[dict-item]
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -522,6 +574,8 @@ def write_results(result: dict[str, Any], out_dir: Path) -> None:
     (out_dir / f"{key}.md").write_text(markdown(result))
     runs = {}
     for path in sorted(out_dir.glob("*x*.json")):
+        if not re.fullmatch(r"\d+x\d+", path.stem):
+            continue
         try:
             runs[path.stem] = json.loads(path.read_text())
         except ValueError:
@@ -581,7 +635,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log("starting gitopsd")
             daemon = DaemonProc.start(config, port, token, workdir / "gitopsd.log",
                                       env=tool_env([workdir / "bin"]))
+            profiler = start_profiler(daemon.pid, workdir / "profile-cold.txt") if args.profile else None
             result["cold_converge"] = cold_converge(daemon, sandbox, args.apps, args.timeout)
+            stop_profiler(profiler)
+            if args.profile:
+                result["profile_cold"] = hot_spots(workdir / "profile-cold.txt")
             log(f"cold converge: {result['cold_converge']}")
             result["live_objects"] = verify_live(sandbox, repo.specs)
             if result["cold_converge"]["seconds"] is not None:
@@ -590,7 +648,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["drift"] = drift_samples(daemon, sandbox, repo.specs, args.drift_samples)
                 log(f"drift: {result['drift']}")
                 if args.objects >= 3:
+                    profiler = start_profiler(daemon.pid, workdir / "profile-push.txt") if args.profile else None
                     result["push"] = push_samples(daemon, sandbox, repo, secret, args.push_samples)
+                    stop_profiler(profiler)
+                    if args.profile:
+                        result["profile_push"] = hot_spots(workdir / "profile-push.txt")
                     log(f"push: {result['push']}")
             result["rss_peak_mib_run"] = round(memory_kib(daemon.pid).get("VmHWM", 0) / 1024, 1)
             total = cpu_times(daemon.pid)
@@ -642,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="do not delete the work directory")
     p.add_argument("--out", default=str(RESULTS), help="results directory")
     p.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
+    p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy (cold converge, pushes)")
     args = p.parse_args(argv)
     result = run(args)
     print(markdown(result))
