@@ -50,6 +50,8 @@ class KubeClusterPool:
         config: The validated config; ``config.clusters`` is used.
         hooks: The plugin hooks (``gitopsd_health`` for kinds without built-in rules), or None.
         emit: Receives ClusterUnreachable / ClusterReachable events (must not block).
+        on_request: Called with (cluster, verb, HTTP code or "error") once per API request,
+            e.g. ``Metrics.kube_request``.
     """
 
     def __init__(
@@ -57,10 +59,12 @@ class KubeClusterPool:
         config: Config,
         hooks: Hooks | None = None,
         emit: Callable[[Event], None] | None = None,
+        *,
+        on_request: Callable[[str, str, int | str], None] | None = None,
     ):
         health: HealthHook | None = hooks.health if hooks is not None else None
         self._clusters = {
-            name: KubeCluster(name, cluster, health_hook=health, emit=emit)
+            name: KubeCluster(name, cluster, health_hook=health, emit=emit, on_request=on_request)
             for name, cluster in config.clusters.items()
         }
 

@@ -119,11 +119,20 @@ class KubeClient:
     Args:
         name: Cluster name (for messages).
         config: The cluster's config.
-        on_reachable: Called with True/False when reachability changes.
+        on_reachable: Called with (reachable, detail) when reachability changes.
+        on_request: Called with (cluster, verb, HTTP code or "error") once per request sent
+            (metrics); ``verb`` is the HTTP method, or ``watch``.
     """
 
-    def __init__(self, name: str, config: ClusterConfig, on_reachable: Callable[[bool, str], None]):
+    def __init__(
+        self,
+        name: str,
+        config: ClusterConfig,
+        on_reachable: Callable[[bool, str], None],
+        on_request: Callable[[str, str, int | str], None] | None = None,
+    ):
         self.name = name
+        self._on_request = on_request
         self.config = config
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_requests)
         self._api: k8s_client.ApiClient | None = None
@@ -162,6 +171,13 @@ class KubeClient:
             self.reachable = reachable
             self.unreachable_since = None if reachable else time.monotonic()
             self._on_reachable(reachable, why)
+
+    def _count(self, verb: str, code: int | str) -> None:
+        if self._on_request is not None:
+            try:
+                self._on_request(self.name, verb, code)
+            except Exception:  # metrics must never break a request
+                log.exception("request observer failed")
 
     def unreachable_for(self) -> float:
         """Seconds since the cluster stopped answering (0 while it answers)."""
@@ -223,14 +239,18 @@ class KubeClient:
                         retry_after = _retry_after(response.headers)
             except Exception as exc:
                 if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
-                    raise Unreachable(f"cluster {self.name}: TLS verification failed: {_describe(exc)}") from None
+                    raise Unreachable(
+                        f"cluster {self.name}: TLS verification failed: {_describe(exc)}"
+                    ) from None
                 if not is_connection_error(exc):
                     raise
+                self._count(method, "error")
                 self._mark(False, _describe(exc))
                 if time.monotonic() >= deadline or self.unreachable_for() > UNREACHABLE_GIVE_UP:
                     raise Unreachable(f"cluster {self.name}: {_describe(exc)}") from None
                 delay = None
             else:
+                self._count(method, status)
                 self._mark(True)
                 if 200 <= status < 300:
                     return json.loads(raw) if raw else {}
@@ -262,8 +282,10 @@ class KubeClient:
             response = await self._send("GET", path, query, None, None, timeout)
         except Exception as exc:
             if is_connection_error(exc):
+                self._count("watch", "error")
                 self._mark(False, _describe(exc))
             raise
+        self._count("watch", response.status)
         self._mark(True)
         if response.status != 200:
             async with response:

@@ -55,6 +55,7 @@ class KubeCluster:
         config: Its ``[clusters.NAME]`` table.
         health_hook: The ``gitopsd_health`` hook (kinds without built-in rules).
         emit: Receives ClusterUnreachable / ClusterReachable events.
+        on_request: Called with (cluster, verb, code or "error") per API request (metrics).
     """
 
     def __init__(
@@ -64,12 +65,13 @@ class KubeCluster:
         *,
         health_hook: HealthHook | None = None,
         emit: Callable[[Event], None] | None = None,
+        on_request: Callable[[str, str, int | str], None] | None = None,
     ):
         self.name = name
         self.config = config
         self._emit = emit or (lambda event: None)
         self._health_hook = health_hook
-        self.client = KubeClient(name, config, self._on_reachable)
+        self.client = KubeClient(name, config, self._on_reachable, on_request)
         self.discovery = Discovery(self.client)
         self.drift = DriftTracker()
         self.cache = LiveCache(self.client, self.drift.on_change)
@@ -537,6 +539,36 @@ class KubeCluster:
         for d in desired:
             if self.discovery.cached(d.resource.api_version, d.resource.kind) is not None:
                 self.cache.ensure(d.resource)
+
+    async def prune_all(self, app: AppConfig, inventory: Inventory) -> SyncResult:
+        """Delete every object the removed app owned (see ``PrunesRemovedApps``), same rules as prune."""
+        started = time.monotonic()
+        self._check_reachable()
+        lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        async with lock:
+            self.drift.untrack(app.name)
+            try:
+                objects = await self.pruner.prune(
+                    app, await inventory.current(), inventory, dry_run=False
+                )
+            except Unreachable as exc:
+                raise unreachable_error(self.name, str(exc).split(": ", 1)[-1]) from None
+        failed = [o for o in objects if o.action == "failed"]
+        pruned = sum(1 for o in objects if o.action == "pruned")
+        message = (
+            "prune failed: " + "; ".join(f"{o.ref}: {o.message}" for o in failed)
+            if failed
+            else f"{pruned} pruned"
+        )
+        return SyncResult(
+            app=app.name,
+            revision="",
+            ok=not failed,
+            message=message,
+            objects=tuple(objects),
+            health=Health.MISSING if not failed else Health.UNKNOWN,
+            duration=time.monotonic() - started,
+        )
 
     def untrack(self, app_name: str) -> None:
         """See :meth:`gitopsd.engine.applier.Cluster.untrack`."""

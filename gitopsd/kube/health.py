@@ -1,8 +1,9 @@
 """Health of live objects (rules in REFERENCE.md), worst-of for an app.
 
 Order of rules for one object: deletion in progress; the built-in kinds (Deployment,
-StatefulSet, DaemonSet, Job, PVC, Service, CRD, Namespace); then the ``gitopsd_health``
-plugin hook; then the generic kstatus conditions; else Healthy once it exists.
+StatefulSet, DaemonSet, Job, PVC, Service, CRD, Namespace); then the generic kstatus
+conditions (``status.conditions`` Ready/Stalled/Reconciling, ``observedGeneration``); then
+the ``gitopsd_health`` plugin hook (as its hookspec says); else Healthy once it exists.
 """
 
 from __future__ import annotations
@@ -189,8 +190,11 @@ def object_health(obj: Manifest | None, hook: HealthHook | None = None) -> Healt
             return rule(obj)
         except (TypeError, ValueError) as exc:
             return HealthStatus(Health.UNKNOWN, f"cannot read status: {exc}")
+    generic = _generic(obj)
+    if generic is not None:
+        return generic
     if hook is not None:
         result = hook(obj)
         if result is not None:
             return result
-    return _generic(obj) or HealthStatus(Health.HEALTHY)
+    return HealthStatus(Health.HEALTHY)
