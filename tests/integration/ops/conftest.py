@@ -172,7 +172,7 @@ async def running(
 async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> None:
     """Poll ``predicate()`` until true; fail after ``timeout`` seconds."""
     with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling state owned by other tasks
+        while not predicate():
             await anyio.sleep(interval)
 
 
