@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import asyncssh
 import structlog
@@ -148,6 +149,16 @@ class Tunnel:
         task = asyncio.current_task()
         if task is not None:
             self._pipes.add(task)
+        # The task ends here on close(): asyncio's server callback would log a cancelled task.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(reader, writer, task)
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[Any] | None,
+    ) -> None:
         try:
             try:
                 await asyncio.wait_for(self._ready.wait(), WAIT_FOR_TUNNEL)

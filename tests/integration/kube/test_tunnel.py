@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -51,11 +52,46 @@ def _keygen(path: Path) -> str:
 class SSHD:
     """A real sshd on a loopback port, and the client side files it trusts."""
 
+    binary: str
+    config: Path
     port: int
-    proc: subprocess.Popen[bytes]
     identity: Path
     known_hosts: Path
     user: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-D", "-e", "-f", str(self.config)], stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    pytest.fail(f"sshd did not start: {err}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the listener and every connection it serves."""
+        if self.proc is None:
+            return
+        children = _descendants(self.proc.pid)
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc = None
 
     def hop(self, **overrides: Any) -> dict[str, Any]:
         return {
@@ -69,6 +105,7 @@ class SSHD:
 
     def kill_connections(self) -> int:
         """SIGKILL every process sshd forked for a connection: the TCP connections die."""
+        assert self.proc is not None
         victims = _descendants(self.proc.pid)
         for pid in victims:
             try:
@@ -130,35 +167,16 @@ def sshd(tmp_path: Path) -> Iterator[SSHD]:
             ]
         )
     )
-    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"sshd did not start: {err}")
-            time.sleep(0.05)
     user = (
         os.environ.get("USER")
         or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     )
+    server = SSHD(binary, config, port, d / "id_client", known_hosts, user)
+    server.start()
     try:
-        yield SSHD(port, proc, d / "id_client", known_hosts, user)
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for pid in _descendants(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        server.stop()
 
 
 def tunnel_config(
@@ -292,3 +310,61 @@ async def test_killing_the_ssh_connection_mid_sync(sshd: SSHD, tmp_path: Path) -
             await kubectl("get", "configmaps", "-l", "gitopsd.dev/app=web", "-o", "name")
         ).split()
         assert len(names) == 40 == len(set(names))
+
+
+async def test_watch_resumes_after_an_outage_and_relists_on_410(sshd: SSHD, tmp_path: Path) -> None:
+    """The tunnel is down while more changes happen than the server keeps: 410, re-list, drift seen."""
+    async with Sandbox(tls=True, rollout_delay=0.05, history=5) as sb:
+        store = await StateStore.open(tmp_path / "state")
+        inventory = StoreInventory(store, "web")
+        app = app_config(cluster="far")
+        manifests = [configmap("watched", k="v"), configmap("deleted-meanwhile")]
+        drifted: list[str] = []
+        kubectl = make_kubectl(sb.kubeconfig, tmp_path / "kubectl")
+        try:
+            async with KubeClusterPool(tunnel_config(sb.kubeconfig, sshd.hop())) as pool:
+                cluster = pool.get("far")
+                assert (await cluster.sync(app, manifests, inventory)).ok
+                cluster.track(app, manifests, lambda refs: drifted.extend(str(r) for r in refs))
+
+                sshd.stop()
+                # Meanwhile, directly: one drift, one deletion, and enough other writes to
+                # push the cache's resourceVersion out of the server's history.
+                await kubectl(
+                    "patch", "configmap", "watched", "--type=merge", "-p", '{"data":{"k":"edited"}}'
+                )
+                await kubectl("delete", "configmap", "deleted-meanwhile")
+                for i in range(6):
+                    # (server-side apply: the sandbox does not read kubectl create's protobuf bodies)
+                    noise = {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": "noise"},
+                        "data": {"n": str(i)},
+                    }
+                    await kubectl(
+                        "apply",
+                        "--server-side",
+                        "--validate=false",
+                        "-f",
+                        "-",
+                        stdin=json.dumps(noise),
+                    )
+                assert drifted == []
+
+                sb.reset_counters()
+                sshd.start()
+                await eventually(lambda: len(set(drifted)) == 2, within=30)
+                # Resuming from the old resourceVersion got 410 Expired: the informer re-listed.
+                assert sb.counters()["by_verb"].get("list", 0) >= 1
+                assert set(drifted) == {
+                    "ConfigMap default/watched",
+                    "ConfigMap default/deleted-meanwhile",
+                }
+                assert cluster.in_sync(app, manifests) is False
+                healed = await cluster.sync(app, manifests, inventory)
+                assert healed.ok and healed.counts["changed"] + healed.counts["created"] == 2, (
+                    healed
+                )
+        finally:
+            await store.close()
