@@ -361,6 +361,13 @@ class KubeCluster:
         dry_run: bool,
     ) -> str:
         """Apply what differs in one step; the failure message, or ""."""
+        if not dry_run:
+            # Everything the render holds is the app's, sent or not (an unchanged object may be
+            # missing from a lost or older inventory, and must stay prunable).
+            new = [d.ref for d in step if d.key not in owned]
+            if new:
+                await inventory.add(new)  # persisted before the apply that may create them
+                owned.update(ref_key(r) for r in new)
         to_send: list[tuple[Desired, Manifest | None]] = []
         for d in step:
             live = self.cache.get(d.key)
@@ -370,11 +377,6 @@ class KubeCluster:
                 to_send.append((d, live))
         if not to_send:
             return ""
-        if not dry_run:
-            new = [d.ref for d, _ in to_send if d.key not in owned]
-            if new:
-                await inventory.add(new)  # persisted before the apply that may create them
-                owned.update(ref_key(r) for r in new)
         unreachable: list[str] = []
 
         async def one(d: Desired, live: Manifest | None) -> None:

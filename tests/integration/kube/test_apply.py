@@ -9,7 +9,16 @@ import pytest
 from gitopsd.kube import APP_LABEL, MANAGED_BY_LABEL
 from gitopsd.models import Health
 
-from .conftest import Env, Kubectl, app_config, configmap, deployment, get_json, namespace
+from .conftest import (
+    Env,
+    Kubectl,
+    app_config,
+    configmap,
+    deployment,
+    eventually,
+    get_json,
+    namespace,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -232,3 +241,49 @@ async def test_immutable_field_reported_or_replaced(env: Env, kubectl: Kubectl) 
     live = await get_json(kubectl, "deployment", "api")
     assert live["metadata"]["uid"] != uid
     assert live["spec"]["selector"]["matchLabels"] == {"app": "api", "v": "2"}
+
+
+async def test_unchanged_objects_missing_from_the_inventory_are_added(env: Env) -> None:
+    app = app_config(namespace="default")
+    await env.cluster.sync(app, [configmap("a")], env.inventory())
+    await env.store.remove_from_inventory("web", await env.inventory().current())  # e.g. state lost
+    again = await env.cluster.sync(app, [configmap("a")], env.inventory())
+    assert again.counts["unchanged"] == 1
+    assert [str(r) for r in await env.inventory().current()] == ["ConfigMap default/a"]
+
+
+async def test_diff_shows_managed_fields_and_masks_secrets(env: Env, kubectl: Kubectl) -> None:
+    app = app_config(namespace="default")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "stringData": {"password": "hunter2-secret"},
+    }
+    manifests = [deployment("api", replicas=2), secret]
+    await env.cluster.sync(app, manifests, env.inventory())
+    assert await env.cluster.diff(app, manifests) == []
+
+    await kubectl("scale", "deployment", "api", "--replicas=5")
+    changed_secret = {**secret, "stringData": {"password": "another-secret-value"}}
+    await eventually(lambda: env.cluster.in_sync(app, manifests) is False)
+    diffs = {
+        str(d.ref): d
+        for d in await env.cluster.diff(
+            app, [deployment("api", replicas=2), changed_secret, configmap("new")]
+        )
+    }
+    assert set(diffs) == {
+        "Deployment.apps default/api",
+        "Secret default/creds",
+        "ConfigMap default/new",
+    }
+    assert "-  replicas: 5" in diffs["Deployment.apps default/api"].diff
+    assert "+  replicas: 2" in diffs["Deployment.apps default/api"].diff
+    assert "managedFields" not in diffs["Deployment.apps default/api"].diff
+    assert "status" not in diffs["Deployment.apps default/api"].diff
+    secret_diff = diffs["Secret default/creds"].diff
+    assert "*** (before)" in secret_diff and "*** (after)" in secret_diff
+    assert "hunter2" not in secret_diff and "another-secret" not in secret_diff
+    assert "aHVudGVy" not in secret_diff  # nor its base64
+    assert not diffs["ConfigMap default/new"].live_exists
