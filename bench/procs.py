@@ -231,19 +231,20 @@ class DaemonProc:
     token: str
     log: Path
     started: float
+    started_wall: float
     client: httpx.Client = field(repr=False)
 
     @classmethod
     def start(cls, config: Path, port: int, token: str, log: Path, env: dict[str, str] | None = None) -> DaemonProc:
         """Start the daemon (returns at once; see :meth:`wait_ready`)."""
         out = log.open("ab")
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         proc = subprocess.Popen(
             [*gitopsd_command(), "run", "-c", str(config)],
             stdout=out, stderr=subprocess.STDOUT, env=env or tool_env(), cwd=config.parent,
         )
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
-        return cls(proc, config, port, token, log, started, client)
+        return cls(proc, config, port, token, log, started, started_wall, client)
 
     @property
     def pid(self) -> int:
