@@ -39,14 +39,21 @@ from gitopsd.systemd import SystemdNotifier
 
 log = structlog.get_logger("gitopsd.daemon")
 
-ClusterPoolFactory = Callable[[Config, PluginManager, Callable[[Event], None]], ClusterPool]
 
 
-def kube_cluster_pool(config: Config, plugins: PluginManager, emit: Callable[[Event], None]) -> ClusterPool:
-    """The real cluster pool (imported lazily: the CLI's ``check`` and ``render`` never need it)."""
+def kube_cluster_pool(
+    config: Config,
+    plugins: PluginManager,
+    emit: Callable[[Event], None],
+    on_request: Callable[[str, str, int | str], None] | None = None,
+) -> ClusterPool:
+    """The real cluster pool (imported lazily: the CLI's ``check`` and ``render`` never need it).
+
+    ``on_request(cluster, verb, code)`` sees every API request (the daemon counts them).
+    """
     from gitopsd.kube import KubeClusterPool
 
-    return KubeClusterPool(config, plugins.hooks, emit)
+    return KubeClusterPool(config, plugins.hooks, emit, on_request=on_request)
 
 
 @dataclass
@@ -62,7 +69,6 @@ class Daemon:
     Args:
         config: The validated config (``config.path`` is what SIGHUP and the watcher reload).
         plugins: The plugin manager.
-        cluster_pool_factory: Makes the cluster pool (default: the Kubernetes one).
         on_ready: Called (and awaited, if it returns an awaitable) once apps are started.
         systemd: The sd_notify sender (default: from ``$NOTIFY_SOCKET``; a no-op outside systemd).
     """
@@ -72,13 +78,11 @@ class Daemon:
         config: Config,
         plugins: PluginManager,
         *,
-        cluster_pool_factory: ClusterPoolFactory = kube_cluster_pool,
         on_ready: Callable[[Daemon], Awaitable[None] | None] | None = None,
         systemd: SystemdNotifier | None = None,
     ):
         self.config = config
         self.plugins = plugins
-        self._pool_factory = cluster_pool_factory
         self._on_ready = on_ready
         self.systemd = systemd if systemd is not None else SystemdNotifier()
         self.metrics = Metrics(apps=self._app_samples)
@@ -131,7 +135,8 @@ class Daemon:
             stack.callback(self.systemd.close)
             self.store = await StateStore.open(self.config.daemon.state_dir)
             stack.push_async_callback(self.store.close)
-            self.pool = await stack.enter_async_context(self._pool_factory(self.config, self.plugins, self.emit))
+            pool = kube_cluster_pool(self.config, self.plugins, self.emit, on_request=self.metrics.kube_request)
+            self.pool = await stack.enter_async_context(pool)
             self.api = ApiServer(self, secrets)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)

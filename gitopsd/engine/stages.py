@@ -94,8 +94,9 @@ async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> li
 def with_app_namespace(app: AppConfig, manifests: list[Manifest]) -> list[Manifest]:
     """Add the app's Namespace unless the manifests define it.
 
-    It is marked ``gitopsd.dev/prune: disabled``: deleting a namespace deletes everything in
-    it, so gitopsd creates it but never prunes it.
+    It is marked ``gitopsd.dev/prune: disabled`` (deleting a namespace deletes everything in
+    it, so gitopsd creates it but never prunes it) and ``gitopsd.dev/shared: "true"`` (apps
+    sharing a namespace all apply the same object; none of them owns it).
     """
     for m in manifests:
         if m.get("kind") == "Namespace" and (m.get("metadata") or {}).get("name") == app.namespace:
@@ -103,7 +104,10 @@ def with_app_namespace(app: AppConfig, manifests: list[Manifest]) -> list[Manife
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": app.namespace, "annotations": {"gitopsd.dev/prune": "disabled"}},
+        "metadata": {
+            "name": app.namespace,
+            "annotations": {"gitopsd.dev/prune": "disabled", "gitopsd.dev/shared": "true"},
+        },
     }
     return [namespace, *manifests]
 

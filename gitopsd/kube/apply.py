@@ -57,6 +57,12 @@ class Desired:
         return ObjectRef.from_manifest(self.obj)
 
 
+SHARED_ANNOTATION = "gitopsd.dev/shared"
+"""``"true"`` on an object several apps apply identically (the namespace gitopsd creates for
+them): it gets no ownership label, so apps do not take it from each other and prune never
+deletes it."""
+
+
 def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     """A copy of ``manifest`` ready to apply: namespace, labels, no read-only metadata or status."""
     obj = copy.deepcopy(manifest)
@@ -69,8 +75,10 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
             meta["namespace"] = app.namespace
     else:
         meta.pop("namespace", None)
-    labels = meta.get("labels") or {}
-    meta["labels"] = {**labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE, APP_LABEL: app.name}
+    labels = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    if (meta.get("annotations") or {}).get(SHARED_ANNOTATION) != "true":
+        labels[APP_LABEL] = app.name
+    meta["labels"] = labels
     return obj
 
 

@@ -199,3 +199,28 @@ async def test_sigterm_stops_the_daemon_cleanly(tmp_path: Path, sandbox: Sandbox
     log = log_path.read_text()
     assert code == 0, log
     assert "gitopsd stopped" in log
+
+
+async def test_apps_sharing_a_namespace_do_not_fight_over_it(tmp_path: Path, sandbox: Sandbox) -> None:
+    config_path = write_config(tmp_path, tmp_path / "kubeconfig", {})
+    for name, manifests in (("first", DEPLOYMENT), ("second", DEPLOYMENT.replace("name: web", "name: api").replace("name: settings", "name: api-settings"))):
+        directory = manifests_dir(tmp_path, name, manifests)
+        config_path.write_text(config_path.read_text() + textwrap.dedent(f"""
+            [apps.{name}]
+            cluster = "sandbox"
+            namespace = "shared"
+            source = {{ type = "local", path = "{directory}" }}
+            prune = true
+            """))
+    config = load_config(config_path, PluginManager(builtins_only=True).types)
+
+    async def body(daemon: Daemon) -> None:
+        await wait_for(lambda: synced(daemon, "first", "second"))
+        settled = {n: r.runner.status.reconciles for n, r in daemon.apps.items()}
+        await anyio.sleep(1.0)  # a drift ping-pong would reconcile many times a second
+        assert {n: r.runner.status.reconciles for n, r in daemon.apps.items()} == settled
+        async with api(sandbox) as client:
+            namespace = (await client.get("/api/v1/namespaces/shared")).json()
+        assert "gitopsd.dev/app" not in namespace["metadata"].get("labels", {})
+
+    await run_daemon(config, body)
