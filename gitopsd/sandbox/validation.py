@@ -84,6 +84,20 @@ def _go_map(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+MAX_DATA_BYTES = 1024 * 1024
+"""ConfigMaps and Secrets hold at most 1 MiB of data, as the real API server enforces."""
+
+
+def _data_size_causes(obj: dict[str, Any]) -> list[Cause]:
+    size = 0
+    for field in ("data", "binaryData", "stringData"):
+        for key, value in (obj.get(field) or {}).items():
+            size += len(str(key)) + len(str(value))
+    if size > MAX_DATA_BYTES:
+        return [("FieldValueTooLong", "", f"Too long: must have at most {MAX_DATA_BYTES} bytes")]
+    return []
+
+
 def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     """Raise 422 Invalid for a bad object (``old`` is the stored object on update)."""
     meta = obj.get("metadata") or {}
@@ -129,6 +143,8 @@ def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) 
                                "Invalid value: field is immutable"))
             if old_spec.get("selector") != spec.get("selector"):
                 causes.append(("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable"))
+    elif rt.kind in ("ConfigMap", "Secret"):
+        causes += _data_size_causes(obj)
     elif rt.kind == "CronJob":
         if not spec.get("schedule"):
             causes.append(("FieldValueRequired", "spec.schedule", "Required value"))

@@ -26,8 +26,13 @@ class LocalOptions(Options):
 
 
 def tree_digest(root: Path) -> str:
-    """sha256 over every file's relative path, mode bit and content, in sorted order."""
+    """sha256 over every file's relative path, mode bit and content, in sorted order.
+
+    A symlink pointing outside ``root`` is refused: renderers would read (and apply) files
+    the source was never meant to expose.
+    """
     digest = hashlib.sha256()
+    root_real = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != ".git")
         for name in sorted(filenames):
@@ -35,6 +40,11 @@ def tree_digest(root: Path) -> str:
             rel = full.relative_to(root).as_posix()
             digest.update(rel.encode() + b"\0")
             if full.is_symlink():
+                target = full.resolve()
+                if target != root_real and root_real not in target.parents:
+                    raise SourceError(
+                        f"local source: {rel} is a symlink to {os.readlink(full)}, outside {root}", reason="UnsafeSymlink"
+                    )
                 digest.update(b"L" + os.readlink(full).encode())
             else:
                 digest.update(b"X" if os.access(full, os.X_OK) else b"F")

@@ -54,3 +54,16 @@ async def test_a_change_is_reported_within_a_second(tmp_path: Path) -> None:
         with anyio.fail_after(1.5):
             await seen.wait()
         tg.cancel_scope.cancel()
+
+
+async def test_a_symlink_out_of_the_directory_is_refused(tmp_path: Path) -> None:
+    from gitopsd.errors import SourceError
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "secret.yaml").write_text("x: 1\n")
+    (tmp_path / "m" / "inside.yaml").write_text("x: 1\n")
+    (tmp_path / "m" / "alias.yaml").symlink_to(tmp_path / "m" / "inside.yaml")  # inside: fine
+    assert (await source(tmp_path).latest_revision()).startswith("sha256:")
+    (tmp_path / "m" / "leak.yaml").symlink_to(tmp_path / "secret.yaml")
+    with pytest.raises(SourceError, match=r"leak\.yaml is a symlink to .*secret\.yaml, outside"):
+        await source(tmp_path).latest_revision()
