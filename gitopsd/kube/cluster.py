@@ -381,7 +381,12 @@ class KubeCluster:
 
         async def one(d: Desired, live: Manifest | None) -> None:
             try:
-                results[d.key] = await self.applier.apply(app, d, live, dry_run=dry_run)
+                result = await self.applier.apply(app, d, live, dry_run=dry_run)
+                if dry_run and result.action == "failed" and _namespace_created_first(d, results):
+                    # A dry run persists nothing, so the namespace an earlier step "created"
+                    # is not there: the object would be created inside it.
+                    result = ObjectResult(d.ref, "created", Health.PROGRESSING, "dry run: in a namespace this sync creates")
+                results[d.key] = result
             except Unreachable as exc:
                 unreachable.append(str(exc))
                 results[d.key] = ObjectResult(
@@ -575,3 +580,12 @@ class KubeCluster:
     def untrack(self, app_name: str) -> None:
         """See :meth:`gitopsd.engine.applier.Cluster.untrack`."""
         self.drift.untrack(app_name)
+
+
+def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:
+    """True when ``d``'s namespace is a Namespace this same sync creates (earlier step)."""
+    namespace = str(d.obj["metadata"].get("namespace") or "")
+    return bool(namespace) and any(
+        r.ref.kind == "Namespace" and r.ref.group == "" and r.ref.name == namespace and r.action == "created"
+        for r in results.values()
+    )
