@@ -691,7 +691,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["profile_cold"] = hot_spots(workdir / "profile-cold.txt")
             log(f"cold converge: {result['cold_converge']}")
             result["live_objects"] = verify_live(sandbox, repo.specs)
-            if result["cold_converge"]["seconds"] is not None:
+            if result["cold_converge"]["seconds"] is not None and not args.cold_only:
                 result["noop_round"] = noop_round(daemon, sandbox, git_log, interval)
                 log(f"no-op round: {result['noop_round']}")
                 result["drift"] = drift_samples(daemon, sandbox, repo.specs, args.drift_samples)
@@ -749,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for the cold converge")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-daemon", action="store_true")
+    p.add_argument("--cold-only", action="store_true", help="gitopsd: only the cold converge (profiling)")
     p.add_argument("--workdir", help="keep everything here (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="do not delete the work directory")
     p.add_argument("--out", default=str(RESULTS), help="results directory")
