@@ -130,6 +130,19 @@ class _Repo:
     refs_at: float = 0.0
     ls_remote_count: int = 0
     fetch_count: int = 0
+    # Facts about commits that never change once known: every app of the repository reuses
+    # them, so a new revision costs a few git commands in all, not a few per app.
+    commits: set[str] = field(default_factory=set)
+    root_trees: dict[str, str] = field(default_factory=dict)
+
+    def remember(self, sha: str, root_tree: str | None = None) -> None:
+        """Record that ``sha`` is in the mirror (and its root tree); bounded."""
+        if len(self.commits) > 4096:
+            self.commits.clear()
+            self.root_trees.clear()
+        self.commits.add(sha)
+        if root_tree is not None:
+            self.root_trees[sha] = root_tree
 
 
 def parse_ls_remote(text: str) -> dict[str, str]:
@@ -282,10 +295,13 @@ class GitSource(gitopsd.Source):
         return await self._artifact(revision, sha)
 
     async def _has_commit(self, sha: str) -> bool:
+        if sha in self._repo.commits:
+            return True
         try:
             await self.runner()("cat-file", "-e", f"{sha}^{{commit}}", cwd=self._repo.mirror, what="git cat-file")
         except SourceError:
             return False
+        self._repo.remember(sha)
         return True
 
     async def _fetch_into_mirror(self, name: str | None, sha: str) -> None:
@@ -359,33 +375,49 @@ class GitSource(gitopsd.Source):
 
     async def _artifact(self, revision: str, sha: str) -> Artifact:
         git = self.runner()
-        mirror = self._repo.mirror
+        repo = self._repo
         path = self.options.path
-        spec = f"{sha}^{{tree}}" if path == "." else f"{sha}:{path}"
-        try:
-            kind = (await git("cat-file", "-t", spec, cwd=mirror, what="git cat-file")).stdout.decode().strip()
-        except SourceError:
-            kind = ""
-        if kind != "tree":
-            what = "is not a directory" if kind else "does not exist"
-            raise SourceError(
-                f"git {self.options.url}: path {path!r} {what} at {revision}", reason="PathNotFound"
-            )
-        root_tree = (await git("rev-parse", f"{sha}^{{tree}}", cwd=mirror, what="git rev-parse")).stdout.decode().strip()
+        root_tree = repo.root_trees.get(sha)
+        if root_tree is None:
+            out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
+            root_tree = out.stdout.decode().strip()
+            repo.remember(sha, root_tree)
         trees = self.ctx.cache_dir("git-trees")
         dest = trees / root_tree
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
         async with lock:
             if not dest.is_dir():
-                archive = await git("archive", "--format=tar", root_tree, cwd=mirror, what="git archive")
+                archive = await git("archive", "--format=tar", root_tree, cwd=repo.mirror, what="git archive")
                 await anyio.to_thread.run_sync(
                     lambda: extract_tar(
                         archive.stdout, dest, where=f"git {self.options.url} at {revision}",
                         max_bytes=self.options.max_size,
                     )
                 )
+        # The path is looked up in the extracted tree (shared by every app), as git would:
+        # a symlink is not a directory, and is not followed on the way.
+        kind = _tree_kind(dest, path)
+        if kind != "tree":
+            what = "is not a directory" if kind else "does not exist"
+            raise SourceError(
+                f"git {self.options.url}: path {path!r} {what} at {revision}", reason="PathNotFound"
+            )
         digest = "sha256:" + hashlib.sha256(f"git-tree:{root_tree}:{path}".encode()).hexdigest()
         return Artifact(path=dest if path == "." else dest / path, revision=revision, digest=digest, url=self.options.url)
+
+
+def _tree_kind(root: Path, path: str) -> str:
+    """``tree``, ``blob`` or ``""`` (missing) for ``path`` in an extracted tree, without following symlinks."""
+    current = root
+    for part in [p for p in path.split("/") if p not in ("", ".")]:
+        if not current.is_dir() or current.is_symlink():
+            return ""
+        current = current / part
+        if current.is_symlink():
+            return "blob"
+        if not current.exists():
+            return ""
+    return "tree" if current.is_dir() else "blob"
 
 
 async def _gpg_import(keyring: Path, env: dict[str, str], limit: float) -> None:
