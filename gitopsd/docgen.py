@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +51,33 @@ def _default(field: FieldInfo) -> str:
     return f"`{value!r}`"
 
 
+def _type_name(annotation: Any) -> str:
+    """A reader's name for a type: ``duration``, ``list[str]``, ``Path or None``, ..."""
+    metadata = getattr(annotation, "__metadata__", ())
+    for item in metadata:
+        func = getattr(item, "func", None)
+        if func is cfg.parse_duration:
+            return "duration"
+        if func is not None and "range" in func.__name__:
+            return "semver range"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if metadata:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " \\| ".join(repr(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def _type(field: FieldInfo) -> str:
-    if any(getattr(m, "func", None) is cfg.parse_duration for m in field.metadata) or "parse_duration" in str(field.annotation):
-        return "duration" if "Optional" not in str(field.annotation) else "duration or None"
-    text = str(field.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
-    return text.replace("gitopsd.config.", "").replace("NoneType", "None")
+    if field.metadata:  # pydantic moves Annotated metadata (validators) onto the field
+        return _type_name(typing.Annotated[(field.annotation, *field.metadata)])
+    return _type_name(field.annotation)
 
 
 def _table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
@@ -62,7 +86,7 @@ def _table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[str]:  
         if name in skip:
             continue
         description = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {_type(field).replace('|', 'or')} | {_default(field)} | {description} |")
+        rows.append(f"| `{name}` | {_type(field)} | {_default(field)} | {description} |")
     return rows
 
 

@@ -63,6 +63,11 @@ them): it gets no ownership label, so apps do not take it from each other and pr
 deletes it."""
 
 
+def is_shared(obj: Manifest) -> bool:
+    """Whether ``obj`` is a shared object (see :data:`SHARED_ANNOTATION`): applied, never owned."""
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(SHARED_ANNOTATION) == "true"
+
+
 def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     """A copy of ``manifest`` ready to apply: namespace, labels, no read-only metadata or status."""
     obj = copy.deepcopy(manifest)
@@ -76,7 +81,7 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     else:
         meta.pop("namespace", None)
     labels = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-    if (meta.get("annotations") or {}).get(SHARED_ANNOTATION) != "true":
+    if not is_shared(obj):
         labels[APP_LABEL] = app.name
     meta["labels"] = labels
     return obj

@@ -28,7 +28,7 @@ from gitopsd.config import AppConfig, ClusterConfig
 from gitopsd.engine.applier import DriftCallback, Inventory, ObjectDiff
 from gitopsd.errors import ApplyError
 from gitopsd.events import ClusterReachable, ClusterUnreachable, Event
-from gitopsd.kube.apply import Applier, Desired, prepare
+from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
 from gitopsd.kube.cache import Key, LiveCache, key_of
 from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
 from gitopsd.kube.diff import object_diff
@@ -364,7 +364,7 @@ class KubeCluster:
         if not dry_run:
             # Everything the render holds is the app's, sent or not (an unchanged object may be
             # missing from a lost or older inventory, and must stay prunable).
-            new = [d.ref for d in step if d.key not in owned]
+            new = [d.ref for d in step if d.key not in owned and not is_shared(d.obj)]
             if new:
                 await inventory.add(new)  # persisted before the apply that may create them
                 owned.update(ref_key(r) for r in new)
