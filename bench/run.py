@@ -521,10 +521,10 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     noop = result.get("noop_round") or {}
     per = noop.get("daemon_cpu_per_interval_s")
     if per is not None and bnoop.get("cpu_s"):
-        out["noop_cpu_ratio"] = round(bnoop["cpu_s"] / per, 1) if per > 0 else float("inf")
+        out["noop_cpu_ratio"] = round(bnoop["cpu_s"] / per, 1) if per > 0 else None
     if noop.get("requests_total") is not None and bnoop.get("requests_total"):
         per_req = noop["requests_total"] / 2
-        out["noop_request_ratio"] = round(bnoop["requests_total"] / per_req, 1) if per_req else float("inf")
+        out["noop_request_ratio"] = round(bnoop["requests_total"] / per_req, 1) if per_req else "all avoided"
     return out
 
 
