@@ -569,6 +569,11 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _x(value: Any) -> str:
+    """A ratio for the table: ``12.5x``, or the value as it is when it is not a number."""
+    return f"{value}x" if isinstance(value, int | float) else str(value or "-")
+
+
 def markdown(result: dict[str, Any]) -> str:
     """One size's results as markdown."""
     m = result["machine"]
@@ -596,7 +601,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| {result.get('ratios', {}).get('noop_cpu_ratio')}x |",
         f"| no-op round wall | - (background) | {bnoop.get('seconds')} s | |",
         f"| no-op API requests | {noop.get('requests_total')} over 2 intervals {noop.get('requests_by_verb')} "
-        f"| {bnoop.get('requests_total')} per round {bnoop.get('requests_by_verb')} | {result.get('ratios', {}).get('noop_request_ratio')}x |",
+        f"| {bnoop.get('requests_total')} per round {bnoop.get('requests_by_verb')} | {_x(result.get('ratios', {}).get('noop_request_ratio'))} |",
         f"| no-op writes | {noop.get('writes')} | {bnoop.get('writes')} (SSA no-op patches) | |",
         f"| no-op git commands | {noop.get('git_commands')} | 1 pull (fetch+merge) | |",
         f"| drift p50 / p95 | {drift.get('p50_s')} / {drift.get('p95_s')} s ({drift.get('samples')} samples, "
