@@ -16,7 +16,7 @@ from gitopsd.config import AppConfig, Config
 from gitopsd.engine import stages
 from gitopsd.engine.applier import Cluster
 from gitopsd.engine.stages import Workspace
-from gitopsd.engine.triggers import Trigger, Wake, jittered
+from gitopsd.engine.triggers import Trigger, Wake, aligned
 from gitopsd.errors import ApplyError, GitopsdError, RenderError, SourceError
 from gitopsd.events import Event
 from gitopsd.interfaces import Source
@@ -154,7 +154,10 @@ class AppRunner:
         interval = self.config.interval(self.app)
         if self._failures:
             return min(interval, RETRY_MIN * 2 ** (self._failures - 1))
-        return jittered(interval, self.config.daemon.interval_jitter)
+        # Aligned per source rather than random: every app of a repository polls at the same
+        # instants, and the source's shared poll serves them all (bench: 3 -> 1 ls-remote per
+        # interval at 1000 apps on one repository).
+        return aligned(interval, self.config.daemon.interval_jitter, self.source.url or self.app.name)
 
     def on_drift(self, refs: list[ObjectRef]) -> None:
         """Called by the cluster's live cache when tracked objects stop matching."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import time
+import zlib
 from dataclasses import dataclass
 
 import anyio
@@ -50,6 +50,20 @@ class Trigger:
         return wake
 
 
-def jittered(interval: float, jitter: float) -> float:
-    """``interval`` plus up to ``jitter`` of it at random, so apps sharing an interval spread out."""
-    return interval * (1 + random.random() * jitter)
+def aligned(interval: float, jitter: float, key: str, now: float | None = None) -> float:
+    """Seconds until the next interval poll of an app whose source is ``key``.
+
+    Polls fall on fixed instants, ``k * interval + phase``; the phase (up to ``jitter`` of
+    the interval) is derived from ``key``. Apps reading the same source therefore poll
+    together, so one shared poll (one ``git ls-remote`` per repository) serves them all,
+    while different sources stay spread out. At least half an interval separates two polls
+    of one app.
+    """
+    if interval <= 0:
+        return 0.0
+    now = time.time() if now is None else now
+    phase = (zlib.crc32(key.encode()) % 10_000) / 10_000 * jitter * interval
+    delay = interval - ((now - phase) % interval)
+    if delay < interval / 2:
+        delay += interval
+    return delay
