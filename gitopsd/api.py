@@ -12,7 +12,8 @@ Routes (JSON unless noted):
   configured token they are refused (403), never open. ``rollback`` takes
   ``{"revision": "..."}``, a revision from the app's history (a unique prefix will do).
 - ``POST /hooks/github | gitlab | gitea``: push webhooks (see :mod:`gitopsd.webhooks`);
-  404 when the provider has no secret configured.
+  404 when the provider has no secret configured. The apps whose files the push changed
+  are refreshed at once, the other apps of the repository a second later.
 
 Bodies over ``daemon.max_body_bytes`` get 413; unknown apps and routes 404 with
 ``{"error": "..."}``. Secrets never appear in responses or logs.
@@ -20,6 +21,7 @@ Bodies over ``daemon.max_body_bytes`` get 413; unknown apps and routes 404 with
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("gitopsd.api")
 
 HISTORY_SHOWN = 20
+TOUCHED_FIRST_DELAY = 1.0
+"""Seconds between refreshing the apps a push touched and the other apps of its repository."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -358,14 +362,27 @@ class ApiServer:
             for name, r in self.daemon.apps.items()
         ]
         matched = webhooks.match_apps(sources, push)
-        for name in matched:
+        # The apps whose files changed go first; the other apps of the repository follow a
+        # moment later, so a push to one app of a big repository is not queued behind all.
+        paths = {name: str(getattr(self.daemon.apps[name].runner.source.options, "path", "") or "") for name in matched}
+        touched, rest = webhooks.touched_first(paths, push)
+        for name in touched:
             self.daemon.apps[name].runner.trigger.fire("webhook")
+        if rest:
+            asyncio.get_running_loop().call_later(TOUCHED_FIRST_DELAY, self._fire_later, rest)
         metrics.webhook(provider, "matched" if matched else "ignored")
         log.info("push webhook", provider=provider, delivery=delivery, ref=push.ref, refreshed=matched)
         return web.json_response(
             {"status": "accepted" if matched else "ignored", "ref": push.ref, "refreshed": matched, "received": time.time()},
             status=202,
         )
+
+
+    def _fire_later(self, names: list[str]) -> None:
+        for name in names:
+            running = self.daemon.apps.get(name)
+            if running is not None and not self.daemon.stopping.is_set():
+                running.runner.trigger.fire("webhook")
 
 
 class _NotFound(Exception):

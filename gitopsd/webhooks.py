@@ -77,6 +77,9 @@ class Push:
     ref: str  # full ref: refs/heads/main, refs/tags/v1
     default_branch: str = ""
     after: str = ""
+    # Files the push added, modified or removed (empty when the payload does not say, or
+    # when GitHub truncated its commit list): used to refresh the apps they touch first.
+    paths: tuple[str, ...] = ()
 
     @property
     def branch(self) -> str:
@@ -156,7 +159,50 @@ def parse_push(provider: str, body: bytes) -> Push:
     if not urls:
         raise WebhookError(400, "payload names no repository URL")
     default_branch = _get(repo, "default_branch") if isinstance(repo, dict) else ""
-    return Push(provider, urls, ref, default_branch, str(payload.get("after") or ""))
+    return Push(provider, urls, ref, default_branch, str(payload.get("after") or ""), _changed_paths(payload))
+
+
+MAX_COMMITS_LISTED = 20
+"""GitHub lists at most 20 commits in a push payload; a full list may be truncated."""
+
+
+def _changed_paths(payload: dict[str, Any]) -> tuple[str, ...]:
+    """Every file the payload's commits added, modified or removed; () when unknown."""
+    commits = payload.get("commits")
+    if not isinstance(commits, list) or not commits or len(commits) >= MAX_COMMITS_LISTED:
+        return ()
+    total = payload.get("total_commits_count")  # GitLab says how many there were
+    if isinstance(total, int) and total > len(commits):
+        return ()
+    paths: list[str] = []
+    for commit in commits:
+        if not isinstance(commit, dict):
+            return ()
+        for key in ("added", "modified", "removed"):
+            files = commit.get(key) or []
+            if not isinstance(files, list):
+                return ()
+            paths.extend(f for f in files if isinstance(f, str))
+    return tuple(dict.fromkeys(paths))
+
+
+def touched_first(apps: Mapping[str, str], push: Push) -> tuple[list[str], list[str]]:
+    """Split matched apps (name -> path in the repository) into (touched by the push, the rest).
+
+    An app is touched when a changed file lies under its path. The rest may still depend on
+    the change (a Kustomize overlay reading ``../base``), so they are refreshed too, just
+    after. Without a list of changed files, every app counts as touched.
+    """
+    if not push.paths:
+        return sorted(apps), []
+    touched, rest = [], []
+    for name, path in sorted(apps.items()):
+        prefix = path.strip("/")
+        if prefix in ("", ".") or any(p == prefix or p.startswith(prefix + "/") for p in push.paths):
+            touched.append(name)
+        else:
+            rest.append(name)
+    return touched, rest
 
 
 def _get(mapping: Any, key: str) -> str:
