@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -43,14 +43,15 @@ _READ_ONLY_META = (
 
 @dataclass(frozen=True, slots=True)
 class Desired:
-    """A prepared object and where it is served."""
+    """A prepared object and where it is served (``obj`` is not changed after this is made)."""
 
     obj: Manifest
     resource: Resource
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return key_of(self.obj)
+    def __post_init__(self) -> None:
+        # Computed once: health waits look keys up on every change of the live cache.
+        object.__setattr__(self, "key", key_of(self.obj))
 
     @property
     def ref(self) -> ObjectRef:
@@ -73,8 +74,8 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     obj = copy.deepcopy(manifest)
     obj.pop("status", None)
     meta = obj.setdefault("metadata", {})
-    for field in _READ_ONLY_META:
-        meta.pop(field, None)
+    for read_only in _READ_ONLY_META:
+        meta.pop(read_only, None)
     if resource.namespaced:
         if not meta.get("namespace"):
             meta["namespace"] = app.namespace

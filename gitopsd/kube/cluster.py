@@ -429,8 +429,17 @@ class KubeCluster:
         self, step: Step, desired: list[Desired], results: dict[Key, ObjectResult], deadline: float
     ) -> str:
         """Wait until ``desired`` are healthy; updates results' health; the failure message, or ""."""
+        seen: dict[Key, tuple[Manifest | None, str]] = {}
+        statuses: dict[Key, HealthStatus] = {}
         while True:
-            statuses = {d.key: self._object_health(self.cache.get(d.key)) for d in desired}
+            # Every change in the cluster wakes every waiter: recompute only what changed.
+            for d in desired:
+                live = self.cache.get(d.key)
+                version = (live or {}).get("metadata", {}).get("resourceVersion", "")
+                last = seen.get(d.key)
+                if last is None or last[0] is not live or last[1] != version:
+                    seen[d.key] = (live, version)
+                    statuses[d.key] = self._object_health(live)
             for d in desired:
                 old = results.get(d.key)
                 if old is not None and old.action != "failed":
