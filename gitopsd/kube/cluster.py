@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
@@ -38,8 +39,10 @@ from gitopsd.kube.health import HealthHook, object_health
 from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
 from gitopsd.kube.prune import Pruner, ref_key
-from gitopsd.kube.tunnel import Tunnel
 from gitopsd.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
+
+if TYPE_CHECKING:
+    from gitopsd.kube.tunnel import Tunnel
 
 log = structlog.get_logger("gitopsd.kube")
 
@@ -95,6 +98,8 @@ class KubeCluster:
             raise ApplyError(
                 f"cluster {self.name}: kubeconfig server {self.client.server!r} has no host"
             )
+        from gitopsd.kube.tunnel import Tunnel  # asyncssh (~14 MiB) only for clusters behind SSH
+
         self.tunnel = Tunnel(
             self.name, self.config.ssh, parts.hostname, parts.port or 443, on_state=self._on_tunnel
         )
