@@ -143,3 +143,16 @@ def test_wheel_has_exactly_the_two_import_packages(tmp_path: Path) -> None:
         entry_points = z.read(next(n for n in z.namelist() if n.endswith("entry_points.txt"))).decode()
     assert top == {"gitopsd", "gitopsd_plugins"}
     assert "[gitopsd]" in entry_points and "local = gitopsd_plugins.local" in entry_points
+
+
+def test_trace_logs_every_hook_call_with_its_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    import structlog
+
+    monkeypatch.setenv("GITOPSD_TRACE_PLUGINS", "1")
+    with structlog.testing.capture_logs() as logs:
+        pm = PluginManager(builtins_only=True)
+        pm.hooks.health({"kind": "Widget"})
+    calls = [entry for entry in logs if entry["event"] == "hook call"]
+    assert {c["hook"] for c in calls} >= {"gitopsd_source_types", "gitopsd_renderer_types", "gitopsd_health"}
+    assert all(isinstance(c["ms"], float) and c["ms"] >= 0 for c in calls)
+    assert "local" in next(c for c in calls if c["hook"] == "gitopsd_source_types")["plugins"]
