@@ -15,6 +15,8 @@ import anyio
 
 from gitopsd.config import load_config
 from gitopsd.engine.daemon import Daemon
+from gitopsd.events import Event
+from gitopsd.hookspecs import hookimpl
 from gitopsd.logs import configure_logging
 from gitopsd.plugins import PluginManager
 from gitopsd.sandbox import Sandbox
@@ -22,6 +24,17 @@ from gitopsd.sandbox import Sandbox
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "demo.toml"
 DEMO_DIR = ROOT / ".demo"
+
+
+class _PrintEvents:
+    """The demo's own plugin, registered like any other: one readable line per event."""
+
+    @hookimpl
+    def gitopsd_event(self, event: Event) -> None:
+        if event.name in ("revision-detected", "sync-started"):
+            return
+        where = event.app or "gitopsd"
+        print(f"{event.time:%H:%M:%S} {event.severity:<7} {where}: {event.name}: {event.message}", flush=True)
 
 
 def _table(daemon: Daemon) -> str:
@@ -60,9 +73,9 @@ async def _show_status(daemon: Daemon, kubeconfig: Path) -> None:
 async def main() -> None:
     DEMO_DIR.mkdir(exist_ok=True)
     kubeconfig = DEMO_DIR / "sandbox.kubeconfig"
-    plugins = PluginManager()
+    plugins = PluginManager(plugins=[_PrintEvents()])
     config = load_config(CONFIG, plugins.types)
-    configure_logging("console", "warning")
+    configure_logging("console", "critical")  # events are printed by _PrintEvents
     async with Sandbox(tls=True, rollout_delay=1.0) as sandbox:
         sandbox.write_kubeconfig(kubeconfig)
         print(f"Kubernetes API sandbox at {sandbox.url} (kubeconfig: {kubeconfig})", flush=True)

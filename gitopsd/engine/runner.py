@@ -108,6 +108,7 @@ class AppRunner:
         self._manifests_revision = ""
         self._drifted: list[ObjectRef] = []
         self._drift_reported = False
+        self._health_degraded = False  # a health-degraded event was sent and not yet recovered
         self._last_seen_revision = ""
         self._failures = 0
 
@@ -274,7 +275,6 @@ class AppRunner:
         self.cluster.track(self.app, manifests, self.on_drift)
 
     def _report(self, result: SyncResult, revision: str, drift_fix: bool) -> None:
-        previous_health = self.status.health
         self.status.health = result.health
         self.status.sync = SyncStatus.SYNCED if result.ok else SyncStatus.OUT_OF_SYNC
         self.status.last_sync_time = datetime.now(UTC)
@@ -295,10 +295,12 @@ class AppRunner:
             self._event(ev.DriftCorrected, revision=revision, reason="SelfHeal", message=result.message, data=data)
         elif result.count("created") or result.count("changed") or result.count("pruned") or revision != self.status.revision:
             self._event(ev.SyncSucceeded, revision=revision, message=result.message, data=data)
-        bad = {Health.DEGRADED, Health.MISSING, Health.UNKNOWN}
-        if result.health in bad and previous_health not in bad:
+        # One event per transition: degraded once, recovered once after it.
+        if result.health in (Health.DEGRADED, Health.MISSING, Health.UNKNOWN) and not self._health_degraded:
+            self._health_degraded = True
             self._event(ev.HealthDegraded, revision=revision, reason=str(result.health), message=result.message, data=data)
-        elif result.health == Health.HEALTHY and previous_health in bad:
+        elif result.health == Health.HEALTHY and self._health_degraded:
+            self._health_degraded = False
             self._event(ev.HealthRecovered, revision=revision, message=f"{self.app.name} is healthy again")
 
     def _record_failure(self, exc: GitopsdError) -> None:

@@ -16,6 +16,7 @@ object fails with them.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,19 +89,25 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     return obj
 
 
+_CONFLICT_WITH = re.compile(r'conflict with "(?P<manager>[^"]+)"(?: with subresource "(?P<sub>[^"]+)")?')
+
+
+def _cause_type(cause: dict[str, Any]) -> str:
+    # StatusCause's Go field Type is serialised as "reason"; accept "type" as well.
+    return str(cause.get("reason") or cause.get("type") or "")
+
+
 def conflict_summary(error: ApiError) -> str:
     """``kubectl: .spec.replicas, .data.x`` from a FieldManagerConflict Status."""
     causes = error.details.get("causes") or []
     by_manager: dict[str, list[str]] = {}
     for cause in causes:
-        if cause.get("type") != "FieldManagerConflict":
+        if _cause_type(cause) != "FieldManagerConflict":
             continue
-        manager = (
-            str(cause.get("message", ""))
-            .removeprefix("conflict with ")
-            .split(" using ")[0]
-            .strip('"')
-        )
+        match = _CONFLICT_WITH.search(str(cause.get("message", "")))
+        if match is None:
+            continue
+        manager = match["manager"] + (f" (subresource {match['sub']})" if match["sub"] else "")
         by_manager.setdefault(manager, []).append(str(cause.get("field", "")))
     if not by_manager:
         return error.message
@@ -110,7 +117,7 @@ def conflict_summary(error: ApiError) -> str:
 def _is_conflict(error: ApiError) -> bool:
     causes = error.details.get("causes") or []
     return error.status == 409 and (
-        any(c.get("type") == "FieldManagerConflict" for c in causes)
+        any(_cause_type(c) == "FieldManagerConflict" for c in causes)
         or "Apply failed with" in error.message
     )
 

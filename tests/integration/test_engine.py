@@ -15,6 +15,8 @@ import pytest
 
 from gitopsd.config import Config, load_config
 from gitopsd.engine.daemon import Daemon
+from gitopsd.events import Event
+from gitopsd.hookspecs import hookimpl
 from gitopsd.models import SyncStatus
 from gitopsd.plugins import PluginManager
 from gitopsd.sandbox import Sandbox
@@ -106,8 +108,22 @@ def synced(daemon: Daemon, *names: str) -> bool:
     )
 
 
-async def run_daemon(config: Config, body: Callable[[Daemon], object]) -> None:
-    daemon = Daemon(config, PluginManager(builtins_only=True))
+class Recorder:
+    """Records every event, through the same hook any plugin would use."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    @hookimpl
+    def gitopsd_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def names(self, app: str) -> list[str]:
+        return [e.name for e in self.events if e.app == app]
+
+
+async def run_daemon(config: Config, body: Callable[[Daemon], object], recorder: Recorder | None = None) -> None:
+    daemon = Daemon(config, PluginManager(builtins_only=True, plugins=[recorder] if recorder else []))
     async with anyio.create_task_group() as tg:
         tg.start_soon(daemon.run)
         await daemon.ready.wait()
@@ -224,3 +240,23 @@ async def test_apps_sharing_a_namespace_do_not_fight_over_it(tmp_path: Path, san
         assert "gitopsd.dev/app" not in namespace["metadata"].get("labels", {})
 
     await run_daemon(config, body)
+
+
+async def test_health_events_once_per_transition(tmp_path: Path, sandbox: Sandbox) -> None:
+    directory = manifests_dir(tmp_path, "m", DEPLOYMENT)
+    config = load_config(write_config(tmp_path, tmp_path / "kubeconfig", {"web": str(directory)}), PluginManager(builtins_only=True).types)
+    config = config.model_copy(update={"apps": {"web": config.apps["web"].model_copy(update={"timeout": 3.0})}})
+    recorder = Recorder()
+
+    async def body(daemon: Daemon) -> None:
+        await wait_for(lambda: synced(daemon, "web"))
+        assert recorder.names("web") == ["revision-detected", "sync-started", "sync-succeeded"]
+        (directory / "app.yaml").write_text(DEPLOYMENT.replace("image: nginx:1.27", "image: nginx:fail"))
+        await wait_for(lambda: "health-degraded" in recorder.names("web"))
+        (directory / "app.yaml").write_text(DEPLOYMENT)
+        await wait_for(lambda: "health-recovered" in recorder.names("web"))
+        names = recorder.names("web")
+        assert names.count("health-degraded") == 1 and names.count("health-recovered") == 1
+        assert names.index("health-degraded") < names.index("health-recovered")
+
+    await run_daemon(config, body, recorder)

@@ -27,7 +27,7 @@ async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Kube
     assert not refused.ok
     (obj,) = refused.objects
     assert obj.action == "failed"
-    assert "kubectl" in obj.message and ".data.key" in obj.message
+    assert obj.message == "conflict with another field manager: kubectl: .data.key"
     assert (await get_json(kubectl, "configmap", "shared"))["data"]["key"] == "from-kubectl"
 
     forcing = app_config(namespace="default")  # force_conflicts defaults to true
@@ -35,7 +35,7 @@ async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Kube
     assert taken.ok, taken.message
     (obj,) = taken.objects
     assert obj.action == "changed"
-    assert "kubectl" in obj.message and ".data.key" in obj.message
+    assert obj.message == "took over fields from kubectl: .data.key"
     live = await get_json(kubectl, "configmap", "shared", "--show-managed-fields")
     assert live["data"]["key"] == "from-git"
     owners = {m["manager"]: m for m in live["metadata"]["managedFields"]}
