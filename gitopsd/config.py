@@ -105,7 +105,7 @@ class DaemonConfig(_Model):
     log_format: Literal["auto", "json", "console"] = Field("auto", description='json, console, or auto (console on a TTY).')
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description='Lowest level logged.')
     default_interval: Duration = Field(180.0, description='Poll interval of apps without their own.')
-    interval_jitter: float = Field(0.1, ge=0, le=1, description="Fraction of the interval added at random.")
+    interval_jitter: float = Field(0.1, ge=0, le=1, description="Polls of different sources are spread over this fraction of the interval; apps of one source poll together.")
     shutdown_timeout: Duration = Field(30.0, description='On SIGTERM, how long in-flight work and notifier queues get.')
     render_concurrency: Int = Field(0, ge=0, description="Concurrent helm/kustomize runs; 0 = CPU count.")
     max_body_bytes: Int = Field(1 << 20, ge=1024, description="Largest accepted HTTP request body.")
