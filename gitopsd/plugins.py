@@ -75,6 +75,11 @@ class Hooks:
     def notifier_types(self) -> dict[str, type[Notifier]]:
         return self._merge("notifier", self._hook.gitopsd_notifier_types())
 
+    @property
+    def has_post_render(self) -> bool:
+        """Whether any plugin transforms rendered manifests."""
+        return bool(self._hook.gitopsd_post_render.get_hookimpls())
+
     def post_render(self, app: Any, manifests: list[Manifest]) -> list[Manifest]:
         # Chain the implementations: each one sees the previous one's output.
         for impl in reversed(self._hook.gitopsd_post_render.get_hookimpls()):

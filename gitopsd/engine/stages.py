@@ -74,20 +74,25 @@ async def fetch(workspace: Workspace, source: Source, revision: str) -> Artifact
 
 
 async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> list[Manifest]:
-    """Render ``artifact`` for ``app`` (cached), then run the post-render hooks on a private copy."""
+    """Render ``artifact`` for ``app`` (cached), then run the post-render hooks on a private copy.
+
+    The manifests returned are read-only: without post-render hooks they are the cached
+    objects themselves, shared by every app that renders the same input.
+    """
     renderer = workspace.renderer_for(app, artifact)
     key = (artifact.digest, renderer.cache_key, app.name, app.namespace)
     cached = workspace.render_cache.get(key)
     if cached is None:
         cached = await workspace.flights.do(("render", *key), lambda: renderer.render(artifact, app))
         workspace.render_cache.put(key, cached)
-    manifests = copy.deepcopy(cached)
-    try:
-        manifests = workspace.plugins.hooks.post_render(app, manifests)
-    except RenderError:
-        raise
-    except Exception as exc:
-        raise RenderError(f"app {app.name}: a post-render hook failed: {type(exc).__name__}: {exc}") from exc
+    manifests = cached  # read-only from here on, shared with the cache (and other apps)
+    if workspace.plugins.hooks.has_post_render:
+        try:
+            manifests = workspace.plugins.hooks.post_render(app, copy.deepcopy(cached))
+        except RenderError:
+            raise
+        except Exception as exc:
+            raise RenderError(f"app {app.name}: a post-render hook failed: {type(exc).__name__}: {exc}") from exc
     return with_app_namespace(app, manifests) if app.create_namespace and manifests else manifests
 
 

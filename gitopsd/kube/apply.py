@@ -15,7 +15,6 @@ object fails with them.
 
 from __future__ import annotations
 
-import copy
 import re
 import time
 from dataclasses import dataclass, field
@@ -71,10 +70,13 @@ def is_shared(obj: Manifest) -> bool:
 
 
 def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
-    """A copy of ``manifest`` ready to apply: namespace, labels, no read-only metadata or status."""
-    obj = copy.deepcopy(manifest)
-    obj.pop("status", None)
-    meta = obj.setdefault("metadata", {})
+    """``manifest`` ready to apply: namespace, labels, no read-only metadata or status.
+
+    Only the top level and ``metadata`` are copied; the rest is shared with ``manifest``
+    (rendered manifests are read-only everywhere), which keeps one copy of each spec in memory.
+    """
+    obj = {key: value for key, value in manifest.items() if key != "status"}
+    meta = obj["metadata"] = dict(obj.get("metadata") or {})
     for read_only in _READ_ONLY_META:
         meta.pop(read_only, None)
     if resource.namespaced:

@@ -83,6 +83,8 @@ class KubeCluster:
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # app name -> (app config, manifests list, prepared objects): see _prepare_cached
+        self._prepared: dict[str, tuple[AppConfig, list[Manifest], dict[Key, Desired]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -194,7 +196,22 @@ class KubeCluster:
     def _prepare_cached(
         self, app: AppConfig, manifests: list[Manifest]
     ) -> dict[Key, Desired] | None:
-        """Prepared objects from what discovery already knows (no request); None if a kind is unknown."""
+        """Prepared objects from what discovery already knows (no request); None if a kind is unknown.
+
+        Memoised per app on the identity of ``app`` and ``manifests``: the engine passes the
+        same list to ``track``, ``in_sync`` and ``health`` until the next render.
+        """
+        memo = self._prepared.get(app.name)
+        if memo is not None and memo[0] is app and memo[1] is manifests:
+            return memo[2]
+        prepared = self._prepare_from_discovery(app, manifests)
+        if prepared is not None:
+            self._prepared[app.name] = (app, manifests, prepared)
+        return prepared
+
+    def _prepare_from_discovery(
+        self, app: AppConfig, manifests: list[Manifest]
+    ) -> dict[Key, Desired] | None:
         hints = self._hints(manifests)
         out: dict[Key, Desired] = {}
         for manifest in manifests:
@@ -594,6 +611,7 @@ class KubeCluster:
     def untrack(self, app_name: str) -> None:
         """See :meth:`gitopsd.engine.applier.Cluster.untrack`."""
         self.drift.untrack(app_name)
+        self._prepared.pop(app_name, None)
 
 
 def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:
