@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 failure or invalid input, 2 usage error (click's own).
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,7 +63,35 @@ config_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands from other modules are imported only when used.
+
+    ``gitopsd run`` then never imports the sandbox (and its TLS tooling) or the API client.
+    """
+
+    lazy_commands: dict[str, str] = {
+        "status": "gitopsd.cli_ops:status",
+        "refresh": "gitopsd.cli_ops:refresh",
+        "suspend": "gitopsd.cli_ops:suspend",
+        "resume": "gitopsd.cli_ops:resume",
+        "history": "gitopsd.cli_ops:history",
+        "rollback": "gitopsd.cli_ops:rollback",
+        "sandbox": "gitopsd.sandbox.cli:sandbox_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_commands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_commands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gitopsd")
 @config_option
 @click.pass_context
@@ -208,17 +237,6 @@ def run(obj: Context) -> None:
         _fail(str(exc))
 
 
-def _attach_optional_commands() -> None:
-    """Commands that live in their own modules (the operator commands, then the sandbox)."""
-    from gitopsd import cli_ops
-
-    cli_ops.attach(cli)
-    from gitopsd.sandbox.cli import sandbox_command
-
-    cli.add_command(sandbox_command, "sandbox")
-
-
 def main() -> None:
     """Console-script entry point."""
-    _attach_optional_commands()
     cli(prog_name="gitopsd")

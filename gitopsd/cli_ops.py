@@ -140,12 +140,3 @@ def rollback(ctx: click.Context, app: str, revision: str, config_path: str | Non
     client = _client(ctx)
     result = _call(lambda: client.action(app, "rollback", revision=revision))
     click.echo(f"{app}: rolling back to {result['revision']} (pinned until `gitopsd resume {app}`)")
-
-
-COMMANDS = {"status": status, "refresh": refresh, "suspend": suspend, "resume": resume, "history": history, "rollback": rollback}
-
-
-def attach(group: click.Group) -> None:
-    """Add the operator commands to the ``gitopsd`` group."""
-    for name, command in COMMANDS.items():
-        group.add_command(command, name)

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-from gitopsd.cli import _attach_optional_commands, cli
+from gitopsd.cli import cli
 from gitopsd.models import SyncStatus
 from gitopsd.sandbox import Sandbox
 
@@ -26,7 +26,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 
 async def gitopsd(config: Path, *args: str) -> Result:
-    _attach_optional_commands()
     runner = CliRunner()
     return await anyio.to_thread.run_sync(lambda: runner.invoke(cli, ["-c", str(config), *args], catch_exceptions=False))
 
