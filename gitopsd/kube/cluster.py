@@ -309,6 +309,8 @@ class KubeCluster:
             failure = await self._apply_step(
                 app, step_desired, inventory, owned, results, dry_run=dry_run
             )
+            if not failure and step.wait and not dry_run and index < len(steps) - 1:
+                failure = await self._wait_healthy(step, step_desired, results, deadline)
             if failure:
                 for later in steps[index + 1 :]:
                     for obj in later.objects:
@@ -317,16 +319,6 @@ class KubeCluster:
                             d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
                         )
                 break
-            if step.wait and not dry_run and index < len(steps) - 1:
-                failure = await self._wait_healthy(step, step_desired, results, deadline)
-                if failure:
-                    for later in steps[index + 1 :]:
-                        for obj in later.objects:
-                            d = by_key[key_of(obj)]
-                            results[d.key] = ObjectResult(
-                                d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
-                            )
-                    break
 
         pruned: list[ObjectResult] = []
         desired_keys = set(by_key)
