@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,17 @@ def plain_apps(specs: list[gen.AppSpec]) -> list[gen.AppSpec]:
     return [s for s in specs if s.kind == "plain"]
 
 
+def _seconds_until(
+    sandbox: SandboxProc, path: str, done: Callable[[dict[str, Any]], bool], start: float, timeout: float
+) -> float | None:
+    """Poll ``path`` every 10 ms until ``done(object)``; seconds since ``start``, or None on timeout."""
+    while time.monotonic() - start < timeout:
+        if done(sandbox.get(path).json()):
+            return time.monotonic() - start
+        time.sleep(0.01)
+    return None
+
+
 def drift_samples(daemon: DaemonProc, sandbox: SandboxProc, specs: list[gen.AppSpec], count: int,
                   timeout: float = 60.0) -> dict[str, Any]:
     """Scale deployment-0 of an app to 5 replicas (as ``kubectl scale`` does); time until it is 2 again."""
@@ -297,13 +309,7 @@ def drift_samples(daemon: DaemonProc, sandbox: SandboxProc, specs: list[gen.AppS
                                  headers={"Content-Type": "application/merge-patch+json"},
                                  params={"fieldManager": "kubectl-scale"})
         r.raise_for_status()
-        corrected = None
-        while time.monotonic() - start < timeout:
-            obj = sandbox.get(path).json()
-            if obj.get("spec", {}).get("replicas") == 2:
-                corrected = time.monotonic() - start
-                break
-            time.sleep(0.01)
+        corrected = _seconds_until(sandbox, path, lambda o: o.get("spec", {}).get("replicas") == 2, start, timeout)
         if corrected is None:
             failures += 1
         else:
@@ -345,13 +351,7 @@ def push_samples(daemon: DaemonProc, sandbox: SandboxProc, repo: gen.Repo, secre
         if r.status_code != 202:
             log(f"  webhook answered {r.status_code}: {r.text[:200]}")
         path = f"/api/v1/namespaces/{spec.namespace}/configmaps/configmap-2"
-        live = None
-        while time.monotonic() - start < timeout:
-            obj = sandbox.get(path).json()
-            if (obj.get("data") or {}).get("revision") == value:
-                live = time.monotonic() - start
-                break
-            time.sleep(0.01)
+        live = _seconds_until(sandbox, path, lambda o, value=value: (o.get("data") or {}).get("revision") == value, start, timeout)
         if live is None:
             failures += 1
         else:

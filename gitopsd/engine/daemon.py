@@ -350,8 +350,3 @@ class Daemon:
         self.metrics.reload("ok")
         self.emit(ev.ConfigReloaded.make(message="configuration reloaded", data=summary))
         return summary
-
-
-def app_statuses(daemon: Daemon) -> list[Any]:
-    """Status of every app, sorted by name."""
-    return [daemon.apps[name].runner.status for name in sorted(daemon.apps)]

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
 
 from gitopsd.config import AppConfig, Config
 from gitopsd.engine.sharing import RenderCache, SingleFlight
@@ -33,9 +36,9 @@ class Workspace:
     render_cache: RenderCache = field(default_factory=RenderCache)
 
     @classmethod
-    def create(cls, config: Config, plugins: PluginManager, emit: object = None) -> Workspace:
-        import anyio
-
+    def create(
+        cls, config: Config, plugins: PluginManager, emit: Callable[[Event], None] | None = None
+    ) -> Workspace:
         daemon = config.daemon
         ctx = PluginContext(
             state_dir=daemon.state_dir,
@@ -43,7 +46,7 @@ class Workspace:
             tools=daemon.tools.to_tools(),
             cpu_limiter=anyio.CapacityLimiter(daemon.render_concurrency or os.cpu_count() or 2),
         )
-        if callable(emit):
+        if emit is not None:
             ctx.emit = emit
         return cls(plugins=plugins, ctx=ctx)
 
@@ -115,7 +118,3 @@ def with_app_namespace(app: AppConfig, manifests: list[Manifest]) -> list[Manife
         },
     }
     return [namespace, *manifests]
-
-
-def noop_emit(event: Event) -> None:
-    """An emit function for one-shot CLI runs that have no event bus."""
