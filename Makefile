@@ -33,7 +33,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(BIN)/python -m gitopsd.demo
+	$(BIN)/python -m gitopsd.cli.demo
 
 bench: setup
 	$(BIN)/python -m bench.run --apps 100 --objects 10

@@ -170,7 +170,7 @@ class EventTail:
         self.buffer = lines.pop()
         out = []
         for line in lines:
-            if b'"gitopsd.events"' not in line:
+            if b'"gitopsd.core.events"' not in line:
                 continue
             try:
                 out.append(json.loads(line))

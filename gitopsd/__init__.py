@@ -4,8 +4,7 @@ This module is the public surface for plugin authors: the hook marker, the
 classes to subclass, the models passed between stages, the events and errors.
 """
 
-from gitopsd.config import AppConfig, Duration
-from gitopsd.errors import (
+from gitopsd.core.errors import (
     ApplyError,
     CommandFailed,
     ConfigError,
@@ -15,9 +14,19 @@ from gitopsd.errors import (
     SourceError,
     ToolMissing,
 )
-from gitopsd.events import EVENT_TYPES, Event, Severity
-from gitopsd.hookspecs import hookimpl
-from gitopsd.interfaces import (
+from gitopsd.core.events import EVENT_TYPES, Event, Severity
+from gitopsd.core.models import (
+    Artifact,
+    Health,
+    HealthStatus,
+    Manifest,
+    ObjectRef,
+    SyncResult,
+)
+from gitopsd.core.secrets import Secret, read_secret_file
+from gitopsd.plugin.config import AppConfig, Duration
+from gitopsd.plugin.hookspecs import hookimpl
+from gitopsd.plugin.interfaces import (
     Notifier,
     NotifierOptions,
     Options,
@@ -27,15 +36,6 @@ from gitopsd.interfaces import (
     Source,
     Tools,
 )
-from gitopsd.models import (
-    Artifact,
-    Health,
-    HealthStatus,
-    Manifest,
-    ObjectRef,
-    SyncResult,
-)
-from gitopsd.secrets import Secret, read_secret_file
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """The event bus: logs every event, shows it to plugins, and feeds each notifier's own queue.
 
 ``emit()`` is synchronous and never blocks: it logs the event as one JSON line (logger
-``gitopsd.events``), calls the ``gitopsd_event`` hook, and offers the event to every
+``gitopsd.core.events``), calls the ``gitopsd_event`` hook, and offers the event to every
 notifier that wants it. Each notifier then has:
 
 - a bounded queue: when full, the *oldest* event is dropped, counted (metric and stats) and
@@ -40,13 +40,13 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from gitopsd.errors import NotifyError
-from gitopsd.events import Event, NotifierFailed, Severity
-from gitopsd.interfaces import Notifier, NotifierOptions
-from gitopsd.secrets import REDACTOR
+from gitopsd.core.errors import NotifyError
+from gitopsd.core.events import Event, NotifierFailed, Severity
+from gitopsd.core.secrets import REDACTOR
+from gitopsd.plugin.interfaces import Notifier, NotifierOptions
 
 if TYPE_CHECKING:
-    from gitopsd.config import Config
+    from gitopsd.plugin.config import Config
 
 __all__ = ["BusMetrics", "EventBus", "EventHooks", "NotifierStats", "notifier_accepts"]
 
@@ -193,7 +193,7 @@ class EventBus:
             NotifierOptions) sets its filters and pacing.
         routes: App name -> notifier names (the app's ``notify`` list); see :meth:`set_routes`.
         logger: A structlog logger for the event lines and bus messages (default:
-            ``structlog.get_logger("gitopsd.events")``).
+            ``structlog.get_logger("gitopsd.core.events")``).
         metrics: Optional :class:`BusMetrics`.
         backoff_base: First retry delay in seconds; doubles per attempt (with jitter).
         backoff_max: Cap of one retry delay.
@@ -228,7 +228,7 @@ class EventBus:
         self._log = (
             logger
             if logger is not None
-            else structlog.get_logger("gitopsd.events").bind(logger="gitopsd.events")
+            else structlog.get_logger("gitopsd.core.events").bind(logger="gitopsd.core.events")
         )
         self._metrics = metrics
         self._backoff_base = backoff_base

@@ -5,8 +5,8 @@ SIGTERM/SIGINT stop the triggers, let in-flight reconciles finish until
 clients, then return (exit 0); a second signal, or the deadline, cancels what is left.
 SIGHUP and a change of the config file reload it (see :meth:`Daemon.reload`).
 
-Around the supervisor: the HTTP API (:mod:`gitopsd.api`), metrics (:mod:`gitopsd.metrics`)
-and the sd_notify protocol (:mod:`gitopsd.systemd`).
+Around the supervisor: the HTTP API (:mod:`gitopsd.server.api`), metrics (:mod:`gitopsd.server.metrics`)
+and the sd_notify protocol (:mod:`gitopsd.server.systemd`).
 """
 
 from __future__ import annotations
@@ -21,21 +21,21 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from gitopsd import events as ev
-from gitopsd.api import ApiSecrets, ApiServer
-from gitopsd.config import AppConfig, Config
-from gitopsd.engine.applier import ClusterPool, PrunesRemovedApps
+from gitopsd.core import events as ev
+from gitopsd.core.errors import ConfigError
+from gitopsd.core.events import Event
+from gitopsd.core.state import StateStore
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.ops import status_line, watch_config_file
+from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.runner import AppRunner, StateInventory
 from gitopsd.engine.stages import Workspace
-from gitopsd.errors import ConfigError
-from gitopsd.events import Event
-from gitopsd.interfaces import Notifier
-from gitopsd.metrics import AppSample, Metrics
-from gitopsd.plugins import PluginManager
-from gitopsd.state import StateStore
-from gitopsd.systemd import SystemdNotifier
+from gitopsd.plugin.config import AppConfig, Config
+from gitopsd.plugin.interfaces import Notifier
+from gitopsd.plugin.manager import PluginManager
+from gitopsd.server.api import ApiSecrets, ApiServer
+from gitopsd.server.metrics import AppSample, Metrics
+from gitopsd.server.systemd import SystemdNotifier
 
 log = structlog.get_logger("gitopsd.daemon")
 
@@ -273,7 +273,7 @@ class Daemon:
 
         Tells systemd ``RELOADING=1`` before and ``READY=1`` after, whatever the outcome.
         """
-        from gitopsd.config import load_config
+        from gitopsd.plugin.config import load_config
 
         assert self.config.path is not None
         async with self._reload_lock:

@@ -12,8 +12,8 @@ from pathlib import Path
 import structlog
 import watchfiles
 
+from gitopsd.core.models import SyncStatus
 from gitopsd.engine.runner import AppStatus
-from gitopsd.models import SyncStatus
 
 log = structlog.get_logger("gitopsd.daemon")
 

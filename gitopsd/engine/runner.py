@@ -11,17 +11,17 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
-from gitopsd import events as ev
-from gitopsd.config import AppConfig, Config
+from gitopsd.core import events as ev
+from gitopsd.core.errors import ApplyError, GitopsdError, RenderError, SourceError
+from gitopsd.core.events import Event
+from gitopsd.core.models import Artifact, Health, Manifest, ObjectRef, SyncResult, SyncStatus
+from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
-from gitopsd.engine.applier import Cluster
+from gitopsd.engine.protocols import Cluster
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.triggers import Trigger, Wake, aligned
-from gitopsd.errors import ApplyError, GitopsdError, RenderError, SourceError
-from gitopsd.events import Event
-from gitopsd.interfaces import Source
-from gitopsd.models import Artifact, Health, Manifest, ObjectRef, SyncResult, SyncStatus
-from gitopsd.state import Pin, StateStore
+from gitopsd.plugin.config import AppConfig, Config
+from gitopsd.plugin.interfaces import Source
 
 log = structlog.get_logger("gitopsd.engine")
 
@@ -48,7 +48,7 @@ class AppStatus:
 
 
 class RunnerMetrics(Protocol):
-    """What a runner reports to the metrics (see :class:`gitopsd.metrics.Metrics`)."""
+    """What a runner reports to the metrics (see :class:`gitopsd.server.metrics.Metrics`)."""
 
     def reconcile(self, app: str, outcome: str, seconds: float) -> None: ...
 
@@ -64,7 +64,7 @@ class _NoMetrics:
 
 
 class StateInventory:
-    """The :class:`gitopsd.engine.applier.Inventory` of one app, stored in the state database."""
+    """The :class:`gitopsd.engine.protocols.Inventory` of one app, stored in the state database."""
 
     def __init__(self, store: StateStore, app: str):
         self._store = store

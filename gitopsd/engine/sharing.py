@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from gitopsd.models import Manifest
+from gitopsd.core.models import Manifest
 
 T = TypeVar("T")
 

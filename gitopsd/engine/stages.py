@@ -1,6 +1,6 @@
 """The stages of a reconcile as plain async functions: fetch, render (+ post-render hooks).
 
-Apply and health live behind :class:`gitopsd.engine.applier.Cluster`. Each stage can run
+Apply and health live behind :class:`gitopsd.engine.protocols.Cluster`. Each stage can run
 alone, which is what ``gitopsd render`` and ``gitopsd diff`` do.
 """
 
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import anyio
 
-from gitopsd.config import AppConfig, Config
+from gitopsd.core.errors import RenderError
+from gitopsd.core.events import Event
+from gitopsd.core.models import Artifact, Manifest
 from gitopsd.engine.sharing import RenderCache, SingleFlight
-from gitopsd.errors import RenderError
-from gitopsd.events import Event
-from gitopsd.interfaces import PluginContext, Renderer, Source
-from gitopsd.models import Artifact, Manifest
-from gitopsd.plugins import PluginManager
+from gitopsd.plugin.config import AppConfig, Config
+from gitopsd.plugin.interfaces import PluginContext, Renderer, Source
+from gitopsd.plugin.manager import PluginManager
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The Kubernetes layer: the only package that imports kubernetes-asyncio (and, for tunnels, asyncssh).
 
-:class:`KubeClusterPool` implements :class:`gitopsd.engine.applier.ClusterPool`: one
+:class:`KubeClusterPool` implements :class:`gitopsd.engine.protocols.ClusterPool`: one
 :class:`~gitopsd.kube.cluster.KubeCluster` per configured cluster, each with its own client,
 discovery, live cache (LIST + WATCH of gitopsd-labelled objects) and SSH tunnel if configured.
 
@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 import anyio
 
-from gitopsd.config import Config
-from gitopsd.events import Event
+from gitopsd.core.events import Event
 from gitopsd.kube.apply import FIELD_MANAGER, PRUNE_ANNOTATION
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from gitopsd.kube.cluster import KubeCluster
 from gitopsd.kube.health import HealthHook
 from gitopsd.kube.order import WAVE_ANNOTATIONS
-from gitopsd.plugins import Hooks
+from gitopsd.plugin.config import Config
+from gitopsd.plugin.manager import Hooks
 
 __all__ = [
     "APP_LABEL",
@@ -41,7 +41,7 @@ __all__ = [
 
 
 class KubeClusterPool:
-    """Every configured cluster (:class:`gitopsd.engine.applier.ClusterPool`).
+    """Every configured cluster (:class:`gitopsd.engine.protocols.ClusterPool`).
 
     Entering opens each cluster's client (loading its kubeconfig; tunnels connect in the
     background) without any API request, so an unreachable cluster delays nothing.

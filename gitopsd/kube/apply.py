@@ -22,11 +22,11 @@ from typing import Any
 
 import anyio
 
-from gitopsd.config import AppConfig
+from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Key, LiveCache, key_of
 from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
-from gitopsd.models import Health, Manifest, ObjectRef, ObjectResult
+from gitopsd.plugin.config import AppConfig
 
 FIELD_MANAGER = "gitopsd"
 PRUNE_ANNOTATION = "gitopsd.dev/prune"

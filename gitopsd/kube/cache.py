@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
+from gitopsd.core.models import Manifest
+from gitopsd.core.yamlio import compact
 from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
-from gitopsd.models import Manifest
-from gitopsd.yamlio import compact
 
 log = structlog.get_logger("gitopsd.kube.cache")
 
@@ -317,7 +317,7 @@ def _slim(obj: Manifest) -> Manifest:
     """``obj`` without ``metadata.managedFields`` and with shared key strings.
 
     Nothing reads managed fields from the cache, and they are often as large as the rest of
-    the object (bench 1000x5: peak RSS 273 -> 246 MiB); see :func:`gitopsd.yamlio.compact`.
+    the object (bench 1000x5: peak RSS 273 -> 246 MiB); see :func:`gitopsd.core.yamlio.compact`.
     """
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:

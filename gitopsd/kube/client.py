@@ -24,8 +24,8 @@ import structlog
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from gitopsd.config import ClusterConfig
-from gitopsd.errors import ApplyError
+from gitopsd.core.errors import ApplyError
+from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
 

@@ -1,6 +1,6 @@
 """One cluster: client (through a tunnel if configured), discovery, live cache, sync pipeline.
 
-Implements :class:`gitopsd.engine.applier.Cluster`. A sync:
+Implements :class:`gitopsd.engine.protocols.Cluster`. A sync:
 
 1. resolves every manifest's resource (discovery, or a CRD in the same render) and prepares
    it (namespace, labels); an unknown kind or a duplicate fails the sync before any request
@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
-from gitopsd.config import AppConfig, ClusterConfig
-from gitopsd.engine.applier import DriftCallback, Inventory, ObjectDiff
-from gitopsd.errors import ApplyError
-from gitopsd.events import ClusterReachable, ClusterUnreachable, Event
+from gitopsd.core.errors import ApplyError
+from gitopsd.core.events import ClusterReachable, ClusterUnreachable, Event
+from gitopsd.core.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
+from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
 from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
 from gitopsd.kube.cache import Key, LiveCache, key_of
 from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
@@ -39,7 +39,7 @@ from gitopsd.kube.health import HealthHook, object_health
 from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
 from gitopsd.kube.prune import Pruner, ref_key
-from gitopsd.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
+from gitopsd.plugin.config import AppConfig, ClusterConfig
 
 if TYPE_CHECKING:
     from gitopsd.kube.tunnel import Tunnel
@@ -51,7 +51,7 @@ UNREACHABLE_GRACE = 5.0
 
 
 class KubeCluster:
-    """A :class:`gitopsd.engine.applier.Cluster` on kubernetes-asyncio.
+    """A :class:`gitopsd.engine.protocols.Cluster` on kubernetes-asyncio.
 
     Args:
         name: The cluster's name in the config.
@@ -251,7 +251,7 @@ class KubeCluster:
         *,
         dry_run: bool = False,
     ) -> SyncResult:
-        """See :meth:`gitopsd.engine.applier.Cluster.sync`."""
+        """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
         async with lock:
             self.drift.pause(app.name)
@@ -495,7 +495,7 @@ class KubeCluster:
             await self.cache.wait_change(min(remaining, 1.0))
 
     async def diff(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectDiff]:
-        """See :meth:`gitopsd.engine.applier.Cluster.diff`."""
+        """See :meth:`gitopsd.engine.protocols.Cluster.diff`."""
         self._check_reachable()
         try:
             desired, bad = await self._resolve(app, manifests)
@@ -515,7 +515,7 @@ class KubeCluster:
         return out
 
     def in_sync(self, app: AppConfig, manifests: list[Manifest]) -> bool | None:
-        """See :meth:`gitopsd.engine.applier.Cluster.in_sync` (no request)."""
+        """See :meth:`gitopsd.engine.protocols.Cluster.in_sync` (no request)."""
         if not self.client.reachable:
             return None
         prepared = self._prepare_cached(app, manifests)
@@ -529,7 +529,7 @@ class KubeCluster:
         return True
 
     def health(self, app: AppConfig, manifests: list[Manifest]) -> Health:
-        """See :meth:`gitopsd.engine.applier.Cluster.health` (no request)."""
+        """See :meth:`gitopsd.engine.protocols.Cluster.health` (no request)."""
         if not self.client.reachable:
             return Health.UNKNOWN
         prepared = self._prepare_cached(app, manifests)
@@ -543,7 +543,7 @@ class KubeCluster:
         return Health.worst(healths)
 
     def track(self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback) -> None:
-        """See :meth:`gitopsd.engine.applier.Cluster.track`."""
+        """See :meth:`gitopsd.engine.protocols.Cluster.track`."""
         prepared = self._prepare_cached(app, manifests)
         if prepared is None:
             task = asyncio.create_task(
@@ -601,7 +601,7 @@ class KubeCluster:
         )
 
     def untrack(self, app_name: str) -> None:
-        """See :meth:`gitopsd.engine.applier.Cluster.untrack`."""
+        """See :meth:`gitopsd.engine.protocols.Cluster.untrack`."""
         self.drift.untrack(app_name)
         self._prepared.pop(app_name, None)
 

@@ -6,8 +6,8 @@ import difflib
 
 import yaml
 
+from gitopsd.core.models import Manifest, ObjectRef
 from gitopsd.kube.normalize import comparable, matches, project
-from gitopsd.models import Manifest, ObjectRef
 
 
 def _dump(obj: object) -> list[str]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import anyio
 
+from gitopsd.core.models import Manifest
 from gitopsd.kube.client import ApiError, KubeClient
-from gitopsd.models import Manifest
 
 
 @dataclass(frozen=True, slots=True)

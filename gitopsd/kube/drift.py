@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from gitopsd.engine.applier import DriftCallback
+from gitopsd.core.models import Manifest, ObjectRef
+from gitopsd.engine.protocols import DriftCallback
 from gitopsd.kube.cache import Key
 from gitopsd.kube.normalize import matches
-from gitopsd.models import Manifest, ObjectRef
 
 log = structlog.get_logger("gitopsd.kube.drift")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gitopsd.models import Health, HealthStatus, Manifest
+from gitopsd.core.models import Health, HealthStatus, Manifest
 
 HealthHook = Callable[[Manifest], HealthStatus | None]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gitopsd.models import Manifest
+from gitopsd.core.models import Manifest
 
 WAVE_ANNOTATIONS = ("gitopsd.dev/sync-wave", "argocd.argoproj.io/sync-wave")
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import anyio
 
-from gitopsd.config import AppConfig
-from gitopsd.engine.applier import Inventory
+from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
+from gitopsd.engine.protocols import Inventory
 from gitopsd.kube.apply import PRUNE_ANNOTATION
 from gitopsd.kube.cache import APP_LABEL, Key, LiveCache
 from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind
 from gitopsd.kube.order import prune_groups
-from gitopsd.models import Health, Manifest, ObjectRef, ObjectResult
+from gitopsd.plugin.config import AppConfig
 
 GONE_WAIT = 10.0
 """Seconds to wait for a deleted object to disappear before leaving it for the next sync."""

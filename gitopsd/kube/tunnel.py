@@ -21,8 +21,8 @@ from typing import Any
 import asyncssh
 import structlog
 
-from gitopsd.config import SSHConfig, SSHHop
 from gitopsd.kube.client import backoff
+from gitopsd.plugin.config import SSHConfig, SSHHop
 
 log = structlog.get_logger("gitopsd.kube.tunnel")
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from gitopsd.events import Event
-from gitopsd.models import SyncResult
-from gitopsd.plugins import PluginManager
+from gitopsd.core.events import Event
+from gitopsd.core.models import SyncResult
+from gitopsd.plugin.manager import PluginManager
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -131,7 +131,7 @@ def run_app(
     ``app_table`` is what you would write under ``[apps.NAME]`` (``name`` defaults to "app",
     ``cluster`` to the sandbox). Returns the SyncResult; events go to ``recorded_events``.
     """
-    from gitopsd.engine.oneshot import sync_once
+    from gitopsd.engine.reconciler import sync_once
 
     async def run(app_table: dict[str, Any], *, dry_run: bool = False) -> SyncResult:
         table = {"cluster": "sandbox", **app_table}

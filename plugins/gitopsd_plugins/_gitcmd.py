@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gitopsd import CommandFailed, SourceError
-from gitopsd.proc import Completed, run
+from gitopsd.core.proc import Completed, run
 
 ASKPASS = """#!/bin/sh
 # gitopsd: answer git's credential prompts from files named in the environment.

@@ -13,7 +13,7 @@ import httpx
 
 import gitopsd
 from gitopsd import NotifyError
-from gitopsd.secrets import REDACTOR
+from gitopsd.core.secrets import REDACTOR
 
 USER_AGENT = f"gitopsd/{gitopsd.__version__}"
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from gitopsd import Manifest, RenderError
-from gitopsd.yamlio import manifests_from_yaml
+from gitopsd.core.yamlio import manifests_from_yaml
 
 
 async def parse_stream(output: bytes, where: str) -> list[Manifest]:

@@ -423,7 +423,7 @@ def _tree_kind(root: Path, path: str) -> str:
 async def _gpg_import(keyring: Path, env: dict[str, str], limit: float) -> None:
     """Import public keys into the temporary GNUPGHOME in ``env``."""
     from gitopsd import CommandFailed
-    from gitopsd.proc import run
+    from gitopsd.core.proc import run
 
     gpg = shutil.which("gpg")
     if gpg is None:

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import Artifact, Duration, Options, SourceError
-from gitopsd.yamlio import load_all
+from gitopsd.core.yamlio import load_all
 
 from ._archive import extract_tar
 from ._oci import Credentials, Registry, split_oci_url

@@ -29,7 +29,7 @@ from gitopsd import (
     Renderer,
     RenderError,
 )
-from gitopsd.proc import run
+from gitopsd.core.proc import run
 
 from ._render import inside, parse_stream
 

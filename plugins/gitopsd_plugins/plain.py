@@ -15,7 +15,7 @@ from pydantic import Field
 
 import gitopsd
 from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
-from gitopsd.yamlio import manifests_from_yaml
+from gitopsd.core.yamlio import manifests_from_yaml
 
 SUFFIXES = (".yaml", ".yml", ".json")
 

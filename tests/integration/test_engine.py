@@ -13,12 +13,12 @@ import anyio
 import httpx
 import pytest
 
-from gitopsd.config import Config, load_config
+from gitopsd.core.events import Event
+from gitopsd.core.models import SyncStatus
 from gitopsd.engine.daemon import Daemon
-from gitopsd.events import Event
-from gitopsd.hookspecs import hookimpl
-from gitopsd.models import SyncStatus
-from gitopsd.plugins import PluginManager
+from gitopsd.plugin.config import Config, load_config
+from gitopsd.plugin.hookspecs import hookimpl
+from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio

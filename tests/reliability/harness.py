@@ -253,7 +253,7 @@ def live_owned(sandbox: SandboxProc) -> dict[str, list[ObjKey]]:
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
-    """The events the daemon logged (JSON lines of logger gitopsd.events)."""
+    """The events the daemon logged (JSON lines of logger gitopsd.core.events)."""
     events = []
     for line in log.read_text(errors="replace").splitlines():
         if not line.startswith("{"):
@@ -262,7 +262,7 @@ def log_events(log: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("logger") == "gitopsd.events" or "event_id" in record or record.get("kind") == "event":
+        if record.get("logger") == "gitopsd.core.events" or "event_id" in record or record.get("kind") == "event":
             events.append(record)
     return events
 

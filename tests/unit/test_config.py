@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gitopsd.config import load_config, parse_duration
-from gitopsd.errors import ConfigError
-from gitopsd.plugins import PluginManager
+from gitopsd.core.errors import ConfigError
+from gitopsd.plugin.config import load_config, parse_duration
+from gitopsd.plugin.manager import PluginManager
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gitopsd.docgen import generate
+from gitopsd.cli.docgen import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_docs_are_current() -> None:
     for path, text in generate(ROOT).items():
-        assert path.exists(), f"{path.relative_to(ROOT)} is missing: run python -m gitopsd.docgen"
+        assert path.exists(), f"{path.relative_to(ROOT)} is missing: run python -m gitopsd.cli.docgen"
         assert path.read_text(encoding="utf-8") == text, (
-            f"{path.relative_to(ROOT)} is out of date: run python -m gitopsd.docgen"
+            f"{path.relative_to(ROOT)} is out of date: run python -m gitopsd.cli.docgen"
         )
 
 
 def test_every_option_and_hook_is_documented() -> None:
-    from gitopsd import hookspecs
-    from gitopsd.config import AppConfig, DaemonConfig
+    from gitopsd.plugin import hookspecs
+    from gitopsd.plugin.config import AppConfig, DaemonConfig
 
     docs = generate(ROOT)
     config_md = docs[ROOT / "docs" / "configuration.md"]

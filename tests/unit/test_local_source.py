@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gitopsd.interfaces import PluginContext
+from gitopsd.plugin.interfaces import PluginContext
 from gitopsd_plugins.local import LocalOptions, LocalSource
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +30,7 @@ async def test_revision_is_a_stable_content_digest(tmp_path: Path) -> None:
 
 
 async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    from gitopsd.errors import SourceError
+    from gitopsd.core.errors import SourceError
 
     with pytest.raises(SourceError, match="is not a directory"):
         await source(tmp_path, "nope").latest_revision()
@@ -57,7 +57,7 @@ async def test_a_change_is_reported_within_a_second(tmp_path: Path) -> None:
 
 
 async def test_a_symlink_out_of_the_directory_is_refused(tmp_path: Path) -> None:
-    from gitopsd.errors import SourceError
+    from gitopsd.core.errors import SourceError
 
     (tmp_path / "m").mkdir()
     (tmp_path / "secret.yaml").write_text("x: 1\n")

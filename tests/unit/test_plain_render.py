@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitopsd.errors import RenderError
-from gitopsd.yamlio import MAX_EXPANDED_NODES, load_all
+from gitopsd.core.errors import RenderError
+from gitopsd.core.yamlio import MAX_EXPANDED_NODES, load_all
 from gitopsd_plugins.plain import render_directory
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import gitopsd
-from gitopsd.plugins import PluginError, PluginManager
+from gitopsd.plugin.manager import PluginError, PluginManager
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,8 +121,7 @@ def test_plugins_command_lists_builtins() -> None:
 
 
 def test_every_hookspec_is_documented() -> None:
-    from gitopsd import hookspecs
-
+    from gitopsd.plugin import hookspecs
     specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("gitopsd_")]
     assert len(specs) >= 6
     for spec in specs:

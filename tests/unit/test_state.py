@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio.to_thread
 import pytest
 
-from gitopsd.models import ObjectRef
-from gitopsd.state import SCHEMA_VERSION, Pin, StateStore
+from gitopsd.core.models import ObjectRef
+from gitopsd.core.state import SCHEMA_VERSION, Pin, StateStore
 
 pytestmark = pytest.mark.anyio
 
@@ -61,8 +61,8 @@ async def test_schema_is_versioned(tmp_path: Path) -> None:
 WRITER = """
 import sys, anyio
 from pathlib import Path
-from gitopsd.models import ObjectRef
-from gitopsd.state import StateStore
+from gitopsd.core.models import ObjectRef
+from gitopsd.core.state import StateStore
 
 async def main():
     store = await StateStore.open(Path(sys.argv[1]))

@@ -2,7 +2,7 @@
 
 import json
 
-from gitopsd.webhooks import parse_push, touched_first
+from gitopsd.server.push import parse_push, touched_first
 
 
 def push(commits: list[dict] | None, **extra: object) -> bytes:

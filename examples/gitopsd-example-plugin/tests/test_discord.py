@@ -5,7 +5,7 @@ import json
 import pytest
 
 import gitopsd
-from gitopsd.events import SyncFailed
+from gitopsd.core.events import SyncFailed
 from gitopsd_example import discord
 
 

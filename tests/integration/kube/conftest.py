@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from gitopsd.config import AppConfig, ClusterConfig, Config, PluginTable
-from gitopsd.events import Event
+from gitopsd.core.events import Event
+from gitopsd.core.models import ObjectRef
+from gitopsd.core.state import StateStore
 from gitopsd.kube import KubeClusterPool
-from gitopsd.models import ObjectRef
+from gitopsd.plugin.config import AppConfig, ClusterConfig, Config, PluginTable
 from gitopsd.sandbox import Sandbox
-from gitopsd.state import StateStore
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.anyio

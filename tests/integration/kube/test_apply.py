@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from gitopsd.core.models import Health
 from gitopsd.kube import APP_LABEL, MANAGED_BY_LABEL
-from gitopsd.models import Health
 
 from .conftest import (
     Env,

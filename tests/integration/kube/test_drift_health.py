@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gitopsd.models import Health, ObjectRef
+from gitopsd.core.models import Health, ObjectRef
 
 from .conftest import Env, Kubectl, app_config, configmap, deployment, eventually, get_json
 
@@ -134,9 +134,9 @@ async def test_health_fail_names_object_and_reason(env: Env) -> None:
 
 
 async def test_health_timeout(tmp_path: Any) -> None:
+    from gitopsd.core.state import StateStore
     from gitopsd.kube import KubeClusterPool
     from gitopsd.sandbox import Sandbox
-    from gitopsd.state import StateStore
 
     from .conftest import StoreInventory, pool_config
 

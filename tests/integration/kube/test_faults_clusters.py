@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from gitopsd.errors import ApplyError
-from gitopsd.events import ClusterReachable, ClusterUnreachable, Event
+from gitopsd.core.errors import ApplyError
+from gitopsd.core.events import ClusterReachable, ClusterUnreachable, Event
+from gitopsd.core.models import Health, SyncResult
+from gitopsd.core.state import StateStore
 from gitopsd.kube import APP_LABEL, KubeClusterPool
-from gitopsd.models import Health, SyncResult
 from gitopsd.sandbox import Sandbox
-from gitopsd.state import StateStore
 
 from .conftest import (
     StoreInventory,

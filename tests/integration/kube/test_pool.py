@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from gitopsd import HealthStatus, hookimpl
+from gitopsd.core.models import Health
+from gitopsd.core.state import StateStore
 from gitopsd.kube import KubeClusterPool
-from gitopsd.models import Health
-from gitopsd.plugins import PluginManager
+from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
-from gitopsd.state import StateStore
 
 from .conftest import Env, Kubectl, StoreInventory, app_config, configmap, deployment, pool_config
 from .test_apply import CRD, widget

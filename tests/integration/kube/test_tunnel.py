@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from gitopsd.config import ClusterConfig, Config, SSHConfig, SSHHop
-from gitopsd.errors import ApplyError
+from gitopsd.core.errors import ApplyError
+from gitopsd.core.state import StateStore
 from gitopsd.kube import KubeClusterPool
+from gitopsd.plugin.config import ClusterConfig, Config, SSHConfig, SSHHop
 from gitopsd.sandbox import Sandbox
-from gitopsd.state import StateStore
 
 from .conftest import StoreInventory, app_config, configmap, deployment, eventually, make_kubectl
 

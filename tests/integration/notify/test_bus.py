@@ -13,14 +13,14 @@ import anyio
 import pytest
 
 from gitopsd import Event, Notifier, NotifierOptions, PluginContext, Severity
-from gitopsd.engine.bus import EventBus, notifier_accepts
-from gitopsd.events import (
+from gitopsd.core.events import (
     ConfigReloadFailed,
     NotifierFailed,
     SyncFailed,
     SyncStarted,
     SyncSucceeded,
 )
+from gitopsd.engine.bus import EventBus, notifier_accepts
 
 from .conftest import (
     HMAC_SECRET,
@@ -127,7 +127,7 @@ async def test_routes_and_filters_pick_notifiers(ctx: PluginContext) -> None:
 
 
 async def test_routes_from_config() -> None:
-    from gitopsd.config import AppConfig, Config, PluginTable
+    from gitopsd.plugin.config import AppConfig, Config, PluginTable
 
     src = PluginTable(type="local", options=None)
     config = Config(
@@ -565,8 +565,8 @@ async def test_default_logger_writes_one_redacted_json_line_per_event() -> None:
 
     import structlog
 
-    from gitopsd.logs import configure_logging
-    from gitopsd.secrets import Secret
+    from gitopsd.core.logs import configure_logging
+    from gitopsd.core.secrets import Secret
 
     saved = structlog.get_config()
     root = logging.getLogger()
@@ -584,7 +584,7 @@ async def test_default_logger_writes_one_redacted_json_line_per_event() -> None:
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert record["logger"] == "gitopsd.events"
+    assert record["logger"] == "gitopsd.core.events"
     assert record["name"] == "sync-failed"
     assert record["level"] == "error"
     assert record["data"] == {"duration": 2.0}

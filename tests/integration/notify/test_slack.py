@@ -10,14 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from gitopsd import PluginContext
-from gitopsd.engine.bus import EventBus
-from gitopsd.events import (
+from gitopsd.core.events import (
     HealthDegraded,
     RevisionDetected,
     SyncFailed,
     SyncStarted,
     SyncSucceeded,
 )
+from gitopsd.engine.bus import EventBus
 from gitopsd_plugins._slack_blocks import commit_url, parse_revision
 from gitopsd_plugins.slack import SlackNotifier, SlackOptions
 

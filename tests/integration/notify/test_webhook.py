@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from gitopsd import PluginContext
+from gitopsd.core.events import SyncSucceeded
 from gitopsd.engine.bus import EventBus
-from gitopsd.events import SyncSucceeded
 from gitopsd_plugins.webhook import SIGNATURE_HEADER, WebhookOptions, verify
 
 from .conftest import HMAC_SECRET, FakeServer, Reply, hmac_ok, webhook

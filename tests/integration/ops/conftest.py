@@ -17,11 +17,11 @@ import anyio
 import httpx
 import pytest
 
-from gitopsd.config import Config, load_config
+from gitopsd.core.events import Event
 from gitopsd.engine.daemon import Daemon
-from gitopsd.events import Event
-from gitopsd.plugins import PluginManager
-from gitopsd.systemd import SystemdNotifier
+from gitopsd.plugin.config import Config, load_config
+from gitopsd.plugin.manager import PluginManager
+from gitopsd.server.systemd import SystemdNotifier
 
 API_TOKEN = "api-token-0123456789abcdef"
 GITHUB_SECRET = "gh-webhook-secret-42"

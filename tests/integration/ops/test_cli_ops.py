@@ -10,8 +10,8 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-from gitopsd.cli import cli
-from gitopsd.models import SyncStatus
+from gitopsd.cli.main import cli
+from gitopsd.core.models import SyncStatus
 from gitopsd.sandbox import Sandbox
 
 from .conftest import Env, configmap, running, wait_for

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gitopsd import events as ev
-from gitopsd.events import Event
-from gitopsd.models import SyncStatus
+from gitopsd.core import events as ev
+from gitopsd.core.events import Event
+from gitopsd.core.models import SyncStatus
 from gitopsd.sandbox import Sandbox
 
 from .conftest import Env, configmap, running, wait_for

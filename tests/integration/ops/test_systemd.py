@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gitopsd.systemd import SystemdNotifier
+from gitopsd.server.systemd import SystemdNotifier
 
 from .conftest import Env, NotifySocket, running, wait_for
 

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from gitopsd.models import SyncStatus
+from gitopsd.core.models import SyncStatus
 from gitopsd.sandbox import Sandbox
 
 from .conftest import (

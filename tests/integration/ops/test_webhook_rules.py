@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gitopsd.webhooks import (
+from gitopsd.server.push import (
     AppSource,
     Push,
     WebhookError,

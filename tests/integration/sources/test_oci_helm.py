@@ -195,7 +195,7 @@ async def test_helm_https_repository_and_render(
 
     renderer = HelmTemplateRenderer(HelmTemplateOptions(values_files=["values-prod.yaml"]), ctx)
     from gitopsd import AppConfig
-    from gitopsd.config import PluginTable
+    from gitopsd.plugin.config import PluginTable
 
     app = AppConfig(name="web", cluster="c", namespace="prod", source=PluginTable(type="helm"))
     ours = await renderer.render(art, app)

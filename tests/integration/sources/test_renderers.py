@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gitopsd import AppConfig, Artifact, PluginContext, RenderError
-from gitopsd.config import PluginTable
+from gitopsd.plugin.config import PluginTable
 from gitopsd_plugins._render import parse_stream
 from gitopsd_plugins.git import GitOptions, GitSource
 from gitopsd_plugins.helm_template import HelmTemplateOptions, HelmTemplateRenderer
@@ -119,7 +119,7 @@ async def test_auto_detection_files() -> None:
 
 
 async def test_renderers_registered_through_entry_points() -> None:
-    from gitopsd.plugins import PluginManager
+    from gitopsd.plugin.manager import PluginManager
 
     types = PluginManager(builtins_only=True).types
     assert types.renderers["kustomize"] is KustomizeRenderer

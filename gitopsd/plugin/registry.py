@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gitopsd.interfaces import Notifier, Renderer, Source
+from gitopsd.plugin.interfaces import Notifier, Renderer, Source
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from gitopsd.errors import RenderError
+from gitopsd.core.errors import RenderError
 
 SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SafeDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

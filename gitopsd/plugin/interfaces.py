@@ -9,7 +9,7 @@ notifier, and calls the async methods from its own tasks.
 Engine guarantees to plugins:
 - ``latest_revision``/``fetch``/``render``/``send`` run in the engine's task group and
   may be cancelled at any await (shutdown, reload, timeout); clean up in ``finally``.
-- Never block the event loop: run programs with :func:`gitopsd.proc.run` and blocking
+- Never block the event loop: run programs with :func:`gitopsd.core.proc.run` and blocking
   calls with ``anyio.to_thread.run_sync``.
 - A fetch is single-flighted by ``(Source.key, revision)`` across apps; a render is
   cached by ``(artifact.digest, Renderer.cache_key)``.
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from gitopsd.errors import ToolMissing
-from gitopsd.events import Event, Severity
-from gitopsd.models import Artifact, Manifest
+from gitopsd.core.errors import ToolMissing
+from gitopsd.core.events import Event, Severity
+from gitopsd.core.models import Artifact, Manifest
 
 if TYPE_CHECKING:
-    from gitopsd.config import AppConfig
+    from gitopsd.plugin.config import AppConfig
 
 T = TypeVar("T")
 

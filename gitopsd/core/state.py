@@ -19,7 +19,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from gitopsd.models import HistoryEntry, ObjectRef
+from gitopsd.core.models import HistoryEntry, ObjectRef
 
 T = TypeVar("T")
 

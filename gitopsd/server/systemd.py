@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import anyio
 import structlog
 
-log = structlog.get_logger("gitopsd.systemd")
+log = structlog.get_logger("gitopsd.server.systemd")
 
 
 class SystemdNotifier:

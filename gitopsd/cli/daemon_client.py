@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from gitopsd.api import parse_listen
-from gitopsd.config import Config
-from gitopsd.errors import ConfigError, GitopsdError
-from gitopsd.secrets import Secret, read_secret_file
+from gitopsd.core.errors import ConfigError, GitopsdError
+from gitopsd.core.secrets import Secret, read_secret_file
+from gitopsd.plugin.config import Config
+from gitopsd.server.api import parse_listen
 
 
 class ClientError(GitopsdError):

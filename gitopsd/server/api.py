@@ -11,7 +11,7 @@ Routes (JSON unless noted):
   ``Authorization: Bearer <token>`` (the content of ``daemon.api_token_file``); without a
   configured token they are refused (403), never open. ``rollback`` takes
   ``{"revision": "..."}``, a revision from the app's history (a unique prefix will do).
-- ``POST /hooks/github | gitlab | gitea``: push webhooks (see :mod:`gitopsd.webhooks`);
+- ``POST /hooks/github | gitlab | gitea``: push webhooks (see :mod:`gitopsd.server.push`);
   404 when the provider has no secret configured. The apps whose files the push changed
   are refreshed at once, the other apps of the repository a second later.
 
@@ -33,19 +33,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from gitopsd import webhooks
-from gitopsd.config import Config
-from gitopsd.errors import ConfigError
-from gitopsd.metrics import CONTENT_TYPE
-from gitopsd.models import HistoryEntry
-from gitopsd.secrets import Secret, read_secret_file
-from gitopsd.state import HISTORY_KEPT, Pin
+from gitopsd.core.errors import ConfigError
+from gitopsd.core.models import HistoryEntry
+from gitopsd.core.secrets import Secret, read_secret_file
+from gitopsd.core.state import HISTORY_KEPT, Pin
+from gitopsd.plugin.config import Config
+from gitopsd.server import push as pushes
+from gitopsd.server.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from gitopsd.engine.daemon import Daemon
     from gitopsd.engine.runner import AppRunner
 
-log = structlog.get_logger("gitopsd.api")
+log = structlog.get_logger("gitopsd.server.api")
 
 HISTORY_SHOWN = 20
 TOUCHED_FIRST_DELAY = 1.0
@@ -328,17 +328,17 @@ class ApiServer:
         provider = request.match_info["provider"]
         metrics = self.daemon.metrics
         secret = self.secrets.hooks.get(provider)
-        if provider not in webhooks.PROVIDERS or secret is None:
+        if provider not in pushes.PROVIDERS or secret is None:
             return _error(404, f"no such endpoint: {request.method} {request.path}")
         body = await request.read()
         delivery = request.headers.get("X-GitHub-Delivery") or request.headers.get("X-Gitea-Delivery") or ""
         try:
-            webhooks.verify(provider, secret.reveal(), request.headers, body)
-        except webhooks.WebhookError as exc:
+            pushes.verify(provider, secret.reveal(), request.headers, body)
+        except pushes.WebhookError as exc:
             metrics.webhook(provider, "unauthorized")
             log.warning("webhook refused", provider=provider, delivery=delivery, remote=request.remote, reason=exc.message)
             return _error(exc.status, "signature verification failed")
-        kind = webhooks.event_kind(provider, request.headers)
+        kind = pushes.event_kind(provider, request.headers)
         if kind == "ping":
             metrics.webhook(provider, "ping")
             return web.json_response({"status": "pong"})
@@ -346,14 +346,14 @@ class ApiServer:
             metrics.webhook(provider, "ignored")
             return web.json_response({"status": "ignored", "reason": f"event {kind!r} is not a push"}, status=202)
         try:
-            push = webhooks.parse_push(provider, body)
-        except webhooks.WebhookError as exc:
+            push = pushes.parse_push(provider, body)
+        except pushes.WebhookError as exc:
             metrics.webhook(provider, "bad-request")
             return _error(exc.status, exc.message)
         if self.daemon.stopping.is_set():
             return _error(503, "gitopsd is shutting down")
         sources = [
-            webhooks.AppSource(
+            pushes.AppSource(
                 name,
                 r.runner.source.url,
                 r.runner.source.ref,
@@ -361,11 +361,11 @@ class ApiServer:
             )
             for name, r in self.daemon.apps.items()
         ]
-        matched = webhooks.match_apps(sources, push)
+        matched = pushes.match_apps(sources, push)
         # The apps whose files changed go first; the other apps of the repository follow a
         # moment later, so a push to one app of a big repository is not queued behind all.
         paths = {name: str(getattr(self.daemon.apps[name].runner.source.options, "path", "") or "") for name in matched}
-        touched, rest = webhooks.touched_first(paths, push)
+        touched, rest = pushes.touched_first(paths, push)
         for name in touched:
             self.daemon.apps[name].runner.trigger.fire("webhook")
         if rest:

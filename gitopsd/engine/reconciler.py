@@ -8,15 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gitopsd import events as ev
-from gitopsd.config import Config, validate_config
+from gitopsd.core import events as ev
+from gitopsd.core.events import Event
+from gitopsd.core.models import Manifest, SyncResult
+from gitopsd.core.state import StateStore
 from gitopsd.engine import stages
-from gitopsd.engine.applier import ObjectDiff
+from gitopsd.engine.protocols import ObjectDiff
 from gitopsd.engine.runner import StateInventory
-from gitopsd.events import Event
-from gitopsd.models import Manifest, SyncResult
-from gitopsd.plugins import PluginManager
-from gitopsd.state import StateStore
+from gitopsd.plugin.config import Config, validate_config
+from gitopsd.plugin.manager import PluginManager
 
 
 async def render_app(config: Config, app_name: str, plugins: PluginManager, emit: Callable[[Event], None] | None = None) -> tuple[str, str, list[Manifest]]:

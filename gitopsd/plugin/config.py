@@ -25,9 +25,9 @@ from pydantic import (
     field_validator,
 )
 
-from gitopsd.config_types import TypeRegistry
-from gitopsd.errors import ConfigError
-from gitopsd.interfaces import NotifierOptions, Options, Tools
+from gitopsd.core.errors import ConfigError
+from gitopsd.plugin.interfaces import NotifierOptions, Options, Tools
+from gitopsd.plugin.registry import TypeRegistry
 
 DEFAULT_CONFIG_PATH = Path("/etc/gitopsd/config.toml")
 
@@ -301,7 +301,7 @@ def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: l
     for name, table in notifiers.items():
         opts = table.options
         if isinstance(opts, NotifierOptions):
-            from gitopsd.events import EVENT_TYPES
+            from gitopsd.core.events import EVENT_TYPES
 
             for i, event_name in enumerate(opts.events):
                 if event_name not in EVENT_TYPES:

@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 
-from gitopsd.client import ClientError, DaemonClient
+from gitopsd.cli.daemon_client import ClientError, DaemonClient
 
 
 def _client(ctx: click.Context) -> DaemonClient:
-    from gitopsd.cli import Context
+    from gitopsd.cli.main import Context
 
     obj: Context = ctx.find_object(Context)  # type: ignore[assignment]
     return DaemonClient.from_config(obj.load())
@@ -60,7 +60,7 @@ def _with_config(ctx: click.Context, config_path: str | None) -> None:
     if config_path is not None:
         from pathlib import Path
 
-        from gitopsd.cli import Context
+        from gitopsd.cli.main import Context
 
         obj = ctx.find_object(Context)
         if obj is not None:

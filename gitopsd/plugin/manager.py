@@ -19,16 +19,16 @@ from typing import Any, cast
 import pluggy
 import structlog
 
-from gitopsd import hookspecs
-from gitopsd.config_types import TypeRegistry
-from gitopsd.errors import GitopsdError
-from gitopsd.events import Event
-from gitopsd.interfaces import Notifier, Renderer, Source
-from gitopsd.models import HealthStatus, Manifest
+from gitopsd.core.errors import GitopsdError
+from gitopsd.core.events import Event
+from gitopsd.core.models import HealthStatus, Manifest
+from gitopsd.plugin import hookspecs
+from gitopsd.plugin.interfaces import Notifier, Renderer, Source
+from gitopsd.plugin.registry import TypeRegistry
 
 ENTRY_POINT_GROUP = "gitopsd"
 BUILTIN_DISTRIBUTION = "gitopsd"
-log = structlog.get_logger("gitopsd.plugins")
+log = structlog.get_logger("gitopsd.plugin.manager")
 
 
 class PluginError(GitopsdError):

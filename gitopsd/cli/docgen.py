@@ -1,6 +1,6 @@
 """Reference docs generated from the code: the config options and the hooks.
 
-``python -m gitopsd.docgen`` rewrites docs/configuration.md and docs/hooks.md; a test
+``python -m gitopsd.cli.docgen`` rewrites docs/configuration.md and docs/hooks.md; a test
 fails when the committed files differ from what the code generates.
 """
 
@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from gitopsd import config as cfg
-from gitopsd import hookspecs
-from gitopsd.events import EVENT_TYPES
-from gitopsd.interfaces import NotifierOptions
-from gitopsd.plugins import PluginManager
+from gitopsd.core.events import EVENT_TYPES
+from gitopsd.plugin import config as cfg
+from gitopsd.plugin import hookspecs
+from gitopsd.plugin.interfaces import NotifierOptions
+from gitopsd.plugin.manager import PluginManager
 
 _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[daemon]", cfg.DaemonConfig, {"tools", "webhooks"}),
@@ -95,7 +95,7 @@ def configuration_md(plugins: PluginManager) -> str:
     out = [
         "# Configuration reference",
         "",
-        "Generated from the config models by `python -m gitopsd.docgen`; do not edit by hand.",
+        "Generated from the config models by `python -m gitopsd.cli.docgen`; do not edit by hand.",
         "Durations are written `\"30s\"`, `\"5m\"`, `\"1h30m\"` or as seconds. Relative paths are",
         "relative to the config file. Secrets are only read from `*_file` options.",
         "",
@@ -126,7 +126,7 @@ def hooks_md() -> str:
     out = [
         "# Hook reference",
         "",
-        "Generated from `gitopsd/hookspecs.py` by `python -m gitopsd.docgen`; do not edit by hand.",
+        "Generated from `gitopsd/plugin/hookspecs.py` by `python -m gitopsd.cli.docgen`; do not edit by hand.",
         "",
         inspect.cleandoc(hookspecs.__doc__ or ""),
         "",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import anyio
 
-from gitopsd.errors import CommandFailed
-from gitopsd.secrets import REDACTOR
+from gitopsd.core.errors import CommandFailed
+from gitopsd.core.secrets import REDACTOR
 
 _STDERR_EXCERPT = 4000
 

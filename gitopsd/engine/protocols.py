@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gitopsd.config import AppConfig
-from gitopsd.models import Health, Manifest, ObjectRef, SyncResult
+from gitopsd.core.models import Health, Manifest, ObjectRef, SyncResult
+from gitopsd.plugin.config import AppConfig
 
 
 class Inventory(Protocol):

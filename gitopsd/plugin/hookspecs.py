@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from gitopsd.events import Event
-from gitopsd.interfaces import Notifier, Renderer, Source
-from gitopsd.models import HealthStatus, Manifest
+from gitopsd.core.events import Event
+from gitopsd.core.models import HealthStatus, Manifest
+from gitopsd.plugin.interfaces import Notifier, Renderer, Source
 
 if TYPE_CHECKING:
-    from gitopsd.config import AppConfig
+    from gitopsd.plugin.config import AppConfig
 
 PROJECT_NAME = "gitopsd"
 

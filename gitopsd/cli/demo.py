@@ -13,12 +13,12 @@ from pathlib import Path
 
 import anyio
 
-from gitopsd.config import load_config
+from gitopsd.core.events import Event
+from gitopsd.core.logs import configure_logging
 from gitopsd.engine.daemon import Daemon
-from gitopsd.events import Event
-from gitopsd.hookspecs import hookimpl
-from gitopsd.logs import configure_logging
-from gitopsd.plugins import PluginManager
+from gitopsd.plugin.config import load_config
+from gitopsd.plugin.hookspecs import hookimpl
+from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ import anyio
 import click
 
 from gitopsd import __version__
-from gitopsd.config import Config, default_config_path, load_config
-from gitopsd.errors import ConfigError, GitopsdError
-from gitopsd.logs import configure_logging
-from gitopsd.plugins import PluginError, PluginManager
+from gitopsd.core.errors import ConfigError, GitopsdError
+from gitopsd.core.logs import configure_logging
+from gitopsd.plugin.config import Config, default_config_path, load_config
+from gitopsd.plugin.manager import PluginError, PluginManager
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -70,12 +70,12 @@ class LazyGroup(click.Group):
     """
 
     lazy_commands: dict[str, str] = {
-        "status": "gitopsd.cli_ops:status",
-        "refresh": "gitopsd.cli_ops:refresh",
-        "suspend": "gitopsd.cli_ops:suspend",
-        "resume": "gitopsd.cli_ops:resume",
-        "history": "gitopsd.cli_ops:history",
-        "rollback": "gitopsd.cli_ops:rollback",
+        "status": "gitopsd.cli.ops:status",
+        "refresh": "gitopsd.cli.ops:refresh",
+        "suspend": "gitopsd.cli.ops:suspend",
+        "resume": "gitopsd.cli.ops:resume",
+        "history": "gitopsd.cli.ops:history",
+        "rollback": "gitopsd.cli.ops:rollback",
         "sandbox": "gitopsd.sandbox.cli:sandbox_command",
     }
 
@@ -141,8 +141,8 @@ def render(obj: Context, app_name: str) -> None:
 
     Talks to no cluster. Exits 1 with the source or render error.
     """
-    from gitopsd.engine.oneshot import render_app
-    from gitopsd.yamlio import dump_all
+    from gitopsd.core.yamlio import dump_all
+    from gitopsd.engine.reconciler import render_app
 
     config = obj.load()
     obj.app(config, app_name)
@@ -164,7 +164,7 @@ def sync(obj: Context, app_name: str, dry_run: bool) -> None:
     Lists each object created, changed, pruned or failed with its health. Exits 1 when
     the sync failed.
     """
-    from gitopsd.engine.oneshot import sync_app
+    from gitopsd.engine.reconciler import sync_app
 
     config = obj.load()
     obj.app(config, app_name)
@@ -194,7 +194,7 @@ def diff(obj: Context, app_name: str) -> None:
     Exits 0 when there is no difference, 1 when there are differences, 2 on error,
     like ``kubectl diff``.
     """
-    from gitopsd.engine.oneshot import diff_app
+    from gitopsd.engine.reconciler import diff_app
 
     config = obj.load()
     obj.app(config, app_name)

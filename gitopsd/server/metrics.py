@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gitopsd.models import Health, SyncStatus
+from gitopsd.core.models import Health, SyncStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

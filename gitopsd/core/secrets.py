@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gitopsd.errors import ConfigError
+from gitopsd.core.errors import ConfigError
 
 _MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
 

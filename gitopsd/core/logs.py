@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from gitopsd.secrets import REDACTOR
+from gitopsd.core.secrets import REDACTOR
 
 
 def _redact(value: Any) -> Any:
