@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import click
@@ -18,6 +18,10 @@ from gitopsd.core.errors import ConfigError, GitopsdError
 from gitopsd.core.logs import configure_logging
 from gitopsd.plugin.config import Config, default_config_path, load_config
 from gitopsd.plugin.manager import PluginError, PluginManager
+
+if TYPE_CHECKING:
+    from gitopsd.core.models import Rendered, SyncResult
+    from gitopsd.engine.protocols import ObjectDiff
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -142,16 +146,21 @@ def render(obj: Context, app_name: str) -> None:
     Talks to no cluster. Exits 1 with the source or render error.
     """
     from gitopsd.core.yamlio import dump_all
-    from gitopsd.engine.reconciler import render_app
+    from gitopsd.engine.wiring import one_app
 
     config = obj.load()
     obj.app(config, app_name)
     configure_logging("console", "warning")
+
+    async def render() -> Rendered:
+        async with one_app(config, app_name, obj.plugins, clusters=False, state=False) as reconciler:
+            return await reconciler.render()
+
     try:
-        _, _, manifests = anyio.run(lambda: render_app(config, app_name, obj.plugins))
+        rendered = anyio.run(render)
     except GitopsdError as exc:
         _fail(str(exc))
-    click.echo(dump_all(manifests), nl=False)
+    click.echo(dump_all(list(rendered.manifests)), nl=False)
 
 
 @cli.command()
@@ -164,15 +173,22 @@ def sync(obj: Context, app_name: str, dry_run: bool) -> None:
     Lists each object created, changed, pruned or failed with its health. Exits 1 when
     the sync failed.
     """
-    from gitopsd.engine.reconciler import sync_app
+    from gitopsd.engine.wiring import one_app
 
     config = obj.load()
     obj.app(config, app_name)
     configure_logging("console", "warning")
+
+    async def sync() -> SyncResult | None:
+        async with one_app(config, app_name, obj.plugins) as reconciler:
+            return await reconciler.reconcile(["manual"], force=True, dry_run=dry_run)
+
     try:
-        result = anyio.run(lambda: sync_app(config, app_name, obj.plugins, dry_run=dry_run))
+        result = anyio.run(sync)
     except GitopsdError as exc:
         _fail(str(exc))
+    if result is None:
+        _fail(f"{app_name} is suspended: nothing synced (gitopsd resume {app_name})")
     for item in result.objects:
         if item.action != "unchanged":
             note = f"  ({item.message})" if item.message else ""
@@ -194,13 +210,18 @@ def diff(obj: Context, app_name: str) -> None:
     Exits 0 when there is no difference, 1 when there are differences, 2 on error,
     like ``kubectl diff``.
     """
-    from gitopsd.engine.reconciler import diff_app
+    from gitopsd.engine.wiring import one_app
 
     config = obj.load()
     obj.app(config, app_name)
     configure_logging("console", "warning")
+
+    async def diff() -> list[ObjectDiff]:
+        async with one_app(config, app_name, obj.plugins, state=False) as reconciler:
+            return await reconciler.diff()
+
     try:
-        diffs = anyio.run(lambda: diff_app(config, app_name, obj.plugins))
+        diffs = anyio.run(diff)
     except GitopsdError as exc:
         _fail(str(exc), code=2)
     for item in diffs:

@@ -84,3 +84,9 @@ class NotifyError(GitopsdError):
         self.permanent = permanent
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class InternalError(GitopsdError):
+    """A bug or an unexpected failure inside a reconcile; the traceback goes to the log only."""
+
+    reason = "InternalError"

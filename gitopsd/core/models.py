@@ -7,7 +7,8 @@ each other, plugins receive them, and nothing mutates them in place.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,43 @@ class Artifact:
     revision: str
     digest: str
     url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One render of one app: the value passed from the render stage to the cluster.
+
+    Revision and digest travel with the manifests, so the kube layer reports the revision
+    it applied and memoises its work per render (by ``key``) rather than by which list
+    object it was given.
+
+    Attributes:
+        artifact: What the source fetched (revision, digest, path).
+        manifests: The final manifests (after post-render hooks). Read-only: they may be
+            shared with the render cache and with other apps.
+        key: Identifies the render: equal keys mean equal manifests for the same app
+            config (artifact digest, renderer, app inputs).
+    """
+
+    artifact: Artifact
+    manifests: Sequence[Manifest]
+    key: str
+
+    @property
+    def revision(self) -> str:
+        return self.artifact.revision
+
+    @property
+    def digest(self) -> str:
+        return self.artifact.digest
+
+    @classmethod
+    def of(cls, manifests: Sequence[Manifest], revision: str = "") -> Rendered:
+        """A render of plain manifests (tests, one-off calls); its key is unique, so never memoised."""
+        return cls(Artifact(Path(), revision, ""), tuple(manifests), f"adhoc:{next(_adhoc_keys)}")
+
+
+_adhoc_keys = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -147,3 +185,4 @@ class HistoryEntry:
     result: str  # "succeeded" | "failed"
     message: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
+    health: str = ""  # the app's health after the sync ("" in entries older than gitopsd 0.2)

@@ -62,6 +62,11 @@ _MIGRATIONS: list[str] = [
         revision TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 3: the app's health after each sync (health events are sent once per transition,
+    # across restarts and one-shot runs too)
+    """
+    ALTER TABLE history ADD COLUMN health TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -139,10 +144,10 @@ class StateStore:
     async def history(self, app: str, limit: int = 20) -> list[HistoryEntry]:
         def read(c: sqlite3.Connection) -> list[HistoryEntry]:
             rows = c.execute(
-                "SELECT time, revision, result, message, counts FROM history WHERE app = ? ORDER BY id DESC LIMIT ?",
+                "SELECT time, revision, result, message, counts, health FROM history WHERE app = ? ORDER BY id DESC LIMIT ?",
                 (app, limit),
             )
-            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
         return await self._run(read)
 
@@ -186,6 +191,7 @@ class StateStore:
         message: str,
         counts: dict[str, int],
         applied_digest: str | None = None,
+        health: str = "",
     ) -> None:
         """Append a history entry and, on success, set the applied revision, in one transaction."""
         now = datetime.now(UTC).isoformat()
@@ -193,8 +199,8 @@ class StateStore:
         def write(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(
-                    "INSERT INTO history (app, time, revision, result, message, counts) VALUES (?, ?, ?, ?, ?, ?)",
-                    (app, now, revision, result, message, json.dumps(counts)),
+                    "INSERT INTO history (app, time, revision, result, message, counts, health) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (app, now, revision, result, message, json.dumps(counts), health),
                 )
                 c.execute(
                     "DELETE FROM history WHERE app = ? AND id NOT IN "

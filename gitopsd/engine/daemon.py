@@ -28,8 +28,10 @@ from gitopsd.core.state import StateStore
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
-from gitopsd.engine.runner import AppRunner, StateInventory
+from gitopsd.engine.reconciler import StateInventory
+from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.stages import Workspace
+from gitopsd.engine.wiring import Runtime, open_runtime
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
@@ -39,21 +41,6 @@ from gitopsd.server.systemd import SystemdNotifier
 
 log = structlog.get_logger("gitopsd.daemon")
 
-
-
-def kube_cluster_pool(
-    config: Config,
-    plugins: PluginManager,
-    emit: Callable[[Event], None],
-    on_request: Callable[[str, str, int | str], None] | None = None,
-) -> ClusterPool:
-    """The real cluster pool (imported lazily: the CLI's ``check`` and ``render`` never need it).
-
-    ``on_request(cluster, verb, code)`` sees every API request (the daemon counts them).
-    """
-    from gitopsd.kube import KubeClusterPool
-
-    return KubeClusterPool(config, plugins.hooks, emit, on_request=on_request)
 
 
 @dataclass
@@ -94,12 +81,21 @@ class Daemon:
         self.apps: dict[str, _Running] = {}
         self.stopping = anyio.Event()
         self.ready = anyio.Event()
-        self.store: StateStore | None = None
-        self.pool: ClusterPool | None = None
+        self.runtime: Runtime | None = None
         self.api: ApiServer | None = None
         self._tg: TaskGroup | None = None
         self._hard_stop = anyio.CancelScope()
         self._reload_lock = anyio.Lock()
+
+    @property
+    def store(self) -> StateStore | None:
+        """The state store, once running."""
+        return self.runtime.store if self.runtime is not None else None
+
+    @property
+    def pool(self) -> ClusterPool | None:
+        """The cluster pool, once running."""
+        return self.runtime.pool if self.runtime is not None else None
 
     def emit(self, event: Event) -> None:
         """Emit an event: logged, seen by the gitopsd_event hook, queued for notifiers."""
@@ -133,10 +129,16 @@ class Daemon:
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
-            self.store = await StateStore.open(self.config.daemon.state_dir)
-            stack.push_async_callback(self.store.close)
-            pool = kube_cluster_pool(self.config, self.plugins, self.emit, on_request=self.metrics.kube_request)
-            self.pool = await stack.enter_async_context(pool)
+            self.runtime = await stack.enter_async_context(
+                open_runtime(
+                    self.config,
+                    self.plugins,
+                    emit=self.emit,
+                    workspace=self.workspace,
+                    metrics=self.metrics,
+                    on_request=self.metrics.kube_request,
+                )
+            )
             self.api = ApiServer(self, secrets)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
@@ -212,10 +214,8 @@ class Daemon:
     # -- apps ----------------------------------------------------------------------------
 
     def _start(self, app: AppConfig) -> None:
-        assert self._tg is not None and self.store is not None and self.pool is not None
-        runner = AppRunner(
-            app, self.config, self.workspace, self.store, self.pool.get(app.cluster), self.emit, self.metrics
-        )
+        assert self._tg is not None and self.runtime is not None
+        runner = AppRunner(app, self.config, self.runtime)
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")
@@ -239,23 +239,24 @@ class Daemon:
         running.runner.trigger.fire("stop")
         running.scope.cancel()  # waits for nothing: an in-flight apply is rolled into the next start
         await running.done.wait()
-        await running.runner.source.aclose()
+        await running.runner.reconciler.aclose()
 
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
-        assert self.pool is not None and self.store is not None
-        cluster = self.pool.get(app.cluster)
+        assert self.runtime is not None and self.runtime.pool is not None and self.runtime.store is not None
+        store = self.runtime.store
+        cluster = self.runtime.pool.get(app.cluster)
         if not isinstance(cluster, PrunesRemovedApps):
             log.error("cluster cannot prune a removed app's objects (no prune_all)", app=app.name, cluster=app.cluster)
             return
         try:
-            result = await cluster.prune_all(app, StateInventory(self.store, app.name))
+            result = await cluster.prune_all(app, StateInventory(store, app.name))
         except Exception as exc:
             log.error("pruning a removed app failed; its objects stay", app=app.name, error=str(exc))
             return
         pruned = [str(o.ref) for o in result.objects if o.action == "pruned"]
         if result.ok:
-            await self.store.forget_app(app.name)
+            await store.forget_app(app.name)
         self.emit(
             ev.Pruned.make(
                 app=app.name,

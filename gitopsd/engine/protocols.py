@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gitopsd.core.models import Health, Manifest, ObjectRef, SyncResult
+from gitopsd.core.models import Health, ObjectRef, Rendered, SyncResult
 from gitopsd.plugin.config import AppConfig
 
 
@@ -49,7 +49,11 @@ DriftCallback = Callable[[list[ObjectRef]], None]
 
 
 class Cluster(Protocol):
-    """One cluster: a client, a live-state cache and an apply pipeline, shared by its apps."""
+    """One cluster: a client, a live-state cache and an apply pipeline, shared by its apps.
+
+    ``in_sync``, ``health`` and ``track`` are called with the same :class:`Rendered` until
+    the next render; an implementation may memoise per app by ``rendered.key``.
+    """
 
     name: str
 
@@ -59,33 +63,33 @@ class Cluster(Protocol):
         ...
 
     async def sync(
-        self, app: AppConfig, manifests: list[Manifest], inventory: Inventory, *, dry_run: bool = False
+        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool = False
     ) -> SyncResult:
-        """Make the cluster match ``manifests``: order, apply what differs, prune, wait for health.
+        """Make the cluster match ``rendered``: order, apply what differs, prune, wait for health.
 
-        Returns a SyncResult listing each object's action and health; failures are in the
-        result (``ok=False``), not raised, except when the cluster is unreachable
-        (:class:`gitopsd.ApplyError` with reason ``ClusterUnreachable``).
+        Returns a SyncResult (with ``rendered.revision``) listing each object's action and
+        health; failures are in the result (``ok=False``), not raised, except when the
+        cluster is unreachable (:class:`gitopsd.ApplyError` with reason ``ClusterUnreachable``).
         """
         ...
 
-    async def diff(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectDiff]:
+    async def diff(self, app: AppConfig, rendered: Rendered) -> list[ObjectDiff]:
         """Desired vs live per object, for objects that differ or are missing."""
         ...
 
-    def in_sync(self, app: AppConfig, manifests: list[Manifest]) -> bool | None:
+    def in_sync(self, app: AppConfig, rendered: Rendered) -> bool | None:
         """From the live cache only, with no API request: True if every object matches.
 
         None when the cache cannot tell yet (not listed yet, cluster unreachable).
         """
         ...
 
-    def health(self, app: AppConfig, manifests: list[Manifest]) -> Health:
+    def health(self, app: AppConfig, rendered: Rendered) -> Health:
         """App health from the live cache, with no API request."""
         ...
 
-    def track(self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback) -> None:
-        """Watch ``manifests``' live objects; call ``on_drift`` when they stop matching (or vanish).
+    def track(self, app: AppConfig, rendered: Rendered, on_drift: DriftCallback) -> None:
+        """Watch ``rendered``'s live objects; call ``on_drift`` when they stop matching (or vanish).
 
         Replaces any earlier tracking for the app.
         """

@@ -1,103 +1,376 @@
-"""One reconcile of one app without the daemon: what ``gitopsd sync``/``diff`` and the testing kit run."""
+"""One reconcile of one app: poll -> fetch -> render -> sync -> record -> events.
+
+:class:`Reconciler` is the only implementation of that path. The daemon's
+:class:`~gitopsd.engine.runner.AppRunner` calls it on every trigger; ``gitopsd sync``,
+``gitopsd diff``, ``gitopsd render`` and the testing kit's ``run_app`` call it once
+(through :mod:`gitopsd.engine.wiring`), so every caller sees the same events, the same
+status and the same state records.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
 
 from gitopsd.core import events as ev
+from gitopsd.core.errors import ApplyError, GitopsdError, InternalError, RenderError, SourceError
 from gitopsd.core.events import Event
-from gitopsd.core.models import Manifest, SyncResult
-from gitopsd.core.state import StateStore
+from gitopsd.core.models import Artifact, Health, ObjectRef, Rendered, SyncResult, SyncStatus
+from gitopsd.core.secrets import REDACTOR
+from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
-from gitopsd.engine.protocols import ObjectDiff
-from gitopsd.engine.runner import StateInventory
-from gitopsd.plugin.config import Config, validate_config
-from gitopsd.plugin.manager import PluginManager
+from gitopsd.engine.protocols import Cluster, ObjectDiff
+from gitopsd.engine.stages import Workspace
+from gitopsd.plugin.config import AppConfig
+from gitopsd.plugin.interfaces import Source
+
+log = structlog.get_logger("gitopsd.engine")
 
 
-async def render_app(config: Config, app_name: str, plugins: PluginManager, emit: Callable[[Event], None] | None = None) -> tuple[str, str, list[Manifest]]:
-    """Poll, fetch and render one app; return (revision, artifact digest, manifests)."""
-    app = config.apps[app_name]
-    workspace = stages.Workspace.create(config, plugins, emit=emit)
-    source = workspace.source_for(app)
-    try:
-        revision = await source.latest_revision()
-        artifact = await stages.fetch(workspace, source, revision)
-        return artifact.revision, artifact.digest, await stages.render(workspace, app, artifact)
-    finally:
-        await source.aclose()
+@dataclass
+class AppStatus:
+    """What the API and ``gitopsd status`` show about one app."""
+
+    name: str
+    cluster: str
+    namespace: str
+    revision: str = ""
+    sync: SyncStatus = SyncStatus.UNKNOWN
+    health: Health = Health.UNKNOWN
+    suspended: bool = False
+    pinned_revision: str = ""
+    last_sync_time: datetime | None = None
+    last_sync_duration: float = 0.0
+    last_result: str = ""
+    last_reason: str = ""
+    last_message: str = ""
+    last_counts: dict[str, int] = field(default_factory=dict)
+    reconciles: int = 0
 
 
-async def sync_app(
-    config: Config,
-    app_name: str,
-    plugins: PluginManager,
-    *,
-    emit: Callable[[Event], None] | None = None,
-    dry_run: bool = False,
-) -> SyncResult:
-    """Fetch, render and sync one app into its cluster once, recording state like the daemon."""
-    from gitopsd.engine.daemon import kube_cluster_pool
+class ReconcileMetrics(Protocol):
+    """What a reconcile reports to the metrics (see :class:`gitopsd.server.metrics.Metrics`)."""
 
-    emit = emit or (lambda event: None)
-    app = config.apps[app_name]
-    revision, digest, manifests = await render_app(config, app_name, plugins, emit)
-    store = await StateStore.open(config.daemon.state_dir)
-    try:
+    def reconcile(self, app: str, outcome: str, seconds: float) -> None: ...
+
+    def source_fetch(self, source_type: str, result: str) -> None: ...
+
+
+class _NoMetrics:
+    def reconcile(self, app: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def source_fetch(self, source_type: str, result: str) -> None:
+        pass
+
+
+class StateInventory:
+    """The :class:`gitopsd.engine.protocols.Inventory` of one app, stored in the state database."""
+
+    def __init__(self, store: StateStore, app: str):
+        self._store = store
+        self._app = app
+
+    async def current(self) -> list[ObjectRef]:
+        return await self._store.inventory(self._app)
+
+    async def add(self, refs: Iterable[ObjectRef]) -> None:
+        await self._store.add_to_inventory(self._app, refs)
+
+    async def remove(self, refs: Iterable[ObjectRef]) -> None:
+        await self._store.remove_from_inventory(self._app, refs)
+
+
+_DEGRADED = (Health.DEGRADED, Health.MISSING, Health.UNKNOWN)
+"""Healths that send ``health-degraded`` (once per transition)."""
+
+
+def _no_wake(reason: str, force: bool) -> None:
+    pass
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, scrubbed of known secrets and shortened."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = REDACTOR.scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Reconciler:
+    """Reconciles one app: the whole pipeline, its events, its status and its state records.
+
+    Args:
+        app: The app's config.
+        workspace: Plugins, caches and single-flight shared by every app of the process.
+        store: The state database (sync records, inventory, pins). Needed by
+            :meth:`reconcile`; :meth:`render` works without it.
+        cluster: The app's cluster. Needed by :meth:`reconcile` and :meth:`diff`.
+        emit: Receives every event (the daemon's bus, or a list in tests).
+        metrics: Reconcile and fetch counters (the daemon's metrics).
+        wake: ``wake(reason, force)`` asks for another reconcile (the daemon's trigger):
+            on drift with self-heal, and after resume or rollback.
+    """
+
+    def __init__(
+        self,
+        app: AppConfig,
+        workspace: Workspace,
+        *,
+        store: StateStore | None = None,
+        cluster: Cluster | None = None,
+        emit: Callable[[Event], None] | None = None,
+        metrics: ReconcileMetrics | None = None,
+        wake: Callable[[str, bool], None] | None = None,
+    ):
+        self.app = app
+        self.workspace = workspace
+        self.store = store
+        self.cluster = cluster
+        self.emit = emit or (lambda event: None)
+        self.metrics: ReconcileMetrics = metrics or _NoMetrics()
+        self.wake = wake or _no_wake
+        self.source: Source = workspace.source_for(app)
+        self.status = AppStatus(app.name, app.cluster, app.namespace, suspended=app.suspended)
+        self._applied: Rendered | None = None  # what was last applied (or found in sync)
+        self._drifted: list[ObjectRef] = []
+        self._drift_reported = False
+        self._health_degraded = False  # a health-degraded event was sent and not yet recovered
+        self._last_seen_revision = ""
+
+    def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
+        fields.setdefault("revision", self.status.revision)
+        context = {"namespace": self.app.namespace, "source_url": self.source.url, **(data or {})}
+        self.emit(cls.make(app=self.app.name, cluster=self.app.cluster, data=context, **fields))
+
+    def _need_store(self) -> StateStore:
+        assert self.store is not None, "this Reconciler was made without a state store"
+        return self.store
+
+    def _need_cluster(self) -> Cluster:
+        assert self.cluster is not None, "this Reconciler was made without a cluster"
+        return self.cluster
+
+    async def load(self) -> None:
+        """Read the persisted pin and last sync record into the status (once, before reconciling)."""
+        store = self._need_store()
+        pin = await store.pin(self.app.name)
+        self.status.suspended = pin.suspended or self.app.suspended
+        self.status.pinned_revision = pin.revision
+        record = await store.app(self.app.name)
+        if record is not None:
+            self.status.revision = record.revision
+            self._last_seen_revision = record.revision
+        last = await store.history(self.app.name, 1)
+        if last:
+            self._health_degraded = last[0].health in _DEGRADED
+
+    async def aclose(self) -> None:
+        """Stop tracking drift and close the source."""
+        if self.cluster is not None:
+            self.cluster.untrack(self.app.name)
+        await self.source.aclose()
+
+    # -- stages ----------------------------------------------------------------------------
+
+    async def poll(self) -> str:
+        """The revision to apply: the pinned one, or the source's latest (a cheap poll)."""
+        if self.status.pinned_revision:
+            return self.status.pinned_revision
+        try:
+            return await self.source.latest_revision()
+        except SourceError as exc:
+            self._event(ev.FetchFailed, reason=exc.reason, message=f"{self.app.name}: {exc}")
+            raise
+
+    async def fetch(self, revision: str) -> Artifact:
+        """Fetch ``revision`` (shared with every app of the same source)."""
+        try:
+            artifact = await stages.fetch(self.workspace, self.source, revision)
+        except SourceError as exc:
+            self.metrics.source_fetch(self.app.source.type, "failed")
+            self._event(ev.FetchFailed, revision=revision, reason=exc.reason, message=f"{self.app.name}: {exc}")
+            raise
+        self.metrics.source_fetch(self.app.source.type, "ok")
+        return artifact
+
+    async def render(self, revision: str | None = None) -> Rendered:
+        """Poll (unless ``revision`` is given), fetch and render: what ``gitopsd render`` prints."""
+        artifact = await self.fetch(revision or await self.poll())
+        try:
+            return await stages.render(self.workspace, self.app, artifact)
+        except RenderError as exc:
+            self._event(ev.RenderFailed, revision=artifact.revision, reason=exc.reason, message=str(exc))
+            raise
+
+    async def diff(self) -> list[ObjectDiff]:
+        """Desired vs live for the latest revision (objects that differ or are missing)."""
+        return await self._need_cluster().diff(self.app, await self.render())
+
+    # -- one reconcile -----------------------------------------------------------------------
+
+    async def reconcile(self, reasons: Iterable[str] = ("manual",), *, force: bool = False, dry_run: bool = False) -> SyncResult | None:
+        """One pass of the pipeline; None when nothing had to be sent.
+
+        Failures are reported (events, status, state) and then raised as
+        :class:`~gitopsd.core.errors.GitopsdError`; an unexpected exception becomes an
+        :class:`InternalError` with a ``sync-failed`` event (the traceback goes to the log).
+        A dry run asks the API server to validate the apply and records nothing.
+        """
+        reasons = list(reasons)
+        if self.status.suspended and not dry_run:
+            self.metrics.reconcile(self.app.name, "skipped", 0.0)
+            return None
         started = time.monotonic()
-        async with kube_cluster_pool(config, plugins, emit) as pool:
-            result = await pool.get(app.cluster).sync(app, manifests, StateInventory(store, app.name), dry_run=dry_run)
-        result = replace(result, revision=revision, duration=time.monotonic() - started, dry_run=dry_run)
-        event = ev.SyncSucceeded if result.ok else ev.SyncFailed
-        emit(
-            event.make(
-                app=app.name,
-                cluster=app.cluster,
-                revision=revision,
-                reason="" if result.ok else "SyncFailed",
-                message=result.message,
-                data={"counts": result.counts, "duration": round(result.duration, 3), "dry_run": dry_run},
-            )
-        )
-        if not dry_run:
-            await store.record_sync(
-                app.name,
-                revision=revision,
-                result="succeeded" if result.ok else "failed",
-                message=result.message,
-                counts=result.counts,
-                applied_digest=digest if result.ok else None,
-            )
+        self.status.reconciles += 1
+        try:
+            result = await self._reconcile(reasons, force, dry_run)
+        except GitopsdError as exc:
+            self._record_failure(exc)
+            self.metrics.reconcile(self.app.name, "failed", time.monotonic() - started)
+            raise
+        except Exception as exc:
+            log.exception("reconcile failed with an unexpected error", app=self.app.name)
+            error = InternalError(f"{self.app.name}: internal error: {_one_line(exc)} (the traceback is in the log)")
+            self._event(ev.SyncFailed, reason=error.reason, message=str(error))
+            self._record_failure(error)
+            self.metrics.reconcile(self.app.name, "failed", time.monotonic() - started)
+            raise error from exc
+        outcome = "unchanged" if result is None else ("succeeded" if result.ok else "failed")
+        self.metrics.reconcile(self.app.name, outcome, time.monotonic() - started)
         return result
-    finally:
-        await store.close()
 
+    async def _reconcile(self, reasons: list[str], force: bool, dry_run: bool) -> SyncResult | None:
+        cluster = self._need_cluster()
+        revision = await self.poll()
+        structlog.contextvars.bind_contextvars(revision=revision)
+        if revision != self._last_seen_revision:
+            self._last_seen_revision = revision
+            self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
+        drifted = "drift" in reasons and bool(self._drifted)
+        quick = not force and not drifted and not dry_run
+        applied = self._applied
+        if quick and applied is not None and revision == applied.revision:
+            # Nothing new from the source: ask the live cache, which costs no API request.
+            if cluster.in_sync(self.app, applied) is not False:
+                self.status.sync = SyncStatus.SYNCED
+                return None
+        rendered = await self.render(revision)
+        if quick and revision == self.status.revision and cluster.in_sync(self.app, rendered):
+            # A restart, or a re-render of what is applied: nothing to send.
+            self._remember(rendered)
+            self.status.sync = SyncStatus.SYNCED
+            self.status.health = cluster.health(self.app, rendered)
+            return None
+        return await self._sync(cluster, rendered, reasons, dry_run)
 
-async def diff_app(config: Config, app_name: str, plugins: PluginManager) -> list[ObjectDiff]:
-    """Desired vs live for one app (objects that differ or are missing)."""
-    from gitopsd.engine.daemon import kube_cluster_pool
+    async def _sync(self, cluster: Cluster, rendered: Rendered, reasons: list[str], dry_run: bool) -> SyncResult:
+        store = self._need_store()
+        revision = rendered.revision
+        drift_fix = "drift" in reasons and revision == self.status.revision
+        if not drift_fix and not dry_run:
+            self._event(ev.SyncStarted, revision=revision, message=f"syncing {revision} ({', '.join(reasons)})")
+        try:
+            result = await cluster.sync(self.app, rendered, StateInventory(store, self.app.name), dry_run=dry_run)
+        except ApplyError as exc:
+            if not dry_run:
+                self.status.sync = SyncStatus.UNKNOWN
+                self.status.health = Health.UNKNOWN
+                self._event(ev.SyncFailed, revision=revision, reason=exc.reason, message=str(exc), data={"objects": exc.objects})
+            raise
+        if dry_run:
+            return result
+        await store.record_sync(
+            self.app.name,
+            revision=revision,
+            result="succeeded" if result.ok else "failed",
+            message=result.message,
+            counts=result.counts,
+            applied_digest=rendered.digest if result.ok else None,
+            health=str(result.health),
+        )
+        self._report(result, revision, drift_fix)
+        if result.ok:
+            self.status.revision = revision
+            self._remember(rendered)
+        return result
 
-    app = config.apps[app_name]
-    _, _, manifests = await render_app(config, app_name, plugins)
-    async with kube_cluster_pool(config, plugins, lambda event: None) as pool:
-        return await pool.get(app.cluster).diff(app, manifests)
+    def _remember(self, rendered: Rendered) -> None:
+        self._applied = rendered
+        self._drifted = []
+        self._drift_reported = False
+        self._need_cluster().track(self.app, rendered, self.on_drift)
 
+    def _report(self, result: SyncResult, revision: str, drift_fix: bool) -> None:
+        self.status.health = result.health
+        self.status.sync = SyncStatus.SYNCED if result.ok else SyncStatus.OUT_OF_SYNC
+        self.status.last_sync_time = datetime.now(UTC)
+        self.status.last_sync_duration = result.duration
+        self.status.last_result = "succeeded" if result.ok else "failed"
+        self.status.last_reason = "" if result.ok else "SyncFailed"
+        self.status.last_message = result.message
+        self.status.last_counts = result.counts
+        data = {
+            "counts": result.counts,
+            "duration": round(result.duration, 3),
+            "objects": {str(o.ref): o.message for o in result.objects if o.action == "failed" or o.message},
+        }
+        pruned = [str(o.ref) for o in result.objects if o.action == "pruned"]
+        if pruned:
+            self._event(ev.Pruned, revision=revision, message=f"pruned {len(pruned)} object(s)", data={"objects": pruned})
+        if not result.ok:
+            self._event(ev.SyncFailed, revision=revision, reason="SyncFailed", message=result.message, data=data)
+        elif drift_fix:
+            self._event(ev.DriftCorrected, revision=revision, reason="SelfHeal", message=result.message, data=data)
+        elif result.count("created") or result.count("changed") or result.count("pruned") or revision != self.status.revision:
+            self._event(ev.SyncSucceeded, revision=revision, message=result.message, data=data)
+        # One event per transition: degraded once, recovered once after it.
+        if result.health in _DEGRADED and not self._health_degraded:
+            self._health_degraded = True
+            self._event(ev.HealthDegraded, revision=revision, reason=str(result.health), message=result.message, data=data)
+        elif result.health == Health.HEALTHY and self._health_degraded:
+            self._health_degraded = False
+            self._event(ev.HealthRecovered, revision=revision, message=f"{self.app.name} is healthy again")
 
-async def sync_once(
-    raw: dict[str, Any],
-    app_name: str,
-    plugins: PluginManager,
-    *,
-    emit: Callable[[Event], None] | None = None,
-    dry_run: bool = False,
-    config_dir: Path | None = None,
-) -> SyncResult:
-    """:func:`sync_app` from a config given as a dict (the testing kit's ``run_app``)."""
-    config = validate_config(raw, plugins.types, label="<test config>")
-    if config_dir is not None:
-        config = config.model_copy(update={"path": config_dir / "config.toml"})
-    return await sync_app(config, app_name, plugins, emit=emit, dry_run=dry_run)
+    def _record_failure(self, exc: GitopsdError) -> None:
+        self.status.last_sync_time = datetime.now(UTC)
+        self.status.last_result = "failed"
+        self.status.last_reason = exc.reason
+        self.status.last_message = str(exc)
+        log.warning("reconcile failed", reason=exc.reason, error=str(exc))
+
+    # -- live state and operator actions -----------------------------------------------------
+
+    def on_drift(self, refs: list[ObjectRef]) -> None:
+        """Called by the cluster's live cache when tracked objects stop matching."""
+        self._drifted = refs
+        self.status.sync = SyncStatus.OUT_OF_SYNC
+        if self.app.self_heal and not self.status.suspended:
+            self.wake("drift", False)
+        elif not self._drift_reported:
+            self._drift_reported = True
+            self._event(
+                ev.DriftDetected,
+                reason="LiveStateChanged",
+                message=f"{len(refs)} object(s) differ from {self.status.revision}: " + ", ".join(map(str, refs[:10])),
+                data={"objects": [str(r) for r in refs]},
+            )
+
+    async def set_pin(self, pin: Pin) -> None:
+        """Suspend/resume or pin to a revision; persisted so it survives restarts."""
+        was_suspended = self.status.suspended
+        await self._need_store().set_pin(self.app.name, pin)
+        self.status.suspended = pin.suspended
+        self.status.pinned_revision = pin.revision
+        if pin.suspended and not was_suspended:
+            self._event(ev.AppSuspended, message=f"{self.app.name} suspended")
+        elif was_suspended and not pin.suspended:
+            self._event(ev.AppResumed, message=f"{self.app.name} resumed")
+            self.wake("resume", True)
+        elif pin.revision:
+            self.wake("rollback", True)

@@ -16,7 +16,7 @@ import anyio
 
 from gitopsd.core.errors import RenderError
 from gitopsd.core.events import Event
-from gitopsd.core.models import Artifact, Manifest
+from gitopsd.core.models import Artifact, Manifest, Rendered
 from gitopsd.engine.sharing import RenderCache, SingleFlight
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import PluginContext, Renderer, Source
@@ -76,7 +76,7 @@ async def fetch(workspace: Workspace, source: Source, revision: str) -> Artifact
     return await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
 
 
-async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> list[Manifest]:
+async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> Rendered:
     """Render ``artifact`` for ``app`` (cached), then run the post-render hooks on a private copy.
 
     The manifests returned are read-only: without post-render hooks they are the cached
@@ -84,6 +84,12 @@ async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> li
     """
     renderer = workspace.renderer_for(app, artifact)
     key = (artifact.digest, renderer.cache_key, app.name, app.namespace)
+    return Rendered(artifact, tuple(await _render_manifests(workspace, app, artifact, renderer, key)), "\0".join(key))
+
+
+async def _render_manifests(
+    workspace: Workspace, app: AppConfig, artifact: Artifact, renderer: Renderer, key: tuple[str, ...]
+) -> list[Manifest]:
     cached = workspace.render_cache.get(key)
     if cached is None:
         cached = await workspace.flights.do(("render", *key), lambda: renderer.render(artifact, app))

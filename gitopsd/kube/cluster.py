@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -27,7 +27,15 @@ import structlog
 
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.events import ClusterReachable, ClusterUnreachable, Event
-from gitopsd.core.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
+from gitopsd.core.models import (
+    Health,
+    HealthStatus,
+    Manifest,
+    ObjectRef,
+    ObjectResult,
+    Rendered,
+    SyncResult,
+)
 from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
 from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
 from gitopsd.kube.cache import Key, LiveCache, key_of
@@ -45,6 +53,15 @@ if TYPE_CHECKING:
     from gitopsd.kube.tunnel import Tunnel
 
 log = structlog.get_logger("gitopsd.kube")
+
+Desires = Rendered | Sequence[Manifest]
+"""What the Cluster methods accept: a :class:`Rendered`, or plain manifests (tests, one-off
+calls: wrapped in a Rendered with a unique key, so never memoised)."""
+
+
+def as_rendered(desires: Desires) -> Rendered:
+    return desires if isinstance(desires, Rendered) else Rendered.of(desires)
+
 
 UNREACHABLE_GRACE = 5.0
 """A sync fails at once (ClusterUnreachable) only when the cluster has been unreachable this long."""
@@ -83,8 +100,8 @@ class KubeCluster:
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # app name -> (app config, manifests list, prepared objects): see _prepare_cached
-        self._prepared: dict[str, tuple[AppConfig, list[Manifest], dict[Key, Desired]]] = {}
+        # app name -> (app config, render key, prepared objects): see _prepare_cached
+        self._prepared: dict[str, tuple[AppConfig, str, dict[Key, Desired]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -149,7 +166,7 @@ class KubeCluster:
     # -- preparation ----------------------------------------------------------------------
 
     @staticmethod
-    def _hints(manifests: list[Manifest]) -> dict[tuple[str, str], Resource]:
+    def _hints(manifests: Sequence[Manifest]) -> dict[tuple[str, str], Resource]:
         return {
             (r.api_version, r.kind): r
             for m in manifests
@@ -158,7 +175,7 @@ class KubeCluster:
         }
 
     async def _resolve(
-        self, app: AppConfig, manifests: list[Manifest]
+        self, app: AppConfig, manifests: Sequence[Manifest]
     ) -> tuple[list[Desired], list[ObjectResult]]:
         hints = self._hints(manifests)
         desired: list[Desired] = []
@@ -193,24 +210,22 @@ class KubeCluster:
             desired.append(d)
         return desired, failed
 
-    def _prepare_cached(
-        self, app: AppConfig, manifests: list[Manifest]
-    ) -> dict[Key, Desired] | None:
+    def _prepare_cached(self, app: AppConfig, rendered: Rendered) -> dict[Key, Desired] | None:
         """Prepared objects from what discovery already knows (no request); None if a kind is unknown.
 
-        Memoised per app on the identity of ``app`` and ``manifests``: the engine passes the
-        same list to ``track``, ``in_sync`` and ``health`` until the next render.
+        Memoised per app by the app config's identity and the render's key: the engine
+        passes the same render to ``track``, ``in_sync`` and ``health`` until the next one.
         """
         memo = self._prepared.get(app.name)
-        if memo is not None and memo[0] is app and memo[1] is manifests:
+        if memo is not None and memo[0] is app and memo[1] == rendered.key:
             return memo[2]
-        prepared = self._prepare_from_discovery(app, manifests)
+        prepared = self._prepare_from_discovery(app, rendered.manifests)
         if prepared is not None:
-            self._prepared[app.name] = (app, manifests, prepared)
+            self._prepared[app.name] = (app, rendered.key, prepared)
         return prepared
 
     def _prepare_from_discovery(
-        self, app: AppConfig, manifests: list[Manifest]
+        self, app: AppConfig, manifests: Sequence[Manifest]
     ) -> dict[Key, Desired] | None:
         hints = self._hints(manifests)
         out: dict[Key, Desired] = {}
@@ -246,25 +261,27 @@ class KubeCluster:
     async def sync(
         self,
         app: AppConfig,
-        manifests: list[Manifest],
+        rendered: Desires,
         inventory: Inventory,
         *,
         dry_run: bool = False,
     ) -> SyncResult:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
+        rendered = as_rendered(rendered)
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
         async with lock:
             self.drift.pause(app.name)
             try:
-                return await self._sync(app, manifests, inventory, dry_run=dry_run)
+                return await self._sync(app, rendered, inventory, dry_run=dry_run)
             except Unreachable as exc:
                 raise unreachable_error(self.name, str(exc).split(": ", 1)[-1]) from None
             finally:
                 self.drift.resume(app.name, self.cache.get)
 
     async def _sync(
-        self, app: AppConfig, manifests: list[Manifest], inventory: Inventory, *, dry_run: bool
+        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool
     ) -> SyncResult:
+        manifests = rendered.manifests
         started = time.monotonic()
         deadline = started + app.timeout
         self._check_reachable()
@@ -275,7 +292,7 @@ class KubeCluster:
             )
             return SyncResult(
                 app=app.name,
-                revision="",
+                revision=rendered.revision,
                 ok=ok,
                 message=message,
                 objects=tuple(objects),
@@ -494,11 +511,11 @@ class KubeCluster:
                 raise unreachable_error(self.name, "lost while waiting for health")
             await self.cache.wait_change(min(remaining, 1.0))
 
-    async def diff(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectDiff]:
+    async def diff(self, app: AppConfig, rendered: Desires) -> list[ObjectDiff]:
         """See :meth:`gitopsd.engine.protocols.Cluster.diff`."""
         self._check_reachable()
         try:
-            desired, bad = await self._resolve(app, manifests)
+            desired, bad = await self._resolve(app, as_rendered(rendered).manifests)
             if bad:
                 raise ApplyError(
                     "; ".join(f"{o.ref}: {o.message}" for o in bad), reason="InvalidManifest"
@@ -514,11 +531,11 @@ class KubeCluster:
                 out.append(ObjectDiff(d.ref, text, live is not None))
         return out
 
-    def in_sync(self, app: AppConfig, manifests: list[Manifest]) -> bool | None:
+    def in_sync(self, app: AppConfig, rendered: Desires) -> bool | None:
         """See :meth:`gitopsd.engine.protocols.Cluster.in_sync` (no request)."""
         if not self.client.reachable:
             return None
-        prepared = self._prepare_cached(app, manifests)
+        prepared = self._prepare_cached(app, as_rendered(rendered))
         if prepared is None:
             return None
         for d in prepared.values():
@@ -528,11 +545,11 @@ class KubeCluster:
                 return False
         return True
 
-    def health(self, app: AppConfig, manifests: list[Manifest]) -> Health:
+    def health(self, app: AppConfig, rendered: Desires) -> Health:
         """See :meth:`gitopsd.engine.protocols.Cluster.health` (no request)."""
         if not self.client.reachable:
             return Health.UNKNOWN
-        prepared = self._prepare_cached(app, manifests)
+        prepared = self._prepare_cached(app, as_rendered(rendered))
         if prepared is None:
             return Health.UNKNOWN
         healths = []
@@ -542,12 +559,13 @@ class KubeCluster:
             healths.append(self._object_health(self.cache.get(d.key)).health)
         return Health.worst(healths)
 
-    def track(self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback) -> None:
+    def track(self, app: AppConfig, rendered: Desires, on_drift: DriftCallback) -> None:
         """See :meth:`gitopsd.engine.protocols.Cluster.track`."""
-        prepared = self._prepare_cached(app, manifests)
+        rendered = as_rendered(rendered)
+        prepared = self._prepare_cached(app, rendered)
         if prepared is None:
             task = asyncio.create_task(
-                self._track_later(app, manifests, on_drift), name=f"track {app.name}"
+                self._track_later(app, rendered.manifests, on_drift), name=f"track {app.name}"
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -558,7 +576,7 @@ class KubeCluster:
                 self.cache.ensure(d.resource)
 
     async def _track_later(
-        self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback
+        self, app: AppConfig, manifests: Sequence[Manifest], on_drift: DriftCallback
     ) -> None:
         try:
             desired, _ = await self._resolve(app, manifests)

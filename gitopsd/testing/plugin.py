@@ -126,12 +126,14 @@ def kube_get(gitopsd_sandbox: Any) -> Callable[[str], Awaitable[dict[str, Any] |
 def run_app(
     gitopsd_sandbox: Any, plugin_manager: PluginManager, recorded_events: list[Event], tmp_path: Path
 ) -> Callable[..., Awaitable[SyncResult]]:
-    """``await run_app(app_table, notifiers=None)``: one fetch -> render -> apply into the sandbox.
+    """``await run_app(app_table, *, dry_run=False)``: one reconcile into the sandbox, as the daemon runs it.
 
     ``app_table`` is what you would write under ``[apps.NAME]`` (``name`` defaults to "app",
-    ``cluster`` to the sandbox). Returns the SyncResult; events go to ``recorded_events``.
+    ``cluster`` to the sandbox). Returns the SyncResult; the events (the same ones the
+    daemon would emit) go to ``recorded_events``. Source and render errors are raised.
     """
-    from gitopsd.engine.reconciler import sync_once
+    from gitopsd.engine.wiring import one_app
+    from gitopsd.plugin.config import validate_config
 
     async def run(app_table: dict[str, Any], *, dry_run: bool = False) -> SyncResult:
         table = {"cluster": "sandbox", **app_table}
@@ -141,7 +143,11 @@ def run_app(
             "clusters": {"sandbox": {"kubeconfig": str(gitopsd_sandbox.kubeconfig)}},
             "apps": {name: table},
         }
-        return await sync_once(raw, name, plugin_manager, emit=recorded_events.append, dry_run=dry_run)
+        config = validate_config(raw, plugin_manager.types, label="<test config>")
+        async with one_app(config, name, plugin_manager, emit=recorded_events.append) as reconciler:
+            result = await reconciler.reconcile(["manual"], force=True, dry_run=dry_run)
+        assert result is not None, f"app {name} is suspended"
+        return result
 
     return run
 
