@@ -58,7 +58,7 @@ async def test_the_kit_reports_the_events_the_daemon_emits(
     path = write_config(tmp_path, tmp_path / "kubeconfig", {})
     path.write_text(
         path.read_text()
-        + f'\n[apps.web]\ncluster = "sandbox"\nnamespace = "web"\nprune = true\ntimeout = "3s"\n'
+        + '\n[apps.web]\ncluster = "sandbox"\nnamespace = "web"\nprune = true\ntimeout = "3s"\n'
         + f'source = {{ type = "git", url = "{git_repo.url}", ref = "daemon", path = "web" }}\n'
     )
     config = load_config(path, PluginManager(builtins_only=True).types)
@@ -71,7 +71,7 @@ async def test_the_kit_reports_the_events_the_daemon_emits(
             if index:
                 git_repo.commit({"web/app.yaml": manifests})
                 daemon.apps["web"].runner.trigger.fire("refresh", force=True)
-            await wait_for(lambda: last in [e.name for e in recorder.events[seen:]], timeout=30, what=last)
+            await wait_for(lambda last=last, seen=seen: last in [e.name for e in recorder.events[seen:]], timeout=30, what=last)
             await anyio.sleep(0.3)  # nothing else follows the step's last event
             daemon_steps.append(shape([e for e in recorder.events[seen:] if e.app == "web"]))
 
