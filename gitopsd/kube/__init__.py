@@ -21,6 +21,7 @@ import anyio
 
 from gitopsd.core.events import Event
 from gitopsd.kube.apply import FIELD_MANAGER, PRUNE_ANNOTATION
+from gitopsd.kube.background import Background
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from gitopsd.kube.cluster import KubeCluster
 from gitopsd.kube.health import HealthHook
@@ -63,20 +64,28 @@ class KubeClusterPool:
         on_request: Callable[[str, str, int | str], None] | None = None,
     ):
         health: HealthHook | None = hooks.health if hooks is not None else None
+        # Every watch, late tracking and tunnel task of every cluster: inside the task tree
+        # of whoever enters the pool (the daemon's supervisor), and waited for on exit.
+        self._background = Background("clusters")
         self._clusters = {
-            name: KubeCluster(name, cluster, health_hook=health, emit=emit, on_request=on_request)
+            name: KubeCluster(
+                name, cluster, health_hook=health, emit=emit, on_request=on_request, background=self._background
+            )
             for name, cluster in config.clusters.items()
         }
 
     async def __aenter__(self) -> KubeClusterPool:
+        await self._background.open()
         opened: list[KubeCluster] = []
         try:
             for cluster in self._clusters.values():
                 await cluster.open()
                 opened.append(cluster)
         except BaseException:
-            for cluster in opened:
-                await cluster.close()
+            with anyio.CancelScope(shield=True):
+                for cluster in opened:
+                    await cluster.close()
+            await self._background.aclose()
             raise
         return self
 
@@ -85,11 +94,9 @@ class KubeClusterPool:
             async with anyio.create_task_group() as tg:
                 for cluster in self._clusters.values():
                     tg.start_soon(cluster.close)
+        # Outside the shield: the background group was entered before it, so it is left after.
+        await self._background.aclose()
 
     def get(self, name: str) -> KubeCluster:
         """The cluster called ``name`` in the config (KeyError if there is none)."""
         return self._clusters[name]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._clusters)

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import structlog
 
 from gitopsd.core.models import Manifest
 from gitopsd.core.yamlio import compact
+from gitopsd.kube.background import Background
 from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
 
@@ -74,7 +76,7 @@ class Informer:
         self.cache = cache
         self.resource = resource
         self.synced = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+        self.scope: anyio.CancelScope | None = None
         self.error = ""
 
     async def run(self) -> None:
@@ -189,9 +191,15 @@ class LiveCache:
         on_change: Called with (key, object or None when deleted) after every change.
     """
 
-    def __init__(self, client: KubeClient, on_change: Callable[[Key, Manifest | None], None]):
+    def __init__(
+        self,
+        client: KubeClient,
+        on_change: Callable[[Key, Manifest | None], None],
+        background: Background,
+    ):
         self.client = client
         self._on_change = on_change
+        self._background = background
         self._objects: dict[Key, Manifest] = {}
         self._informers: dict[tuple[str, str], Informer] = {}
         self._changed = asyncio.Event()
@@ -205,9 +213,6 @@ class LiveCache:
         informer = self._informers.get((group, kind))
         return informer is not None and informer.synced.is_set()
 
-    def watching(self, group: str, kind: str) -> bool:
-        return (group, kind) in self._informers
-
     # -- informers ------------------------------------------------------------------------
 
     def ensure(self, resource: Resource) -> Informer:
@@ -216,8 +221,8 @@ class LiveCache:
         informer = self._informers.get(ident)
         if informer is None:
             informer = Informer(self, resource)
-            informer.task = asyncio.create_task(
-                informer.run(), name=f"watch {self.client.name} {resource.kind}"
+            informer.scope = self._background.start(
+                informer.run, name=f"watch {self.client.name} {resource.kind}"
             )
             self._informers[ident] = informer
         return informer
@@ -234,11 +239,11 @@ class LiveCache:
             return False
         return True
 
-    async def close(self) -> None:
-        tasks = [i.task for i in self._informers.values() if i.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def close(self) -> None:
+        """Stop every watch (their tasks end with the cluster's background group)."""
+        for informer in self._informers.values():
+            if informer.scope is not None:
+                informer.scope.cancel()
         self._informers.clear()
 
     # -- changes --------------------------------------------------------------------------

@@ -16,7 +16,6 @@ Implements :class:`gitopsd.engine.protocols.Cluster`. A sync:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from gitopsd.core.models import (
 )
 from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
 from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
+from gitopsd.kube.background import Background
 from gitopsd.kube.cache import Key, LiveCache, key_of
 from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
 from gitopsd.kube.diff import object_diff
@@ -76,6 +76,7 @@ class KubeCluster:
         health_hook: The ``gitopsd_health`` hook (kinds without built-in rules).
         emit: Receives ClusterUnreachable / ClusterReachable events.
         on_request: Called with (cluster, verb, code or "error") per API request (metrics).
+        background: Where its long-lived tasks run (the pool's); by default its own.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class KubeCluster:
         health_hook: HealthHook | None = None,
         emit: Callable[[Event], None] | None = None,
         on_request: Callable[[str, str, int | str], None] | None = None,
+        background: Background | None = None,
     ):
         self.name = name
         self.config = config
@@ -94,19 +96,26 @@ class KubeCluster:
         self.client = KubeClient(name, config, self._on_reachable, on_request)
         self.discovery = Discovery(self.client)
         self.drift = DriftTracker()
-        self.cache = LiveCache(self.client, self.drift.on_change)
+        self._owns_background = background is None
+        self.background = background or Background(f"cluster {name}")
+        self.cache = LiveCache(self.client, self.drift.on_change, self.background)
         self.applier = Applier(self.client, self.cache)
         self.pruner = Pruner(self.client, self.cache, self.discovery)
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
-        self._background: set[asyncio.Task[None]] = set()
         # app name -> (app config, render key, prepared objects): see _prepare_cached
         self._prepared: dict[str, tuple[AppConfig, str, dict[Key, Desired]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Load the kubeconfig and start the tunnel (connecting in the background); no API request."""
+        """Load the kubeconfig and start the tunnel (connecting in the background); no API request.
+
+        Without a shared ``background`` (the pool's), the cluster's background tasks run in
+        a task group entered here and left by :meth:`close`, from the same task.
+        """
+        if self._owns_background:
+            await self.background.open()
         if self.config.ssh is None:
             await self.client.open()
             return
@@ -126,13 +135,12 @@ class KubeCluster:
         await self.client.open(host_override=f"https://127.0.0.1:{port}")
 
     async def close(self) -> None:
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self.cache.close()
+        self.cache.close()
         await self.client.close()
         if self.tunnel is not None:
             await self.tunnel.close()
+        if self._owns_background:
+            await self.background.aclose()
 
     @property
     def reachable(self) -> bool:
@@ -564,11 +572,7 @@ class KubeCluster:
         rendered = as_rendered(rendered)
         prepared = self._prepare_cached(app, rendered)
         if prepared is None:
-            task = asyncio.create_task(
-                self._track_later(app, rendered.manifests, on_drift), name=f"track {app.name}"
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.background.start(self._track_later, app, rendered.manifests, on_drift, name=f"track {app.name}")
             return
         self.drift.track(app.name, {k: d.obj for k, d in prepared.items()}, on_drift)
         for d in prepared.values():
