@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -26,8 +27,7 @@ from pydantic import (
 )
 
 from gitopsd.core.errors import ConfigError
-from gitopsd.plugin.interfaces import NotifierOptions, Options, Tools
-from gitopsd.plugin.registry import TypeRegistry
+from gitopsd.plugin.options import NotifierOptions, Options, Tools
 
 DEFAULT_CONFIG_PATH = Path("/etc/gitopsd/config.toml")
 
@@ -198,11 +198,28 @@ class Config(_Model):
         return app.interval if app.interval is not None else self.daemon.default_interval
 
 
+class PluginTypes(Protocol):
+    """The plugin types config validation looks names up in, by kind.
+
+    :class:`gitopsd.plugin.registry.TypeRegistry` is the real one; each value is a plugin
+    class whose ``Options`` model validates its table.
+    """
+
+    @property
+    def sources(self) -> Mapping[str, Any]: ...
+
+    @property
+    def renderers(self) -> Mapping[str, Any]: ...
+
+    @property
+    def notifiers(self) -> Mapping[str, Any]: ...
+
+
 def default_config_path() -> Path:
     return Path(os.environ.get("GITOPSD_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: Path | str, types: TypeRegistry) -> Config:
+def load_config(path: Path | str, types: PluginTypes) -> Config:
     """Read and validate ``path``. Raise ConfigError with every problem found."""
     path = Path(path)
     label = path.name
@@ -219,7 +236,7 @@ def load_config(path: Path | str, types: TypeRegistry) -> Config:
     return validate_config(raw, types, label=label, path=path.resolve())
 
 
-def validate_config(raw: dict[str, Any], types: TypeRegistry, *, label: str = "config", path: Path | None = None) -> Config:
+def validate_config(raw: dict[str, Any], types: PluginTypes, *, label: str = "config", path: Path | None = None) -> Config:
     """Validate a parsed TOML document; see :func:`load_config`."""
     errors: list[str] = []
     shaped = _shape(raw, errors)
@@ -277,7 +294,7 @@ def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
     return shaped
 
 
-def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: list[str]) -> Config | None:
+def _resolve(config: Config, raw: dict[str, Any], types: PluginTypes, errors: list[str]) -> Config | None:
     """Second pass: plugin options by their own models, and references between sections."""
     apps: dict[str, AppConfig] = {}
     for name, app in config.apps.items():
@@ -341,7 +358,7 @@ def _absolute_paths(config: Config) -> Config:
 
 
 def _plugin_options(
-    table: PluginTable, registry: dict[str, Any], where: str, kind: str, errors: list[str]
+    table: PluginTable, registry: Mapping[str, Any], where: str, kind: str, errors: list[str]
 ) -> PluginTable:
     cls = registry.get(table.type)
     if cls is None:
@@ -356,7 +373,7 @@ def _plugin_options(
     return PluginTable(type=table.type, options=options)
 
 
-def _names(mapping: dict[str, Any]) -> str:
+def _names(mapping: Mapping[str, Any]) -> str:
     return ", ".join(sorted(mapping)) or "none"
 
 

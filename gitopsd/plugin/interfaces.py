@@ -25,45 +25,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
 
-from gitopsd.core.errors import ToolMissing
-from gitopsd.core.events import Event, Severity
+from gitopsd.core.events import Event
 from gitopsd.core.models import Artifact, Manifest
+from gitopsd.plugin.options import NotifierOptions, Options, Tools
 
 if TYPE_CHECKING:
     from gitopsd.plugin.config import AppConfig
 
 T = TypeVar("T")
 
-
-class Options(BaseModel):
-    """Base of every plugin options model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Tools:
-    """Paths of the external programs gitopsd runs (``[daemon.tools]``)."""
-
-    git: str = "git"
-    helm: str = "helm"
-    kubectl: str = "kubectl"
-    kustomize: str = ""  # empty: use `kubectl kustomize`
-
-    def require(self, name: str) -> str:
-        """Absolute path of tool ``name``; ToolMissing naming ``daemon.tools.<name>`` if absent."""
-        import shutil
-
-        value = getattr(self, name)
-        found = shutil.which(value) if value else None
-        if not found or not os.access(found, os.X_OK):
-            raise ToolMissing(
-                f"{name} not found: {value!r} is not an executable on PATH "
-                f"(set daemon.tools.{name} in the config)"
-            )
-        return found
+__all__ = [
+    "Notifier",
+    "NotifierOptions",
+    "Options",
+    "PluginContext",
+    "Renderer",
+    "SharedState",
+    "Source",
+    "Tools",
+]
 
 
 class SharedState:
@@ -189,19 +170,6 @@ class Renderer(ABC):
     @abstractmethod
     async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
         """Render ``artifact`` for ``app``. Raise RenderError naming the file/document on bad input."""
-
-
-class NotifierOptions(Options):
-    """Options every notifier accepts, on top of its own: which events it wants, and pacing."""
-
-    events: list[str] = Field(default_factory=list, description="Event names to send; empty means all.")
-    min_severity: Severity = Field(Severity.INFO, description="Drop events below this severity.")
-    apps: list[str] = Field(default_factory=lambda: ["*"], description="App name glob patterns to send.")
-    dedupe_window: float = Field(300.0, description="Seconds within which an identical event is sent once.")
-    rate_per_second: float = Field(1.0, gt=0, description="Messages per second at most.")
-    queue_size: int = Field(1000, ge=1, description="Events kept while the receiver is slow; the oldest are dropped.")
-    max_retries: int = Field(8, ge=0, description="Retries of a transient failure before giving up.")
-    timeout: float = Field(10.0, gt=0, description="Seconds per delivery attempt.")
 
 
 class Notifier(ABC):
