@@ -15,7 +15,7 @@ import anyio
 
 from gitopsd.core.events import Event
 from gitopsd.core.logs import configure_logging
-from gitopsd.engine.daemon import Daemon
+from gitopsd.daemon.supervisor import Daemon
 from gitopsd.plugin.config import load_config
 from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.manager import PluginManager

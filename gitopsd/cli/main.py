@@ -146,7 +146,7 @@ def render(obj: Context, app_name: str) -> None:
     Talks to no cluster. Exits 1 with the source or render error.
     """
     from gitopsd.core.yamlio import dump_all
-    from gitopsd.engine.wiring import one_app
+    from gitopsd.daemon.wiring import one_app
 
     config = obj.load()
     obj.app(config, app_name)
@@ -173,7 +173,7 @@ def sync(obj: Context, app_name: str, dry_run: bool) -> None:
     Lists each object created, changed, pruned or failed with its health. Exits 1 when
     the sync failed.
     """
-    from gitopsd.engine.wiring import one_app
+    from gitopsd.daemon.wiring import one_app
 
     config = obj.load()
     obj.app(config, app_name)
@@ -210,7 +210,7 @@ def diff(obj: Context, app_name: str) -> None:
     Exits 0 when there is no difference, 1 when there are differences, 2 on error,
     like ``kubectl diff``.
     """
-    from gitopsd.engine.wiring import one_app
+    from gitopsd.daemon.wiring import one_app
 
     config = obj.load()
     obj.app(config, app_name)
@@ -244,7 +244,7 @@ def plugins(obj: Context) -> None:
 @_pass_config_path
 def run(obj: Context) -> None:
     """Run the daemon in the foreground until SIGTERM (systemd runs this)."""
-    from gitopsd.engine.daemon import Daemon
+    from gitopsd.daemon.supervisor import Daemon
 
     config = obj.load()
     configure_logging(config.daemon.log_format, config.daemon.log_level)

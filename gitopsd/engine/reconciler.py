@@ -3,7 +3,7 @@
 :class:`Reconciler` is the only implementation of that path. The daemon's
 :class:`~gitopsd.engine.runner.AppRunner` calls it on every trigger; ``gitopsd sync``,
 ``gitopsd diff``, ``gitopsd render`` and the testing kit's ``run_app`` call it once
-(through :mod:`gitopsd.engine.wiring`), so every caller sees the same events, the same
+(through :mod:`gitopsd.daemon.wiring`), so every caller sees the same events, the same
 status and the same state records.
 """
 

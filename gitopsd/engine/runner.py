@@ -15,9 +15,8 @@ from gitopsd.core.errors import GitopsdError
 from gitopsd.core.models import SyncResult
 from gitopsd.core.state import Pin
 from gitopsd.engine.protocols import Cluster
-from gitopsd.engine.reconciler import AppStatus
+from gitopsd.engine.reconciler import AppStatus, Reconciler
 from gitopsd.engine.triggers import Trigger, Wake, aligned
-from gitopsd.engine.wiring import Runtime
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Source
 
@@ -29,11 +28,12 @@ RETRY_MIN = 2.0  # seconds before the first retry of a failed reconcile; doubles
 class AppRunner:
     """Runs one application until cancelled. The daemon starts one named task per runner."""
 
-    def __init__(self, app: AppConfig, config: Config, runtime: Runtime):
-        self.app = app
+    def __init__(self, reconciler: Reconciler, config: Config):
+        self.app: AppConfig = reconciler.app
         self.config = config
         self.trigger = Trigger()
-        self.reconciler = runtime.reconciler(app, wake=self._wake)
+        self.reconciler = reconciler
+        reconciler.wake = self._wake  # drift (self-heal), resume and rollback ask for a reconcile
         self.busy = anyio.Lock()  # held during each reconcile, so a caller can wait for the one in flight
         self._failures = 0
 

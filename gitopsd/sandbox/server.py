@@ -6,12 +6,14 @@ import asyncio
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from .api import Call
-from .kinds import ResourceType
+from .api import Api, Call
+from .counters import Counters
+from .faults import Faults
+from .kinds import Registry, ResourceType
 from .status import (
     ApiError,
     bad_request,
@@ -20,10 +22,7 @@ from .status import (
     unauthorized,
     unsupported_media_type,
 )
-from .store import Event, dumps
-
-if TYPE_CHECKING:
-    from .sandbox import Sandbox
+from .store import Event, Store, dumps
 
 log = logging.getLogger("gitopsd.sandbox")
 
@@ -62,10 +61,31 @@ class Route:
         self.rt, self.namespace, self.name, self.sub, self.watch_path = rt, namespace, name, sub, watch
 
 
-class SandboxServer:
-    """aiohttp request handling for one :class:`~gitopsd.sandbox.Sandbox`."""
+class SandboxState(Protocol):
+    """What the HTTP layer reads and drives of a sandbox (:class:`~gitopsd.sandbox.Sandbox`)."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    token: str
+    api: Api
+    registry: Registry
+    store: Store
+    faults: Faults
+    counters_obj: Counters
+    watch_timeout: float
+    bookmark_interval: float
+
+    def counters(self) -> dict[str, Any]: ...
+
+    def reset_counters(self) -> None: ...
+
+    def set_faults(self, spec: Any) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class SandboxServer:
+    """aiohttp request handling for one sandbox (see :class:`SandboxState`)."""
+
+    def __init__(self, sandbox: SandboxState) -> None:
         self.sb = sandbox
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)

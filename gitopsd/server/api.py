@@ -42,7 +42,6 @@ from gitopsd.server import push as pushes
 from gitopsd.server.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from gitopsd.engine.daemon import Daemon
     from gitopsd.engine.runner import AppRunner
 
 log = structlog.get_logger("gitopsd.server.api")
@@ -140,7 +139,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 class ApiServer:
     """The daemon's HTTP server. ``await start()`` binds ``daemon.listen``; ``await aclose()`` stops it."""
 
-    def __init__(self, daemon: Daemon, secrets: ApiSecrets):
+    def __init__(self, daemon: Any, secrets: ApiSecrets):
         self.daemon = daemon
         self.secrets = secrets
         self._runner: web.AppRunner | None = None

@@ -5,7 +5,7 @@ counters, and a library's metrics must not leak into ``/metrics``.
 
 Who moves what:
 
-- the engine (:mod:`gitopsd.engine.ops`): ``reconcile``, ``source_fetch``,
+- the engine (:mod:`gitopsd.daemon.housekeeping`): ``reconcile``, ``source_fetch``,
   ``drift_correction``, and the per-app gauges read at scrape time from the runners;
 - the event bus (:class:`gitopsd.engine.bus.BusMetrics`): ``notifications_total``,
   ``queue_dropped``;

@@ -132,7 +132,7 @@ def run_app(
     ``cluster`` to the sandbox). Returns the SyncResult; the events (the same ones the
     daemon would emit) go to ``recorded_events``. Source and render errors are raised.
     """
-    from gitopsd.engine.wiring import one_app
+    from gitopsd.daemon.wiring import one_app
     from gitopsd.plugin.config import validate_config
 
     async def run(app_table: dict[str, Any], *, dry_run: bool = False) -> SyncResult:

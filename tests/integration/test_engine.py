@@ -15,7 +15,7 @@ import pytest
 
 from gitopsd.core.events import Event
 from gitopsd.core.models import SyncStatus
-from gitopsd.engine.daemon import Daemon
+from gitopsd.daemon.supervisor import Daemon
 from gitopsd.plugin.config import Config, load_config
 from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.manager import PluginManager

@@ -17,7 +17,7 @@ import gitopsd
 from gitopsd.core.errors import InternalError
 from gitopsd.core.events import Event
 from gitopsd.core.models import Artifact
-from gitopsd.engine.daemon import Daemon
+from gitopsd.daemon.supervisor import Daemon
 from gitopsd.plugin.config import load_config
 from gitopsd.plugin.manager import PluginManager
 from tests.integration.test_engine import DEPLOYMENT, Recorder, run_daemon, wait_for, write_config

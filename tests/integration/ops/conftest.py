@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gitopsd.core.events import Event
-from gitopsd.engine.daemon import Daemon
+from gitopsd.daemon.supervisor import Daemon
 from gitopsd.plugin.config import Config, load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.server.systemd import SystemdNotifier

@@ -25,13 +25,13 @@ from gitopsd.core import events as ev
 from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
+from gitopsd.daemon.housekeeping import status_line, watch_config_file
+from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
-from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.stages import Workspace
-from gitopsd.engine.wiring import Runtime, open_runtime
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
@@ -215,7 +215,7 @@ class Daemon:
 
     def _start(self, app: AppConfig) -> None:
         assert self._tg is not None and self.runtime is not None
-        runner = AppRunner(app, self.config, self.runtime)
+        runner = AppRunner(self.runtime.reconciler(app), self.config)
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")

@@ -1,6 +1,6 @@
 """Operational helpers of the daemon: the config-file watcher and systemd status lines.
 
-Kept out of :mod:`gitopsd.engine.daemon` so the supervisor stays small.
+Kept out of :mod:`gitopsd.daemon.supervisor` so the supervisor stays small.
 """
 
 from __future__ import annotations
