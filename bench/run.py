@@ -268,7 +268,7 @@ def noop_round(daemon: DaemonProc, sandbox: SandboxProc, git_log: Path, interval
         "writes": counters["writes"],
         "discovery": counters["discovery"],
         "git_commands": git_cmds,
-        "git_ls_remote_metric": delta("gitopsd_git_ls_remote_total"),
+        "git_ls_remote_metric": delta("gitopsd_plugin_operations_total", operation="git_ls_remote"),
         "source_fetch_metric": delta("gitopsd_source_fetch_total"),
         "reconciles_metric": {r: delta("gitopsd_reconcile_total", result=r)
                               for r in ("succeeded", "failed", "unchanged", "skipped")},

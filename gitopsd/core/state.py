@@ -132,15 +132,6 @@ class StateStore:
 
         return await self._run(read)
 
-    async def all_inventories(self) -> dict[str, list[ObjectRef]]:
-        def read(c: sqlite3.Connection) -> dict[str, list[ObjectRef]]:
-            result: dict[str, list[ObjectRef]] = {}
-            for row in c.execute("SELECT app, grp, version, kind, namespace, name FROM inventory ORDER BY app"):
-                result.setdefault(row[0], []).append(ObjectRef(*row[1:]))
-            return result
-
-        return await self._run(read)
-
     async def history(self, app: str, limit: int = 20) -> list[HistoryEntry]:
         def read(c: sqlite3.Connection) -> list[HistoryEntry]:
             rows = c.execute(

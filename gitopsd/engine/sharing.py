@@ -61,8 +61,7 @@ class RenderCache:
     def __init__(self, max_entries: int = 512):
         self._entries: OrderedDict[Hashable, list[Manifest]] = OrderedDict()
         self._max = max_entries
-        self.hits = 0
-        self.misses = 0
+        self.misses = 0  # renders not found in the cache (tests check that sharing works)
 
     def get(self, key: Hashable) -> list[Manifest] | None:
         manifests = self._entries.get(key)
@@ -70,7 +69,6 @@ class RenderCache:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
-        self.hits += 1
         return manifests
 
     def put(self, key: Hashable, manifests: list[Manifest]) -> None:

@@ -76,8 +76,9 @@ class PluginContext:
         cpu_limiter: Bound on concurrent CPU-heavy subprocesses (helm, kustomize).
         shared: Per-daemon singletons shared between instances.
         emit: Emit an event (e.g. a signature verification refusal) from inside a plugin.
-        count: Count an operation for the metrics: ``ctx.count("git_ls_remote", result="ok")``.
-            The daemon maps the names it knows to Prometheus counters and ignores others.
+        count: Count an operation for the metrics: ``ctx.count("git_ls_remote", result="ok")``
+            becomes ``gitopsd_plugin_operations_total{operation="git_ls_remote", result="ok"}``.
+            Names are lowercase identifiers; labels other than ``result`` are ignored.
     """
 
     state_dir: Path

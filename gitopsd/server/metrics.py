@@ -10,11 +10,14 @@ Who moves what:
 - the event bus (:class:`gitopsd.engine.bus.BusMetrics`): ``notifications_total``,
   ``queue_dropped``;
 - the Kubernetes layer: :meth:`Metrics.kube_request` once per API request;
-- the git source plugin: :meth:`Metrics.git_ls_remote` once per ``git ls-remote`` run.
+- plugins, through ``PluginContext.count(operation, result=...)``:
+  ``gitopsd_plugin_operations_total{operation, result}`` (the git source counts
+  ``git_ls_remote`` this way).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +28,9 @@ from prometheus_client.registry import Collector
 from gitopsd.core.models import Health, SyncStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_RESULTS = ("succeeded", "failed", "unchanged", "skipped")
+_OPERATION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 # Reconciles take from milliseconds (a no-op against the live cache) to minutes (a health wait).
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -90,7 +96,10 @@ class Metrics:
             "gitopsd_reconcile_duration_seconds", "Duration of reconciles.", ["result"], buckets=_DURATION_BUCKETS, registry=r
         )
         self._fetch = Counter("gitopsd_source_fetch", "Source fetches by source type and result.", ["type", "result"], registry=r)
-        self._ls_remote = Counter("gitopsd_git_ls_remote", "git ls-remote runs by result.", ["result"], registry=r)
+        self._plugin_ops = Counter(
+            "gitopsd_plugin_operations", "Operations plugins count (PluginContext.count) by name and result.",
+            ["operation", "result"], registry=r,
+        )
         self._kube = Counter(
             "gitopsd_kube_requests", "Kubernetes API requests by cluster, verb and HTTP code.", ["cluster", "verb", "code"], registry=r
         )
@@ -127,14 +136,10 @@ class Metrics:
 
     def forget_app(self, app: str) -> None:
         """Drop an app's labelled series after it was removed from the config."""
-        for metric, labels in ((self._reconcile_seconds, (app,)), (self._drift, (app,))):
+        series = [(self._drift, (app,))] + [(self._reconcile, (app, result)) for result in _RESULTS]
+        for metric, labels in series:
             try:
                 metric.remove(*labels)
-            except KeyError:
-                pass
-        for result in ("succeeded", "failed", "unchanged", "skipped"):
-            try:
-                self._reconcile.remove(app, result)
             except KeyError:
                 pass
 
@@ -144,14 +149,14 @@ class Metrics:
         """One Kubernetes API request (``code``: the HTTP status, or ``error`` when none came back)."""
         self._kube.labels(cluster, verb.lower(), str(code)).inc()
 
-    def git_ls_remote(self, result: str = "ok") -> None:
-        """One ``git ls-remote`` run (``result``: ok or failed)."""
-        self._ls_remote.labels(result).inc()
-
     def plugin_count(self, name: str, **labels: str) -> None:
-        """``PluginContext.count``: plugins' operation counts, by the names this class knows."""
-        if name == "git_ls_remote":
-            self.git_ls_remote(labels.get("result", "ok"))
+        """``PluginContext.count``: one operation of a plugin, by name and ``result`` (default ok).
+
+        Other labels are ignored and a name that is not a metric-safe identifier is dropped,
+        so a plugin cannot blow up the number of series.
+        """
+        if _OPERATION.fullmatch(name):
+            self._plugin_ops.labels(name, str(labels.get("result", "ok"))[:32]).inc()
 
     # -- BusMetrics ----------------------------------------------------------------------
 

@@ -157,7 +157,7 @@ async def test_metrics_are_exposed_and_move(env: Env, http: httpx.AsyncClient) -
             "gitopsd_reconcile_total",
             "gitopsd_reconcile_duration_seconds",
             "gitopsd_source_fetch_total",
-            "gitopsd_git_ls_remote_total",
+            "gitopsd_plugin_operations_total",
             "gitopsd_kube_requests_total",
             "gitopsd_notifications_total",
             "gitopsd_notifier_queue_dropped_total",
