@@ -64,7 +64,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Bool = Annotated[bool, Strict()]  # TOML has real booleans: "yes" is a mistake, not True
+Bool = Annotated[bool, Strict()]
+"""A boolean option: TOML has real booleans, so ``"yes"`` is a mistake, not True (``gitopsd.Bool``)."""
 Int = Annotated[int, Strict()]
 
 
@@ -529,8 +530,8 @@ def _error_items(exc: ValidationError) -> list[tuple[str, str]]:
         for part in err["loc"]:
             if isinstance(part, int):
                 key += f"[{part}]"
-            elif part in ("function-after", "function-before") or str(part).startswith(("function-", "lax-", "json-")):
-                continue
+            elif part == "[key]" or str(part).startswith(("function-", "lax-", "json-")):
+                continue  # pydantic's own steps (a dict key's validator, a validator function), not keys
             else:
                 key += f".{part}" if key else str(part)
         kind = err["type"]

@@ -51,6 +51,7 @@ class PluginInfo:
     version: str
     hooks: tuple[str, ...]
     types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    options: tuple[str, ...] = ()  # keys of its [plugins.NAME] table, if it declares options
 
 
 class Hooks:
@@ -289,5 +290,6 @@ class PluginManager:
                 if func is not None and hook_name in hooks:
                     types[kind] = tuple(sorted((func() or {}).keys()))
             dist, version = self._dists.get(name, ("?", ""))
-            result.append(PluginInfo(name, dist, version, hooks, types))
+            options = tuple(self.types.plugin_options[name].model_fields) if name in self.types.plugin_options else ()
+            result.append(PluginInfo(name, dist, version, hooks, types, options))
         return sorted(result, key=lambda p: p.name)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+
+import httpx
 import pytest
 
 import gitopsd
+from gitopsd.testing.artifacts import OCIRegistry, find_registry_binary, push_oci_artifact, tar_gz
+from tests.conftest import require_tool
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: %s}\n"
 
@@ -47,11 +53,6 @@ def test_plugin_manager_fixture_is_isolated(plugin_manager) -> None:
 
 
 def test_tar_gz_builds_the_archive_as_given() -> None:
-    import io
-    import tarfile
-
-    from gitopsd.testing.artifacts import tar_gz
-
     data = tar_gz({"a/cm.yaml": "text", "bin": b"\x00\x01", "../escape.yaml": "x"}, symlinks={"link": "../../etc/passwd"})
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         members = {m.name: m for m in archive.getmembers()}
@@ -63,15 +64,12 @@ def test_tar_gz_builds_the_archive_as_given() -> None:
 
 @pytest.mark.anyio
 async def test_oci_artifact_pushed_to_the_kit_registry_syncs(oci_registry, run_app, kube_get) -> None:
-    import httpx
-
-    from gitopsd.testing.artifacts import tar_gz
-
     digest = oci_registry.push_artifact("team/app", "v1", tar_gz({"cm.yaml": CONFIGMAP % "teal"}))
-    head = httpx.head(
-        f"{oci_registry.url}/v2/team/app/manifests/v1",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-    )
+    async with httpx.AsyncClient() as client:
+        head = await client.head(
+            f"{oci_registry.url}/v2/team/app/manifests/v1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
     assert head.headers["Docker-Content-Digest"] == digest
     source = {"type": "oci", "url": f"oci://{oci_registry.host}/team/app", "tag": "v1", "insecure": True}
     result = await run_app({"name": "oci", "namespace": "kit-oci", "source": source})
@@ -81,11 +79,7 @@ async def test_oci_artifact_pushed_to_the_kit_registry_syncs(oci_registry, run_a
 
 
 def test_oci_registry_with_credentials_refuses_anonymous_pushes(tmp_path) -> None:
-    from gitopsd.testing.artifacts import OCIRegistry, find_registry_binary, push_oci_artifact, tar_gz
-
     if find_registry_binary() is None:
-        from tests.conftest import require_tool
-
         require_tool("docker-registry")
     with OCIRegistry(tmp_path / "registry", credentials=("bot", "pass-123")) as registry:
         with pytest.raises(RuntimeError, match="HTTP 401"):

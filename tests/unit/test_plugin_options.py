@@ -185,5 +185,5 @@ def test_options_hook_must_return_an_options_model() -> None:
         def gitopsd_plugin_options(self):
             return dict
 
-    with pytest.raises(PluginError, match="plugin 'wrong': gitopsd_plugin_options must return a subclass of gitopsd.Options"):
+    with pytest.raises(PluginError, match=r"plugin 'wrong': gitopsd_plugin_options must return a subclass of gitopsd\.Options"):
         PluginManager(builtins_only=True, plugins={"wrong": Wrong()})
