@@ -97,6 +97,8 @@ def test_options_are_validated_with_defaults_and_per_app_overrides(pm: PluginMan
     assert "bare" not in config.plugins  # declares no options
     defaults = validate_config(base(), pm.types)
     assert defaults.plugins == {"stamp": StampOptions()}
+    # Options are part of each app's config: a reload that changes them restarts (re-renders) the app.
+    assert defaults.apps["api"] != config.apps["api"]
 
 
 def test_plugin_option_errors_name_the_key(pm: PluginManager) -> None:
