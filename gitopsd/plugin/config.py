@@ -256,9 +256,7 @@ def validate_config(raw: dict[str, Any], types: TypeRegistry, *, label: str = "c
     if errors:
         raise ConfigError([f"{label}: {e}" for e in _grouped(dict.fromkeys(errors))])
     assert config is not None
-    apps = {
-        name: app.model_copy(update=resolved.apps[name]) for name, app in config.apps.items()
-    }
+    apps = {name: app.model_copy(update=resolved.apps[name]) for name, app in config.apps.items()}
     config = config.model_copy(update={"apps": apps, "notifiers": resolved.notifiers, "plugins": resolved.plugins})
     return _absolute_paths(config) if config.path is not None else config
 

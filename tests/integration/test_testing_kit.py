@@ -113,5 +113,7 @@ async def test_run_app_takes_plugin_options(git_repo, run_app, kube_get) -> None
     assert result.ok, result.message
     live = await kube_get("/api/v1/namespaces/kit-opts/configmaps/settings")
     assert live is not None and live["metadata"]["labels"]["team"] == "apps"
+    namespace = await kube_get("/api/v1/namespaces/kit-opts")  # created by gitopsd after post-render hooks
+    assert namespace is not None and "team" not in namespace["metadata"].get("labels", {})
     with pytest.raises(gitopsd.ConfigError, match=r"plugins\.labeller\.tem: unknown key"):
         await run_app({"source": source}, plugins={"labeller": {"tem": "x"}})
