@@ -24,7 +24,7 @@ from gitopsd.core.models import (
     SyncResult,
 )
 from gitopsd.core.secrets import Secret, read_secret_file
-from gitopsd.plugin.config import AppConfig, Duration
+from gitopsd.plugin.config import AppConfig, Bool, Duration
 from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.interfaces import (
     Notifier,
@@ -44,6 +44,7 @@ __all__ = [
     "AppConfig",
     "ApplyError",
     "Artifact",
+    "Bool",
     "CommandFailed",
     "ConfigError",
     "Duration",

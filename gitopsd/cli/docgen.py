@@ -102,6 +102,12 @@ def configuration_md(plugins: PluginManager) -> str:
     ]
     for title, model, skip in _SECTIONS:
         out += [f"## {title}", "", inspect.cleandoc(model.__doc__ or ""), "", *_table(model, skip), ""]
+    out += ["## [plugins.NAME]", "", cfg.Config.model_fields["plugins"].description or "", ""]
+    for plugin_name, options in sorted(plugins.types.plugin_options.items()):
+        doc = inspect.cleandoc(options.__doc__ or "").split("\n\n")[0]
+        out += [f"### `[plugins.{plugin_name}]`", "", doc, "", *_table(options), ""]
+    if not plugins.types.plugin_options:
+        out += ["No built-in plugin takes options; see [plugins.md](plugins.md) for declaring them.", ""]
     kinds: list[tuple[str, dict[str, Any]]] = [
         ("Sources (`source = {type = ...}`)", plugins.types.sources),
         ("Renderers (`render = {type = ...}`)", plugins.types.renderers),

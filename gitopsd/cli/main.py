@@ -238,6 +238,8 @@ def plugins(obj: Context) -> None:
         click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
         for kind, names in sorted(info.types.items()):
             click.echo(f"    {kind}: {', '.join(names)}")
+        if info.options:
+            click.echo(f"    options: [plugins.{info.name}] {', '.join(info.options)}")
 
 
 @cli.command()

@@ -333,6 +333,7 @@ class Daemon:
             for name in removed + changed:
                 stops.start_soon(self._stop_app, name)
         self.config = new
+        self.plugins.configure(new)
         if self.api is not None:
             self.api.secrets = secrets
         routes = EventBus.routes_from_config(new)

@@ -39,6 +39,8 @@ class Workspace:
     def create(
         cls, config: Config, plugins: PluginManager, emit: Callable[[Event], None] | None = None
     ) -> Workspace:
+        """The workspace for ``config``; its plugin options become those the hooks see."""
+        plugins.configure(config)
         daemon = config.daemon
         ctx = PluginContext(
             state_dir=daemon.state_dir,

@@ -1,10 +1,13 @@
 """Configuration: a TOML file validated into frozen models, every error at once.
 
-Validation happens in two passes. Pydantic checks the shape of the file (unknown
-keys, types, durations, names); then each ``source``/``render``/``notifiers``
-table is checked by the ``Options`` model of the plugin type it names, and
-references (app -> cluster, app -> notifiers) are resolved. Errors read
-``config.toml: apps.web.source.ref: expected a string, got an integer``.
+Validation has two parts that always both run, so one kind of error never hides
+another. Pydantic checks the shape of the file (unknown keys, types, durations,
+names). Independently, on the same parsed document, each plugin table is checked
+by its plugin's ``Options`` model (``source``/``render`` by the type they name,
+``[notifiers.NAME]`` likewise, ``[plugins.NAME]`` and ``[apps.X.plugins.NAME]`` by
+the model the plugin declares) and references (app -> cluster, app -> notifiers)
+are resolved. Errors read ``config.toml: apps.web.source.ref: expected a string,
+got an integer`` and are grouped by the table they belong to.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -59,7 +63,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Bool = Annotated[bool, Strict()]  # TOML has real booleans: "yes" is a mistake, not True
+Bool = Annotated[bool, Strict()]
+"""A boolean option: TOML has real booleans, so ``"yes"`` is a mistake, not True (``gitopsd.Bool``)."""
 Int = Annotated[int, Strict()]
 
 
@@ -176,6 +181,11 @@ class AppConfig(_Model):
         True, description="Create the app's namespace if the manifests do not define it (never pruned)."
     )
     notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
+    plugins: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`[apps.NAME.plugins.PLUGIN]`: this app's overrides of `[plugins.PLUGIN]`, merged over it "
+        "key by key. Once loaded: the options every plugin's hooks see for this app.",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -193,6 +203,13 @@ class Config(_Model):
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     notifiers: dict[str, PluginTable] = Field(default_factory=dict)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
+    plugins: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`[plugins.NAME]`: options of the installed plugin NAME (its entry-point name), validated by "
+        "the model the plugin declares with the `gitopsd_plugin_options` hook and passed to its hooks. A plugin "
+        "that declares none takes no keys; a table for a plugin that is not installed is an error. Apps override "
+        "keys in `[apps.APP.plugins.NAME]`. Once loaded: each declaring plugin's validated options.",
+    )
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval
@@ -213,6 +230,16 @@ class PluginTypes(Protocol):
 
     @property
     def notifiers(self) -> Mapping[str, Any]: ...
+
+    @property
+    def plugins(self) -> Collection[str]:
+        """Names of the installed plugins."""
+        ...
+
+    @property
+    def plugin_options(self) -> Mapping[str, type[Options]]:
+        """The options model of each plugin that declares one."""
+        ...
 
 
 def default_config_path() -> Path:
@@ -237,20 +264,27 @@ def load_config(path: Path | str, types: PluginTypes) -> Config:
 
 
 def validate_config(raw: dict[str, Any], types: PluginTypes, *, label: str = "config", path: Path | None = None) -> Config:
-    """Validate a parsed TOML document; see :func:`load_config`."""
+    """Validate a parsed TOML document; see :func:`load_config`.
+
+    The shape check (pydantic) and the plugin/reference check (:func:`_resolve`) both run on
+    every document, so a malformed interval does not hide an unknown cluster or a bad plugin
+    option: the ConfigError lists everything, grouped by table (``apps.web``, ``plugins.x``, ...).
+    """
     errors: list[str] = []
     shaped = _shape(raw, errors)
+    config: Config | None
     try:
         config = Config.model_validate({**shaped, "path": path})
     except ValidationError as exc:
         errors.extend(_format_errors(exc))
         config = None
-    if config is not None:
-        config = _resolve(config, raw, types, errors)
+    resolved = _resolve(shaped, types, errors)
     if errors:
-        raise ConfigError([f"{label}: {e}" for e in dict.fromkeys(errors)])
+        raise ConfigError([f"{label}: {e}" for e in _grouped(dict.fromkeys(errors))])
     assert config is not None
-    return config
+    apps = {name: app.model_copy(update=resolved.apps[name]) for name, app in config.apps.items()}
+    config = config.model_copy(update={"apps": apps, "notifiers": resolved.notifiers, "plugins": resolved.plugins})
+    return _absolute_paths(config) if config.path is not None else config
 
 
 def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
@@ -294,39 +328,124 @@ def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
     return shaped
 
 
-def _resolve(config: Config, raw: dict[str, Any], types: PluginTypes, errors: list[str]) -> Config | None:
-    """Second pass: plugin options by their own models, and references between sections."""
-    apps: dict[str, AppConfig] = {}
-    for name, app in config.apps.items():
-        where = f"apps.{name}"
-        source = _plugin_options(app.source, types.sources, f"{where}.source", "source", errors)
-        render = (
-            _plugin_options(app.render, types.renderers, f"{where}.render", "renderer", errors)
-            if app.render is not None
-            else None
-        )
-        if app.cluster not in config.clusters:
-            errors.append(f"{where}.cluster: unknown cluster {app.cluster!r} (defined: {_names(config.clusters)})")
-        for i, notifier in enumerate(app.notify):
-            if notifier not in config.notifiers:
-                errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
-        apps[name] = app.model_copy(update={"source": source, "render": render})
-    notifiers = {
-        name: _plugin_options(table, types.notifiers, f"notifiers.{name}", "notifier", errors)
-        for name, table in config.notifiers.items()
-    }
+@dataclass
+class _Resolved:
+    """What the second pass produces: validated plugin options, ready to replace the raw tables."""
+
+    plugins: dict[str, Options] = field(default_factory=dict)
+    notifiers: dict[str, PluginTable] = field(default_factory=dict)
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)  # app name -> AppConfig field updates
+
+
+def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _Resolved:
+    """Second pass, on the shaped document: plugin options by their own models, and references.
+
+    It runs whether or not the shape check passed, so it must not trust the document's shape:
+    anything of the wrong type was reported by the first pass and is skipped here.
+    """
+    resolved = _Resolved()
+    clusters = _tables(shaped.get("clusters"))
+    notifiers = _tables(shaped.get("notifiers"))
+    global_raw = _plugin_tables(shaped.get("plugins"), "plugins", errors)
+    resolved.plugins = _global_plugin_options(global_raw, types, errors)
     for name, table in notifiers.items():
-        opts = table.options
+        where = f"notifiers.{name}"
+        notifier = _plugin_options(table, types.notifiers, where, "notifier", errors)
+        if notifier is None:
+            continue
+        resolved.notifiers[name] = notifier
+        opts = notifier.options
         if isinstance(opts, NotifierOptions):
             from gitopsd.core.events import EVENT_TYPES
 
             for i, event_name in enumerate(opts.events):
                 if event_name not in EVENT_TYPES:
-                    errors.append(f"notifiers.{name}.events[{i}]: unknown event {event_name!r}")
-    if errors:
-        return None
-    config = config.model_copy(update={"apps": apps, "notifiers": notifiers})
-    return _absolute_paths(config) if config.path is not None else config
+                    errors.append(f"{where}.events[{i}]: unknown event {event_name!r}")
+    for name, app in _tables(shaped.get("apps")).items():
+        where = f"apps.{name}"
+        update: dict[str, Any] = {}
+        if isinstance(app.get("source"), dict):
+            update["source"] = _plugin_options(app["source"], types.sources, f"{where}.source", "source", errors)
+        if isinstance(app.get("render"), dict):
+            update["render"] = _plugin_options(app["render"], types.renderers, f"{where}.render", "renderer", errors)
+        cluster = app.get("cluster")
+        if isinstance(cluster, str) and cluster not in clusters:
+            errors.append(f"{where}.cluster: unknown cluster {cluster!r} (defined: {_names(clusters)})")
+        notify = app.get("notify")
+        for i, notifier_name in enumerate(notify if isinstance(notify, list) else []):
+            if isinstance(notifier_name, str) and notifier_name not in notifiers:
+                errors.append(f"{where}.notify[{i}]: unknown notifier {notifier_name!r} (defined: {_names(notifiers)})")
+        update["plugins"] = _app_plugin_options(
+            _plugin_tables(app.get("plugins"), f"{where}.plugins", errors), global_raw, resolved.plugins, types, where, errors
+        )
+        resolved.apps[name] = update
+    return resolved
+
+
+def _global_plugin_options(
+    tables: dict[str, dict[str, Any]], types: PluginTypes, errors: list[str]
+) -> dict[str, Options]:
+    """``[plugins.NAME]``: every installed plugin that declares options gets them (its defaults
+    when there is no table); a table for a plugin that is not installed is an error."""
+    result: dict[str, Options] = {}
+    for name in tables:
+        if name not in types.plugins:
+            errors.append(f"plugins.{name}: no plugin {name!r} is installed (installed: {_names(types.plugins)})")
+    for name in types.plugins:
+        options = _validate_options(types.plugin_options.get(name, Options), tables.get(name, {}), f"plugins.{name}", errors)
+        if options is not None and name in types.plugin_options:
+            result[name] = options
+    return result
+
+
+def _app_plugin_options(
+    tables: dict[str, dict[str, Any]],
+    global_raw: dict[str, dict[str, Any]],
+    global_options: dict[str, Options],
+    types: PluginTypes,
+    where: str,
+    errors: list[str],
+) -> dict[str, Options]:
+    """``[apps.X.plugins.NAME]``: merged key by key over ``[plugins.NAME]``, validated by the same model.
+
+    Only errors about keys the app table sets are reported here; the global table's own
+    problems are reported once, under ``plugins.NAME``.
+    """
+    result = dict(global_options)
+    for name, table in tables.items():
+        if name not in types.plugins:
+            errors.append(f"{where}.plugins.{name}: no plugin {name!r} is installed (installed: {_names(types.plugins)})")
+            continue
+        model = types.plugin_options.get(name, Options)
+        merged = {**global_raw.get(name, {}), **table}
+        options = _validate_options(model, merged, f"{where}.plugins.{name}", errors, only=table.keys())
+        if options is not None and name in types.plugin_options:
+            result[name] = options
+    return result
+
+
+def _tables(value: Any) -> dict[str, dict[str, Any]]:
+    """The entries of a ``{name: table}`` section that are tables (others are shape errors)."""
+    if not isinstance(value, dict):
+        return {}
+    return {name: table for name, table in value.items() if isinstance(table, dict)}
+
+
+def _plugin_tables(value: Any, where: str, errors: list[str]) -> dict[str, dict[str, Any]]:
+    """``[plugins.NAME]`` tables (or an app's); the shape check accepts any value, so check here."""
+    if not isinstance(value, dict):
+        if value is not None:
+            errors.append(f"{where}: expected a table, got {_type_name(value)}")
+        return {}
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            errors.append(f"{where}.{name}: expected a table, got {_type_name(table)}")
+    return _tables(value)
+
+
+def _grouped(errors: Iterable[str]) -> list[str]:
+    """Errors grouped by the table they belong to (``apps.web``, ``daemon``), in order within one."""
+    return sorted(errors, key=lambda e: e.split(":", 1)[0].split(".")[:2])
 
 
 def _absolute_paths(config: Config) -> Config:
@@ -358,22 +477,39 @@ def _absolute_paths(config: Config) -> Config:
 
 
 def _plugin_options(
-    table: PluginTable, registry: Mapping[str, Any], where: str, kind: str, errors: list[str]
-) -> PluginTable:
-    cls = registry.get(table.type)
+    table: dict[str, Any], registry: Mapping[str, Any], where: str, kind: str, errors: list[str]
+) -> PluginTable | None:
+    """A shaped ``{type, options}`` table validated by the ``Options`` of the type it names."""
+    type_name = table.get("type")
+    if not isinstance(type_name, str):
+        return None  # missing or not a string: the shape check reported it
+    cls = registry.get(type_name)
     if cls is None:
-        errors.append(f"{where}.type: unknown {kind} type {table.type!r} (available: {_names(registry)})")
-        return table
-    options_model: type[Options] = cls.Options
+        errors.append(f"{where}.type: unknown {kind} type {type_name!r} (available: {_names(registry)})")
+        return None
+    options = _validate_options(cls.Options, table.get("options") or {}, where, errors)
+    return PluginTable(type=type_name, options=options) if options is not None else None
+
+
+def _validate_options(
+    model: type[Options], values: Any, where: str, errors: list[str], only: Container[str] | None = None
+) -> Options | None:
+    """``values`` validated by ``model``; errors go to ``errors`` prefixed with ``where``.
+
+    With ``only``, errors about other top-level keys are left out (they belong to another table).
+    """
     try:
-        options = options_model.model_validate(table.options or {})
+        return model.model_validate(values)
     except ValidationError as exc:
-        errors.extend(f"{where}.{e}" if not e.startswith(":") else f"{where}{e}" for e in _format_errors(exc))
-        return table
-    return PluginTable(type=table.type, options=options)
+        for key, message in _error_items(exc):
+            if only is not None and key and re.split(r"[.\[]", key, maxsplit=1)[0] not in only:
+                continue
+            path = f"{where}{key}" if key.startswith("[") else f"{where}.{key}" if key else where
+            errors.append(f"{path}: {message}")
+        return None
 
 
-def _names(mapping: Mapping[str, Any]) -> str:
+def _names(mapping: Iterable[str]) -> str:
     return ", ".join(sorted(mapping)) or "none"
 
 
@@ -407,15 +543,19 @@ _EXPECTED = {
 
 def _format_errors(exc: ValidationError) -> list[str]:
     """Pydantic errors -> ``dotted.key: message`` lines in our wording."""
-    lines = []
+    return [f"{key}: {message}" if key else message for key, message in _error_items(exc)]
+
+
+def _error_items(exc: ValidationError) -> list[tuple[str, str]]:
+    """Pydantic errors -> ``(dotted.key, message)`` in our wording; the key is empty at the root."""
+    items = []
     for err in exc.errors(include_url=False):
-        loc = [p for p in err["loc"] if p != "options"]
         key = ""
-        for part in loc:
+        for part in err["loc"]:
             if isinstance(part, int):
                 key += f"[{part}]"
-            elif part in ("function-after", "function-before") or str(part).startswith(("function-", "lax-", "json-")):
-                continue
+            elif part == "[key]" or str(part).startswith(("function-", "lax-", "json-")):
+                continue  # pydantic's own steps (a dict key's validator, a validator function), not keys
             else:
                 key += f".{part}" if key else str(part)
         kind = err["type"]
@@ -432,5 +572,5 @@ def _format_errors(exc: ValidationError) -> list[str]:
             message = err["msg"].removeprefix("Value error, ")
         else:
             message = err["msg"]
-        lines.append(f"{key}: {message}" if key else message)
-    return lines
+        items.append((key, message))
+    return items

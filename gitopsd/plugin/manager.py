@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 import structlog
+from pluggy import HookImpl
 
 from gitopsd.core.errors import GitopsdError
 from gitopsd.core.events import Event
 from gitopsd.core.models import HealthStatus, Manifest
 from gitopsd.plugin import hookspecs
-from gitopsd.plugin.interfaces import Notifier, Renderer, Source
+from gitopsd.plugin.interfaces import Notifier, Options, Renderer, Source
 from gitopsd.plugin.registry import TypeRegistry
+
+if TYPE_CHECKING:
+    from gitopsd.plugin.config import Config
 
 ENTRY_POINT_GROUP = "gitopsd"
 BUILTIN_DISTRIBUTION = "gitopsd"
@@ -46,13 +51,23 @@ class PluginInfo:
     version: str
     hooks: tuple[str, ...]
     types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    options: tuple[str, ...] = ()  # keys of its [plugins.NAME] table, if it declares options
 
 
 class Hooks:
-    """Typed wrappers around ``pm.hook``: the only way the core calls hooks."""
+    """Typed wrappers around ``pm.hook``: the only way the core calls hooks.
 
-    def __init__(self, pm: pluggy.PluginManager):
+    ``gitopsd_post_render``, ``gitopsd_health`` and ``gitopsd_event`` are called one
+    implementation at a time, so that each receives its own plugin's ``options`` and only
+    the arguments it declares. Global and per-app options come from the config last passed
+    to :meth:`configure` (until then, each model's defaults).
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, *, trace: bool = False):
         self._hook = pm.hook
+        self._trace = trace
+        self._options: Mapping[str, Options] = {}
+        self._app_options: Mapping[str, Mapping[str, Options]] = {}
 
     def _merge(self, kind: str, results: list[dict[str, Any] | None]) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -75,6 +90,63 @@ class Hooks:
     def notifier_types(self) -> dict[str, type[Notifier]]:
         return self._merge("notifier", self._hook.gitopsd_notifier_types())
 
+    def plugin_options(self) -> dict[str, type[Options]]:
+        """Each plugin's options model, by plugin name (plugins that declare one)."""
+        models: dict[str, type[Options]] = {}
+        for impl in self._hook.gitopsd_plugin_options.get_hookimpls():
+            model = impl.function()
+            if model is None:
+                continue
+            if not (isinstance(model, type) and issubclass(model, Options)):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: gitopsd_plugin_options must return a subclass of "
+                    f"gitopsd.Options, not {model!r}"
+                )
+            models[impl.plugin_name] = model
+        return models
+
+    def configure(self, config: Config) -> None:
+        """Use ``config``'s plugin options from now on (the daemon calls it on every (re)load)."""
+        self._options = config.plugins
+        self._app_options = {name: app.plugins for name, app in config.apps.items()}
+
+    def set_default_options(self, models: Mapping[str, type[Options]]) -> None:
+        """Options used before :meth:`configure`: each model's defaults, where it has them all."""
+        defaults: dict[str, Options] = {}
+        for name, model in models.items():
+            try:
+                defaults[name] = model()
+            except ValueError:  # a required field: such a plugin needs a config
+                continue
+        self._options = defaults
+
+    @staticmethod
+    def _impls(caller: Any) -> list[HookImpl]:
+        """Implementations in pluggy's call order (last registered first, tryfirst/trylast honoured)."""
+        return [i for i in reversed(caller.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
+
+    def _options_for(self, plugin: str, app_options: Mapping[str, Options]) -> Options | None:
+        """The app's options of ``plugin`` if it has them, else the global ones (None: it declares none)."""
+        options = app_options.get(plugin)
+        return options if options is not None else self._options.get(plugin)
+
+    @staticmethod
+    def _call(impl: HookImpl, **kwargs: Any) -> Any:
+        return impl.function(**{name: kwargs[name] for name in impl.argnames})
+
+    @contextmanager
+    def _traced(self, hook: str, impls: list[HookImpl]) -> Iterator[None]:
+        """Log the call like pluggy's monitor does for the other hooks (``GITOPSD_TRACE_PLUGINS``)."""
+        if not self._trace:
+            yield
+            return
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            ms = round((time.perf_counter() - started) * 1000, 3)
+            log.info("hook call", hook=hook, plugins=[i.plugin_name for i in impls], ms=ms)
+
     @property
     def has_post_render(self) -> bool:
         """Whether any plugin transforms rendered manifests."""
@@ -82,22 +154,38 @@ class Hooks:
 
     def post_render(self, app: Any, manifests: list[Manifest]) -> list[Manifest]:
         # Chain the implementations: each one sees the previous one's output.
-        for impl in reversed(self._hook.gitopsd_post_render.get_hookimpls()):
-            result = cast("list[Manifest] | None", impl.function(app=app, manifests=manifests))
-            if result is not None:
-                manifests = list(result)
+        app_options: Mapping[str, Options] = getattr(app, "plugins", None) or {}
+        impls = self._impls(self._hook.gitopsd_post_render)
+        with self._traced("gitopsd_post_render", impls):
+            for impl in impls:
+                options = self._options_for(impl.plugin_name, app_options)
+                result = cast("list[Manifest] | None", self._call(impl, app=app, manifests=manifests, options=options))
+                if result is not None:
+                    manifests = list(result)
         return manifests
 
     def health(self, obj: Manifest) -> HealthStatus | None:
-        result: HealthStatus | None = self._hook.gitopsd_health(obj=obj)
-        return result
+        impls = self._impls(self._hook.gitopsd_health)
+        with self._traced("gitopsd_health", impls):
+            for impl in impls:
+                result: HealthStatus | None = self._call(impl, obj=obj, options=self._options.get(impl.plugin_name))
+                if result is not None:
+                    return result
+        return None
 
     def event(self, event: Event) -> None:
-        for impl in self._hook.gitopsd_event.get_hookimpls():
-            try:
-                impl.function(event=event)
-            except Exception as exc:  # an observer must never break the engine
-                log.warning("event hook failed", plugin=impl.plugin_name, error=str(exc))
+        app_options = self._app_options.get(event.app or "", {})
+        impls = self._impls(self._hook.gitopsd_event)
+        with self._traced("gitopsd_event", impls):
+            for impl in impls:
+                try:
+                    self._call(impl, event=event, options=self._options_for(impl.plugin_name, app_options))
+                except Exception as exc:  # an observer must never break the engine
+                    log.warning("event hook failed", plugin=impl.plugin_name, error=str(exc))
+
+
+def _code_name(plugin: object) -> str:
+    return getattr(plugin, "__name__", None) or type(plugin).__name__
 
 
 class PluginManager:
@@ -108,7 +196,9 @@ class PluginManager:
             third-party plugins).
         builtins_only: With entry points, load only those of the ``gitopsd`` distribution
             itself: for tests that must not see whatever else is installed.
-        plugins: Extra plugin objects (modules or instances) to register, after entry points.
+        plugins: Extra plugin objects (modules or instances) to register, after entry points:
+            an iterable (each named by its ``__name__`` or class name) or a mapping of plugin
+            name to object (the name its ``[plugins.NAME]`` table uses).
         disable: Entry-point names to block; defaults to ``$GITOPSD_DISABLE_PLUGINS``.
     """
 
@@ -117,7 +207,7 @@ class PluginManager:
         *,
         load_entry_points: bool = True,
         builtins_only: bool = False,
-        plugins: Iterable[object] = (),
+        plugins: Iterable[object] | Mapping[str, object] = (),
         disable: Iterable[str] | None = None,
     ):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -129,22 +219,30 @@ class PluginManager:
             self.pm.set_blocked(name)
         if load_entry_points:
             self._load_entry_points(builtins_only)
-        for plugin in plugins:
-            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        named = plugins.items() if isinstance(plugins, Mapping) else ((_code_name(p), p) for p in plugins)
+        for name, plugin in named:
             self.pm.register(plugin, name=name)
             self._dists[name] = ("(in code)", "")
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
-        if os.environ.get("GITOPSD_TRACE_PLUGINS") == "1":
+        trace = os.environ.get("GITOPSD_TRACE_PLUGINS") == "1"
+        if trace:
             self._trace()
-        self.hooks = Hooks(self.pm)
+        self.hooks = Hooks(self.pm, trace=trace)
         self.types = TypeRegistry(
             sources=self.hooks.source_types(),
             renderers=self.hooks.renderer_types(),
             notifiers=self.hooks.notifier_types(),
+            plugins=tuple(sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)),
+            plugin_options=self.hooks.plugin_options(),
         )
+        self.hooks.set_default_options(self.types.plugin_options)
+
+    def configure(self, config: Config) -> None:
+        """Give hooks the plugin options of ``config`` (validated with :attr:`types`)."""
+        self.hooks.configure(config)
 
     def _load_entry_points(self, builtins_only: bool) -> None:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -192,5 +290,6 @@ class PluginManager:
                 if func is not None and hook_name in hooks:
                     types[kind] = tuple(sorted((func() or {}).keys()))
             dist, version = self._dists.get(name, ("?", ""))
-            result.append(PluginInfo(name, dist, version, hooks, types))
+            options = tuple(self.types.plugin_options[name].model_fields) if name in self.types.plugin_options else ()
+            result.append(PluginInfo(name, dist, version, hooks, types, options))
         return sorted(result, key=lambda p: p.name)

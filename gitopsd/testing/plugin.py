@@ -4,17 +4,24 @@ Fixtures:
     gitopsd_sandbox   a running Kubernetes API sandbox (HTTPS): ``.kubeconfig``, ``.counters()``
     git_repo          a real git repository in tmp_path: ``.write()``, ``.commit()``, ``.tag()``
     plugin_manager    an isolated plugin manager: built-ins plus the plugins the test names
-                      (mark ``@pytest.mark.gitopsd_plugins(my_module, ...)``)
+                      (mark ``@pytest.mark.gitopsd_plugins(my_module, ..., name=my_plugin)``)
     recorded_events   every event emitted through :func:`run_app` in this test
     http_server       a real HTTP server on loopback with scripted replies, recording requests
     kube_get          ``await kube_get("/api/v1/namespaces/x/configmaps/y")`` -> the live object (or None)
-    run_app           ``await run_app({...app table...})`` -> fetch, render, apply into the sandbox
+    run_app           ``await run_app({...app table...}, plugins={...})`` -> fetch, render, apply
+                      into the sandbox
+    oci_registry      a real OCI registry on loopback (Debian's ``docker-registry``):
+                      ``.push_artifact(repo, tag, tar_gz({...}))``, ``.host``
+
+Functions (:mod:`gitopsd.testing.artifacts`): ``tar_gz({name: text})`` builds an archive in
+memory; ``push_oci_artifact(url, repo, tag, layer)`` pushes to any registry.
 
 Async fixtures and tests run on anyio (asyncio backend).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,11 +32,16 @@ import pytest
 from gitopsd.core.events import Event
 from gitopsd.core.models import SyncResult
 from gitopsd.plugin.manager import PluginManager
+from gitopsd.testing.artifacts import OCIRegistry, find_registry_binary, push_oci_artifact, tar_gz
+
+__all__ = ["GitRepo", "HTTPServer", "OCIRegistry", "push_oci_artifact", "tar_gz"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "gitopsd_plugins(*plugins): plugins (modules or objects) the plugin_manager fixture registers"
+        "markers",
+        "gitopsd_plugins(*plugins, **named): plugins (modules or objects) the plugin_manager fixture registers; "
+        "a keyword gives the plugin its name (the NAME of its [plugins.NAME] table)",
     )
 
 
@@ -80,9 +92,17 @@ def git_repo(tmp_path: Path) -> GitRepo:
 
 @pytest.fixture
 def plugin_manager(request: pytest.FixtureRequest) -> PluginManager:
-    """A plugin manager with the built-ins and only the plugins named by ``@pytest.mark.gitopsd_plugins``."""
+    """A plugin manager with the built-ins and only the plugins named by ``@pytest.mark.gitopsd_plugins``.
+
+    Positional plugins are named by their ``__name__`` (a module's dotted name) or class name;
+    ``@pytest.mark.gitopsd_plugins(labels=my_module)`` registers ``my_module`` as ``labels``,
+    the name its entry point gives it, so ``[plugins.labels]`` options reach it.
+    """
     marker = request.node.get_closest_marker("gitopsd_plugins")
-    plugins = list(marker.args) if marker else []
+    plugins: dict[str, object] = {}
+    if marker:
+        plugins.update((getattr(p, "__name__", None) or type(p).__name__, p) for p in marker.args)
+        plugins.update(marker.kwargs)
     return PluginManager(builtins_only=True, plugins=plugins)
 
 
@@ -126,23 +146,33 @@ def kube_get(gitopsd_sandbox: Any) -> Callable[[str], Awaitable[dict[str, Any] |
 def run_app(
     gitopsd_sandbox: Any, plugin_manager: PluginManager, recorded_events: list[Event], tmp_path: Path
 ) -> Callable[..., Awaitable[SyncResult]]:
-    """``await run_app(app_table, *, dry_run=False)``: one reconcile into the sandbox, as the daemon runs it.
+    """``await run_app(app_table, *, plugins=None, dry_run=False)``: one reconcile into the sandbox, as the daemon runs it.
 
-    ``app_table`` is what you would write under ``[apps.NAME]`` (``name`` defaults to "app",
-    ``cluster`` to the sandbox). Returns the SyncResult; the events (the same ones the
-    daemon would emit) go to ``recorded_events``. Source and render errors are raised.
+    Args:
+        app_table: What you would write under ``[apps.NAME]``: ``name`` defaults to "app",
+            ``cluster`` to the sandbox; ``plugins`` in it are this app's plugin overrides.
+        plugins: The ``[plugins.NAME]`` tables, e.g. ``{"labels": {"labels": {"team": "a"}}}``.
+        dry_run: Compute and report the changes without writing them.
+
+    Returns the SyncResult; the events (the same ones the daemon would emit) go to
+    ``recorded_events``. Source and render errors are raised. The config is validated like a
+    config file: a bad option raises ``gitopsd.ConfigError`` listing every problem.
     """
     from gitopsd.daemon.wiring import one_app
     from gitopsd.plugin.config import validate_config
 
-    async def run(app_table: dict[str, Any], *, dry_run: bool = False) -> SyncResult:
+    async def run(
+        app_table: dict[str, Any], *, plugins: dict[str, dict[str, Any]] | None = None, dry_run: bool = False
+    ) -> SyncResult:
         table = {"cluster": "sandbox", **app_table}
         name = table.pop("name", "app")
-        raw = {
+        raw: dict[str, Any] = {
             "daemon": {"state_dir": str(tmp_path / "gitopsd-state")},
             "clusters": {"sandbox": {"kubeconfig": str(gitopsd_sandbox.kubeconfig)}},
             "apps": {name: table},
         }
+        if plugins is not None:
+            raw["plugins"] = plugins
         config = validate_config(raw, plugin_manager.types, label="<test config>")
         async with one_app(config, name, plugin_manager, emit=recorded_events.append) as reconciler:
             result = await reconciler.reconcile(["manual"], force=True, dry_run=dry_run)
@@ -197,6 +227,22 @@ async def http_server() -> AsyncIterator[HTTPServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def oci_registry(tmp_path: Path) -> Iterator[OCIRegistry]:
+    """A running :class:`~gitopsd.testing.artifacts.OCIRegistry` without auth, for this test.
+
+    Needs Debian's ``docker-registry``: without it the test is skipped, or fails when ``CI=true``
+    (a CI that silently skips would hide the gap).
+    """
+    if find_registry_binary() is None:
+        message = "docker-registry is not installed (Debian package docker-registry)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with OCIRegistry(tmp_path / "oci-registry") as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import hmac
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -23,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bench.gen import git
-from bench.procs import ROOT, SandboxProc, free_port, stop_process, toml_str, tool_env
+from bench.procs import ROOT, SandboxProc, free_port, toml_str, tool_env
+from gitopsd.testing.artifacts import OCIRegistry, find_registry_binary
+from gitopsd.testing.artifacts import tar_gz as kit_tar_gz
 from tests.conftest import require_tool
 from tests.reliability.harness import (
     AppDef,
@@ -49,22 +49,8 @@ GOOD_APPS = ("good-a", "good-b")
 
 
 def tar_gz(files: dict[str, bytes], *, symlinks: dict[str, str] | None = None, raw: list[str] | None = None) -> bytes:
-    """A tar.gz in memory; ``raw`` adds members with hostile names as given."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (symlinks or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-        for name in raw or []:
-            info = tarfile.TarInfo(name)
-            info.size = 2
-            tar.addfile(info, io.BytesIO(b"x\n"))
-    return buf.getvalue()
+    """The kit's tar_gz; ``raw`` adds two-byte members with hostile names as given."""
+    return kit_tar_gz({**files, **{name: b"x\n" for name in raw or []}}, symlinks=symlinks)
 
 
 def gzip_bomb(size: int) -> bytes:
@@ -80,55 +66,13 @@ def gzip_bomb(size: int) -> bytes:
 CM = json.dumps(configmap("ok", a="1")).encode()
 
 
-@dataclass
-class Registry:
-    """A loopback docker-registry (Debian's ``docker-registry``), for OCI artifacts."""
-
-    host: str
-    proc: subprocess.Popen[bytes]
-
-    def push(self, repo: str, tag: str, layer: bytes,
-             media_type: str = "application/vnd.cncf.flux.content.v1.tar+gzip") -> str:
-        """Push a one-layer artifact; the manifest digest."""
-        with httpx.Client(base_url=f"http://{self.host}", timeout=30) as client:
-            def blob(data: bytes) -> str:
-                digest = "sha256:" + hashlib.sha256(data).hexdigest()
-                start = client.post(f"/v2/{repo}/blobs/uploads/")
-                assert start.status_code == 202, start.text
-                loc = start.headers["Location"]
-                done = client.put(f"{loc}{'&' if '?' in loc else '?'}digest={digest}", content=data,
-                                  headers={"Content-Type": "application/octet-stream"})
-                assert done.status_code == 201, done.text
-                return digest
-
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.cncf.flux.config.v1+json", "digest": blob(b"{}"), "size": 2},
-                "layers": [{"mediaType": media_type, "digest": blob(layer), "size": len(layer)}],
-            }
-            body = json.dumps(manifest).encode()
-            r = client.put(f"/v2/{repo}/manifests/{tag}", content=body,
-                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-            assert r.status_code == 201, r.text
-            return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def start_registry(root: Path) -> Registry | None:
-    """docker-registry on a free port, or None when it is not installed."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not Path(binary).exists():
+def start_registry(root: Path) -> OCIRegistry | None:
+    """The kit's docker-registry on a free port, or None when it is not installed."""
+    if find_registry_binary() is None:
         return None
-    root.mkdir(parents=True)
-    port = free_port()
-    (root / "config.yml").write_text(
-        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    reg = Registry(f"127.0.0.1:{port}", proc)
-    wait_for(lambda: httpx.get(f"http://{reg.host}/v2/", timeout=2).status_code == 200, 20, "the registry")
-    return reg
+    registry = OCIRegistry(root)
+    registry.start()
+    return registry
 
 
 @dataclass
@@ -138,7 +82,7 @@ class Ctx:
     root: Path
     repo_work: Path
     repo_url: str
-    registry: Registry | None
+    registry: OCIRegistry | None
     git_files: dict[str, bytes | str] = field(default_factory=dict)
     git_links: dict[str, str] = field(default_factory=dict)
 
@@ -199,7 +143,7 @@ def oci(layer: Callable[[], bytes], tag: str = "v1", media_type: str = "applicat
         if ctx.registry is None:
             return None
         if push:
-            ctx.registry.push(f"bad/{name}", tag, layer(), media_type)
+            ctx.registry.push_artifact(f"bad/{name}", tag, layer(), media_type)
         extra = f", max_size = {max_size}" if max_size else ""
         return AppDef(name, f'{{ type = "oci", url = "oci://{ctx.registry.host}/bad/{name}", tag = "v1", '
                             f"insecure = true{extra} }}")
@@ -322,7 +266,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.stop()
         sandbox.stop()
         if registry is not None:
-            stop_process(registry.proc, 10)
+            registry.stop()
 
 
 @pytest.mark.parametrize(("case_id", "build", "expected"), APP_CASES)

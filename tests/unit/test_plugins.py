@@ -16,14 +16,20 @@ from gitopsd.plugin.manager import PluginError, PluginManager
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_distribution(site: Path, name: str, module_source: str, ep_name: str | None = None) -> None:
-    """A real installed distribution on sys.path: a module plus a dist-info with an entry point."""
+def make_distribution(
+    site: Path, name: str, module_source: str, ep_name: str | None = None, attr: str | None = None
+) -> None:
+    """A real installed distribution on sys.path: a module plus a dist-info with an entry point.
+
+    With ``attr`` the entry point names an object in the module (``module:attr``).
+    """
     module = f"{name.replace('-', '_')}_plugin"
     (site / f"{module}.py").write_text(textwrap.dedent(module_source))
     dist_info = site / f"{name.replace('-', '_')}-1.2.3.dist-info"  # the real naming rule
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
-    (dist_info / "entry_points.txt").write_text(f"[gitopsd]\n{ep_name or name} = {module}\n")
+    target = f"{module}:{attr}" if attr else module
+    (dist_info / "entry_points.txt").write_text(f"[gitopsd]\n{ep_name or name} = {target}\n")
 
 
 THIRD_PARTY = """
@@ -75,6 +81,45 @@ def test_third_party_plugin_is_discovered(site: Path) -> None:
     assert info.hooks == ("gitopsd_source_types",)
     assert pm.types.sources["echo"].__name__ == "EchoSource"
     assert "echo" not in PluginManager(builtins_only=True).types.sources
+
+
+OBJECT_PLUGIN = """
+import gitopsd
+from gitopsd import Source
+
+class EchoSource(Source):
+    async def latest_revision(self):
+        return "r1"
+    async def fetch(self, revision):
+        raise NotImplementedError
+
+class Options(gitopsd.Options):
+    greeting: str = "hello"
+
+class EchoPlugin:
+    \"\"\"A plugin object: its methods are the hookimpls.\"\"\"
+
+    @gitopsd.hookimpl
+    def gitopsd_source_types(self):
+        return {"echo": EchoSource}
+
+    @gitopsd.hookimpl
+    def gitopsd_plugin_options(self):
+        return Options
+
+plugin = EchoPlugin()
+"""
+
+
+def test_an_entry_point_may_name_an_object(site: Path) -> None:
+    make_distribution(site, "gitopsd-echo-object", OBJECT_PLUGIN, ep_name="echo", attr="plugin")
+    pm = PluginManager()
+    info = {i.name: i for i in pm.info()}["echo"]
+    assert info.distribution == "gitopsd-echo-object" and info.types == {"sources": ("echo",)}
+    assert info.hooks == ("gitopsd_plugin_options", "gitopsd_source_types") and info.options == ("greeting",)
+    assert type(pm.pm.get_plugin("echo")).__name__ == "EchoPlugin"
+    assert pm.types.sources["echo"].__name__ == "EchoSource"
+    assert pm.types.plugin_options["echo"]().greeting == "hello"
 
 
 def test_misspelled_hookimpl_is_an_error(site: Path) -> None:

@@ -1,30 +1,19 @@
 """The http-archive source, synced into a real sandbox with gitopsd.testing only."""
 
 import hashlib
-import io
-import tarfile
 
 import pytest
 
+from gitopsd.testing.artifacts import tar_gz
 from gitopsd_example import http_archive
 
 CONFIGMAP = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-archive}\ndata: {k: v}\n"
 
 
-def tarball(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.mark.anyio
 @pytest.mark.gitopsd_plugins(http_archive)
 async def test_syncs_an_archive_into_the_sandbox(http_server, run_app, recorded_events):
-    body = tarball({"cm.yaml": CONFIGMAP})
+    body = tar_gz({"cm.yaml": CONFIGMAP})
     http_server.reply("/app.tar.gz", body)
     source = {"type": "http-archive", "url": f"{http_server.url}/app.tar.gz", "sha256": hashlib.sha256(body).hexdigest()}
     result = await run_app({"namespace": "demo", "source": source})
@@ -36,7 +25,7 @@ async def test_syncs_an_archive_into_the_sandbox(http_server, run_app, recorded_
 @pytest.mark.anyio
 @pytest.mark.gitopsd_plugins(http_archive)
 async def test_a_wrong_pin_is_refused(http_server, run_app):
-    http_server.reply("/app.tar.gz", tarball({"cm.yaml": CONFIGMAP}))
+    http_server.reply("/app.tar.gz", tar_gz({"cm.yaml": CONFIGMAP}))
     source = {"type": "http-archive", "url": f"{http_server.url}/app.tar.gz", "sha256": "0" * 64}
     with pytest.raises(Exception, match="sha256 does not match the pin"):
         await run_app({"source": source})
@@ -44,9 +33,12 @@ async def test_a_wrong_pin_is_refused(http_server, run_app):
 
 @pytest.mark.anyio
 @pytest.mark.gitopsd_plugins(http_archive)
-async def test_path_traversal_is_refused(http_server, run_app):
-    body = tarball({"../escape.yaml": CONFIGMAP})
+async def test_path_traversal_is_refused(http_server, run_app, tmp_path):
+    body = tar_gz({"ok.yaml": CONFIGMAP, "../escape.yaml": CONFIGMAP})
     http_server.reply("/evil.tar.gz", body)
     source = {"type": "http-archive", "url": f"{http_server.url}/evil.tar.gz", "sha256": hashlib.sha256(body).hexdigest()}
     with pytest.raises(Exception, match="outside the destination"):
         await run_app({"source": source})
+    cache = tmp_path / "gitopsd-state" / "cache" / "http-archive"
+    assert not (cache / source["sha256"]).exists()  # no half-unpacked tree is taken for the artifact later
+    assert not (tmp_path / "gitopsd-state" / "cache" / "escape.yaml").exists()

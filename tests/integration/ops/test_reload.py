@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+import gitopsd
 from gitopsd.core import events as ev
 from gitopsd.core.events import Event
 from gitopsd.core.models import SyncStatus
+from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 
 from .conftest import Env, configmap, running, wait_for
@@ -153,3 +155,51 @@ async def test_restart_without_work(env: Env, sandbox: Sandbox) -> None:
         daemon.apps["web"].runner.busy.release()
     counters = sandbox.counters()
     assert counters["writes"] == 0, counters["requests"]
+
+
+class Tagger:
+    """A plugin with options: labels objects and records the options its event hook sees."""
+
+    class Options(gitopsd.Options):
+        value: str = "none"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+
+    @gitopsd.hookimpl
+    def gitopsd_plugin_options(self) -> type[gitopsd.Options]:
+        return self.Options
+
+    @gitopsd.hookimpl
+    def gitopsd_post_render(self, manifests: list[Any], options: Any) -> list[Any]:
+        return [{**m, "metadata": {**m["metadata"], "labels": {"tagger": options.value}}} for m in manifests]
+
+    @gitopsd.hookimpl
+    def gitopsd_event(self, event: Event, options: Any) -> None:
+        self.seen.append((event.name, event.app or "", options.value))
+
+
+async def test_reload_gives_plugins_their_new_options(env: Env, sandbox: Sandbox) -> None:
+    tagger = Tagger()
+    env.plugins = PluginManager(builtins_only=True, plugins={"tagger": tagger})
+    app_dir(env.root, "one", configmap("tagged", a="1"))
+    base = env.daemon_toml() + cluster_toml(sandbox)
+    config = env.write(base + '[plugins.tagger]\nvalue = "first"\n' + apps_toml({"one": {}}))
+    async with running(env, config) as daemon:
+        await wait_synced(daemon, "one")
+        assert await kube_label(sandbox, "/api/v1/namespaces/one/configmaps/tagged") == "first"
+        assert ("sync-succeeded", "one", "first") in tagger.seen
+
+        summary = await daemon.reload(env.write(base + '[plugins.tagger]\nvalue = "second"\n' + apps_toml({"one": {}})))
+        assert summary["changed"] == ["one"]  # its options changed: restarted, rendered again
+        await wait_for(lambda: ("sync-succeeded", "one", "second") in tagger.seen, timeout=30)
+        assert await kube_label(sandbox, "/api/v1/namespaces/one/configmaps/tagged") == "second"
+        assert ("config-reloaded", "", "second") in tagger.seen
+
+
+async def kube_label(sb: Sandbox, path: str) -> str:
+    ca = sb.ca_pem.decode() if isinstance(sb.ca_pem, bytes) else sb.ca_pem
+    context = ssl.create_default_context(cadata=ca)
+    async with httpx.AsyncClient(verify=context, headers={"Authorization": f"Bearer {sb.token}"}) as client:
+        response = await client.get(sb.url + path)
+    return str(response.json()["metadata"]["labels"].get("tagger"))

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from gitopsd import PluginContext, Tools
+from gitopsd.testing.artifacts import OCIRegistry, find_registry_binary, push_oci_artifact
+from gitopsd.testing.artifacts import tar_gz as kit_tar_gz
 from tests.conftest import ROOT, require_tool
 
 GIT_ENV = {
@@ -404,18 +406,6 @@ REGISTRY_USER = "oci-bot"
 REGISTRY_PASSWORD = "registry-pass-9876"
 
 
-def bcrypt_hash(password: str) -> str:
-    """A bcrypt hash through the system's libcrypt (the registry's htpasswd wants bcrypt)."""
-    import ctypes
-    import ctypes.util
-
-    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
-    lib.crypt.restype = ctypes.c_char_p
-    lib.crypt_gensalt.restype = ctypes.c_char_p
-    salt = lib.crypt_gensalt(b"$2b$", 5, None, 0)
-    return str(lib.crypt(password.encode(), salt).decode())
-
-
 @dataclass
 class Registry:
     """A running docker-registry: ``host`` is ``127.0.0.1:PORT``; ``auth`` the basic credentials if any."""
@@ -430,58 +420,17 @@ class Registry:
     def push_artifact(self, repo: str, tag: str, layer: bytes, media_type: str,
                       artifact_type: str = "application/vnd.cncf.flux.config.v1+json") -> str:
         """Push a one-layer OCI artifact through the distribution API; return the manifest digest."""
-        import hashlib
-        import json
-
-        import httpx
-
-        with httpx.Client(base_url=f"http://{self.host}", timeout=30, **self.client_auth(repo)) as client:
-            def blob(data: bytes) -> str:
-                digest = "sha256:" + hashlib.sha256(data).hexdigest()
-                start = client.post(f"/v2/{repo}/blobs/uploads/")
-                assert start.status_code == 202, start.text
-                location = start.headers["Location"]
-                sep = "&" if "?" in location else "?"
-                done = client.put(f"{location}{sep}digest={digest}", content=data,
-                                  headers={"Content-Type": "application/octet-stream"})
-                assert done.status_code == 201, done.text
-                return digest
-
-            config = b"{}"
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": artifact_type, "digest": blob(config), "size": len(config)},
-                "layers": [{"mediaType": media_type, "digest": blob(layer), "size": len(layer)}],
-            }
-            body = json.dumps(manifest).encode()
-            put = client.put(f"/v2/{repo}/manifests/{tag}", content=body,
-                             headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-            assert put.status_code == 201, put.text
-            return "sha256:" + hashlib.sha256(body).hexdigest()
+        return push_oci_artifact(f"http://{self.host}", repo, tag, layer, media_type=media_type,
+                                 artifact_type=artifact_type, **self.client_auth(repo))
 
 
 def _registry(tmp_path: Path, with_auth: bool) -> Iterator[Registry]:
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not Path(binary).exists():
+    """The kit's OCIRegistry (gitopsd.testing), as the Registry these tests use."""
+    if find_registry_binary() is None:
         require_tool("docker-registry")
-    d = tmp_path / ("registry-auth" if with_auth else "registry")
-    d.mkdir()
-    port = free_port()
-    auth = ""
-    if with_auth:
-        (d / "htpasswd").write_text(f"{REGISTRY_USER}:{bcrypt_hash(REGISTRY_PASSWORD)}\n")
-        auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {d / 'htpasswd'}\n"
-    (d / "config.yml").write_text(
-        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
-    )
-    proc = subprocess.Popen([binary, "serve", str(d / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc)
-        yield Registry(f"127.0.0.1:{port}", (REGISTRY_USER, REGISTRY_PASSWORD) if with_auth else None)
-    finally:
-        stop(proc)
+    credentials = (REGISTRY_USER, REGISTRY_PASSWORD) if with_auth else None
+    with OCIRegistry(tmp_path / ("registry-auth" if with_auth else "registry"), credentials=credentials) as server:
+        yield Registry(server.host, credentials)
 
 
 @pytest.fixture
@@ -498,28 +447,8 @@ def registry_auth(tmp_path: Path) -> Iterator[Registry]:
 
 def tar_gz(files: dict[str, str | bytes], *, symlinks: dict[str, str] | None = None,
            raw_names: list[str] | None = None) -> bytes:
-    """A tar.gz in memory; ``raw_names`` adds members with hostile names (``../x``, ``/abs``)."""
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (symlinks or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            tar.addfile(info)
-        for name in raw_names or []:
-            info = tarfile.TarInfo(name)
-            info.size = 2
-            tar.addfile(info, io.BytesIO(b"x\n"))
-    return buffer.getvalue()
+    """The kit's tar_gz; ``raw_names`` adds two-byte members with hostile names (``../x``, ``/abs``)."""
+    return kit_tar_gz({**files, **{name: b"x\n" for name in raw_names or []}}, symlinks=symlinks)
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 import hashlib
 import io
+import shutil
 import tarfile
+from pathlib import Path
 
+import anyio
 import httpx
 
 import gitopsd
@@ -29,11 +32,18 @@ class HTTPArchiveSource(gitopsd.Source):
                 response = await client.get(self.options.url)
             if response.status_code != 200:
                 raise gitopsd.SourceError(f"{self.options.url}: HTTP {response.status_code}")
-            if hashlib.sha256(response.content).hexdigest() != self.options.sha256:
-                raise gitopsd.SourceError(f"{self.options.url}: sha256 does not match the pin", reason="DigestMismatch")
-            with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as archive:
-                archive.extractall(target, filter="data")  # refuses .., absolute paths, escaping links
+            # Hashing and unpacking block: run them in a worker thread, never on the event loop.
+            await anyio.to_thread.run_sync(self._unpack, response.content, target)
         return gitopsd.Artifact(path=target, revision=revision, digest=revision, url=self.options.url)
+
+    def _unpack(self, body: bytes, target: Path) -> None:
+        if hashlib.sha256(body).hexdigest() != self.options.sha256:
+            raise gitopsd.SourceError(f"{self.options.url}: sha256 does not match the pin", reason="DigestMismatch")
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted unpack
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+            archive.extractall(partial, filter="data")  # refuses .., absolute paths, escaping links
+        partial.rename(target)  # all or nothing: a failed unpack never leaves a half tree behind
 
 
 @gitopsd.hookimpl
