@@ -27,6 +27,8 @@ from gitopsd.core.secrets import Secret, read_secret_file
 from gitopsd.plugin.config import AppConfig, Duration
 from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.interfaces import (
+    Generator,
+    GeneratorContext,
     Notifier,
     NotifierOptions,
     Options,
@@ -48,6 +50,8 @@ __all__ = [
     "ConfigError",
     "Duration",
     "Event",
+    "Generator",
+    "GeneratorContext",
     "GitopsdError",
     "Health",
     "HealthStatus",

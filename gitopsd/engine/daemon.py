@@ -25,6 +25,7 @@ from gitopsd.core import events as ev
 from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
+from gitopsd.engine.appsets import AppSetController
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
@@ -100,6 +101,7 @@ class Daemon:
         self._tg: TaskGroup | None = None
         self._hard_stop = anyio.CancelScope()
         self._reload_lock = anyio.Lock()
+        self.appsets = AppSetController(self)
 
     def emit(self, event: Event) -> None:
         """Emit an event: logged, seen by the gitopsd_event hook, queued for notifiers."""
@@ -151,10 +153,12 @@ class Daemon:
     async def _supervise(self) -> None:
         async with anyio.create_task_group() as bus_tg:
             bus_tg.start_soon(self.bus.run, name="event-bus")
+            self.config = await self.appsets.start(self.config)  # appsets that read a repository
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for app in self.config.apps.values():
                     self._start(app)
+                tg.start_soon(self.appsets.run, name="appsets")
                 if self.config.daemon.watch_config and self.config.path is not None:
                     tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
                 tg.start_soon(self._report_status, name="sd-status")
@@ -280,8 +284,9 @@ class Daemon:
             self.systemd.reloading()
             try:
                 try:
-                    new = load_config(self.config.path, self.plugins.types)
+                    new = self.appsets.expand_known(load_config(self.config.path, self.plugins.types))
                     await self.reload(new)
+                    await self.appsets.reconfigure()
                 except ConfigError as exc:
                     self.metrics.reload("failed")
                     self.emit(

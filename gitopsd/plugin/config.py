@@ -146,6 +146,7 @@ class ClusterConfig(_Model):
     ssh: SSHConfig | None = Field(None, description='Reach the API server through an SSH tunnel.')
     max_concurrent_requests: Int = Field(32, ge=1, description="API requests in flight to this cluster at most.")
     request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels the `clusters` appset generator selects on, e.g. `{env = \"prod\"}`.")
 
 
 class PluginTable(_Model):
@@ -176,6 +177,7 @@ class AppConfig(_Model):
         True, description="Create the app's namespace if the manifests do not define it (never pruned)."
     )
     notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
+    appset: str = Field("", description="Set by gitopsd on apps an [appsets.*] table generated: its name.")
 
     @field_validator("namespace")
     @classmethod
@@ -183,6 +185,41 @@ class AppConfig(_Model):
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
+
+
+def _parse_max_removals(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("expected a count or a percentage like '20%', got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("max_removals cannot be negative")
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?%", value.strip()) and float(value.strip()[:-1]) <= 100:
+        return value.strip()
+    raise ValueError(f"expected a count or a percentage like '20%', got {value!r}")
+
+
+class AppSetConfig(_Model):
+    """``[appsets.NAME]``: many apps from one template, one per parameter set the generators produce.
+
+    ``template`` is an ``[apps.*]`` table (plus ``name``) whose strings may hold Jinja2
+    placeholders (``{{ path.basename }}``, ``{{ cluster.name }}``, ...); see docs/appsets.md.
+    """
+
+    name: str
+    generators: list[PluginTable] = Field(min_length=1, description="Generator tables `{type = ..., options}`; the apps of all of them together.")
+    template: dict[str, Any] = Field(description="An app table (with `name`) whose strings may contain `{{ ... }}` placeholders.")
+    prune_on_remove: Bool = Field(False, description="Delete the objects of a generated app that disappears (otherwise they stay).")
+    max_removals: Annotated[int | str, BeforeValidator(_parse_max_removals)] = Field(
+        "20%", description="Most apps one change may remove (a count or a percentage); more, or all, removes nothing and reports `appset-guard`."
+    )
+    interval: Duration | None = Field(None, description="Poll interval of the repositories its generators read; default: daemon.default_interval.")
+
+    def allowed_removals(self, current: int) -> int:
+        """How many of ``current`` generated apps one change may remove."""
+        if isinstance(self.max_removals, int):
+            return self.max_removals
+        return int(current * float(self.max_removals[:-1]) / 100)
 
 
 class Config(_Model):
@@ -193,6 +230,7 @@ class Config(_Model):
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     notifiers: dict[str, PluginTable] = Field(default_factory=dict)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
+    appsets: dict[str, AppSetConfig] = Field(default_factory=dict)
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval
@@ -243,20 +281,19 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     if isinstance(apps, dict):
         new_apps: dict[str, Any] = {}
         for name, table in apps.items():
-            if not isinstance(table, dict):
-                new_apps[name] = table
-                continue
-            try:
-                _check_name(name)
-            except ValueError as exc:
-                errors.append(f"apps.{name}: {exc}")
-            table = {**table, "name": name}
-            for key in ("source", "render"):
-                if isinstance(table.get(key), dict):
-                    table[key] = _plugin_table(table[key])
-            new_apps[name] = table
+            if isinstance(table, dict) and "appset" in table:
+                errors.append(f"apps.{name}.appset: unknown key (gitopsd sets it on apps an appset generates)")
+                table = {k: v for k, v in table.items() if k != "appset"}
+            new_apps[name] = _shape_app(name, table, errors, f"apps.{name}") if isinstance(table, dict) else table
         shaped["apps"] = new_apps
-    for section in ("clusters", "notifiers"):
+    appsets = raw.get("appsets")
+    if isinstance(appsets, dict):
+        shaped["appsets"] = {
+            name: {**t, "name": name, **({"generators": [_plugin_table(g) if isinstance(g, dict) else g for g in t["generators"]]} if isinstance(t.get("generators"), list) else {})}
+            if isinstance(t, dict) else t
+            for name, t in appsets.items()
+        }
+    for section in ("clusters", "notifiers", "appsets"):
         tables = raw.get(section)
         if isinstance(tables, dict):
             for name in tables:
@@ -270,6 +307,19 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     return shaped
 
 
+def _shape_app(name: str, table: dict[str, Any], errors: list[str], where: str) -> dict[str, Any]:
+    """One ``[apps.NAME]`` table for the first pass: the name in, plugin tables shaped."""
+    try:
+        _check_name(name)
+    except ValueError as exc:
+        errors.append(f"{where}: {exc}")
+    table = {**table, "name": name}
+    for key in ("source", "render"):
+        if isinstance(table.get(key), dict):
+            table[key] = _plugin_table(table[key])
+    return table
+
+
 def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
     shaped: dict[str, Any] = {"options": {k: v for k, v in table.items() if k != "type"}}
     if "type" in table:
@@ -279,21 +329,11 @@ def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
 
 def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: list[str]) -> Config | None:
     """Second pass: plugin options by their own models, and references between sections."""
-    apps: dict[str, AppConfig] = {}
-    for name, app in config.apps.items():
-        where = f"apps.{name}"
-        source = _plugin_options(app.source, types.sources, f"{where}.source", "source", errors)
-        render = (
-            _plugin_options(app.render, types.renderers, f"{where}.render", "renderer", errors)
-            if app.render is not None
-            else None
-        )
-        if app.cluster not in config.clusters:
-            errors.append(f"{where}.cluster: unknown cluster {app.cluster!r} (defined: {_names(config.clusters)})")
-        for i, notifier in enumerate(app.notify):
-            if notifier not in config.notifiers:
-                errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
-        apps[name] = app.model_copy(update={"source": source, "render": render})
+    from gitopsd.plugin.appsets import expand_static, merge_apps
+
+    own = {name: _resolve_app(app, config, types, errors, f"apps.{name}") for name, app in config.apps.items()}
+    apps, clashes = merge_apps(own, expand_static(config, types, errors))
+    errors.extend(clashes)
     notifiers = {
         name: _plugin_options(table, types.notifiers, f"notifiers.{name}", "notifier", errors)
         for name, table in config.notifiers.items()
@@ -310,6 +350,22 @@ def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: l
         return None
     config = config.model_copy(update={"apps": apps, "notifiers": notifiers})
     return _absolute_paths(config) if config.path is not None else config
+
+
+def _resolve_app(app: AppConfig, config: Config, types: TypeRegistry, errors: list[str], where: str) -> AppConfig:
+    """An app with its plugin options validated and its references checked."""
+    source = _plugin_options(app.source, types.sources, f"{where}.source", "source", errors)
+    render = (
+        _plugin_options(app.render, types.renderers, f"{where}.render", "renderer", errors)
+        if app.render is not None
+        else None
+    )
+    if app.cluster not in config.clusters:
+        errors.append(f"{where}.cluster: unknown cluster {app.cluster!r} (defined: {_names(config.clusters)})")
+    for i, notifier in enumerate(app.notify):
+        if notifier not in config.notifiers:
+            errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
+    return app.model_copy(update={"source": source, "render": render})
 
 
 def _absolute_paths(config: Config) -> Config:

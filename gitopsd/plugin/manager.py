@@ -23,7 +23,7 @@ from gitopsd.core.errors import GitopsdError
 from gitopsd.core.events import Event
 from gitopsd.core.models import HealthStatus, Manifest
 from gitopsd.plugin import hookspecs
-from gitopsd.plugin.interfaces import Notifier, Renderer, Source
+from gitopsd.plugin.interfaces import Generator, Notifier, Renderer, Source
 from gitopsd.plugin.registry import TypeRegistry
 
 ENTRY_POINT_GROUP = "gitopsd"
@@ -74,6 +74,9 @@ class Hooks:
 
     def notifier_types(self) -> dict[str, type[Notifier]]:
         return self._merge("notifier", self._hook.gitopsd_notifier_types())
+
+    def generator_types(self) -> dict[str, type[Generator]]:
+        return self._merge("generator", self._hook.gitopsd_generator_types())
 
     @property
     def has_post_render(self) -> bool:
@@ -144,6 +147,7 @@ class PluginManager:
             sources=self.hooks.source_types(),
             renderers=self.hooks.renderer_types(),
             notifiers=self.hooks.notifier_types(),
+            generators=self.hooks.generator_types(),
         )
 
     def _load_entry_points(self, builtins_only: bool) -> None:
@@ -187,6 +191,7 @@ class PluginManager:
                 ("gitopsd_source_types", "sources"),
                 ("gitopsd_renderer_types", "renderers"),
                 ("gitopsd_notifier_types", "notifiers"),
+                ("gitopsd_generator_types", "generators"),
             ):
                 func = getattr(plugin, hook_name, None)
                 if func is not None and hook_name in hooks:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gitopsd.plugin.interfaces import Notifier, Renderer, Source
+from gitopsd.plugin.interfaces import Generator, Notifier, Renderer, Source
 
 
 @dataclass(frozen=True, slots=True)
 class TypeRegistry:
-    """Source, renderer and notifier types by name, as the plugins registered them."""
+    """Source, renderer, notifier and generator types by name, as the plugins registered them."""
 
     sources: dict[str, type[Source]] = field(default_factory=dict)
     renderers: dict[str, type[Renderer]] = field(default_factory=dict)
     notifiers: dict[str, type[Notifier]] = field(default_factory=dict)
+    generators: dict[str, type[Generator]] = field(default_factory=dict)
 
     def detect_renderer(self, names: set[str]) -> str:
         """The renderer whose ``detect`` files appear in ``names`` (top-level file names); else plain."""

@@ -370,6 +370,9 @@ class ApiServer:
             self.daemon.apps[name].runner.trigger.fire("webhook")
         if rest:
             asyncio.get_running_loop().call_later(TOUCHED_FIRST_DELAY, self._fire_later, rest)
+        appsets = pushes.match_apps([pushes.AppSource(*t) for t in self.daemon.appsets.push_targets()], push)
+        self.daemon.appsets.poke(appsets)
+        matched += [f"appset:{name}" for name in appsets]
         metrics.webhook(provider, "matched" if matched else "ignored")
         log.info("push webhook", provider=provider, delivery=delivery, ref=push.ref, refreshed=matched)
         return web.json_response(
