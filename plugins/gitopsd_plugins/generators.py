@@ -135,7 +135,7 @@ class _GitGenerator(gitopsd.Generator):
         found: set[str] = set()
         for pattern in patterns:
             for path in root.glob(pattern.strip("/")):
-                if path.is_symlink() or (path.is_dir() if want_dirs else not path.is_file()):
+                if path.is_symlink() or not (path.is_dir() if want_dirs else path.is_file()):
                     continue
                 try:
                     found.add(path.resolve().relative_to(root.resolve()).as_posix())
