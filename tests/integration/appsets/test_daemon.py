@@ -15,7 +15,14 @@ from gitopsd.core import events as ev
 from gitopsd.core.events import Event
 from gitopsd.core.models import SyncStatus
 from gitopsd.sandbox import Sandbox
-from tests.integration.ops.conftest import Env, GitRepo, configmap, github_signature, running, wait_for
+from tests.integration.ops.conftest import (
+    Env,
+    GitRepo,
+    configmap,
+    github_signature,
+    running,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
