@@ -68,3 +68,37 @@ def test_render_a_generated_app(env: Env) -> None:
     assert "name: cm-web" in out.stdout and "kind: Namespace\nmetadata:\n  name: web\n" in out.stdout and "cm-api" not in out.stdout
     out = gitopsd("render", "-c", str(path), "web-north")
     assert out.returncode == 1 and "no app named 'web-north'" in out.stderr and "web-west" in out.stderr
+
+
+def test_git_files_fields_become_parameters(env: Env) -> None:
+    repo = GitRepo(env.root, "repo")
+    repo.commit(
+        {
+            "apps/web/cm.yaml": configmap("cm-web") + "\n",
+            "targets/east/target.yaml": "cluster: east\nteam: {name: payments}\n",
+            "targets/west/target.json": '[{"cluster": "west", "team": {"name": "search"}}]',
+            "targets/README.md": "not matched\n",
+        }
+    )
+    (env.root / "kc").write_text("")
+    env.path.write_text(
+        env.daemon_toml()
+        + f"""
+[clusters.east]
+kubeconfig = "kc"
+[clusters.west]
+kubeconfig = "kc"
+[appsets.teams]
+generators = [{{type = "git-files", url = "{repo.url}", files = ["targets/*/target.yaml", "targets/*/target.json"]}}]
+[appsets.teams.template]
+name = "{{{{ team.name }}}}-{{{{ path.basename }}}}"
+cluster = "{{{{ cluster }}}}"
+namespace = "{{{{ team.name }}}}"
+source = {{type = "git", url = "{repo.url}", path = "apps/web"}}
+"""
+    )
+    out = gitopsd("check", "-c", str(env.path))
+    assert out.returncode == 0, out.stderr
+    assert "appsets.teams: 2 apps" in out.stdout
+    out = gitopsd("render", "-c", str(env.path), "search-west")
+    assert out.returncode == 0 and "name: search" in out.stdout, out.stderr
