@@ -210,9 +210,7 @@ class ClusterReachable(Event):
 @_event("appset-guard", Severity.WARNING)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppSetGuard(Event):
-    """An appset suddenly generated no apps, or would remove more than its ``max_removals``:
-    nothing was removed (new apps were still added). ``data`` has ``appset``, ``removed``
-    (the apps kept), ``previous`` and ``generated`` counts. Emitted once per situation."""
+    """An appset suddenly generated no apps, or would remove more than its ``max_removals``: nothing was removed (new apps were still added); ``data`` has ``appset``, ``removed`` (the apps kept), ``previous`` and ``generated``."""
 
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:
@@ -222,9 +220,7 @@ class AppSetGuard(Event):
 @_event("appset-failed", Severity.ERROR)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppSetFailed(Event):
-    """An appset could not be expanded (its repository could not be fetched, a template
-    placeholder is undefined, a generated app is invalid or clashes): its apps stay as they
-    were. ``data["appset"]`` names it, ``data["errors"]`` lists the problems."""
+    """An appset could not be expanded (fetch failed, undefined placeholder, invalid or clashing app): its apps stay as they were; ``data["appset"]`` names it, ``data["errors"]`` lists the problems."""
 
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:

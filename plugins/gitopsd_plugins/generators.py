@@ -62,6 +62,8 @@ class ClustersGenerator(gitopsd.Generator):
 
 
 class _GitGeneratorOptions(GitOptions):
+    path: str = Field(".", description='Unused: a git generator reads the whole repository (keep ".").')
+
     @field_validator("path")
     @classmethod
     def _no_path(cls, value: str) -> str:
