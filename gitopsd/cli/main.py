@@ -96,6 +96,7 @@ class LazyGroup(click.Group):
         "history": "gitopsd.cli.ops:history",
         "rollback": "gitopsd.cli.ops:rollback",
         "sandbox": "gitopsd.sandbox.cli:sandbox_command",
+        "import": "gitopsd.cli.importers:import_group",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
