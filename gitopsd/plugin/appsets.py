@@ -261,6 +261,8 @@ def expand_static(config: Config, types: TypeRegistry, errors: list[str]) -> dic
 
 def with_generated(config: Config, generated: Mapping[str, Mapping[str, AppConfig]]) -> Config:
     """``config`` whose apps of the appsets in ``generated`` are replaced by those; ConfigError on a clash."""
+    if not generated:
+        return config
     own = {n: a for n, a in config.apps.items() if a.appset not in generated}
     apps, errors = merge_apps(own, generated)
     if errors:

@@ -11,7 +11,15 @@ from typing import Any
 
 import yaml
 
-from gitopsd.cli.importers.common import Document, Entry, Translation, helm_value, set_dotted, slug, unknown_keys
+from gitopsd.cli.importers.common import (
+    Document,
+    Entry,
+    Translation,
+    helm_value,
+    set_dotted,
+    slug,
+    unknown_keys,
+)
 
 ARGO_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 _EQUIVALENT_SYNC_OPTIONS = {

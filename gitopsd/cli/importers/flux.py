@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitopsd.cli.importers.common import IN_CLUSTER, Document, Entry, Translation, duration, unknown_keys
+from gitopsd.cli.importers.common import (
+    IN_CLUSTER,
+    Document,
+    Entry,
+    Translation,
+    duration,
+    unknown_keys,
+)
 
 SOURCE_KINDS = ("GitRepository", "OCIRepository", "HelmRepository", "Bucket", "HelmChart")
 

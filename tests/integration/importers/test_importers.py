@@ -55,7 +55,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 async def test_argocd_docs_examples(tmp_path: Path) -> None:
     out_file = tmp_path / "config.toml"
-    code, out, err = await gitopsd("import", "argocd", MANIFESTS / "argocd-docs.yaml", "-o", out_file)
+    code, _, err = await gitopsd("import", "argocd", MANIFESTS / "argocd-docs.yaml", "-o", out_file)
     text = out_file.read_text()
     assert code == 1, err  # some things could not be translated
     assert "4 thing(s) not translated" in err
@@ -106,8 +106,8 @@ async def test_flux_docs_examples(tmp_path: Path) -> None:
     assert 'source = {type = "oci", url = "oci://ghcr.io/stefanprodan/manifests/podinfo", tag = "latest"}' in text
     assert '[apps.podinfo-default]' in text and 'release_name = "podinfo"' in text and "values = {replicaCount = 2}" in text
     assert 'interval = "30m"\ntimeout = "3m"' in text
-    path = Path(tmp_path / "flux.toml")
-    path.write_text(text)
+    path = tmp_path / "flux.toml"
+    await anyio.Path(path).write_text(text)
     await assert_check_accepts(path)
 
 
