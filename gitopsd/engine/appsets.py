@@ -25,7 +25,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from gitopsd.core import events as ev
-from gitopsd.core.errors import ConfigError, GitopsdError
+from gitopsd.core.errors import ConfigError, GitopsdError, SourceError
 from gitopsd.engine.stages import Workspace
 from gitopsd.plugin.appsets import (
     build_generators,
@@ -78,6 +78,8 @@ async def expand_all(config: Config, plugins: PluginManager, *, workspace: Works
             for generator in generators:
                 await generator.refresh()
             generated[name] = generate_apps(appset, expand(generators), config, plugins.types)
+        except SourceError as exc:
+            raise SourceError(f"appsets.{name}: {exc}", reason=exc.reason) from None
         finally:
             for generator in generators:
                 await generator.aclose()
