@@ -204,3 +204,25 @@ def _remove_dir(repo: GitRepo, *paths: str) -> None:
         git("rm", "-r", "-q", path, cwd=repo.work)
     git("commit", "-q", "-m", "remove", cwd=repo.work)
     git("push", "-q", "origin", "main", cwd=repo.work)
+
+
+async def test_config_reload_keeps_fetched_apps_and_applies_the_new_template(env: Env, sandboxes: dict[str, Sandbox]) -> None:
+    repo = GitRepo(env.root, "repo")
+    repo.commit(app_files("web", "api"))
+    events: list[Event] = []
+    config = env.write(config_toml(env, sandboxes, repo))
+    async with running(env, config, events=events) as daemon:
+        await wait_for(lambda: synced(daemon, expected("web", "api")), timeout=60)
+        runner = daemon.apps["web-east"].runner
+        # a reload with the same appset: its git-generated apps stay, untouched
+        env.path.write_text(config_toml(env, sandboxes, repo) + "\n# a comment\n")
+        await daemon.reload_from_file()
+        assert set(daemon.apps) == expected("web", "api") and daemon.apps["web-east"].runner is runner
+        # a new template: the apps are regenerated from the last fetch and restarted
+        env.path.write_text(config_toml(env, sandboxes, repo).replace('namespace = "{{ path.basename }}"', 'namespace = "{{ path.basename }}-v2"'))
+        await daemon.reload_from_file()
+        assert set(daemon.apps) == expected("web", "api")
+        assert daemon.apps["web-east"].runner.app.namespace == "web-v2"
+        await wait_for(lambda: synced(daemon, expected("web", "api")), timeout=60)
+        assert await kube_get(sandboxes["east"], "/api/v1/namespaces/web-v2/configmaps/cm-web") == 200
+        assert not [e for e in events if isinstance(e, ev.ConfigReloadFailed | ev.AppSetGuard)]
