@@ -129,6 +129,7 @@ def app_json(runner: AppRunner, history: list[HistoryEntry]) -> dict[str, Any]:
         },
         "reconciles": s.reconciles,
         "history": [history_json(h) for h in history],
+        "appset": runner.app.appset,  # the [appsets.*] that generated it, or ""
     }
 
 

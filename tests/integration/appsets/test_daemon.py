@@ -131,6 +131,8 @@ async def test_push_webhook_refreshes_the_appset_at_once(env: Env, sandboxes: di
         assert response.status_code == 202, response.text
         assert "appset:svc" in response.json()["refreshed"]
         await wait_for(lambda: synced(daemon, expected("web", "queue")), timeout=60)
+        listed = (await http.get(f"{env.base_url}/api/v1/apps/queue-west")).json()
+        assert (listed["appset"], listed["cluster"], listed["sync"]) == ("svc", "west", "Synced")
 
 
 async def test_removed_directory_app_gone_objects_kept(env: Env, sandboxes: dict[str, Sandbox]) -> None:
