@@ -57,6 +57,12 @@ def kube_cluster_pool(
     return KubeClusterPool(config, plugins.hooks, emit, on_request=on_request)
 
 
+def _connection(config: Config, cluster: str) -> Any:
+    """How a cluster is reached: its config without ``labels`` (which only appsets read)."""
+    table = config.clusters.get(cluster)
+    return None if table is None else table.model_copy(update={"labels": {}})
+
+
 @dataclass
 class _Running:
     runner: AppRunner
@@ -311,7 +317,7 @@ class Daemon:
         """
         old = self.config
         secrets = ApiSecrets.load(new)
-        changed_clusters = {n for n in old.clusters.keys() | new.clusters.keys() if old.clusters.get(n) != new.clusters.get(n)}
+        changed_clusters = {n for n in old.clusters.keys() | new.clusters.keys() if _connection(old, n) != _connection(new, n)}
         added = sorted(new.apps.keys() - old.apps.keys())
         removed = sorted(old.apps.keys() - new.apps.keys())
         changed = sorted(

@@ -228,3 +228,36 @@ async def test_config_reload_keeps_fetched_apps_and_applies_the_new_template(env
         await wait_for(lambda: synced(daemon, expected("web", "api")), timeout=60)
         assert await kube_get(sandboxes["east"], "/api/v1/namespaces/web-v2/configmaps/cm-web") == 200
         assert not [e for e in events if isinstance(e, ev.ConfigReloadFailed | ev.AppSetGuard)]
+
+
+async def test_labels_added_to_a_cluster_add_its_apps_on_reload(env: Env, sandboxes: dict[str, Sandbox]) -> None:
+    def toml(west_env: str, east_tier: str = "1") -> str:
+        out = [env.daemon_toml()]
+        for name, box in sandboxes.items():
+            labels = f'env = "{west_env if name == "west" else "prod"}"' + (f', tier = "{east_tier}"' if name == "east" else "")
+            out.append(f'[clusters.{name}]\nkubeconfig = "{box.kubeconfig}"\nlabels = {{{labels}}}\n')
+        out.append(
+            """
+[appsets.mon]
+generators = [{type = "clusters", selector = {env = "prod"}}]
+[appsets.mon.template]
+name = "mon-{{ cluster.name }}"
+cluster = "{{ cluster.name }}"
+namespace = "mon"
+source = {type = "local", path = "mon"}
+"""
+        )
+        return "\n".join(out)
+
+    (env.root / "mon").mkdir()
+    (env.root / "mon" / "cm.yaml").write_text(configmap("mon") + "\n")
+    config = env.write(toml("dev"))
+    assert set(config.apps) == {"mon-east", "mon-north"}
+    async with running(env, config) as daemon:
+        await wait_for(lambda: synced(daemon, {"mon-east", "mon-north"}), timeout=60)
+        east = daemon.apps["mon-east"].runner
+        env.path.write_text(toml("prod", east_tier="2"))
+        await daemon.reload_from_file()
+        await wait_for(lambda: synced(daemon, {"mon-east", "mon-west", "mon-north"}), timeout=60)
+        assert daemon.apps["mon-east"].runner is east  # its cluster's labels changed: not restarted
+        assert await kube_get(sandboxes["west"], "/api/v1/namespaces/mon/configmaps/mon") == 200
