@@ -205,9 +205,12 @@ def _helm_release(out: Translation, doc: Document, sources: dict[tuple[str, str,
     entry.table["render"] = render
     entry.table["prune"] = True  # helm removes what leaves the chart
     entry.table["create_namespace"] = bool((spec.get("install") or {}).get("createNamespace", False))
-    drift = (spec.get("driftDetection") or {}).get("mode")
-    if drift and drift != "disabled":
-        entry.note(f"driftDetection {drift}: gitopsd corrects drift itself (self_heal)")
+    drift = spec.get("driftDetection") or {}
+    if drift.get("mode") not in (None, "disabled"):
+        entry.note(f"driftDetection {drift['mode']}: gitopsd corrects drift itself (self_heal)")
+    if drift.get("ignore"):
+        entry.drop("driftDetection.ignore: fields gitopsd should leave alone are not translated")
+    unknown_keys(chart, {"chart", "version", "sourceRef", "interval", "valuesFiles"}, entry, "chart.spec")
     unknown_keys(spec, _HELM_RELEASE_KEYS, entry)
     install = {k: v for k, v in (spec.get("install") or {}).items() if k != "createNamespace"}
     if install:

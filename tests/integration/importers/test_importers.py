@@ -100,6 +100,8 @@ async def test_flux_docs_examples(tmp_path: Path) -> None:
     assert "not translated: decryption (provider 'sops')" in text
     assert "not translated: valuesFrom ConfigMap 'podinfo-values'" in text
     assert "not translated: spec.install ['remediation']" in text
+    assert "not translated: spec.test" in text and "not translated: driftDetection.ignore" in text
+    assert "note: driftDetection enabled: gitopsd corrects drift itself" in text
     assert 'depends_on = ["podinfo"]' in text
     assert 'source = {type = "git", url = "https://github.com/stefanprodan/podinfo", ref = "master", path = "kustomize"}' in text
     assert 'source = {type = "helm", repo = "https://stefanprodan.github.io/podinfo", chart = "podinfo", version = "6.5.*"}' in text
