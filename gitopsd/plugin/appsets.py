@@ -15,11 +15,10 @@ repository, expanded by the daemon and the CLI after a fetch):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
 from gitopsd.core.errors import ConfigError
@@ -127,15 +126,22 @@ def build_generators(
     return result
 
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+@cache
+def _environment() -> Any:
+    """Jinja2's sandboxed environment, strict about undefined names (imported on first use)."""
+    import jinja2.sandbox
+
+    return jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _render_value(value: Any, params: Params, where: str, errors: list[str]) -> Any:
     if isinstance(value, str):
         if "{" not in value:
             return value
+        import jinja2
+
         try:
-            return _ENV.from_string(value).render(params)
+            return _environment().from_string(value).render(params)
         except jinja2.UndefinedError as exc:
             errors.append(
                 f"{where}: undefined placeholder in {value!r}: {exc.message} (parameters: {', '.join(sorted(params)) or 'none'})"
