@@ -27,6 +27,8 @@ from gitopsd.core.secrets import Secret, read_secret_file
 from gitopsd.plugin.config import AppConfig, Bool, Duration
 from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.interfaces import (
+    Generator,
+    GeneratorContext,
     Notifier,
     NotifierOptions,
     Options,
@@ -49,6 +51,8 @@ __all__ = [
     "ConfigError",
     "Duration",
     "Event",
+    "Generator",
+    "GeneratorContext",
     "GitopsdError",
     "Health",
     "HealthStatus",

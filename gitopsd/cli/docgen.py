@@ -29,7 +29,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[daemon.webhooks]", cfg.WebhooksConfig, set()),
     ("[clusters.NAME]", cfg.ClusterConfig, {"ssh"}),
     ("[clusters.NAME.ssh]", cfg.SSHConfig, set()),
-    ("[apps.NAME]", cfg.AppConfig, {"name"}),
+    ("[apps.NAME]", cfg.AppConfig, {"name", "appset"}),
+    ("[appsets.NAME]", cfg.AppSetConfig, {"name"}),
 ]
 
 
@@ -112,6 +113,7 @@ def configuration_md(plugins: PluginManager) -> str:
         ("Sources (`source = {type = ...}`)", plugins.types.sources),
         ("Renderers (`render = {type = ...}`)", plugins.types.renderers),
         ("Notifiers (`[notifiers.NAME]`, `type = ...`)", plugins.types.notifiers),
+        ("Appset generators (`generators = [{type = ...}]`)", plugins.types.generators),
     ]
     for title, registry in kinds:
         out += [f"## {title}", ""]

@@ -51,6 +51,25 @@ class Context:
         except ConfigError as exc:
             _fail("invalid configuration:\n  " + "\n  ".join(exc.errors))
 
+    def expand(self, config: Config) -> Config:
+        """``config`` with the apps of appsets that read a repository (fetched now)."""
+        from gitopsd.daemon.appsets import expand_all
+
+        try:
+            return anyio.run(lambda: expand_all(config, self.plugins))
+        except ConfigError as exc:
+            _fail("invalid configuration:\n  " + "\n  ".join(exc.errors))
+        except GitopsdError as exc:
+            _fail(str(exc))
+
+    def load_for(self, name: str) -> Config:
+        """The config, with generated apps when ``name`` is not one of the config's own."""
+        config = self.load()
+        if name not in config.apps and config.appsets:
+            config = self.expand(config)
+        self.app(config, name)
+        return config
+
     def app(self, config: Config, name: str):  # type: ignore[no-untyped-def]
         if name not in config.apps:
             _fail(f"{self.config_path}: no app named {name!r} (apps: {', '.join(sorted(config.apps)) or 'none'})")
@@ -81,6 +100,7 @@ class LazyGroup(click.Group):
         "history": "gitopsd.cli.ops:history",
         "rollback": "gitopsd.cli.ops:rollback",
         "sandbox": "gitopsd.sandbox.cli:sandbox_command",
+        "import": "gitopsd.cli.importers:import_group",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -124,17 +144,29 @@ def _pass_config_path(func: Any) -> Any:
 
 
 @cli.command()
+@click.option("--no-fetch", is_flag=True, help="Do not fetch the repositories appset generators read.")
 @_pass_config_path
-def check(obj: Context) -> None:
+def check(obj: Context, no_fetch: bool) -> None:
     """Validate the config file and every plugin's options; print a summary.
 
-    Exits 1 and lists every error (file and dotted key) when the config is invalid.
+    Appsets are expanded (their repositories fetched, unless --no-fetch) and every app
+    they generate is validated; the number of apps of each is printed. Exits 1 and lists
+    every error (file and dotted key) when the config is invalid.
     """
     config = obj.load()
+    if config.appsets and not no_fetch:
+        config = obj.expand(config)
     click.echo(
         f"{obj.config_path}: ok ({len(config.apps)} apps, {len(config.clusters)} clusters, "
         f"{len(config.notifiers)} notifiers)"
     )
+    if config.appsets:
+        from gitopsd.daemon.appsets import is_dynamic
+
+        for name, appset in sorted(config.appsets.items()):
+            count = sum(1 for app in config.apps.values() if app.appset == name)
+            fetched = not (no_fetch and is_dynamic(appset, config, obj.plugins.types))
+            click.echo(f"  appsets.{name}: " + (f"{count} apps" if fetched else "not expanded (--no-fetch)"))
 
 
 @cli.command()
@@ -148,8 +180,7 @@ def render(obj: Context, app_name: str) -> None:
     from gitopsd.core.yamlio import dump_all
     from gitopsd.daemon.wiring import one_app
 
-    config = obj.load()
-    obj.app(config, app_name)
+    config = obj.load_for(app_name)
     configure_logging("console", "warning")
 
     async def render() -> Rendered:
@@ -175,8 +206,7 @@ def sync(obj: Context, app_name: str, dry_run: bool) -> None:
     """
     from gitopsd.daemon.wiring import one_app
 
-    config = obj.load()
-    obj.app(config, app_name)
+    config = obj.load_for(app_name)
     configure_logging("console", "warning")
 
     async def sync() -> SyncResult | None:
@@ -212,8 +242,7 @@ def diff(obj: Context, app_name: str) -> None:
     """
     from gitopsd.daemon.wiring import one_app
 
-    config = obj.load()
-    obj.app(config, app_name)
+    config = obj.load_for(app_name)
     configure_logging("console", "warning")
 
     async def diff() -> list[ObjectDiff]:

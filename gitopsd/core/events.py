@@ -205,3 +205,23 @@ class ClusterUnreachable(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterReachable(Event):
     """A cluster that was unreachable answers again."""
+
+
+@_event("appset-guard", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppSetGuard(Event):
+    """An appset suddenly generated no apps, or would remove more than its ``max_removals``: nothing was removed (new apps were still added); ``data`` has ``appset``, ``removed`` (the apps kept), ``previous`` and ``generated``."""
+
+    @property
+    def dedupe_key(self) -> tuple[str, str, str, str]:
+        return (str(self.data.get("appset", "")), self.name, ",".join(self.data.get("removed", ())), self.reason)
+
+
+@_event("appset-failed", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppSetFailed(Event):
+    """An appset could not be expanded (fetch failed, undefined placeholder, invalid or clashing app): its apps stay as they were; ``data["appset"]`` names it, ``data["errors"]`` lists the problems."""
+
+    @property
+    def dedupe_key(self) -> tuple[str, str, str, str]:
+        return (str(self.data.get("appset", "")), self.name, self.revision, self.message)

@@ -25,6 +25,7 @@ from gitopsd.core import events as ev
 from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
+from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
@@ -41,6 +42,12 @@ from gitopsd.server.systemd import SystemdNotifier
 
 log = structlog.get_logger("gitopsd.daemon")
 
+
+
+def _connection(config: Config, cluster: str) -> Any:
+    """How a cluster is reached: its config without ``labels`` (which only appsets read)."""
+    table = config.clusters.get(cluster)
+    return None if table is None else table.model_copy(update={"labels": {}})
 
 
 @dataclass
@@ -86,6 +93,7 @@ class Daemon:
         self._tg: TaskGroup | None = None
         self._hard_stop = anyio.CancelScope()
         self._reload_lock = anyio.Lock()
+        self.appsets = AppSetController(self)
 
     @property
     def store(self) -> StateStore | None:
@@ -153,10 +161,12 @@ class Daemon:
     async def _supervise(self) -> None:
         async with anyio.create_task_group() as bus_tg:
             bus_tg.start_soon(self.bus.run, name="event-bus")
+            self.config = await self.appsets.start(self.config)  # appsets that read a repository
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for app in self.config.apps.values():
                     self._start(app)
+                tg.start_soon(self.appsets.run, name="appsets")
                 if self.config.daemon.watch_config and self.config.path is not None:
                     tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
                 tg.start_soon(self._report_status, name="sd-status")
@@ -281,8 +291,9 @@ class Daemon:
             self.systemd.reloading()
             try:
                 try:
-                    new = load_config(self.config.path, self.plugins.types)
+                    new = self.appsets.expand_known(load_config(self.config.path, self.plugins.types))
                     await self.reload(new)
+                    await self.appsets.reconfigure()
                 except ConfigError as exc:
                     self.metrics.reload("failed")
                     self.emit(
@@ -307,7 +318,7 @@ class Daemon:
         """
         old = self.config
         secrets = ApiSecrets.load(new)
-        changed_clusters = {n for n in old.clusters.keys() | new.clusters.keys() if old.clusters.get(n) != new.clusters.get(n)}
+        changed_clusters = {n for n in old.clusters.keys() | new.clusters.keys() if _connection(old, n) != _connection(new, n)}
         added = sorted(new.apps.keys() - old.apps.keys())
         removed = sorted(old.apps.keys() - new.apps.keys())
         changed = sorted(

@@ -151,6 +151,7 @@ class ClusterConfig(_Model):
     ssh: SSHConfig | None = Field(None, description='Reach the API server through an SSH tunnel.')
     max_concurrent_requests: Int = Field(32, ge=1, description="API requests in flight to this cluster at most.")
     request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels the `clusters` appset generator selects on, e.g. `{env = \"prod\"}`.")
 
 
 class PluginTable(_Model):
@@ -186,6 +187,7 @@ class AppConfig(_Model):
         description="`[apps.NAME.plugins.PLUGIN]`: this app's overrides of `[plugins.PLUGIN]`, merged over it "
         "key by key. Once loaded: the options every plugin's hooks see for this app.",
     )
+    appset: str = Field("", description="Set by gitopsd on apps an [appsets.*] table generated: its name.")
 
     @field_validator("namespace")
     @classmethod
@@ -193,6 +195,41 @@ class AppConfig(_Model):
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
+
+
+def _parse_max_removals(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("expected a count or a percentage like '20%', got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("max_removals cannot be negative")
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?%", value.strip()) and float(value.strip()[:-1]) <= 100:
+        return value.strip()
+    raise ValueError(f"expected a count or a percentage like '20%', got {value!r}")
+
+
+class AppSetConfig(_Model):
+    """``[appsets.NAME]``: many apps from one template, one per parameter set the generators produce.
+
+    ``template`` is an ``[apps.*]`` table (plus ``name``) whose strings may hold Jinja2
+    placeholders (``{{ path.basename }}``, ``{{ cluster.name }}``, ...); see docs/appsets.md.
+    """
+
+    name: str
+    generators: list[PluginTable] = Field(min_length=1, description="Generator tables `{type = ..., options}`; the apps of all of them together.")
+    template: dict[str, Any] = Field(description="An app table (with `name`) whose strings may contain `{{ ... }}` placeholders.")
+    prune_on_remove: Bool = Field(False, description="Delete the objects of a generated app that disappears (otherwise they stay).")
+    max_removals: Annotated[int | str, BeforeValidator(_parse_max_removals)] = Field(
+        "20%", description="Most apps one change may remove (a count or a percentage); more, or all, removes nothing and reports `appset-guard`."
+    )
+    interval: Duration | None = Field(None, description="Poll interval of the repositories its generators read; default: daemon.default_interval.")
+
+    def allowed_removals(self, current: int) -> int:
+        """How many of ``current`` generated apps one change may remove."""
+        if isinstance(self.max_removals, int):
+            return self.max_removals
+        return int(current * float(self.max_removals[:-1]) / 100)
 
 
 class Config(_Model):
@@ -210,6 +247,7 @@ class Config(_Model):
         "that declares none takes no keys; a table for a plugin that is not installed is an error. Apps override "
         "keys in `[apps.APP.plugins.NAME]`. Once loaded: each declaring plugin's validated options.",
     )
+    appsets: dict[str, AppSetConfig] = Field(default_factory=dict)
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval
@@ -239,6 +277,11 @@ class PluginTypes(Protocol):
     @property
     def plugin_options(self) -> Mapping[str, type[Options]]:
         """The options model of each plugin that declares one."""
+        ...
+
+    @property
+    def generators(self) -> Mapping[str, Any]:
+        """Appset generator types (``gitopsd_generator_types``)."""
         ...
 
 
@@ -284,6 +327,14 @@ def validate_config(raw: dict[str, Any], types: PluginTypes, *, label: str = "co
     assert config is not None
     apps = {name: app.model_copy(update=resolved.apps[name]) for name, app in config.apps.items()}
     config = config.model_copy(update={"apps": apps, "notifiers": resolved.notifiers, "plugins": resolved.plugins})
+    if config.appsets:
+        from gitopsd.plugin.appsets import expand_static, merge_apps
+
+        apps, clashes = merge_apps(config.apps, expand_static(config, types, errors))
+        errors.extend(clashes)
+        if errors:
+            raise ConfigError([f"{label}: {e}" for e in _grouped(dict.fromkeys(errors))])
+        config = config.model_copy(update={"apps": apps})
     return _absolute_paths(config) if config.path is not None else config
 
 
@@ -294,20 +345,19 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     if isinstance(apps, dict):
         new_apps: dict[str, Any] = {}
         for name, table in apps.items():
-            if not isinstance(table, dict):
-                new_apps[name] = table
-                continue
-            try:
-                _check_name(name)
-            except ValueError as exc:
-                errors.append(f"apps.{name}: {exc}")
-            table = {**table, "name": name}
-            for key in ("source", "render"):
-                if isinstance(table.get(key), dict):
-                    table[key] = _plugin_table(table[key])
-            new_apps[name] = table
+            if isinstance(table, dict) and "appset" in table:
+                errors.append(f"apps.{name}.appset: unknown key (gitopsd sets it on apps an appset generates)")
+                table = {k: v for k, v in table.items() if k != "appset"}
+            new_apps[name] = _shape_app(name, table, errors, f"apps.{name}") if isinstance(table, dict) else table
         shaped["apps"] = new_apps
-    for section in ("clusters", "notifiers"):
+    appsets = raw.get("appsets")
+    if isinstance(appsets, dict):
+        shaped["appsets"] = {
+            name: {**t, "name": name, **({"generators": [_plugin_table(g) if isinstance(g, dict) else g for g in t["generators"]]} if isinstance(t.get("generators"), list) else {})}
+            if isinstance(t, dict) else t
+            for name, t in appsets.items()
+        }
+    for section in ("clusters", "notifiers", "appsets"):
         tables = raw.get(section)
         if isinstance(tables, dict):
             for name in tables:
@@ -319,6 +369,19 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     if isinstance(notifiers, dict):
         shaped["notifiers"] = {n: _plugin_table(t) if isinstance(t, dict) else t for n, t in notifiers.items()}
     return shaped
+
+
+def _shape_app(name: str, table: dict[str, Any], errors: list[str], where: str) -> dict[str, Any]:
+    """One ``[apps.NAME]`` table for the first pass: the name in, plugin tables shaped."""
+    try:
+        _check_name(name)
+    except ValueError as exc:
+        errors.append(f"{where}: {exc}")
+    table = {**table, "name": name}
+    for key in ("source", "render"):
+        if isinstance(table.get(key), dict):
+            table[key] = _plugin_table(table[key])
+    return table
 
 
 def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
@@ -446,6 +509,26 @@ def _plugin_tables(value: Any, where: str, errors: list[str]) -> dict[str, dict[
 def _grouped(errors: Iterable[str]) -> list[str]:
     """Errors grouped by the table they belong to (``apps.web``, ``daemon``), in order within one."""
     return sorted(errors, key=lambda e: e.split(":", 1)[0].split(".")[:2])
+
+
+def _resolve_app(app: AppConfig, config: Config, types: PluginTypes, errors: list[str], where: str) -> AppConfig:
+    """An app an appset generated, with its plugin options validated and its references checked."""
+    source = _plugin_options(app.source.model_dump(), types.sources, f"{where}.source", "source", errors)
+    render = (
+        _plugin_options(app.render.model_dump(), types.renderers, f"{where}.render", "renderer", errors)
+        if app.render is not None
+        else None
+    )
+    if app.cluster not in config.clusters:
+        errors.append(f"{where}.cluster: unknown cluster {app.cluster!r} (defined: {_names(config.clusters)})")
+    for i, notifier in enumerate(app.notify):
+        if notifier not in config.notifiers:
+            errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
+    global_raw = {name: options.model_dump() for name, options in config.plugins.items()}
+    plugins = _app_plugin_options(
+        _plugin_tables(app.plugins, f"{where}.plugins", errors), global_raw, config.plugins, types, where, errors
+    )
+    return app.model_copy(update={"source": source, "render": render, "plugins": plugins})
 
 
 def _absolute_paths(config: Config) -> Config:

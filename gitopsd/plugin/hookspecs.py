@@ -31,7 +31,7 @@ import pluggy
 
 from gitopsd.core.events import Event
 from gitopsd.core.models import HealthStatus, Manifest
-from gitopsd.plugin.interfaces import Notifier, Options, Renderer, Source
+from gitopsd.plugin.interfaces import Generator, Notifier, Options, Renderer, Source
 
 if TYPE_CHECKING:
     from gitopsd.plugin.config import AppConfig
@@ -116,6 +116,23 @@ def gitopsd_plugin_options() -> type[Options] | None:
         and is frozen); ``None`` to take no options.
 
     Not firstresult: each plugin's own result is used for that plugin only.
+    """
+
+
+@hookspec
+def gitopsd_generator_types() -> dict[str, type[Generator]]:
+    """Register appset generator types.
+
+    Called once, when the plugin manager is set up.
+
+    Returns:
+        A mapping of type name (the ``type`` of an entry in an appset's ``generators``
+        list, e.g. ``"git-directories"``) to a :class:`gitopsd.Generator` subclass. Its
+        ``Options`` model validates the rest of the entry. A generator whose ``needs_fetch``
+        is False is expanded when the config is loaded; one that reads a repository is
+        refreshed by the daemon every appset ``interval`` and on a push webhook.
+
+    Not firstresult: results are merged; duplicate names are an error.
     """
 
 

@@ -199,3 +199,74 @@ class Notifier(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
         """Close connections. Called after the queue drained at shutdown."""
 
+
+
+Params = dict[str, Any]
+"""One parameter set of a generator: the names an appset template's ``{{ ... }}`` can use."""
+
+
+@dataclass(slots=True)
+class GeneratorContext:
+    """What the engine gives every generator instance.
+
+    Attributes:
+        appset: Name of the ``[appsets.NAME]`` table the generator belongs to (for errors).
+        where: Dotted config key of the generator's table, e.g. ``appsets.svc.generators[0]``.
+        clusters: Every ``[clusters.NAME]`` as ``{"name": ..., "labels": {...}}``, by name.
+        build: Build a nested generator from a ``{type = ..., ...}`` table (what ``matrix``
+            uses); ``build(table, where)`` raises ConfigError naming ``where`` on bad options.
+        plugin: The plugin context for I/O (git mirrors, caches), or ``None`` while the config
+            is being validated: a generator must do no I/O then.
+    """
+
+    appset: str
+    where: str
+    clusters: dict[str, dict[str, Any]]
+    build: Callable[[Any, str], Generator]
+    plugin: PluginContext | None = None
+
+
+class Generator(ABC):
+    """Produces the parameter sets an appset's template is rendered with, one app per set.
+
+    Subclass, set ``Options``, register via ``gitopsd_generator_types``. One instance per
+    generator table of an appset, built at config load (``ctx.plugin`` is None: validate,
+    no I/O) and again by the daemon and the CLI (with a plugin context).
+
+    A generator whose output depends only on the config (``needs_fetch`` is False) is
+    expanded when the config is loaded. One that reads something outside the config (a
+    git repository) says ``needs_fetch``: the engine calls :meth:`refresh` at start, every
+    appset ``interval`` and on a matching push webhook, then :meth:`generate`.
+    """
+
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, options: Any, ctx: GeneratorContext):
+        self.options = options
+        self.ctx = ctx
+
+    @property
+    def needs_fetch(self) -> bool:
+        """Whether :meth:`refresh` must run before :meth:`generate` can."""
+        return False
+
+    async def refresh(self) -> bool:
+        """Fetch what :meth:`generate` reads; return True when it may have changed.
+
+        Raise SourceError on failure: the appset then keeps the apps it had.
+        """
+        return False
+
+    def repositories(self) -> list[tuple[str, str]]:
+        """``(url, ref)`` of each repository read, matched against push webhooks."""
+        return []
+
+    def invalidate(self, before: float) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """A push webhook says a repository changed: forget cached polls taken before ``before``."""
+
+    @abstractmethod
+    def generate(self) -> list[Params]:
+        """The parameter sets, in a stable order. Raise ConfigError naming ``ctx.where`` on bad input."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """Release resources (the sources it opened). Called when the appset stops."""

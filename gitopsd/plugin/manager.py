@@ -25,7 +25,7 @@ from gitopsd.core.errors import GitopsdError
 from gitopsd.core.events import Event
 from gitopsd.core.models import HealthStatus, Manifest
 from gitopsd.plugin import hookspecs
-from gitopsd.plugin.interfaces import Notifier, Options, Renderer, Source
+from gitopsd.plugin.interfaces import Generator, Notifier, Options, Renderer, Source
 from gitopsd.plugin.registry import TypeRegistry
 
 if TYPE_CHECKING:
@@ -147,6 +147,9 @@ class Hooks:
             ms = round((time.perf_counter() - started) * 1000, 3)
             log.info("hook call", hook=hook, plugins=[i.plugin_name for i in impls], ms=ms)
 
+    def generator_types(self) -> dict[str, type[Generator]]:
+        return self._merge("generator", self._hook.gitopsd_generator_types())
+
     @property
     def has_post_render(self) -> bool:
         """Whether any plugin transforms rendered manifests."""
@@ -237,6 +240,7 @@ class PluginManager:
             notifiers=self.hooks.notifier_types(),
             plugins=tuple(sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)),
             plugin_options=self.hooks.plugin_options(),
+            generators=self.hooks.generator_types(),
         )
         self.hooks.set_default_options(self.types.plugin_options)
 
@@ -285,6 +289,7 @@ class PluginManager:
                 ("gitopsd_source_types", "sources"),
                 ("gitopsd_renderer_types", "renderers"),
                 ("gitopsd_notifier_types", "notifiers"),
+                ("gitopsd_generator_types", "generators"),
             ):
                 func = getattr(plugin, hook_name, None)
                 if func is not None and hook_name in hooks:

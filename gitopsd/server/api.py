@@ -128,6 +128,7 @@ def app_json(runner: AppRunner, history: list[HistoryEntry]) -> dict[str, Any]:
         },
         "reconciles": s.reconciles,
         "history": [history_json(h) for h in history],
+        "appset": runner.app.appset,  # the [appsets.*] that generated it, or ""
     }
 
 
@@ -369,6 +370,9 @@ class ApiServer:
             self.daemon.apps[name].runner.trigger.fire("webhook")
         if rest:
             asyncio.get_running_loop().call_later(TOUCHED_FIRST_DELAY, self._fire_later, rest)
+        appsets = pushes.match_apps([pushes.AppSource(*t) for t in self.daemon.appsets.push_targets()], push)
+        self.daemon.appsets.poke(appsets)
+        matched += [f"appset:{name}" for name in appsets]
         metrics.webhook(provider, "matched" if matched else "ignored")
         log.info("push webhook", provider=provider, delivery=delivery, ref=push.ref, refreshed=matched)
         return web.json_response(
