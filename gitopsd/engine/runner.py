@@ -246,7 +246,9 @@ class AppRunner:
         if not drift_fix:
             self._event(ev.SyncStarted, revision=revision, message=f"syncing {revision} ({', '.join(reasons)})")
         try:
-            result = await self.cluster.sync(self.app, manifests, StateInventory(self.store, self.app.name))
+            result = await self.cluster.sync(
+                self.app, manifests, StateInventory(self.store, self.app.name), run_hooks=not drift_fix
+            )
         except ApplyError as exc:
             self.status.sync = SyncStatus.UNKNOWN
             self.status.health = Health.UNKNOWN

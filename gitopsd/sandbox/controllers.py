@@ -47,6 +47,10 @@ def should_fail(obj: dict[str, Any]) -> bool:
     if str(annotations.get(FAIL_ANNOTATION, "")).lower() == "true":
         return True
     spec = obj.get("spec") or {}
+    if obj.get("kind") == "Job":  # the Job's pod template may carry the trigger as well
+        template_meta = (spec.get("template") or {}).get("metadata") or {}
+        if str((template_meta.get("annotations") or {}).get(FAIL_ANNOTATION, "")).lower() == "true":
+            return True
     pod_spec = (spec.get("template") or {}).get("spec") if "template" in spec else spec
     if obj.get("kind") == "CronJob":
         pod_spec = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get("spec")
