@@ -26,6 +26,7 @@ from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.engine.bus import EventBus
+from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.runner import AppRunner, StateInventory
@@ -92,6 +93,7 @@ class Daemon:
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
         self.apps: dict[str, _Running] = {}
+        self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
         self.stopping = anyio.Event()
         self.ready = anyio.Event()
         self.store: StateStore | None = None
@@ -216,6 +218,7 @@ class Daemon:
         runner = AppRunner(
             app, self.config, self.workspace, self.store, self.pool.get(app.cluster), self.emit, self.metrics
         )
+        runner.gate = self.gate
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")

@@ -17,6 +17,7 @@ from gitopsd.core.events import Event
 from gitopsd.core.models import Artifact, Health, Manifest, ObjectRef, SyncResult, SyncStatus
 from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
+from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.protocols import Cluster
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.triggers import Trigger, Wake, aligned
@@ -45,6 +46,8 @@ class AppStatus:
     last_message: str = ""
     last_counts: dict[str, int] = field(default_factory=dict)
     reconciles: int = 0
+    source_revision: str = ""  # what the source reported at the last poll (dependencies: "current revision")
+    waiting: str = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
 
 
 class RunnerMetrics(Protocol):
@@ -111,6 +114,7 @@ class AppRunner:
         self._health_degraded = False  # a health-degraded event was sent and not yet recovered
         self._last_seen_revision = ""
         self._failures = 0
+        self.gate: DependencyGate | None = None  # depends_on (issue 16): set by the daemon
 
     def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
         """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
@@ -199,6 +203,8 @@ class AppRunner:
     async def _reconcile(self, reasons: list[str], force: bool, started: float) -> SyncResult | None:
         revision = self.status.pinned_revision or await self._poll()
         structlog.contextvars.bind_contextvars(revision=revision)
+        self.status.source_revision = revision
+        self.status.waiting = ""
         if revision != self._last_seen_revision:
             self._last_seen_revision = revision
             self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
@@ -219,6 +225,11 @@ class AppRunner:
             self._remember(manifests, revision)
             self.status.sync = SyncStatus.SYNCED
             self.status.health = self.cluster.health(self.app, manifests)
+            return None
+        # depends_on (gitopsd.engine.dependencies): hold the sync until every dependency is ready.
+        self.status.waiting = self.gate.waiting_for(self.app) if self.gate is not None else ""
+        if self.status.waiting:
+            log.info("sync held by dependencies", detail=self.status.waiting)
             return None
         return await self._sync(artifact.revision, artifact.digest, manifests, reasons, started)
 
@@ -267,6 +278,8 @@ class AppRunner:
         if result.ok:
             self.status.revision = revision
             self._remember(manifests, revision)
+        if self.gate is not None:
+            self.gate.settled(self.app.name)  # wake the apps that depend on this one
         return result
 
     def _remember(self, manifests: list[Manifest], revision: str) -> None:

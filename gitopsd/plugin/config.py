@@ -91,9 +91,10 @@ class ToolsConfig(_Model):
     helm: str = "helm"
     kubectl: str = "kubectl"
     kustomize: str = Field("", description="Empty: use `kubectl kustomize`.")
+    sops: str = Field("sops", description="Decrypts SOPS-encrypted manifests of apps with `decrypt`.")
 
     def to_tools(self) -> Tools:
-        return Tools(git=self.git, helm=self.helm, kubectl=self.kubectl, kustomize=self.kustomize)
+        return Tools(git=self.git, helm=self.helm, kubectl=self.kubectl, kustomize=self.kustomize, sops=self.sops)
 
 
 class DaemonConfig(_Model):
@@ -155,6 +156,41 @@ class PluginTable(_Model):
     options: Any = None
 
 
+class IgnoreDifference(_Model):
+    """One ``ignore_differences`` entry: fields of matching objects that are neither compared nor applied."""
+
+    kind: str = Field(description="Kind of the objects (e.g. Deployment).")
+    group: str | None = Field(None, description="API group; default: any.")
+    name: str | None = Field(None, description="Object name; default: every object of the kind.")
+    namespace: str | None = Field(None, description="Object namespace; default: any.")
+    json_pointers: list[str] = Field(
+        default_factory=list, description='RFC 6901 pointers to the fields (e.g. "/spec/replicas").'
+    )
+    managers: list[str] = Field(
+        default_factory=list,
+        description="Field managers (e.g. kube-controller-manager): the fields they own in the live object are ignored too.",
+    )
+
+    @field_validator("json_pointers")
+    @classmethod
+    def _pointers(cls, value: list[str]) -> list[str]:
+        for pointer in value:
+            if not pointer.startswith("/") or pointer == "/":
+                raise ValueError(f"invalid JSON pointer {pointer!r}: it must start with '/' and name a field")
+            if pointer.split("/")[1] in ("apiVersion", "kind", "metadata"):
+                if not pointer.startswith(("/metadata/labels/", "/metadata/annotations/")):
+                    raise ValueError(f"JSON pointer {pointer!r}: only labels and annotations of metadata can be ignored")
+        return value
+
+
+class DecryptConfig(_Model):
+    """``decrypt``: decrypt SOPS-encrypted manifests (and kustomize input files) before apply."""
+
+    provider: Literal["sops"] = Field(description='Only "sops".')
+    age_key_file: Path | None = Field(None, description="age identities file (SOPS_AGE_KEY_FILE).")
+    gpg_home: Path | None = Field(None, description="GnuPG home holding the PGP keys (GNUPGHOME).")
+
+
 class AppConfig(_Model):
     """``[apps.NAME]``: one application. This is also the ``app`` plugins receive."""
 
@@ -176,6 +212,16 @@ class AppConfig(_Model):
         True, description="Create the app's namespace if the manifests do not define it (never pruned)."
     )
     notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Apps that must be Synced and Healthy at their current revision before this one syncs.",
+    )
+    ignore_differences: list[IgnoreDifference] = Field(
+        default_factory=list, description="Fields that are neither drift nor applied over (e.g. replicas an HPA sets)."
+    )
+    decrypt: DecryptConfig | None = Field(
+        None, description='Decrypt SOPS-encrypted files: {provider = "sops", age_key_file = "..."}.'
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -293,7 +339,13 @@ def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: l
         for i, notifier in enumerate(app.notify):
             if notifier not in config.notifiers:
                 errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
+        for i, dependency in enumerate(app.depends_on):
+            if dependency not in config.apps:
+                errors.append(f"{where}.depends_on[{i}]: unknown app {dependency!r} (defined: {_names(config.apps)})")
         apps[name] = app.model_copy(update={"source": source, "render": render})
+    cycle = dependency_cycle({name: app.depends_on for name, app in config.apps.items()})
+    if cycle:
+        errors.append(f"apps.{cycle[0]}.depends_on: dependency cycle: {' -> '.join(cycle)}")
     notifiers = {
         name: _plugin_options(table, types.notifiers, f"notifiers.{name}", "notifier", errors)
         for name, table in config.notifiers.items()
@@ -336,8 +388,41 @@ def _absolute_paths(config: Config) -> Config:
         update={
             "daemon": fix(config.daemon),
             "clusters": {name: fix(cluster) for name, cluster in config.clusters.items()},
+            "apps": {
+                name: app.model_copy(update={"decrypt": fix(app.decrypt)}) if app.decrypt is not None else app
+                for name, app in config.apps.items()
+            },
         }
     )
+
+
+def dependency_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """A cycle in ``depends_on`` as ``[a, b, a]`` (first found, in name order), or ``[]``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = 1
+        path.append(name)
+        for dep in graph.get(name, []):
+            if dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return []
+
+    for name in sorted(graph):
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return []
 
 
 def _plugin_options(

@@ -128,6 +128,7 @@ def app_json(runner: AppRunner, history: list[HistoryEntry]) -> dict[str, Any]:
             "counts": dict(s.last_counts),
         },
         "reconciles": s.reconciles,
+        "waiting": s.waiting,
         "history": [history_json(h) for h in history],
     }
 
