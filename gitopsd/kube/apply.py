@@ -26,6 +26,7 @@ from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Key, LiveCache, key_of
 from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
+from gitopsd.kube.ignore import without_ignored
 from gitopsd.plugin.config import AppConfig
 
 FIELD_MANAGER = "gitopsd"
@@ -88,7 +89,7 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     if not is_shared(obj):
         labels[APP_LABEL] = app.name
     meta["labels"] = labels
-    return obj
+    return without_ignored(app, obj)  # ignore_differences: neither compared nor applied
 
 
 _CONFLICT_WITH = re.compile(r'conflict with "(?P<manager>[^"]+)"(?: with subresource "(?P<sub>[^"]+)")?')

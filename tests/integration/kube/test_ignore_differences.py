@@ -1,0 +1,52 @@
+"""ignore_differences: an HPA-style scale by another field manager is neither drift nor reverted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitopsd.plugin.config import IgnoreDifference
+
+from .conftest import Env, Kubectl, app_config, deployment, get_json
+
+pytestmark = pytest.mark.anyio
+
+REPLICAS = IgnoreDifference(kind="Deployment", name="web", json_pointers=["/spec/replicas"])
+
+
+def with_image(obj: dict[str, Any], image: str) -> dict[str, Any]:
+    spec = obj["spec"]["template"]["spec"]
+    return {**obj, "spec": {**obj["spec"], "template": {**obj["spec"]["template"], "spec": {**spec, "containers": [{**spec["containers"][0], "image": image}]}}}}
+
+
+def gitopsd_fields(live: dict[str, Any]) -> dict[str, Any]:
+    entry = next(f for f in live["metadata"]["managedFields"] if f["manager"] == "gitopsd")
+    return entry["fieldsV1"]["f:spec"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "not-ignored"])
+async def test_a_scale_by_another_manager_is_not_reverted(env: Env, kubectl: Kubectl, ignored: bool) -> None:
+    app = app_config(ignore_differences=[REPLICAS] if ignored else [])
+    desired = deployment("web", replicas=2)
+    first = await env.cluster.sync(app, [desired], env.inventory())
+    assert first.ok, first.message
+    live = await get_json(kubectl, "deployment", "web", "-n", "default", "--show-managed-fields")
+    if ignored:
+        assert "f:replicas" not in gitopsd_fields(live)  # never applied, so never owned by gitopsd
+
+    # What an HPA does: another field manager writes replicas through the scale subresource.
+    await kubectl("scale", "deployment/web", "-n", "default", "--replicas=5")
+    live = await get_json(kubectl, "deployment", "web", "-n", "default")
+    assert live["spec"]["replicas"] == 5
+    await env.cluster.cache.wait_change(0.5)
+    assert env.cluster.in_sync(app, [desired]) is (True if ignored else False)
+
+    # A new revision changes something else: the apply must leave replicas to the other manager.
+    changed = with_image(desired, "nginx:1.28")
+    second = await env.cluster.sync(app, [changed], env.inventory())
+    assert second.ok, second.message
+    live = await get_json(kubectl, "deployment", "web", "-n", "default")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
+    assert live["spec"]["replicas"] == (5 if ignored else 2)
+    assert env.cluster.in_sync(app, [changed]) is True
