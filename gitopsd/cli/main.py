@@ -135,13 +135,16 @@ def check(obj: Context) -> None:
 
 @cli.command()
 @click.argument("app_name", metavar="APP")
+@click.option("--show-secrets", is_flag=True, help="Print Secret data as is (masked as *** by default).")
 @_pass_config_path
-def render(obj: Context, app_name: str) -> None:
+def render(obj: Context, app_name: str, show_secrets: bool) -> None:
     """Fetch and render APP; print the final manifests (after post-render hooks) as YAML.
 
-    Talks to no cluster. Exits 1 with the source or render error.
+    Talks to no cluster. Exits 1 with the source or render error. Secret values are
+    printed as ``***`` unless ``--show-secrets`` is given.
     """
     from gitopsd.core.yamlio import dump_all
+    from gitopsd.engine.decrypt import mask_secrets
     from gitopsd.engine.reconciler import render_app
 
     config = obj.load()
@@ -151,7 +154,7 @@ def render(obj: Context, app_name: str) -> None:
         _, _, manifests = anyio.run(lambda: render_app(config, app_name, obj.plugins))
     except GitopsdError as exc:
         _fail(str(exc))
-    click.echo(dump_all(manifests), nl=False)
+    click.echo(dump_all(manifests if show_secrets else mask_secrets(manifests)), nl=False)
 
 
 @cli.command()
