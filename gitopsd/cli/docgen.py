@@ -30,6 +30,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[clusters.NAME]", cfg.ClusterConfig, {"ssh"}),
     ("[clusters.NAME.ssh]", cfg.SSHConfig, set()),
     ("[apps.NAME]", cfg.AppConfig, {"name"}),
+    ("ignore_differences = [{...}] (in [apps.NAME])", cfg.IgnoreDifference, set()),
+    ("decrypt = {...} (in [apps.NAME])", cfg.DecryptConfig, set()),
 ]
 
 

@@ -22,6 +22,7 @@ from gitopsd.core.models import Manifest
 from gitopsd.core.yamlio import compact
 from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
+from gitopsd.kube.ignore import MANAGERS_ANNOTATION
 
 log = structlog.get_logger("gitopsd.kube.cache")
 
@@ -320,7 +321,8 @@ def _slim(obj: Manifest) -> Manifest:
     the object (bench 1000x5: peak RSS 273 -> 246 MiB); see :func:`gitopsd.core.yamlio.compact`.
     """
     meta = obj.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
+    if isinstance(meta, dict) and "managedFields" in meta and MANAGERS_ANNOTATION not in (meta.get("annotations") or {}):
+        # Kept only where ignore_differences names field managers (gitopsd.kube.ignore).
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
     return compact(obj)  # type: ignore[no-any-return]
 

@@ -10,6 +10,14 @@ from the object as soon as it is prepared, so:
   scale subresource, a mutating webhook, an operator). Server-side apply removes a field
   that its last applier drops only when no other manager owns it; once an HPA has set
   ``replicas``, gitopsd no longer touches it.
+
+``managers = ["kube-controller-manager"]`` ignores, in matching objects, every field the
+live object's ``managedFields`` say one of those managers owns. gitopsd marks such objects
+with the annotation ``gitopsd.dev/ignore-managers`` (so the live cache keeps their managed
+fields), leaves those fields out of comparisons and of the apply body, and when an apply
+still conflicts with one of those managers it drops the conflicting fields instead of
+taking them over. Only fields reached through maps (``f:spec``, ``f:replicas``) are
+recognised; items of lists keyed by name are not.
 """
 
 from __future__ import annotations
@@ -61,10 +69,67 @@ def _without(value: Any, tokens: list[str]) -> Any:
     return value
 
 
+MANAGERS_ANNOTATION = "gitopsd.dev/ignore-managers"
+
+
 def without_ignored(app: AppConfig, obj: Manifest) -> Manifest:
-    """``obj`` without the fields ``app.ignore_differences`` names for it (``obj`` itself when none)."""
+    """``obj`` without the fields ``app.ignore_differences`` names for it (``obj`` itself when none).
+
+    Rules with ``managers`` add :data:`MANAGERS_ANNOTATION` (their names, comma-separated).
+    """
+    managers: set[str] = set()
     for rule in app.ignore_differences:
-        if rule.json_pointers and rule_matches(rule, obj):
-            for pointer in rule.json_pointers:
-                obj = _without(obj, pointer_tokens(pointer))
+        if not rule_matches(rule, obj):
+            continue
+        for pointer in rule.json_pointers:
+            obj = _without(obj, pointer_tokens(pointer))
+        managers.update(rule.managers)
+    if managers:
+        meta = dict(obj.get("metadata") or {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), MANAGERS_ANNOTATION: ",".join(sorted(managers))}
+        obj = {**obj, "metadata": meta}
     return obj
+
+
+def ignored_managers(obj: Manifest | None) -> set[str]:
+    """The managers named by :data:`MANAGERS_ANNOTATION` on ``obj``."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    return {m.strip() for m in str(annotations.get(MANAGERS_ANNOTATION, "")).split(",") if m.strip()}
+
+
+def _leaves(fields: dict[str, Any], path: list[str], out: list[list[str]]) -> None:
+    for key, sub in fields.items():
+        if not key.startswith("f:"):
+            continue  # ".", list items (k:, v:, i:): not mapped to the desired object
+        here = [*path, key[2:]]
+        if isinstance(sub, dict) and any(k.startswith("f:") for k in sub):
+            _leaves(sub, here, out)
+        elif isinstance(sub, dict) and not any(k.startswith(("k:", "v:", "i:")) for k in sub):
+            out.append(here)
+
+
+def owned_paths(live: Manifest, managers: set[str]) -> list[list[str]]:
+    """Field paths (map keys) that ``managers`` own in ``live``'s ``metadata.managedFields``."""
+    out: list[list[str]] = []
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") in managers and isinstance(entry.get("fieldsV1"), dict):
+            _leaves(entry["fieldsV1"], [], out)
+    return out
+
+
+def without_managed(desired: Manifest, live: Manifest | None) -> Manifest:
+    """``desired`` without the fields its ignored managers own in ``live`` (``desired`` itself when none)."""
+    managers = ignored_managers(desired)
+    if not managers or live is None:
+        return desired
+    for path in owned_paths(live, managers):
+        if path[0] != "metadata" or path[1:2] in (["labels"], ["annotations"]):
+            desired = _without(desired, path)
+    return desired
+
+
+def without_fields(desired: Manifest, paths: list[list[str]]) -> Manifest:
+    """``desired`` without ``paths`` (the fields of a field-manager conflict)."""
+    for path in paths:
+        desired = _without(desired, path)
+    return desired

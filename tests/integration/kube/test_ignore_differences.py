@@ -50,3 +50,41 @@ async def test_a_scale_by_another_manager_is_not_reverted(env: Env, kubectl: Kub
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
     assert live["spec"]["replicas"] == (5 if ignored else 2)
     assert env.cluster.in_sync(app, [changed]) is True
+
+
+async def test_fields_owned_by_an_ignored_manager_are_left_to_it(env: Env, kubectl: Kubectl) -> None:
+    # No pointer: the rule names the manager, and whatever it owns in the live object is its own.
+    rule = IgnoreDifference(kind="Deployment", managers=["kubectl"])
+    app = app_config(ignore_differences=[rule])
+    desired = deployment("web", replicas=2)
+    first = await env.cluster.sync(app, [desired], env.inventory())
+    assert first.ok, first.message
+    await kubectl("scale", "deployment/web", "-n", "default", "--replicas=5")
+    live = await get_json(kubectl, "deployment", "web", "-n", "default", "--show-managed-fields")
+    owners = {f["manager"]: f.get("subresource", "") for f in live["metadata"]["managedFields"]}
+    assert "kubectl" in owners, owners
+    await env.cluster.cache.wait_change(0.5)
+    assert env.cluster.in_sync(app, [desired]) is True  # replicas is kubectl's now: no drift
+
+    changed = with_image(desired, "nginx:1.28")
+    second = await env.cluster.sync(app, [changed], env.inventory())
+    assert second.ok, second.message
+    live = await get_json(kubectl, "deployment", "web", "-n", "default")
+    assert live["spec"]["replicas"] == 5
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
+    assert env.cluster.in_sync(app, [changed]) is True
+
+
+async def test_a_conflict_with_an_ignored_manager_drops_the_field(env: Env, kubectl: Kubectl) -> None:
+    # The rule arrives after the scale: the cache has no managed fields for the object yet, so
+    # the apply itself meets the conflict, and must give the field up rather than take it over.
+    desired = deployment("web", replicas=2)
+    assert (await env.cluster.sync(app_config(), [desired], env.inventory())).ok
+    await kubectl("scale", "deployment/web", "-n", "default", "--replicas=5")
+    app = app_config(ignore_differences=[IgnoreDifference(kind="Deployment", managers=["kubectl"])])
+    result = await env.cluster.sync(app, [with_image(desired, "nginx:1.28")], env.inventory())
+    assert result.ok, result.message
+    assert not any("took over" in o.message for o in result.objects)
+    live = await get_json(kubectl, "deployment", "web", "-n", "default")
+    assert live["spec"]["replicas"] == 5
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
