@@ -26,7 +26,13 @@ from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Key, LiveCache, key_of
 from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
-from gitopsd.kube.ignore import ignored_managers, without_fields, without_ignored, without_managed
+from gitopsd.kube.ignore import (
+    ignored_managers,
+    is_ignored_manager,
+    without_fields,
+    without_ignored,
+    without_managed,
+)
 from gitopsd.plugin.config import AppConfig
 
 FIELD_MANAGER = "gitopsd"
@@ -136,7 +142,9 @@ def _fields_left_to_ignored_managers(error: ApiError, desired: Manifest) -> list
             continue
         match = _CONFLICT_WITH.search(str(cause.get("message", "")))
         field_path = str(cause.get("field", ""))
-        if match is None or match["manager"] not in managers or not field_path.startswith(".") or "[" in field_path:
+        if match is None or not is_ignored_manager(match["manager"], managers):
+            return None
+        if not field_path.startswith(".") or "[" in field_path:
             return None
         paths.append(field_path[1:].split("."))
     return paths or None

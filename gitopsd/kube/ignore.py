@@ -18,6 +18,12 @@ fields), leaves those fields out of comparisons and of the apply body, and when 
 still conflicts with one of those managers it drops the conflicting fields instead of
 taking them over. Only fields reached through maps (``f:spec``, ``f:replicas``) are
 recognised; items of lists keyed by name are not.
+
+The annotation ``gitopsd.dev/compare-options: IgnoreExtraneous`` (or Argo CD's
+``argocd.argoproj.io/compare-options``) on an object does the same for every other field
+manager: fields someone else set in the live object are theirs, neither drift nor applied
+over (even with ``force_conflicts``). Objects outside the render never count for sync
+status anyway, which is what the option means for Argo CD.
 """
 
 from __future__ import annotations
@@ -91,10 +97,29 @@ def without_ignored(app: AppConfig, obj: Manifest) -> Manifest:
     return obj
 
 
+COMPARE_OPTIONS_ANNOTATIONS = ("gitopsd.dev/compare-options", "argocd.argoproj.io/compare-options")
+ANY_OTHER_MANAGER = "*"
+OWN_MANAGER = "gitopsd"  # gitopsd.kube.apply.FIELD_MANAGER
+
+
 def ignored_managers(obj: Manifest | None) -> set[str]:
-    """The managers named by :data:`MANAGERS_ANNOTATION` on ``obj``."""
+    """The managers whose fields ``obj`` leaves alone (:data:`ANY_OTHER_MANAGER` for IgnoreExtraneous)."""
     annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
-    return {m.strip() for m in str(annotations.get(MANAGERS_ANNOTATION, "")).split(",") if m.strip()}
+    managers = {m.strip() for m in str(annotations.get(MANAGERS_ANNOTATION, "")).split(",") if m.strip()}
+    for key in COMPARE_OPTIONS_ANNOTATIONS:
+        if "IgnoreExtraneous" in str(annotations.get(key, "")):
+            managers.add(ANY_OTHER_MANAGER)
+    return managers
+
+
+def is_ignored_manager(manager: str, managers: set[str]) -> bool:
+    """Whether ``manager``'s fields are left alone under ``managers`` (from :func:`ignored_managers`)."""
+    return manager in managers or (ANY_OTHER_MANAGER in managers and manager != OWN_MANAGER)
+
+
+def keeps_managed_fields(obj: Manifest) -> bool:
+    """Whether the live cache must keep ``obj``'s managedFields (it has ignored managers)."""
+    return bool(ignored_managers(obj))
 
 
 def _leaves(fields: dict[str, Any], path: list[str], out: list[list[str]]) -> None:
@@ -112,7 +137,7 @@ def owned_paths(live: Manifest, managers: set[str]) -> list[list[str]]:
     """Field paths (map keys) that ``managers`` own in ``live``'s ``metadata.managedFields``."""
     out: list[list[str]] = []
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") in managers and isinstance(entry.get("fieldsV1"), dict):
+        if is_ignored_manager(str(entry.get("manager")), managers) and isinstance(entry.get("fieldsV1"), dict):
             _leaves(entry["fieldsV1"], [], out)
     return out
 

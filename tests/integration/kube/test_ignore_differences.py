@@ -88,3 +88,18 @@ async def test_a_conflict_with_an_ignored_manager_drops_the_field(env: Env, kube
     live = await get_json(kubectl, "deployment", "web", "-n", "default")
     assert live["spec"]["replicas"] == 5
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
+
+
+@pytest.mark.parametrize("key", ["gitopsd.dev/compare-options", "argocd.argoproj.io/compare-options"])
+async def test_ignore_extraneous_leaves_other_managers_fields_alone(env: Env, kubectl: Kubectl, key: str) -> None:
+    app = app_config()  # force_conflicts is on: without the annotation the scale would be reverted
+    desired = deployment("web", replicas=2, **{key: "IgnoreExtraneous"})
+    assert (await env.cluster.sync(app, [desired], env.inventory())).ok
+    await kubectl("scale", "deployment/web", "-n", "default", "--replicas=5")
+    await env.cluster.cache.wait_change(0.5)
+    assert env.cluster.in_sync(app, [desired]) is True
+    result = await env.cluster.sync(app, [with_image(desired, "nginx:1.28")], env.inventory())
+    assert result.ok, result.message
+    live = await get_json(kubectl, "deployment", "web", "-n", "default")
+    assert live["spec"]["replicas"] == 5
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
