@@ -46,7 +46,7 @@ import structlog
 from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.kube.apply import prepare
 from gitopsd.kube.cache import APP_LABEL, Key, LiveCache, key_of
-from gitopsd.kube.client import ApiError, KubeClient, backoff
+from gitopsd.kube.client import ApiError, KubeClient, Unreachable, backoff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind
 from gitopsd.kube.health import HealthHook, object_health
 from gitopsd.kube.order import WAVE_ANNOTATIONS, wave_of
@@ -222,13 +222,21 @@ class HookRunner:
 
     async def _run_wave(self, app: AppConfig, batch: list[Hook], phase: str, deadline: float) -> list[ObjectResult]:
         out: list[ObjectResult | None] = [None] * len(batch)
+        unreachable: list[Unreachable] = []
 
         async def one(i: int, hook: Hook) -> None:
-            out[i] = await self._run_one(app, hook, phase, deadline)
+            try:
+                out[i] = await self._run_one(app, hook, phase, deadline)
+            except ApiError as exc:
+                out[i] = ObjectResult(hook.ref, "failed", Health.UNKNOWN, f"{phase} hook: {exc}")
+            except Unreachable as exc:
+                unreachable.append(exc)
 
         async with anyio.create_task_group() as tg:
             for i, hook in enumerate(batch):
                 tg.start_soon(one, i, hook)
+        if unreachable:
+            raise unreachable[0]  # the sync reports the cluster unreachable, as for applies
         return [r for r in out if r is not None]
 
     async def _run_one(self, app: AppConfig, hook: Hook, phase: str, deadline: float) -> ObjectResult:
