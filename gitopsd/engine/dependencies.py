@@ -36,6 +36,9 @@ class _Status(Protocol):
     @property
     def last_result(self) -> str: ...
 
+    @property
+    def waiting(self) -> str: ...
+
 
 class Dependant(Protocol):
     """What the gate reads of a runner (``gitopsd.engine.runner.AppRunner`` has it)."""
@@ -86,7 +89,7 @@ class DependencyGate:
         return "waiting for " + ", ".join(pending) if pending else ""
 
     def settled(self, name: str) -> None:
-        """``name`` finished a sync: wake the apps that depend on it (they check again)."""
+        """``name`` finished a reconcile: wake the apps waiting for it (they check again)."""
         for runner in self._runners().values():
-            if name in runner.app.depends_on:
+            if runner.status.waiting and name in runner.app.depends_on:
                 runner.trigger.fire(f"dependency {name}")

@@ -146,6 +146,8 @@ class AppRunner:
                     self.source.invalidate(before=wake.fired_at)
                 async with self.busy:
                     await self.reconcile(wake.reasons, force=wake.force)
+                if self.gate is not None:
+                    self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
                 if stopping.is_set():
                     break
                 wake = await self.trigger.wait(self._next_delay())
@@ -278,8 +280,6 @@ class AppRunner:
         if result.ok:
             self.status.revision = revision
             self._remember(manifests, revision)
-        if self.gate is not None:
-            self.gate.settled(self.app.name)  # wake the apps that depend on this one
         return result
 
     def _remember(self, manifests: list[Manifest], revision: str) -> None:
