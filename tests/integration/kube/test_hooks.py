@@ -218,3 +218,26 @@ async def test_helm_chart_hooks_are_mapped(env: Env, tmp_path: Path) -> None:
     again = await env.cluster.sync(app_config(), manifests, env.inventory())
     assert again.ok, again.message
     assert env.sb.store.get("jobs.batch", "default", "rel-notify")["metadata"]["uid"] != uid
+
+
+def pod(name: str, hook: str, *, fail: bool = False) -> dict[str, Any]:
+    annotations = {"gitopsd.dev/hook": hook}
+    if fail:
+        annotations["sandbox.gitopsd.dev/fail"] = "true"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": f"{name}-", "annotations": annotations},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36"}]},
+    }
+
+
+async def test_pod_hooks_must_succeed(env: Env) -> None:
+    app = app_config()
+    ok = await env.cluster.sync(app, [deployment("web"), pod("check", "Sync")], env.inventory())
+    assert ok.ok, ok.message
+    assert [o.message for o in ok.objects if o.ref.kind == "Pod"] == ["Sync hook succeeded"]
+
+    failed = await env.cluster.sync(app, [deployment("web"), pod("check", "Sync", fail=True), job("cleanup", "SyncFail")], env.inventory())
+    assert not failed.ok and failed.message.startswith("Sync hook failed: Pod default/check-")
+    assert len(await jobs(env, "cleanup-")) == 1
