@@ -31,6 +31,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[clusters.NAME.ssh]", cfg.SSHConfig, set()),
     ("[apps.NAME]", cfg.AppConfig, {"name", "appset"}),
     ("[appsets.NAME]", cfg.AppSetConfig, {"name"}),
+    ("ignore_differences = [{...}] (in [apps.NAME])", cfg.IgnoreDifference, set()),
+    ("decrypt = {...} (in [apps.NAME])", cfg.DecryptConfig, set()),
 ]
 
 

@@ -171,14 +171,17 @@ def check(obj: Context, no_fetch: bool) -> None:
 
 @cli.command()
 @click.argument("app_name", metavar="APP")
+@click.option("--show-secrets", is_flag=True, help="Print Secret data as is (masked as *** by default).")
 @_pass_config_path
-def render(obj: Context, app_name: str) -> None:
+def render(obj: Context, app_name: str, show_secrets: bool) -> None:
     """Fetch and render APP; print the final manifests (after post-render hooks) as YAML.
 
-    Talks to no cluster. Exits 1 with the source or render error.
+    Talks to no cluster. Exits 1 with the source or render error. Secret values are
+    printed as ``***`` unless ``--show-secrets`` is given.
     """
     from gitopsd.core.yamlio import dump_all
     from gitopsd.daemon.wiring import one_app
+    from gitopsd.engine.decrypt import mask_secrets
 
     config = obj.load_for(app_name)
     configure_logging("console", "warning")
@@ -191,7 +194,8 @@ def render(obj: Context, app_name: str) -> None:
         rendered = anyio.run(render)
     except GitopsdError as exc:
         _fail(str(exc))
-    click.echo(dump_all(list(rendered.manifests)), nl=False)
+    manifests = list(rendered.manifests)
+    click.echo(dump_all(manifests if show_secrets else mask_secrets(manifests)), nl=False)
 
 
 @cli.command()

@@ -83,6 +83,9 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
     for app in apps:
         sync = app["sync"] + (" (suspended)" if app["suspended"] else "") + (" (pinned)" if app["pinned_revision"] else "")
         message = app["last_sync"]["message"].splitlines()[0] if app["last_sync"]["message"] else ""
+        if app.get("waiting"):  # held by depends_on
+            sync += " (waiting)"
+            message = app["waiting"]
         rows.append(
             [app["name"], app["cluster"], short_revision(app["revision"]) or "-", sync, app["health"],
              age(app["last_sync"]["time"]), message[:80]]

@@ -29,6 +29,7 @@ from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
+from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
@@ -86,6 +87,7 @@ class Daemon:
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
         self.apps: dict[str, _Running] = {}
+        self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
         self.stopping = anyio.Event()
         self.ready = anyio.Event()
         self.runtime: Runtime | None = None
@@ -226,6 +228,7 @@ class Daemon:
     def _start(self, app: AppConfig) -> None:
         assert self._tg is not None and self.runtime is not None
         runner = AppRunner(self.runtime.reconciler(app), self.config)
+        runner.gate = self.gate
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")

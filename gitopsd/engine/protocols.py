@@ -63,9 +63,20 @@ class Cluster(Protocol):
         ...
 
     async def sync(
-        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool = False
+        self,
+        app: AppConfig,
+        rendered: Rendered,
+        inventory: Inventory,
+        *,
+        dry_run: bool = False,
+        run_hooks: bool = True,
     ) -> SyncResult:
         """Make the cluster match ``rendered``: order, apply what differs, prune, wait for health.
+
+        ``run_hooks``: run the sync hooks among the manifests (PreSync, Sync, PostSync,
+        SyncFail; see :mod:`gitopsd.kube.hooks`). The engine passes False when it only
+        re-applies the same desired state (self-heal of drift). Hooks are never desired
+        state: ``in_sync``, ``health``, ``diff`` and ``track`` leave them out.
 
         Returns a SyncResult (with ``rendered.revision``) listing each object's action and
         health; failures are in the result (``ok=False``), not raised, except when the

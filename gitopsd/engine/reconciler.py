@@ -24,6 +24,7 @@ from gitopsd.core.models import Artifact, Health, ObjectRef, Rendered, SyncResul
 from gitopsd.core.secrets import REDACTOR
 from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
+from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.protocols import Cluster, ObjectDiff
 from gitopsd.engine.stages import Workspace
 from gitopsd.plugin.config import AppConfig
@@ -51,6 +52,8 @@ class AppStatus:
     last_message: str = ""
     last_counts: dict[str, int] = field(default_factory=dict)
     reconciles: int = 0
+    source_revision: str = ""  # what the source reported at the last poll (dependencies: "current revision")
+    waiting: str = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
 
 
 class ReconcileMetrics(Protocol):
@@ -141,6 +144,7 @@ class Reconciler:
         self._drift_reported = False
         self._health_degraded = False  # a health-degraded event was sent and not yet recovered
         self._last_seen_revision = ""
+        self.gate: DependencyGate | None = None  # depends_on: the daemon's gate; None in one-shot runs
 
     def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
         """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
@@ -249,6 +253,8 @@ class Reconciler:
         cluster = self._need_cluster()
         revision = await self.poll()
         structlog.contextvars.bind_contextvars(revision=revision)
+        self.status.source_revision = revision
+        self.status.waiting = ""
         if revision != self._last_seen_revision:
             self._last_seen_revision = revision
             self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
@@ -267,6 +273,11 @@ class Reconciler:
             self.status.sync = SyncStatus.SYNCED
             self.status.health = cluster.health(self.app, rendered)
             return None
+        # depends_on (gitopsd.engine.dependencies): hold the sync until every dependency is ready.
+        self.status.waiting = self.gate.waiting_for(self.app) if self.gate is not None and not dry_run else ""
+        if self.status.waiting:
+            log.info("sync held by dependencies", detail=self.status.waiting)
+            return None
         return await self._sync(cluster, rendered, reasons, dry_run)
 
     async def _sync(self, cluster: Cluster, rendered: Rendered, reasons: list[str], dry_run: bool) -> SyncResult:
@@ -276,7 +287,9 @@ class Reconciler:
         if not drift_fix and not dry_run:
             self._event(ev.SyncStarted, revision=revision, message=f"syncing {revision} ({', '.join(reasons)})")
         try:
-            result = await cluster.sync(self.app, rendered, StateInventory(store, self.app.name), dry_run=dry_run)
+            result = await cluster.sync(
+                self.app, rendered, StateInventory(store, self.app.name), dry_run=dry_run, run_hooks=not drift_fix
+            )
         except ApplyError as exc:
             if not dry_run:
                 self.status.sync = SyncStatus.UNKNOWN

@@ -14,6 +14,7 @@ import structlog
 from gitopsd.core.errors import GitopsdError
 from gitopsd.core.models import SyncResult
 from gitopsd.core.state import Pin
+from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.protocols import Cluster
 from gitopsd.engine.reconciler import AppStatus, Reconciler
 from gitopsd.engine.triggers import Trigger, Wake, aligned
@@ -36,6 +37,15 @@ class AppRunner:
         reconciler.wake = self._wake  # drift (self-heal), resume and rollback ask for a reconcile
         self.busy = anyio.Lock()  # held during each reconcile, so a caller can wait for the one in flight
         self._failures = 0
+
+    @property
+    def gate(self) -> DependencyGate | None:
+        """The daemon's ``depends_on`` gate (None outside the daemon)."""
+        return self.reconciler.gate
+
+    @gate.setter
+    def gate(self, gate: DependencyGate | None) -> None:
+        self.reconciler.gate = gate
 
     def _wake(self, reason: str, force: bool) -> None:
         self.trigger.fire(reason, force=force)
@@ -73,6 +83,8 @@ class AppRunner:
                     self.source.invalidate(before=wake.fired_at)
                 async with self.busy:
                     await self.reconcile(wake.reasons, force=wake.force)
+                if self.gate is not None:
+                    self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
                 if stopping.is_set():
                     break
                 wake = await self.trigger.wait(self._next_delay())

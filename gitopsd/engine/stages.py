@@ -17,6 +17,7 @@ import anyio
 from gitopsd.core.errors import RenderError
 from gitopsd.core.events import Event
 from gitopsd.core.models import Artifact, Manifest, Rendered
+from gitopsd.engine import decrypt
 from gitopsd.engine.sharing import RenderCache, SingleFlight
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import PluginContext, Renderer, Source
@@ -85,7 +86,8 @@ async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> Re
     objects themselves, shared by every app that renders the same input.
     """
     renderer = workspace.renderer_for(app, artifact)
-    key = (artifact.digest, renderer.cache_key, app.name, app.namespace)
+    decrypt_key = app.decrypt.model_dump_json() if app.decrypt is not None else ""
+    key = (artifact.digest, renderer.cache_key, app.name, app.namespace, decrypt_key)
     return Rendered(artifact, tuple(await _render_manifests(workspace, app, artifact, renderer, key)), "\0".join(key))
 
 
@@ -94,7 +96,13 @@ async def _render_manifests(
 ) -> list[Manifest]:
     cached = workspace.render_cache.get(key)
     if cached is None:
-        cached = await workspace.flights.do(("render", *key), lambda: renderer.render(artifact, app))
+        # SOPS files and manifests decrypted around the renderer (gitopsd.engine.decrypt); the
+        # cache lives in memory only.
+        sops = decrypt.sops_binary(workspace.ctx.tools.sops)
+        cached = await workspace.flights.do(
+            ("render", *key),
+            lambda: decrypt.render_decrypted(app, artifact, sops, lambda a: renderer.render(a, app)),
+        )
         workspace.render_cache.put(key, cached)
     manifests = cached  # read-only from here on, shared with the cache (and other apps)
     if workspace.plugins.hooks.has_post_render:

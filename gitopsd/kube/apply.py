@@ -26,6 +26,13 @@ from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Key, LiveCache, key_of
 from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
+from gitopsd.kube.ignore import (
+    ignored_managers,
+    is_ignored_manager,
+    without_fields,
+    without_ignored,
+    without_managed,
+)
 from gitopsd.plugin.config import AppConfig
 
 FIELD_MANAGER = "gitopsd"
@@ -88,7 +95,7 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     if not is_shared(obj):
         labels[APP_LABEL] = app.name
     meta["labels"] = labels
-    return obj
+    return without_ignored(app, obj)  # ignore_differences: neither compared nor applied
 
 
 _CONFLICT_WITH = re.compile(r'conflict with "(?P<manager>[^"]+)"(?: with subresource "(?P<sub>[^"]+)")?')
@@ -122,6 +129,25 @@ def _is_conflict(error: ApiError) -> bool:
         any(_cause_type(c) == "FieldManagerConflict" for c in causes)
         or "Apply failed with" in error.message
     )
+
+
+def _fields_left_to_ignored_managers(error: ApiError, desired: Manifest) -> list[list[str]] | None:
+    """The conflicting fields when every conflict is with a manager ``desired`` ignores, else None."""
+    managers = ignored_managers(desired)
+    if not managers or not _is_conflict(error):
+        return None
+    paths: list[list[str]] = []
+    for cause in error.details.get("causes") or []:
+        if _cause_type(cause) != "FieldManagerConflict":
+            continue
+        match = _CONFLICT_WITH.search(str(cause.get("message", "")))
+        field_path = str(cause.get("field", ""))
+        if match is None or not is_ignored_manager(match["manager"], managers):
+            return None
+        if not field_path.startswith(".") or "[" in field_path:
+            return None
+        paths.append(field_path[1:].split("."))
+    return paths or None
 
 
 def _is_immutable(error: ApiError) -> bool:
@@ -161,11 +187,19 @@ class Applier:
         """Apply one object; failures are returned as ``failed`` results (Unreachable propagates)."""
         action = "created" if live is None else "changed"
         notes: list[str] = []
+        trimmed = without_managed(d.obj, live)  # ignore_differences.managers: their fields are theirs
+        if trimmed is not d.obj:
+            d = Desired(trimmed, d.resource)
         try:
             try:
                 answer = await self._patch(d, force=False, dry_run=dry_run)
             except ApiError as exc:
-                if _is_conflict(exc):
+                left_to = _fields_left_to_ignored_managers(exc, d.obj)
+                if left_to is not None:
+                    # Conflicts only with managers the app ignores: drop those fields, take nothing over.
+                    d = Desired(without_fields(d.obj, left_to), d.resource)
+                    answer = await self._patch(d, force=False, dry_run=dry_run)
+                elif _is_conflict(exc):
                     summary = conflict_summary(exc)
                     if not app.force_conflicts:
                         return ObjectResult(

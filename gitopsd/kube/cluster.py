@@ -44,6 +44,16 @@ from gitopsd.kube.diff import object_diff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind, is_crd, resources_from_crd
 from gitopsd.kube.drift import DriftTracker
 from gitopsd.kube.health import HealthHook, object_health
+from gitopsd.kube.hooks import (
+    POST_SYNC,
+    PRE_SYNC,
+    SYNC,
+    SYNC_FAIL,
+    Hook,
+    HookRunner,
+    regular,
+    split,
+)
 from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
 from gitopsd.kube.prune import Pruner, ref_key
@@ -101,6 +111,7 @@ class KubeCluster:
         self.cache = LiveCache(self.client, self.drift.on_change, self.background)
         self.applier = Applier(self.client, self.cache)
         self.pruner = Pruner(self.client, self.cache, self.discovery)
+        self.hooks = HookRunner(self.client, self.discovery, self.cache, lambda: self._health_hook)
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         # app name -> (app config, render key, prepared objects): see _prepare_cached
@@ -189,7 +200,7 @@ class KubeCluster:
         desired: list[Desired] = []
         failed: list[ObjectResult] = []
         seen: set[Key] = set()
-        for manifest in manifests:
+        for manifest in regular(manifests):  # hooks are not desired state (gitopsd.kube.hooks)
             ref = ObjectRef.from_manifest(manifest)
             if not ref.version or not ref.kind or not ref.name:
                 failed.append(
@@ -237,7 +248,7 @@ class KubeCluster:
     ) -> dict[Key, Desired] | None:
         hints = self._hints(manifests)
         out: dict[Key, Desired] = {}
-        for manifest in manifests:
+        for manifest in regular(manifests):
             ref = ObjectRef.from_manifest(manifest)
             resource = self.discovery.cached(ref.api_version, ref.kind) or hints.get(
                 (ref.api_version, ref.kind)
@@ -273,6 +284,7 @@ class KubeCluster:
         inventory: Inventory,
         *,
         dry_run: bool = False,
+        run_hooks: bool = True,
     ) -> SyncResult:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         rendered = as_rendered(rendered)
@@ -280,14 +292,14 @@ class KubeCluster:
         async with lock:
             self.drift.pause(app.name)
             try:
-                return await self._sync(app, rendered, inventory, dry_run=dry_run)
+                return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks)
             except Unreachable as exc:
                 raise unreachable_error(self.name, str(exc).split(": ", 1)[-1]) from None
             finally:
                 self.drift.resume(app.name, self.cache.get)
 
     async def _sync(
-        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool
+        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool, run_hooks: bool
     ) -> SyncResult:
         manifests = rendered.manifests
         started = time.monotonic()
@@ -328,28 +340,43 @@ class KubeCluster:
         failure = ""
         steps = plan_steps([d.obj for d in desired])
         by_key = {d.key: d for d in desired}
+        # Hooks (gitopsd.kube.hooks): PreSync after the foundation step (namespaces, CRDs) they
+        # may need, Sync after every step, PostSync once healthy, SyncFail when anything failed.
+        hook_list = split(manifests) if run_hooks else []
+        hook_results: list[ObjectResult] = []
+        pre_at = next((i for i, s in enumerate(steps) if s.name != "foundation"), len(steps))
         for index, step in enumerate(steps):
-            step_desired = [by_key[key_of(o)] for o in step.objects]
-            step_desired = await self._refresh_hinted(step_desired)
-            failure = await self._apply_step(
-                app, step_desired, inventory, owned, results, dry_run=dry_run
-            )
+            skip_from = index + 1
+            if index == pre_at and hook_list:
+                failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
+                skip_from = index if failure else skip_from  # a failed PreSync: nothing more applied
+            if not failure:
+                step_desired = [by_key[key_of(o)] for o in step.objects]
+                step_desired = await self._refresh_hinted(step_desired)
+                failure = await self._apply_step(
+                    app, step_desired, inventory, owned, results, dry_run=dry_run
+                )
             if not failure and step.wait and not dry_run and index < len(steps) - 1:
                 failure = await self._wait_healthy(step, step_desired, results, deadline)
             if failure:
-                for later in steps[index + 1 :]:
+                for later in steps[skip_from:]:
                     for obj in later.objects:
                         d = by_key[key_of(obj)]
                         results[d.key] = ObjectResult(
                             d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
                         )
                 break
+        if hook_list and not failure:
+            if pre_at == len(steps):
+                failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
+            if not failure:
+                failure = await self._hook_phase(app, hook_list, SYNC, deadline, hook_results, dry_run)
 
         pruned: list[ObjectResult] = []
         desired_keys = set(by_key)
         leftovers = [r for r in previous if ref_key(r) not in desired_keys]
         if not failure and leftovers:
-            if not manifests and not app.allow_empty:
+            if not desired and not app.allow_empty:
                 failure = (
                     f"the render is empty: refusing to prune {len(leftovers)} object(s) "
                     "(set allow_empty = true if the app really should be empty)"
@@ -364,8 +391,13 @@ class KubeCluster:
 
         if not failure and not dry_run:
             failure = await self._wait_healthy(Step("all"), desired, results, deadline)
+        if hook_list:
+            if not failure:
+                failure = await self._hook_phase(app, hook_list, POST_SYNC, deadline, hook_results, dry_run)
+            if failure:
+                await self._hook_phase(app, hook_list, SYNC_FAIL, time.monotonic() + app.timeout, hook_results, dry_run)
 
-        objects = [results[d.key] for d in desired if d.key in results] + pruned
+        objects = [results[d.key] for d in desired if d.key in results] + pruned + hook_results
         if failure:
             return result(False, failure, objects)
         counts = {
@@ -374,6 +406,14 @@ class KubeCluster:
         }
         summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do"
         return result(True, summary, objects)
+
+    async def _hook_phase(
+        self, app: AppConfig, hook_list: list[Hook], phase: str, deadline: float, out: list[ObjectResult], dry_run: bool
+    ) -> str:
+        """Run one phase's hooks (results appended to ``out``); the failure message, or ""."""
+        results, failure = await self.hooks.run_phase(app, hook_list, phase, deadline, dry_run=dry_run)
+        out.extend(results)
+        return failure
 
     async def _refresh_hinted(self, step: list[Desired]) -> list[Desired]:
         """Kinds known only from a CRD in the render: ask discovery again now that the CRD exists."""

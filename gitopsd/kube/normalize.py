@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gitopsd.core.models import Manifest
+from gitopsd.kube.ignore import without_managed
 
 _QUANTITY = re.compile(
     r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$"
@@ -134,12 +135,16 @@ def drifted_fields(desired: Manifest, live: Manifest | None) -> list[str]:
     """Fields of ``desired`` that differ in ``live`` (``["<missing>"]`` when there is no live object)."""
     if live is None:
         return ["<missing>"]
-    return differences(comparable(desired), live)
+    return differences(comparable(without_managed(desired, live)), live)
 
 
 def matches(desired: Manifest, live: Manifest | None) -> bool:
-    """True when every field gitopsd applies has its desired value in ``live``."""
-    return live is not None and not differences(comparable(desired), live)
+    """True when every field gitopsd applies has its desired value in ``live``.
+
+    Fields owned by the managers an app's ``ignore_differences`` names are not compared
+    (:func:`gitopsd.kube.ignore.without_managed`).
+    """
+    return live is not None and not differences(comparable(without_managed(desired, live)), live)
 
 
 def project(live: Any, desired: Any) -> Any:

@@ -96,9 +96,10 @@ class ToolsConfig(_Model):
     helm: str = "helm"
     kubectl: str = "kubectl"
     kustomize: str = Field("", description="Empty: use `kubectl kustomize`.")
+    sops: str = Field("sops", description="Decrypts SOPS-encrypted manifests of apps with `decrypt`.")
 
     def to_tools(self) -> Tools:
-        return Tools(git=self.git, helm=self.helm, kubectl=self.kubectl, kustomize=self.kustomize)
+        return Tools(git=self.git, helm=self.helm, kubectl=self.kubectl, kustomize=self.kustomize, sops=self.sops)
 
 
 class DaemonConfig(_Model):
@@ -161,6 +162,41 @@ class PluginTable(_Model):
     options: Any = None
 
 
+class IgnoreDifference(_Model):
+    """One ``ignore_differences`` entry: fields of matching objects that are neither compared nor applied."""
+
+    kind: str = Field(description="Kind of the objects (e.g. Deployment).")
+    group: str | None = Field(None, description="API group; default: any.")
+    name: str | None = Field(None, description="Object name; default: every object of the kind.")
+    namespace: str | None = Field(None, description="Object namespace; default: any.")
+    json_pointers: list[str] = Field(
+        default_factory=list, description='RFC 6901 pointers to the fields (e.g. "/spec/replicas").'
+    )
+    managers: list[str] = Field(
+        default_factory=list,
+        description="Field managers (e.g. kube-controller-manager): the fields they own in the live object are ignored too.",
+    )
+
+    @field_validator("json_pointers")
+    @classmethod
+    def _pointers(cls, value: list[str]) -> list[str]:
+        for pointer in value:
+            if not pointer.startswith("/") or pointer == "/":
+                raise ValueError(f"invalid JSON pointer {pointer!r}: it must start with '/' and name a field")
+            if pointer.split("/")[1] in ("apiVersion", "kind", "metadata"):
+                if not pointer.startswith(("/metadata/labels/", "/metadata/annotations/")):
+                    raise ValueError(f"JSON pointer {pointer!r}: only labels and annotations of metadata can be ignored")
+        return value
+
+
+class DecryptConfig(_Model):
+    """``decrypt``: decrypt SOPS-encrypted manifests (and kustomize input files) before apply."""
+
+    provider: Literal["sops"] = Field(description='Only "sops".')
+    age_key_file: Path | None = Field(None, description="age identities file (SOPS_AGE_KEY_FILE).")
+    gpg_home: Path | None = Field(None, description="GnuPG home holding the PGP keys (GNUPGHOME).")
+
+
 class AppConfig(_Model):
     """``[apps.NAME]``: one application. This is also the ``app`` plugins receive."""
 
@@ -188,6 +224,16 @@ class AppConfig(_Model):
         "key by key. Once loaded: the options every plugin's hooks see for this app.",
     )
     appset: str = Field("", description="Set by gitopsd on apps an [appsets.*] table generated: its name.")
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Apps that must be Synced and Healthy at their current revision before this one syncs.",
+    )
+    ignore_differences: list[IgnoreDifference] = Field(
+        default_factory=list, description="Fields that are neither drift nor applied over (e.g. replicas an HPA sets)."
+    )
+    decrypt: DecryptConfig | None = Field(
+        None, description='Decrypt SOPS-encrypted files: {provider = "sops", age_key_file = "..."}.'
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -424,7 +470,8 @@ def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _
             for i, event_name in enumerate(opts.events):
                 if event_name not in EVENT_TYPES:
                     errors.append(f"{where}.events[{i}]: unknown event {event_name!r}")
-    for name, app in _tables(shaped.get("apps")).items():
+    apps = _tables(shaped.get("apps"))
+    for name, app in apps.items():
         where = f"apps.{name}"
         update: dict[str, Any] = {}
         if isinstance(app.get("source"), dict):
@@ -441,7 +488,19 @@ def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _
         update["plugins"] = _app_plugin_options(
             _plugin_tables(app.get("plugins"), f"{where}.plugins", errors), global_raw, resolved.plugins, types, where, errors
         )
+        depends_on = app.get("depends_on")
+        for i, dependency in enumerate(depends_on if isinstance(depends_on, list) else []):
+            if isinstance(dependency, str) and dependency not in apps:
+                errors.append(f"{where}.depends_on[{i}]: unknown app {dependency!r} (defined: {_names(apps)})")
         resolved.apps[name] = update
+    graph = {
+        name: [d for d in app.get("depends_on") or [] if isinstance(d, str)]
+        for name, app in apps.items()
+        if isinstance(app.get("depends_on"), list)
+    }
+    cycle = dependency_cycle(graph)
+    if cycle:
+        errors.append(f"apps.{cycle[0]}.depends_on: dependency cycle: {' -> '.join(cycle)}")
     return resolved
 
 
@@ -555,8 +614,41 @@ def _absolute_paths(config: Config) -> Config:
         update={
             "daemon": fix(config.daemon),
             "clusters": {name: fix(cluster) for name, cluster in config.clusters.items()},
+            "apps": {
+                name: app.model_copy(update={"decrypt": fix(app.decrypt)}) if app.decrypt is not None else app
+                for name, app in config.apps.items()
+            },
         }
     )
+
+
+def dependency_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """A cycle in ``depends_on`` as ``[a, b, a]`` (first found, in name order), or ``[]``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = 1
+        path.append(name)
+        for dep in graph.get(name, []):
+            if dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return []
+
+    for name in sorted(graph):
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return []
 
 
 def _plugin_options(

@@ -29,6 +29,7 @@ class Tools:
     helm: str = "helm"
     kubectl: str = "kubectl"
     kustomize: str = ""  # empty: use `kubectl kustomize`
+    sops: str = "sops"
 
     def require(self, name: str) -> str:
         """Absolute path of tool ``name``; ToolMissing naming ``daemon.tools.<name>`` if absent."""

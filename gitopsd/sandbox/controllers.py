@@ -9,7 +9,8 @@ Failure trigger (documented for users of the sandbox): the annotation
 reference contains ``:fail`` (e.g. ``nginx:fail``), makes a Deployment reach
 ``Progressing=False/ProgressDeadlineExceeded``, a StatefulSet/DaemonSet/ReplicaSet
 stay unready, a Job end ``Failed`` (BackoffLimitExceeded) and a Pod stay Pending
-with ImagePullBackOff.
+with ImagePullBackOff. A Pod that runs once (``restartPolicy: Never`` or ``OnFailure``)
+ends ``Succeeded`` after the delay, or ``Failed`` with the trigger.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def should_fail(obj: dict[str, Any]) -> bool:
     if str(annotations.get(FAIL_ANNOTATION, "")).lower() == "true":
         return True
     spec = obj.get("spec") or {}
+    if obj.get("kind") == "Job":  # the Job's pod template may carry the trigger as well
+        template_meta = (spec.get("template") or {}).get("metadata") or {}
+        if str((template_meta.get("annotations") or {}).get(FAIL_ANNOTATION, "")).lower() == "true":
+            return True
     pod_spec = (spec.get("template") or {}).get("spec") if "template" in spec else spec
     if obj.get("kind") == "CronJob":
         pod_spec = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get("spec")
@@ -154,7 +159,8 @@ class Controllers:
                 self._now(key, obj, self._job_started)
         elif key == _POD:
             if etype == "ADDED":
-                self._later(key, obj, self.delay, self._pod_ready)
+                run_once = (obj.get("spec") or {}).get("restartPolicy") in ("Never", "OnFailure")
+                self._later(key, obj, self.delay, self._pod_finished if run_once else self._pod_ready)
         elif key == _SVC:
             spec = obj.get("spec") or {}
             if spec.get("type") == "LoadBalancer" and not (status.get("loadBalancer") or {}).get("ingress"):
@@ -317,6 +323,22 @@ class Controllers:
         }
         for c in obj["status"]["conditions"]:
             del c["reason"], c["message"]
+        return obj
+
+    def _pod_finished(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A Pod that runs once (restartPolicy Never/OnFailure, e.g. a hook): Succeeded, or Failed."""
+        now = now_iso()
+        failed = should_fail(obj)
+        exit_code = 1 if failed else 0
+        containers = (obj.get("spec") or {}).get("containers") or []
+        obj["status"] = {
+            "phase": "Failed" if failed else "Succeeded", "startTime": now,
+            "reason": "Error" if failed else "Completed",
+            "containerStatuses": [
+                {"name": c.get("name"), "image": c.get("image"), "ready": False, "started": False, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": exit_code, "reason": "Error" if failed else "Completed",
+                                          "startedAt": now, "finishedAt": now}}} for c in containers],
+        }
         return obj
 
     # -- services, volumes, CRDs ----------------------------------------------------------

@@ -127,6 +127,7 @@ def app_json(runner: AppRunner, history: list[HistoryEntry]) -> dict[str, Any]:
             "counts": dict(s.last_counts),
         },
         "reconciles": s.reconciles,
+        "waiting": s.waiting,
         "history": [history_json(h) for h in history],
         "appset": runner.app.appset,  # the [appsets.*] that generated it, or ""
     }

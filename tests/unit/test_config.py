@@ -143,3 +143,55 @@ def test_example_configs_pass_check() -> None:
             [sys.executable, "-m", "gitopsd", "check", "-c", str(ROOT / name)], capture_output=True, text=True
         )
         assert result.returncode == 0, f"{name}: {result.stderr}"
+
+
+THREE = VALID + """
+[apps.api]
+cluster = "prod"
+source = { type = "local", path = "api" }
+depends_on = ["db"]
+
+[apps.db]
+cluster = "prod"
+source = { type = "local", path = "db" }
+"""
+
+
+def test_depends_on_and_the_repository_options_load(tmp_path, types) -> None:
+    text = THREE.replace('interval = "1m"', '''interval = "1m"
+depends_on = ["api"]
+ignore_differences = [{ kind = "Deployment", name = "web", json_pointers = ["/spec/replicas"] }]
+decrypt = { provider = "sops", age_key_file = "keys/age.txt" }''')
+    config = load_config(write(tmp_path, text), types)
+    web = config.apps["web"]
+    assert web.depends_on == ["api"] and config.apps["api"].depends_on == ["db"]
+    assert web.ignore_differences[0].json_pointers == ["/spec/replicas"]
+    assert web.decrypt is not None and web.decrypt.age_key_file == tmp_path / "keys/age.txt"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('depends_on = ["db"]', 'depends_on = ["web"]'), None),  # web -> api -> web
+        (('depends_on = ["db"]', 'depends_on = ["dbb"]'), "config.toml: apps.api.depends_on[0]: unknown app 'dbb' (defined: api, db, web)"),
+    ],
+    ids=["cycle", "unknown"],
+)
+def test_depends_on_errors(tmp_path, types, edit, expected) -> None:
+    text = THREE.replace(*edit).replace('interval = "1m"', 'interval = "1m"\ndepends_on = ["api"]')
+    errors = errors_of(tmp_path, text, types)
+    if expected is None:
+        assert errors == ["config.toml: apps.api.depends_on: dependency cycle: api -> web -> api"], errors
+    else:
+        assert expected in errors, errors
+
+
+def test_self_dependency_is_a_cycle(tmp_path, types) -> None:
+    errors = errors_of(tmp_path, VALID.replace('interval = "1m"', 'interval = "1m"\ndepends_on = ["web"]'), types)
+    assert errors == ["config.toml: apps.web.depends_on: dependency cycle: web -> web"]
+
+
+def test_bad_ignore_pointer(tmp_path, types) -> None:
+    text = VALID.replace('interval = "1m"', 'interval = "1m"\nignore_differences = [{ kind = "Deployment", json_pointers = ["spec/replicas"] }]')
+    errors = errors_of(tmp_path, text, types)
+    assert any("apps.web.ignore_differences[0].json_pointers" in e and "must start with '/'" in e for e in errors), errors
