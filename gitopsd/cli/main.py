@@ -77,6 +77,9 @@ class LazyGroup(click.Group):
         "history": "gitopsd.cli.ops:history",
         "rollback": "gitopsd.cli.ops:rollback",
         "sandbox": "gitopsd.sandbox.cli:sandbox_command",
+        "doctor": "gitopsd.cli.doctor:doctor",
+        "completion": "gitopsd.cli.completion:completion",
+        "man": "gitopsd.cli.manpage:man",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
