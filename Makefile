@@ -11,7 +11,7 @@ UV_VERSION := 0.13.8
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --quiet --custom-compile-command "make lock"
 export PATH := $(CURDIR)/.tools:$(PATH)
 
-.PHONY: setup tools test lint typecheck layering pytest smoke-wheel demo bench bench-full clean lock lock-upgrade
+.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full clean lock lock-upgrade
 
 setup: $(STAMP) tools
 
@@ -57,6 +57,11 @@ test: lint typecheck pytest smoke-wheel
 # Build wheel + sdist, install the wheel into a clean venv from the lock, run gitopsd from there.
 smoke-wheel: setup
 	./scripts/smoke-wheel.sh
+
+# The wheel and sdist in dist/, built with the locked hatchling (docs/install.md installs them).
+dist: setup
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 demo: setup
 	$(BIN)/python -m gitopsd.cli.demo
