@@ -11,10 +11,12 @@ from gitopsd.kube.probe import probe_cluster
 from gitopsd.plugin.config import ClusterConfig, SSHConfig
 from gitopsd.sandbox import Sandbox
 
+from . import test_tunnel
 from .conftest import configmap
-from .test_tunnel import SSHD, _keygen, sshd  # noqa: F401 - the sshd fixture
+from .test_tunnel import SSHD, _keygen
 
 pytestmark = pytest.mark.anyio
+sshd = test_tunnel.sshd  # the real sshd fixture of the tunnel tests
 
 
 def far(kubeconfig: Path, sshd: SSHD, **hop: object) -> ClusterConfig:
