@@ -24,10 +24,14 @@ if [ -z "$TOOLS" ]; then
   TOOLS=.tools
 fi
 
+# Outputs are captured before matching: `tool | grep -q` under pipefail fails at random when
+# grep exits early and the tool dies of SIGPIPE.
 have() {
-  [ -x "$TOOLS/helm" ] && [ -x "$TOOLS/kubectl" ] \
-    && "$TOOLS/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION" \
-    && "$TOOLS/kubectl" version --client 2>/dev/null | grep -q "$KUBECTL_VERSION"
+  local helm kubectl
+  [ -x "$TOOLS/helm" ] && [ -x "$TOOLS/kubectl" ] || return 1
+  helm=$("$TOOLS/helm" version --short 2>/dev/null) || return 1
+  kubectl=$("$TOOLS/kubectl" version --client 2>/dev/null) || return 1
+  [[ $helm == "$HELM_VERSION"* && $kubectl == *"$KUBECTL_VERSION"* ]]
 }
 if have; then exit 0; fi
 
