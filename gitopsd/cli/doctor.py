@@ -45,8 +45,9 @@ _SECRET_FIELD = re.compile(
 )
 """Options naming a file whose content is a credential (known_hosts and public keys are not)."""
 
-# Which built-in source and render types run which program ("kustomize": kubectl's or its own).
-_TOOLS_BY_TYPE = {"git": ("git",), "helm": ("helm",), "helm_template": ("helm",), "kustomize": ("kustomize",)}
+# Which built-in source and renderer types run which program ("kustomize": kubectl's or its own).
+_SOURCE_TOOLS = {"git": ("git",)}
+_RENDER_TOOLS = {"helm": ("helm",), "kustomize": ("kustomize",)}
 _AUTO_RENDER = ("helm", "kustomize")
 """An app without ``render`` is auto-detected: it may need these."""
 _VERSION_ARGS = {
@@ -145,9 +146,9 @@ class Doctor:
         maybe: dict[str, list[str]] = {}
         kustomize = "kustomize" if config.daemon.tools.kustomize else "kubectl"
         for app in config.apps.values():
-            tools = list(_TOOLS_BY_TYPE.get(app.source.type, ()))
+            tools = list(_SOURCE_TOOLS.get(app.source.type, ()))
             if app.render is not None:
-                tools += _TOOLS_BY_TYPE.get(app.render.type, ())
+                tools += _RENDER_TOOLS.get(app.render.type, ())
             else:
                 for tool in _AUTO_RENDER:
                     maybe.setdefault(kustomize if tool == "kustomize" else tool, []).append(app.name)

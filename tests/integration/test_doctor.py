@@ -197,3 +197,36 @@ render = {{ type = "plain" }}
     assert all(h.get("User-Agent", "").startswith("gitopsd/") for _, _, h, _ in http_server.requests)
     assert "reviewer-token-1234" not in out + err
 
+
+
+async def test_a_missing_tool_the_config_needs_fails_with_the_install_hint(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{closed_port()}"}}],
+        "users": [{"name": "u", "user": {"token": "t0k3n-for-nothing"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    kubeconfig.chmod(0o600)
+    (tmp_path / "chart").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[daemon]
+state_dir = "{tmp_path / "state"}"
+[daemon.tools]
+helm = "{tmp_path / "no-such-helm"}"
+[clusters.c]
+kubeconfig = "{kubeconfig}"
+[apps.web]
+cluster = "c"
+source = {{ type = "local", path = "{tmp_path / "chart"}" }}
+render = {{ type = "helm" }}
+""")
+    code, out, err = await doctor(config, "--timeout", "2")
+    assert code == 1, out + err
+    [line] = [line for line in out.splitlines() if line.startswith("FAIL tool helm")] or [out]
+    assert line == (
+        f"FAIL tool helm: '{tmp_path / 'no-such-helm'}' not found (needed by web)"
+        "  -> fix: scripts/install-tools.sh --prefix /opt/gitopsd/bin, and set daemon.tools.helm"
+    )
+    assert "ok   tool kubectl: " in out and "not needed by this config" in out
