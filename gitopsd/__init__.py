@@ -24,6 +24,7 @@ from gitopsd.core.models import (
     SyncResult,
 )
 from gitopsd.core.secrets import Secret, read_secret_file
+from gitopsd.core.version import USER_AGENT, __version__
 from gitopsd.plugin.config import AppConfig, Bool, Duration
 from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.interfaces import (
@@ -39,10 +40,9 @@ from gitopsd.plugin.interfaces import (
     Tools,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "EVENT_TYPES",
+    "USER_AGENT",
     "AppConfig",
     "ApplyError",
     "Artifact",

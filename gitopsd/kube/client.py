@@ -25,6 +25,7 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
 from gitopsd.core.errors import ApplyError
+from gitopsd.core.version import USER_AGENT
 from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
@@ -159,7 +160,7 @@ class KubeClient:
             configuration.host = host_override
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
         self._api = k8s_client.ApiClient(configuration=configuration)
-        self._api.user_agent = "gitopsd"
+        self._api.user_agent = USER_AGENT
 
     async def close(self) -> None:
         if self._api is not None:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from . import authz
 from .api import Api, Call
 from .counters import Counters
 from .faults import Faults
@@ -213,6 +214,13 @@ class SandboxServer:
                 return _error(method_not_allowed())
             doc = self._discovery(parts)
             return _json(doc) if doc is not None else _error(_NOT_FOUND)
+        if tuple(parts) == authz.PATH and request.method == "POST":
+            sb.counters_obj.other()
+            try:
+                code, review = authz.review(await request.read())
+            except ApiError as err:
+                return _error(err)
+            return _json(review, code)
         route = self._route(parts)
         if route is None:
             sb.counters_obj.other()

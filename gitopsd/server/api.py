@@ -2,6 +2,7 @@
 
 Routes (JSON unless noted):
 
+- ``GET /api/v1/version``: the gitopsd version (no token needed).
 - ``GET /healthz``: 200 while the process and its event loop run (503 while stopping).
 - ``GET /readyz``: 200 once the config is loaded and every cluster used by an app was
   reached once; else 503 with the reasons.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import platform
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from gitopsd.core.errors import ConfigError
 from gitopsd.core.models import HistoryEntry
 from gitopsd.core.secrets import Secret, read_secret_file
 from gitopsd.core.state import HISTORY_KEPT, Pin
+from gitopsd.core.version import __version__
 from gitopsd.plugin.config import Config
 from gitopsd.server import push as pushes
 from gitopsd.server.metrics import CONTENT_TYPE
@@ -158,6 +161,7 @@ class ApiServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/api/v1/version", self.version)
         app.router.add_get("/api/v1/apps", self.list_apps)
         app.router.add_get("/api/v1/apps/{name}", self.get_app)
         app.router.add_post("/api/v1/apps/{name}/{action}", self.app_action)
@@ -232,6 +236,10 @@ class ApiServer:
         return response
 
     # -- health and metrics --------------------------------------------------------------
+
+    async def version(self, request: web.Request) -> web.Response:
+        """``{"version": "0.1.0", "python": "3.11.7"}``: what this daemon runs."""
+        return web.json_response({"version": __version__, "python": platform.python_version()})
 
     async def healthz(self, request: web.Request) -> web.Response:
         if self.daemon.stopping.is_set():

@@ -18,7 +18,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gitopsd import CommandFailed, SourceError
+from gitopsd import USER_AGENT, CommandFailed, SourceError
 from gitopsd.core.proc import Completed, run
 
 ASKPASS = """#!/bin/sh
@@ -84,6 +84,10 @@ class GitRunner:
             "LC_ALL": "C",
             "LANG": "C",
             "SSH_ASKPASS_REQUIRE": "never",
+            # http.userAgent for git over HTTP(S), as config from the environment (git >= 2.31)
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.userAgent",
+            "GIT_CONFIG_VALUE_0": USER_AGENT,
         }
         if username_file or password_file:
             env["GIT_ASKPASS"] = str(_askpass(cache_root))

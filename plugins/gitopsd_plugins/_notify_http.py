@@ -11,11 +11,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-import gitopsd
-from gitopsd import NotifyError
+from gitopsd import USER_AGENT, NotifyError
 from gitopsd.core.secrets import REDACTOR
 
-USER_AGENT = f"gitopsd/{gitopsd.__version__}"
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 

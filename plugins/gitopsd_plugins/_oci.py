@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
-from gitopsd import ConfigError, Secret, SourceError, read_secret_file
+from gitopsd import USER_AGENT, ConfigError, Secret, SourceError, read_secret_file
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
@@ -92,7 +92,9 @@ class Registry:
         self.credentials = credentials
         self.timeout = timeout
         self._tokens: dict[str, str] = {}
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        self._client = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

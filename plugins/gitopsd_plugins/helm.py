@@ -22,7 +22,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 import gitopsd
-from gitopsd import Artifact, Duration, Options, SourceError
+from gitopsd import USER_AGENT, Artifact, Duration, Options, SourceError
 from gitopsd.core.yamlio import load_all
 
 from ._archive import extract_tar
@@ -125,7 +125,12 @@ class HelmChartSource(gitopsd.Source):
         try:
             with anyio.fail_after(o.timeout):
                 async with (
-                    httpx.AsyncClient(timeout=o.timeout, follow_redirects=True, auth=auth) as client,
+                    httpx.AsyncClient(
+                        timeout=o.timeout,
+                        follow_redirects=True,
+                        auth=auth,
+                        headers={"User-Agent": USER_AGENT},
+                    ) as client,
                     client.stream("GET", url) as response,
                 ):
                     if response.status_code != 200:

@@ -156,10 +156,9 @@ async def test_unreachable_cluster_does_not_delay_a_healthy_one(tmp_path: Path) 
 
                 # Once it has been down longer than the grace period, a sync fails at once.
                 await eventually(lambda: bad_cluster.client.unreachable_for() > 5.5, within=10)
-                started = time.monotonic()
-                with pytest.raises(ApplyError):
+                # "At once": the fast path (no request, no retry) is the only one saying this.
+                with pytest.raises(ApplyError, match="no answer from the API server"):
                     await bad_cluster.sync(on_bad, manifests, StoreInventory(store, "back"))
-                assert time.monotonic() - started < 0.5
 
                 # Back: it answers again and reconciles.
                 bad.set_faults(None)
