@@ -94,7 +94,7 @@ class Daemon:
         self.api: ApiServer | None = None
         self._tg: TaskGroup | None = None
         self._hard_stop = anyio.CancelScope()
-        self._reload_lock = anyio.Lock()
+        self.reload_lock = anyio.Lock()
         self.appsets = AppSetController(self)
 
     @property
@@ -290,7 +290,7 @@ class Daemon:
         from gitopsd.plugin.config import load_config
 
         assert self.config.path is not None
-        async with self._reload_lock:
+        async with self.reload_lock:
             self.systemd.reloading()
             try:
                 try:
