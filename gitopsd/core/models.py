@@ -147,3 +147,4 @@ class HistoryEntry:
     result: str  # "succeeded" | "failed"
     message: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
+    trigger: str = ""  # what started the sync: "start", "webhook", "drift", "refresh", ...

@@ -62,6 +62,10 @@ _MIGRATIONS: list[str] = [
         revision TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 3: what triggered each sync (the web page's history)
+    """
+    ALTER TABLE history ADD COLUMN triggered_by TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -139,10 +143,10 @@ class StateStore:
     async def history(self, app: str, limit: int = 20) -> list[HistoryEntry]:
         def read(c: sqlite3.Connection) -> list[HistoryEntry]:
             rows = c.execute(
-                "SELECT time, revision, result, message, counts FROM history WHERE app = ? ORDER BY id DESC LIMIT ?",
+                "SELECT time, revision, result, message, counts, triggered_by FROM history WHERE app = ? ORDER BY id DESC LIMIT ?",
                 (app, limit),
             )
-            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
         return await self._run(read)
 
@@ -186,6 +190,7 @@ class StateStore:
         message: str,
         counts: dict[str, int],
         applied_digest: str | None = None,
+        trigger: str = "",
     ) -> None:
         """Append a history entry and, on success, set the applied revision, in one transaction."""
         now = datetime.now(UTC).isoformat()
@@ -193,8 +198,9 @@ class StateStore:
         def write(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(
-                    "INSERT INTO history (app, time, revision, result, message, counts) VALUES (?, ?, ?, ?, ?, ?)",
-                    (app, now, revision, result, message, json.dumps(counts)),
+                    "INSERT INTO history (app, time, revision, result, message, counts, triggered_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (app, now, revision, result, message, json.dumps(counts), trigger),
                 )
                 c.execute(
                     "DELETE FROM history WHERE app = ? AND id NOT IN "

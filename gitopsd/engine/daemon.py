@@ -30,6 +30,7 @@ from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.runner import AppRunner, StateInventory
 from gitopsd.engine.stages import Workspace
+from gitopsd.engine.view import DaemonView, EventLog
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
@@ -91,6 +92,8 @@ class Daemon:
         self.notifiers = self._make_notifiers(config, {}, {})
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
+        self.events = EventLog()  # recent events per app, for the web page
+        self.bus.subscribe(self.events.record)
         self.apps: dict[str, _Running] = {}
         self.stopping = anyio.Event()
         self.ready = anyio.Event()
@@ -137,10 +140,11 @@ class Daemon:
             stack.push_async_callback(self.store.close)
             pool = kube_cluster_pool(self.config, self.plugins, self.emit, on_request=self.metrics.kube_request)
             self.pool = await stack.enter_async_context(pool)
-            self.api = ApiServer(self, secrets)
+            self.api = ApiServer(DaemonView(self, self.events), self.config.daemon, secrets, self.metrics)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
             async with anyio.create_task_group() as services:  # live until the very end
+                services.start_soon(self.api.serve, name="api")
                 services.start_soon(self._handle_signals, name="signals")
                 services.start_soon(self.systemd.run_watchdog, name="watchdog")
                 with self._hard_stop:  # a second stop signal cancels everything below
@@ -334,6 +338,7 @@ class Daemon:
         self.config = new
         if self.api is not None:
             self.api.secrets = secrets
+            self.api.settings = new.daemon
         routes = EventBus.routes_from_config(new)
         if notifiers.keys() != self.notifiers.keys() or any(notifiers[n] is not self.notifiers[n] for n in notifiers):
             await self.bus.reconfigure(notifiers, routes, drain_seconds=new.daemon.shutdown_timeout)
@@ -344,6 +349,7 @@ class Daemon:
             self._start(new.apps[name])
         for name in removed:
             self.metrics.forget_app(name)
+            self.events.forget(name)
             if old.apps[name].prune_on_remove and self._tg is not None:
                 self._tg.start_soon(self._prune_removed, old.apps[name], name=f"prune:{name}")
         summary = {"added": added, "removed": removed, "changed": changed}

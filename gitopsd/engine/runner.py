@@ -45,6 +45,7 @@ class AppStatus:
     last_message: str = ""
     last_counts: dict[str, int] = field(default_factory=dict)
     reconciles: int = 0
+    last_duration: float = 0.0
 
 
 class RunnerMetrics(Protocol):
@@ -160,6 +161,11 @@ class AppRunner:
         # interval at 1000 apps on one repository).
         return aligned(interval, self.config.daemon.interval_jitter, self.source.url or self.app.name)
 
+    @property
+    def desired(self) -> list[Manifest] | None:
+        """The manifests last applied (or found in sync); None before the first render."""
+        return self._manifests
+
     def on_drift(self, refs: list[ObjectRef]) -> None:
         """Called by the cluster's live cache when tracked objects stop matching."""
         self._drifted = refs
@@ -260,6 +266,7 @@ class AppRunner:
             message=result.message,
             counts=result.counts,
             applied_digest=digest if result.ok else None,
+            trigger=",".join(reasons),
         )
         self._report(result, revision, drift_fix)
         if result.ok:
@@ -281,6 +288,7 @@ class AppRunner:
         self.status.last_result = "succeeded" if result.ok else "failed"
         self.status.last_message = result.message
         self.status.last_counts = result.counts
+        self.status.last_duration = result.duration
         data = {
             "counts": result.counts,
             "duration": round(result.duration, 3),

@@ -28,7 +28,7 @@ import structlog
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.events import ClusterReachable, ClusterUnreachable, Event
 from gitopsd.core.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
-from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
+from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff, ObjectState
 from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
 from gitopsd.kube.cache import Key, LiveCache, key_of
 from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
@@ -37,6 +37,7 @@ from gitopsd.kube.discovery import Discovery, Resource, UnknownKind, is_crd, res
 from gitopsd.kube.drift import DriftTracker
 from gitopsd.kube.health import HealthHook, object_health
 from gitopsd.kube.normalize import matches
+from gitopsd.kube.objects import object_states
 from gitopsd.kube.order import Step, plan_steps
 from gitopsd.kube.prune import Pruner, ref_key
 from gitopsd.plugin.config import AppConfig, ClusterConfig
@@ -541,6 +542,16 @@ class KubeCluster:
                 return Health.UNKNOWN
             healths.append(self._object_health(self.cache.get(d.key)).health)
         return Health.worst(healths)
+
+    def object_states(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectState] | None:
+        """See :class:`gitopsd.engine.protocols.DescribesObjects` (no request)."""
+        prepared = self._prepare_cached(app, manifests)
+        if prepared is None:
+            return None
+        reachable = self.client.reachable
+        return object_states(
+            prepared, self.cache.get, lambda g, k: reachable and self.cache.synced(g, k), self._object_health
+        )
 
     def track(self, app: AppConfig, manifests: list[Manifest], on_drift: DriftCallback) -> None:
         """See :meth:`gitopsd.engine.protocols.Cluster.track`."""

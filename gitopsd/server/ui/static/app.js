@@ -1,0 +1,110 @@
+// gitopsd status page: list filters and live updates (server-sent events). No dependencies.
+"use strict";
+(function () {
+  document.documentElement.classList.add("js");
+  var body = document.body;
+
+  // -- the app list: filter rows in the browser, keep the URL in step -------------------
+  var table = document.getElementById("apps");
+  var form = document.getElementById("filters");
+  function field(id) { return document.getElementById(id); }
+  function applyFilters() {
+    if (!table || !form) return;
+    var sync = field("f-sync").value, health = field("f-health").value, cluster = field("f-cluster").value;
+    var words = field("f-q").value.toLowerCase().split(/\s+/).filter(Boolean);
+    var rows = table.tBodies[0].rows, shown = 0;
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i], d = r.dataset, ok = true;
+      if (sync && d.sync !== sync) ok = false;
+      else if (health && d.health !== health) ok = false;
+      else if (cluster && d.cluster !== cluster) ok = false;
+      else for (var w = 0; w < words.length; w++) { if (d.search.indexOf(words[w]) < 0) { ok = false; break; } }
+      r.hidden = !ok;
+      if (ok) shown++;
+    }
+    field("shown").textContent = shown + " of " + rows.length + " shown";
+    var params = new URLSearchParams();
+    if (sync) params.set("sync", sync);
+    if (health) params.set("health", health);
+    if (cluster) params.set("cluster", cluster);
+    if (field("f-q").value) params.set("q", field("f-q").value);
+    var qs = params.toString();
+    history.replaceState(null, "", "/ui/" + (qs ? "?" + qs : ""));
+    var buttons = document.querySelectorAll(".count[data-filter]");
+    for (var b = 0; b < buttons.length; b++) {
+      var btn = buttons[b];
+      btn.setAttribute("aria-pressed", String(field("f-" + btn.dataset.filter).value === btn.dataset.value));
+    }
+  }
+  if (form && table) {
+    // The server filtered the first paint; from here on every row is needed in the page.
+    if (location.search) {
+      fetch("/ui/", { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        table.tBodies[0].replaceWith(doc.getElementById("apps").tBodies[0]);
+        applyFilters();
+      });
+    }
+    form.addEventListener("submit", function (e) { e.preventDefault(); applyFilters(); });
+    form.addEventListener("change", applyFilters);
+    field("f-q").addEventListener("input", applyFilters);
+    document.addEventListener("click", function (e) {
+      var btn = e.target.closest(".count[data-filter]");
+      if (!btn) return;
+      var select = field("f-" + btn.dataset.filter);
+      select.value = select.value === btn.dataset.value ? "" : btn.dataset.value;
+      applyFilters();
+    });
+  }
+
+  // -- live updates --------------------------------------------------------------------
+  var url = body.dataset.live;
+  if (!url || !window.EventSource) return;
+  var live = document.getElementById("live");
+  var source = new EventSource(url);
+  source.onopen = function () { if (live) live.hidden = false; };
+  source.onerror = function () { if (live) live.hidden = true; };
+  source.addEventListener("logout", function () { location.href = "/ui/login"; });
+  source.addEventListener("reload", function () { location.reload(); });
+  source.addEventListener("rows", function (e) {
+    var data = JSON.parse(e.data);
+    var byName = {};
+    var rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) byName[rows[i].dataset.app] = rows[i];
+    Object.keys(data.rows).forEach(function (name) {
+      var old = byName[name];
+      if (!old) return;
+      var tmp = document.createElement("tbody");
+      tmp.innerHTML = data.rows[name];  // rendered and escaped by the server's templates
+      var fresh = tmp.firstElementChild;
+      if (fresh) old.replaceWith(fresh);
+    });
+    var counts = document.getElementById("counts");
+    if (counts && data.counts) {
+      var box = document.createElement("div");
+      box.innerHTML = data.counts;
+      counts.replaceWith(box.firstElementChild);
+    }
+    applyFilters();
+  });
+  var pending = false;
+  source.addEventListener("changed", function () {
+    if (pending) return;
+    pending = true;
+    fetch(body.dataset.partial, { credentials: "same-origin" }).then(function (r) {
+      if (r.redirected || !r.ok) { location.reload(); return ""; }
+      return r.text();
+    }).then(function (html) {
+      pending = false;
+      if (!html) return;
+      var main = document.getElementById("app-main");
+      var open = {};
+      main.querySelectorAll("details").forEach(function (d) { open[d.querySelector("summary").textContent] = d.open; });
+      main.innerHTML = html;  // rendered and escaped by the server's templates
+      main.querySelectorAll("details").forEach(function (d) {
+        var key = d.querySelector("summary").textContent;
+        if (key in open) d.open = open[key];
+      });
+    }, function () { pending = false; });
+  });
+})();
