@@ -256,7 +256,8 @@ class ApiServer:
         except web.HTTPMethodNotAllowed as exc:
             response = _error(405, f"method {request.method} not allowed", allowed=sorted(exc.allowed_methods))
         except web.HTTPRedirection as exc:
-            response = exc
+            self.metrics.api_request(route, exc.status)
+            raise
         except web.HTTPException as exc:
             response = _error(exc.status, exc.reason)
         self.metrics.api_request(route, response.status)

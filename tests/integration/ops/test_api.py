@@ -8,7 +8,15 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from .conftest import API_TOKEN, GITHUB_SECRET, READ_TOKEN, GITLAB_TOKEN, Env, github_signature, running
+from .conftest import (
+    API_TOKEN,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    READ_TOKEN,
+    Env,
+    github_signature,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,14 @@
   var table = document.getElementById("apps");
   var form = document.getElementById("filters");
   function field(id) { return document.getElementById(id); }
+  // What the text search looks at (the server's filter uses the same fields).
+  function searchText(r) {
+    if (r._search === undefined) {
+      var msg = r.querySelector(".msg"), src = r.querySelector(".source"), rev = r.querySelector(".rev [title]");
+      r._search = [r.textContent, msg ? msg.title : "", src ? src.title : "", rev ? rev.title : ""].join(" ").toLowerCase();
+    }
+    return r._search;
+  }
   function applyFilters() {
     if (!table || !form) return;
     var sync = field("f-sync").value, health = field("f-health").value, cluster = field("f-cluster").value;
@@ -18,7 +26,10 @@
       if (sync && d.sync !== sync) ok = false;
       else if (health && d.health !== health) ok = false;
       else if (cluster && d.cluster !== cluster) ok = false;
-      else for (var w = 0; w < words.length; w++) { if (d.search.indexOf(words[w]) < 0) { ok = false; break; } }
+      else if (words.length) {
+        var hay = searchText(r);
+        for (var w = 0; w < words.length; w++) { if (hay.indexOf(words[w]) < 0) { ok = false; break; } }
+      }
       r.hidden = !ok;
       if (ok) shown++;
     }
