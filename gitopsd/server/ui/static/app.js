@@ -73,7 +73,11 @@
   if (!url || !window.EventSource) return;
   var live = document.getElementById("live");
   var source = new EventSource(url);
-  source.onopen = function () { if (live) live.hidden = false; };
+  source.onopen = function () {
+    if (live) live.hidden = false;
+    // What changed between rendering this page and the stream's start is caught up once.
+    if (body.dataset.partial) refreshApp();
+  };
   source.onerror = function () { if (live) live.hidden = true; };
   source.addEventListener("logout", function () { location.href = "/ui/login"; });
   source.addEventListener("reload", function () { location.reload(); });
@@ -98,9 +102,10 @@
     }
     applyFilters();
   });
-  var pending = false;
-  source.addEventListener("changed", function () {
-    if (pending) return;
+  var pending = false, again = false;
+  source.addEventListener("changed", refreshApp);
+  function refreshApp() {
+    if (pending) { again = true; return; }
     pending = true;
     fetch(body.dataset.partial, { credentials: "same-origin" }).then(function (r) {
       if (r.redirected || !r.ok) { location.reload(); return ""; }
@@ -116,6 +121,7 @@
         var key = d.querySelector("summary").textContent;
         if (key in open) d.open = open[key];
       });
+      if (again) { again = false; refreshApp(); }
     }, function () { pending = false; });
-  });
+  }
 })();
