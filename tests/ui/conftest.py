@@ -41,10 +41,10 @@ async def login(page: Any, base: str, token: str) -> None:
     await page.wait_for_url(base + "/ui/")
 
 
-async def screenshot(page: Any, name: str) -> None:
+async def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
     """Save docs/images/NAME-light.png and NAME-dark.png of the page as it is."""
     IMAGES.mkdir(parents=True, exist_ok=True)
     for scheme in ("light", "dark"):
         await page.emulate_media(color_scheme=scheme)
-        await page.screenshot(path=str(IMAGES / f"{name}-{scheme}.png"))
+        await page.screenshot(path=str(IMAGES / f"{name}-{scheme}.png"), full_page=full_page)
     await page.emulate_media(color_scheme="light")

@@ -123,7 +123,7 @@ async def test_operator_sees_drift_diff_and_heals_it_live(tmp_path: Path, sandbo
         assert "-  replicas: 5" in diff and "+  replicas: 2" in diff, diff
         assert await page.locator("details.diff pre .dd").count() >= 1  # coloured removed lines
         assert "hunter2" not in await page.content()
-        await screenshot(page, "app")
+        await screenshot(page, "app", full_page=True)
 
         # sync (confirmed) heals it: the page turns Synced live
         await page.click(".actions a:text-is('Sync')")
@@ -138,9 +138,9 @@ async def test_operator_sees_drift_diff_and_heals_it_live(tmp_path: Path, sandbo
         # turn self-heal on (config reload): the next drift heals by itself, seen live
         env.path.write_text(config_text(env, sandbox, self_heal=True))
         await daemon.reload_from_file()
-        await page.reload()
+        # the restarted app's page follows by itself (a live update or a reload of its own)
+        await eventually(lambda: _absent(page, ".flag-noheal"))
         await page.wait_for_selector("#live:not([hidden])")
-        assert await page.locator(".flag-noheal").count() == 0
         await kubectl(sandbox, "-n", "web", "scale", "deployment/web", "--replicas=4")
         await eventually(lambda: _contains(page, "ol.events", "drift-corrected"))
 
@@ -199,7 +199,7 @@ async def test_read_token_is_read_only_and_forms_are_csrf_safe(tmp_path: Path, s
             r = await client.post("/ui/apps/cfg/action", data={"action": "sync", "csrf": csrf}, headers={"Origin": base})
             assert r.status_code == 303
         await eventually(lambda: _async(daemon.apps["cfg"].runner.status.reconciles > before))
-        set_cookie = [c for c in await page2.context.cookies() if c["name"] == "gitopsd_session"][0]
+        set_cookie = next(c for c in await page2.context.cookies() if c["name"] == "gitopsd_session")
         assert set_cookie["httpOnly"] and set_cookie["sameSite"] == "Strict"
 
 
@@ -209,3 +209,10 @@ async def _async(value: bool) -> bool:
 
 async def _contains(page: Any, selector: str, text: str) -> bool:
     return text in await text_of(page, selector)
+
+
+async def _absent(page: Any, selector: str) -> bool:
+    try:
+        return await page.locator(selector).count() == 0
+    except Exception:  # the page is navigating: ask again
+        return False
