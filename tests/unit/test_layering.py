@@ -61,3 +61,8 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import kubernetes_asyncio.client\nfrom asyncssh import connect\n")
     assert imported_modules(bad) == {"kubernetes_asyncio.client", "asyncssh"}
+
+
+def test_the_http_server_knows_the_daemon_only_through_its_view_protocol() -> None:
+    """gitopsd/server depends on gitopsd.server.view.AppsView, never on the engine (no import cycle)."""
+    assert offenders(modules(CORE / "server"), "gitopsd.engine") == []
