@@ -13,7 +13,7 @@ import pytest
 
 from gitopsd.sandbox import Sandbox
 from tests.conftest import require_tool
-from tests.integration.ops.conftest import API_TOKEN, READ_TOKEN, Env, configmap, running
+from tests.integration.ops.conftest import API_TOKEN, READ_TOKEN, Env, GitRepo, configmap, running
 
 from .conftest import login, screenshot
 
@@ -216,3 +216,50 @@ async def _absent(page: Any, selector: str) -> bool:
         return await page.locator(selector).count() == 0
     except Exception:  # the page is navigating: ask again
         return False
+
+
+async def test_suspend_resume_and_rollback_from_the_history(tmp_path: Path, sandbox: Sandbox, browser: Any) -> None:
+    env = Env(tmp_path)
+    repo = GitRepo(tmp_path, "deploy")
+    first_sha = repo.commit({"cm.yaml": configmap("cfg", v="1")})
+    config = env.write(
+        env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
+        f'[apps.cfg]\ncluster = "sb"\nnamespace = "cfg"\nsource = {{type = "git", url = "{repo.url}", ref = "main"}}\n'
+    )
+    async with running(env, config) as daemon:
+        runner = daemon.apps["cfg"].runner
+        await eventually(lambda: _async(runner.status.last_result == "succeeded"), 60)
+        first = runner.status.revision
+        assert first.endswith(first_sha)
+        base = env.base_url
+        page = await browser.new_page()
+        await login(page, base, API_TOKEN)
+        await page.goto(base + "/ui/apps/cfg")
+        await page.wait_for_selector("#live:not([hidden])")
+
+        # a new commit, applied after a refresh from the page
+        repo.commit({"cm.yaml": configmap("cfg", v="2")})
+        await page.click(".actions a:text-is('Refresh')")
+        await page.click("#confirm")
+        await eventually(lambda: _async(runner.status.revision not in ("", first)), 60)
+        await eventually(lambda: _contains(page, "table.history", "refresh"))
+
+        # roll back to the first revision: a button on its history row, then a confirmation
+        await page.click(f"table.history a.button[href*='{first_sha[:12]}']")
+        assert first in await text_of(page, ".confirm")
+        await page.click("#confirm")
+        await page.wait_for_url(f"{base}/ui/apps/cfg?done=rollback")
+        await eventually(lambda: _contains(page, ".app-head", "pinned to"))
+        await eventually(lambda: _async(runner.status.revision == first), 60)
+        assert await kubectl(sandbox, "-n", "cfg", "get", "configmap/cfg", "-o", "jsonpath={.data.v}") == "1"
+
+        # suspend, then resume (which also clears the rollback pin and follows main again)
+        await page.click(".actions a:text-is('Suspend')")
+        await page.click("#confirm")
+        await eventually(lambda: _contains(page, ".app-head", "suspended"))
+        assert runner.status.suspended
+        await page.click(".actions a:text-is('Resume')")
+        await page.click("#confirm")
+        await eventually(lambda: _async(not runner.status.suspended and not runner.status.pinned_revision))
+        await eventually(lambda: _absent(page, ".app-head .flag-pinned"))
+        await eventually(lambda: _async(runner.status.revision not in ("", first)), 60)
