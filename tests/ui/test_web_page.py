@@ -140,6 +140,7 @@ async def test_operator_sees_drift_diff_and_heals_it_live(tmp_path: Path, sandbo
         await daemon.reload_from_file()
         # the restarted app's page follows by itself (a live update or a reload of its own)
         await eventually(lambda: _absent(page, ".flag-noheal"))
+        assert await page.locator(".app-head h1").inner_text() == "web"
         await page.wait_for_selector("#live:not([hidden])")
         await kubectl(sandbox, "-n", "web", "scale", "deployment/web", "--replicas=4")
         await eventually(lambda: _contains(page, "ol.events", "drift-corrected"))

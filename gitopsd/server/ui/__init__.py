@@ -45,6 +45,8 @@ HISTORY_SHOWN = 20
 LIVE_POLL = 0.5
 """Seconds between checks for changes that came with no event (the SSE stream's cadence)."""
 HEARTBEAT = 15.0
+GONE_AFTER = 5.0
+"""Seconds an app may be missing (restarted by a reload) before its page is told to reload."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -343,14 +345,17 @@ class WebUI:
         if session is None:
             return web.json_response({"error": "log in first"}, status=401)
         name = request.query.get("app", "")
+        try:
+            last: Any = await self._snapshot(name)
+        except AppNotFound as exc:
+            return web.json_response({"error": str(exc)}, status=404)
         response = web.StreamResponse(
             headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
         row = self.env.get_template("_row.html").module
         head = self.env.get_template("_counts.html").module
-        last: Any = await self._snapshot(name)
-        quiet = 0.0
+        quiet = missing = 0.0
         while not self.view.stopping:
             await self.view.wait_changed(LIVE_POLL)
             cookie = request.cookies.get(COOKIE)
@@ -359,7 +364,12 @@ class WebUI:
                 break
             try:
                 current = await self._snapshot(name)
+                missing = 0.0
             except AppNotFound:
+                # A reload restarts a changed app: give it a moment before calling it gone.
+                missing += LIVE_POLL
+                if missing < GONE_AFTER:
+                    continue
                 await response.write(b"event: reload\ndata: {}\n\n")
                 break
             message = b""

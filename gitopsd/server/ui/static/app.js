@@ -102,13 +102,18 @@
     }
     applyFilters();
   });
-  var pending = false, again = false;
+  var pending = false, again = false, failures = 0;
   source.addEventListener("changed", refreshApp);
   function refreshApp() {
     if (pending) { again = true; return; }
     pending = true;
     fetch(body.dataset.partial, { credentials: "same-origin" }).then(function (r) {
-      if (r.redirected || !r.ok) { location.reload(); return ""; }
+      if (r.redirected) { location.reload(); return ""; }
+      if (!r.ok) {  // e.g. the app restarts after a config reload: try again shortly
+        if (++failures > 5) location.reload(); else setTimeout(refreshApp, 1000);
+        return "";
+      }
+      failures = 0;
       return r.text();
     }).then(function (html) {
       pending = false;
