@@ -7,9 +7,13 @@ The first-paint time is measured by ``python -m bench.ui`` (``make bench``), not
 
 from __future__ import annotations
 
+import html
+import re
+from dataclasses import replace
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from gitopsd.core.models import Health, SyncStatus
@@ -85,3 +89,28 @@ async def test_phone_width_shows_every_app_without_sideways_scrolling(browser: A
         assert await page.locator("#apps tbody tr").count() == 30
         overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0
+
+
+async def test_a_stale_list_catches_up_when_its_stream_opens() -> None:
+    """A change between rendering the list and opening its stream is sent at once (no browser)."""
+    view = MemoryView.generated(50)
+    async with serve(view, api_token=API_TOKEN) as server:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+            await client.post("/ui/login", data={"token": API_TOKEN})
+            page = (await client.get("/ui/")).text
+            live = re.search(r'data-live="([^"]+)"', page)
+            assert live is not None
+            url = html.unescape(live.group(1))
+
+            async def first_message() -> str:
+                async with client.stream("GET", url) as stream:
+                    assert stream.status_code == 200
+                    with anyio.move_on_after(2):
+                        async for line in stream.aiter_lines():
+                            if line.startswith("event:"):
+                                return line
+                return ""
+
+            assert await first_message() == ""  # up to date: nothing to send
+            view.apps_by_name["app-0010"] = replace(view.apps_by_name["app-0010"], last_message="changed meanwhile")
+            assert await first_message() == "event: rows"

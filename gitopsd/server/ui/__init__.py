@@ -16,6 +16,7 @@ Routes: ``GET /ui/``, ``GET|POST /ui/login``, ``POST /ui/logout``, ``GET /ui/app
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -131,6 +132,21 @@ def matches(app: AppSummary, sync: str, health: str, cluster: str, text: str) ->
         hay = " ".join((app.name, app.namespace, app.cluster, app.source_url, app.revision, app.last_message)).lower()
         return all(word in hay for word in text.lower().split())
     return True
+
+
+def row_key(app: AppSummary) -> tuple[Any, ...]:
+    """What a list row shows: a change here (and only here) is sent to open lists."""
+    return (
+        app.cluster, app.namespace, app.source_type, app.source_url, app.source_ref, app.revision,
+        app.sync, app.health, app.suspended, app.pinned_revision, app.last_sync_time,
+        app.last_duration, app.last_result, app.last_message,
+    )
+
+
+def list_digest(keys: dict[str, tuple[Any, ...]]) -> str:
+    """A short digest of every row, so a live stream can tell that a page is already stale."""
+    text = repr(sorted(keys.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _environment() -> jinja2.Environment:
@@ -257,6 +273,7 @@ class WebUI:
             counts=counts(apps),
             clusters=sorted({a.cluster for a in apps}),
             filters=dict(zip(("sync", "health", "cluster", "q"), wanted, strict=True)),
+            digest=list_digest({a.name: row_key(a) for a in apps}),
         )
 
     async def _app_context(self, name: str) -> dict[str, Any]:
@@ -356,6 +373,18 @@ class WebUI:
         row = self.env.get_template("_row.html").module
         head = self.env.get_template("_counts.html").module
         quiet = missing = 0.0
+
+        def rows_message(changed: list[AppSummary], current: dict[str, Any]) -> bytes:
+            payload = {
+                "rows": {a.name: str(row.row(a)) for a in changed},  # type: ignore[attr-defined]
+                "counts": str(head.counts_bar(counts(a for _, a in current.values()), len(current))),  # type: ignore[attr-defined]
+            }
+            return b"event: rows\ndata: " + json.dumps(payload).encode() + b"\n\n"
+
+        page_digest = request.query.get("digest", "")
+        if not name and page_digest and page_digest != list_digest({n: k for n, (k, _) in last.items()}):
+            # The page was rendered before a change the stream will not see: send every row once.
+            await response.write(rows_message([a for _, a in last.values()], last))
         while not self.view.stopping:
             await self.view.wait_changed(LIVE_POLL)
             cookie = request.cookies.get(COOKIE)
@@ -379,13 +408,9 @@ class WebUI:
             elif set(current) != set(last):
                 message = b"event: reload\ndata: {}\n\n"
             else:
-                changed = {n: a for n, a in current.items() if last.get(n) != a}
+                changed = [a for n, (key, a) in current.items() if n not in last or last[n][0] != key]
                 if changed:
-                    payload = {
-                        "rows": {n: str(row.row(a)) for n, a in changed.items()},  # type: ignore[attr-defined]
-                        "counts": str(head.counts_bar(counts(current.values()), len(current))),  # type: ignore[attr-defined]
-                    }
-                    message = b"event: rows\ndata: " + json.dumps(payload).encode() + b"\n\n"
+                    message = rows_message(changed, current)
             last = current
             quiet = 0.0 if message else quiet + LIVE_POLL
             if not message and quiet >= HEARTBEAT:
@@ -399,7 +424,7 @@ class WebUI:
 
     async def _snapshot(self, name: str) -> Any:
         if not name:
-            return {a.name: a for a in self.view.apps()}
+            return {a.name: (row_key(a), a) for a in self.view.apps()}
         objects = await self.view.objects(name)
         events = self.view.events(name, 1)
         return (self.view.app(name), tuple((o.ref, o.sync, o.health) for o in objects), events[0].id if events else "")

@@ -68,6 +68,19 @@
     });
   }
 
+  // -- relative times ("42s ago") stay true while the page is open ----------------------
+  function ago(iso) {
+    var s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+    if (s >= 86400) return Math.floor(s / 86400) + "d ago";
+    if (s >= 3600) return Math.floor(s / 3600) + "h ago";
+    if (s >= 60) return Math.floor(s / 60) + "m ago";
+    return s + "s ago";
+  }
+  setInterval(function () {
+    var times = document.querySelectorAll("time[datetime]");
+    for (var i = 0; i < times.length; i++) times[i].textContent = ago(times[i].getAttribute("datetime"));
+  }, 15000);
+
   // -- live updates --------------------------------------------------------------------
   var url = body.dataset.live;
   if (!url || !window.EventSource) return;
