@@ -87,8 +87,11 @@ async def test_phone_width_shows_every_app_without_sideways_scrolling(browser: A
         page = await browser.new_page(viewport={"width": 390, "height": 844})
         await login(page, base, API_TOKEN)
         assert await page.locator("#apps tbody tr").count() == 30
-        overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 0
+        overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        assert await page.evaluate(overflow) <= 0
+        await page.goto(f"{base}/ui/apps/app-0003")  # out of sync: objects, a diff, events, history
+        assert await page.locator("details.diff").count() == 1
+        assert await page.evaluate(overflow) <= 0
 
 
 async def test_a_stale_list_catches_up_when_its_stream_opens() -> None:

@@ -123,6 +123,7 @@ async def test_operator_sees_drift_diff_and_heals_it_live(tmp_path: Path, sandbo
         assert "-  replicas: 5" in diff and "+  replicas: 2" in diff, diff
         assert await page.locator("details.diff pre .dd").count() >= 1  # coloured removed lines
         assert "hunter2" not in await page.content()
+        assert await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
         await screenshot(page, "app", full_page=True)
 
         # sync (confirmed) heals it: the page turns Synced live
