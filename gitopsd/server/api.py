@@ -31,7 +31,7 @@ import enum
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 import anyio
 import structlog
 from aiohttp import web
+from anyio.abc import TaskGroup
 
 from gitopsd.core.errors import ConfigError
 from gitopsd.core.models import HistoryEntry
@@ -191,7 +192,7 @@ class ApiServer:
         self.secrets = secrets
         self.metrics = metrics
         self._runner: web.AppRunner | None = None
-        self._tg: Any = None
+        self._tg: TaskGroup | None = None
         self.port = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -417,7 +418,7 @@ class ApiServer:
             status=202,
         )
 
-    def start_soon(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         """Run ``func(*args)`` in the daemon's task group (see :meth:`serve`)."""
         if self._tg is not None:
             self._tg.start_soon(func, *args)

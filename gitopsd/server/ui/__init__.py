@@ -33,7 +33,7 @@ from gitopsd.core.models import Health, SyncStatus
 from gitopsd.server.api import Access, bearer
 from gitopsd.server.ui.forge import commit_url, short_revision
 from gitopsd.server.ui.sessions import COOKIE, Session, Sessions
-from gitopsd.server.view import ACTIONS, AppNotFound, AppSummary
+from gitopsd.server.view import ACTIONS, AppNotFound, AppSummary, AppsView
 
 if TYPE_CHECKING:
     from gitopsd.server.api import ApiServer
@@ -171,7 +171,7 @@ class WebUI:
         self.env = _environment()
 
     @property
-    def view(self) -> Any:
+    def view(self) -> AppsView:
         return self.server.view
 
     def register(self, app: web.Application) -> None:
