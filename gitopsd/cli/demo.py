@@ -7,6 +7,8 @@ changes, and tells you how to cause drift with kubectl to watch gitopsd repair i
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ from gitopsd.plugin.hookspecs import hookimpl
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "demo.toml"
 DEMO_DIR = ROOT / ".demo"
 
@@ -75,10 +77,19 @@ async def main() -> None:
     kubeconfig = DEMO_DIR / "sandbox.kubeconfig"
     plugins = PluginManager(plugins=[_PrintEvents()])
     config = load_config(CONFIG, plugins.types)
+    # The web page needs a token: a fresh one per demo, readable only by you.
+    token_file = DEMO_DIR / "api-token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(16) + "\n")
+    config = config.model_copy(update={"daemon": config.daemon.model_copy(update={"api_token_file": token_file})})
     configure_logging("console", "critical")  # events are printed by _PrintEvents
     async with Sandbox(tls=True, rollout_delay=1.0) as sandbox:
         sandbox.write_kubeconfig(kubeconfig)
         print(f"Kubernetes API sandbox at {sandbox.url} (kubeconfig: {kubeconfig})", flush=True)
+        print(
+            f"Web page: http://{config.daemon.listen}/ui/ (log in with the token in {token_file})", flush=True
+        )
 
         daemon = Daemon(config, plugins)
         async with anyio.create_task_group() as tg:

@@ -27,6 +27,7 @@ from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
+from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.dependencies import DependencyGate
@@ -37,7 +38,8 @@ from gitopsd.engine.stages import Workspace
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
-from gitopsd.server.api import ApiSecrets, ApiServer
+from gitopsd.server.api import ApiServer
+from gitopsd.server.auth import ApiSecrets
 from gitopsd.server.metrics import AppSample, Metrics
 from gitopsd.server.systemd import SystemdNotifier
 
@@ -86,6 +88,8 @@ class Daemon:
         self.notifiers = self._make_notifiers(config, {}, {})
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
+        self.events = EventLog()  # recent events per app, for the web page
+        self.bus.subscribe(self.events.record)
         self.apps: dict[str, _Running] = {}
         self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
         self.stopping = anyio.Event()
@@ -149,10 +153,11 @@ class Daemon:
                     on_request=self.metrics.kube_request,
                 )
             )
-            self.api = ApiServer(self, secrets)
+            self.api = ApiServer(DaemonView(self, self.events), self.config.daemon, secrets, self.metrics)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
             async with anyio.create_task_group() as services:  # live until the very end
+                services.start_soon(self.api.serve, name="api")
                 services.start_soon(self._handle_signals, name="signals")
                 services.start_soon(self.systemd.run_watchdog, name="watchdog")
                 with self._hard_stop:  # a second stop signal cancels everything below
@@ -350,6 +355,7 @@ class Daemon:
         self.plugins.configure(new)
         if self.api is not None:
             self.api.secrets = secrets
+            self.api.settings = new.daemon
         routes = EventBus.routes_from_config(new)
         if notifiers.keys() != self.notifiers.keys() or any(notifiers[n] is not self.notifiers[n] for n in notifiers):
             await self.bus.reconfigure(notifiers, routes, drain_seconds=new.daemon.shutdown_timeout)
@@ -360,6 +366,7 @@ class Daemon:
             self._start(new.apps[name])
         for name in removed:
             self.metrics.forget_app(name)
+            self.events.forget(name)
             if old.apps[name].prune_on_remove and self._tg is not None:
                 self._tg.start_soon(self._prune_removed, old.apps[name], name=f"prune:{name}")
         summary = {"added": added, "removed": removed, "changed": changed}

@@ -35,7 +35,7 @@ from gitopsd.core.models import (
     Rendered,
     SyncResult,
 )
-from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
+from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff, ObjectState
 from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
 from gitopsd.kube.background import Background
 from gitopsd.kube.cache import Key, LiveCache, key_of
@@ -55,6 +55,7 @@ from gitopsd.kube.hooks import (
     split,
 )
 from gitopsd.kube.normalize import matches
+from gitopsd.kube.objects import object_states
 from gitopsd.kube.order import Step, plan_steps
 from gitopsd.kube.prune import Pruner, ref_key
 from gitopsd.plugin.config import AppConfig, ClusterConfig
@@ -606,6 +607,16 @@ class KubeCluster:
                 return Health.UNKNOWN
             healths.append(self._object_health(self.cache.get(d.key)).health)
         return Health.worst(healths)
+
+    def object_states(self, app: AppConfig, rendered: Desires) -> list[ObjectState] | None:
+        """See :class:`gitopsd.engine.protocols.DescribesObjects` (no request)."""
+        prepared = self._prepare_cached(app, as_rendered(rendered))
+        if prepared is None:
+            return None
+        reachable = self.client.reachable
+        return object_states(
+            prepared, self.cache.get, lambda g, k: reachable and self.cache.synced(g, k), self._object_health
+        )
 
     def track(self, app: AppConfig, rendered: Desires, on_drift: DriftCallback) -> None:
         """See :meth:`gitopsd.engine.protocols.Cluster.track`."""

@@ -118,6 +118,9 @@ class DaemonConfig(_Model):
     watch_config: Bool = Field(True, description="Reload when the config file changes.")
     tools: ToolsConfig = ToolsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    read_token_file: Path | None = Field(None, description="File holding a bearer token for read-only access: the app status API and the web page. The API token reads too; with neither, they are refused.")
+    metrics_require_token: Bool = Field(False, description="Require the read (or API) token for /metrics too. /healthz and /readyz stay open.")
+    ui: Bool = Field(True, description="Serve the status web page at /ui/ (login with the read or the API token).")
 
     @field_validator("listen")
     @classmethod

@@ -22,11 +22,11 @@ LAYERS: dict[str, set[str]] = {
     "plugin": {"core"},
     "engine": {"core", "plugin"},
     "kube": {"core", "plugin", "engine"},
-    "server": {"core", "plugin", "engine"},
+    "server": {"core", "plugin"},  # the daemon reaches it only through server/view.py's AppsView
     "daemon": {"core", "plugin", "engine", "kube", "server"},
     "cli": {"", "core", "plugin", "engine", "kube", "server", "daemon", "sandbox"},
     "sandbox": set(),
-    "testing": {"", "core", "plugin", "engine", "daemon", "sandbox"},
+    "testing": {"", "core", "plugin", "engine", "server", "daemon", "sandbox"},
     "": {"core", "plugin"},  # gitopsd/__init__.py: the public surface for plugin authors
 }
 # Built-in plugins use only what a third-party plugin may: the public surface and the contract.
