@@ -18,8 +18,8 @@ import anyio
 from gitopsd.core.events import Event
 from gitopsd.core.logs import configure_logging
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import load_config
 from gitopsd.plugin.hookspecs import hookimpl
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 

@@ -16,7 +16,8 @@ import click
 from gitopsd import __version__
 from gitopsd.core.errors import ConfigError, GitopsdError
 from gitopsd.core.logs import configure_logging
-from gitopsd.plugin.config import Config, default_config_path, load_config
+from gitopsd.plugin.config import Config, default_config_path
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginError, PluginManager
 
 if TYPE_CHECKING:

@@ -292,7 +292,7 @@ class Daemon:
 
         Tells systemd ``RELOADING=1`` before and ``READY=1`` after, whatever the outcome.
         """
-        from gitopsd.plugin.config import load_config
+        from gitopsd.plugin.loading import load_config
 
         assert self.config.path is not None
         async with self.reload_lock:

@@ -18,7 +18,7 @@ from gitopsd.core.errors import InternalError
 from gitopsd.core.events import Event
 from gitopsd.core.models import Artifact
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import load_config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from tests.integration.test_engine import DEPLOYMENT, Recorder, run_daemon, wait_for, write_config
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gitopsd.core.errors import ConfigError
-from gitopsd.plugin.config import load_config, parse_duration
+from gitopsd.plugin.config import parse_duration
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ import pytest
 
 from gitopsd.core.events import Event
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import Config, load_config
+from gitopsd.plugin.config import Config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.server.systemd import SystemdNotifier
 
