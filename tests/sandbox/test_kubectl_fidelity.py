@@ -1,0 +1,94 @@
+"""Fidelity, part two: what a person types in the demo, with both kubectl versions.
+
+Error messages as kubectl prints them from the sandbox's Status bodies, OpenAPI-backed
+validation and explain, server-side Table columns, the workload controllers, and
+protobuf bodies. Each test runs with the pinned kubectl (1.33) and the image's (1.32).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from gitopsd.sandbox import Sandbox
+
+from .conftest import Kubectl
+
+pytestmark = pytest.mark.anyio
+
+DEPLOYMENT = textwrap.dedent("""\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: web
+      labels: {app: web}
+    spec:
+      replicas: 2
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec:
+          containers:
+          - name: app
+            image: nginx:1.27
+            ports: [{containerPort: 80}]
+    """)
+
+
+def _bad_token(sandbox: Sandbox, kubectl: Kubectl) -> Kubectl:
+    path = kubectl.cache_dir.parent / "bad.kubeconfig"
+    path.write_text(sandbox.kubeconfig.read_text().replace(sandbox.token, "wrong-token"))
+    return Kubectl(kubectl.binary, path, kubectl.cache_dir)
+
+
+# -- 1. Status bodies on every error path ------------------------------------------------
+
+
+async def test_unauthorized_as_kubectl_prints_it(sandbox: Sandbox, kubectl: Kubectl) -> None:
+    bad = _bad_token(sandbox, kubectl)
+    # Fresh cache: discovery fails first; client-go reads discovery errors without the
+    # body, so a real API server gives this same generic message.
+    code, _, err = await bad.run("get", "configmaps")
+    assert code == 1
+    assert "error: You must be logged in to the server (the server has asked for the client to provide credentials)" in err
+    # Discovery cached (as after an earlier good call): the 401 Status body is read.
+    await kubectl.ok("get", "configmaps")
+    code, _, err = await bad.run("get", "configmaps")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "error: You must be logged in to the server (Unauthorized)"
+
+
+async def test_not_found_conflict_invalid_forbidden(kubectl: Kubectl) -> None:
+    code, _, err = await kubectl.run("get", "deployment", "nope")
+    assert code == 1 and err.strip() == 'Error from server (NotFound): deployments.apps "nope" not found'
+    cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}})
+    await kubectl.ok("create", "--validate=false", "-f", "-", stdin=cm)
+    code, _, err = await kubectl.run("create", "--validate=false", "-f", "-", stdin=cm)
+    assert code == 1 and 'Error from server (AlreadyExists): error when creating "STDIN": configmaps "c1" already exists' in err
+    bad = DEPLOYMENT.replace("metadata: {labels: {app: web}}", "metadata: {labels: {app: other}}")
+    code, _, err = await kubectl.run("create", "--validate=false", "-f", "-", stdin=bad)
+    assert code == 1
+    assert 'The Deployment "web" is invalid: spec.template.metadata.labels: Invalid value: {"app":"other"}: `selector` does not match template `labels`' in err
+    ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone", "finalizers": []},
+                     "spec": {"finalizers": ["kubernetes"]}})
+    await kubectl.ok("create", "--validate=false", "-f", "-", stdin=ns)
+    held = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "held", "namespace": "gone", "finalizers": ["example.com/hold"]}})
+    await kubectl.ok("create", "--validate=false", "-f", "-", stdin=held)
+    await kubectl.ok("delete", "namespace", "gone", "--wait=false")
+    code, _, err = await kubectl.run("create", "--validate=false", "-n", "gone", "-f", "-", stdin=cm)
+    assert code == 1
+    assert "Error from server (Forbidden)" in err and "because it is being terminated" in err
+
+
+async def test_too_many_requests_is_retried_after_retry_after(sandbox: Sandbox, kubectl: Kubectl) -> None:
+    await kubectl.ok("get", "configmaps")  # discovery cached before the fault
+    sandbox.set_faults({"rules": [{"verb": "get", "resource": "configmaps", "error_rate": 1.0, "code": 429,
+                                   "retry_after": 0}]})
+    sandbox.reset_counters()
+    code, _, err = await kubectl.run("get", "configmap", "x")
+    assert code == 1 and "Error from server (TooManyRequests)" in err
+    gets = [r for r in sandbox.counters()["requests"] if r["verb"] == "get" and r["resource"] == "configmaps"]
+    assert gets == [{"verb": "get", "resource": "configmaps", "code": 429, "dryRun": False, "count": 11}]
