@@ -21,6 +21,7 @@ from .controllers import Controllers
 from .counters import Counters
 from .faults import Faults
 from .kinds import Registry
+from .openapi import OpenApi
 from .server import SandboxServer
 from .store import Store
 
@@ -77,8 +78,10 @@ class Sandbox:
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.registry = Registry()
+        self.openapi = OpenApi(self.registry)
         self.store = Store(history=history)
         self.api = Api(self.store, self.registry, seed=seed)
+        self.api.schemas = self.openapi.schema_for
         self.controllers = Controllers(self.api, self.store, self.registry, rollout_delay)
         self.faults = Faults(faults, seed=seed)
         self.counters_obj = Counters()

@@ -83,6 +83,8 @@ class SandboxServer:
         if parts and parts[0] in ("api", "apis"):
             return await self._api(request, parts)
         self.sb.counters_obj.other()
+        if parts and parts[0] == "openapi":
+            return self._openapi(request, parts)
         if path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/")):
             if path == "/version":
                 return _json(VERSION)
@@ -95,6 +97,34 @@ class SandboxServer:
             return path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/"))
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.sb.token.encode())
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+        """``/openapi/v2`` (JSON only) and ``/openapi/v3[/api/v1|/apis/<group>/<version>]``."""
+        oa = self.sb.openapi
+        if request.method != "GET":
+            return _error(method_not_allowed())
+        if parts == ["openapi", "v2"]:
+            accept = request.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept:
+                return _error(ApiError(406, "NotAcceptable",
+                                       f"only the following media types are accepted: application/json (asked for {accept})"))
+            body, digest = oa.v2()
+            return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{digest}"'})
+        if parts == ["openapi", "v3"]:
+            return web.Response(body=oa.v3_index(), content_type="application/json")
+        reg = self.sb.registry
+        gv: tuple[str, str] | None = None
+        if len(parts) == 4 and parts[2] == "api" and reg.has_group_version("", parts[3]):
+            gv = ("", parts[3])
+        elif len(parts) == 5 and parts[2] == "apis" and reg.has_group_version(parts[3], parts[4]):
+            gv = (parts[3], parts[4])
+        if parts[:2] != ["openapi", "v3"] or gv is None:
+            return _error(_NOT_FOUND)
+        body, digest = oa.v3(*gv)
+        headers = {"ETag": f'"{digest}"'}
+        if request.query.get("hash") == digest:
+            headers["Cache-Control"] = "public, immutable"
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     # -- admin ------------------------------------------------------------------
     async def _admin(self, request: web.Request, path: str) -> web.Response:
@@ -240,8 +270,11 @@ class SandboxServer:
                 handler = api.update
                 c.subresource = ""
             code, out = handler(c)
-            headers = {"Warning": ", ".join(f'299 - "{w}"' for w in c.warnings)} if c.warnings else None
-            return _json(out, code, headers)
+            resp = _json(out, code)
+            for w in c.warnings:
+                escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+                resp.headers.add("Warning", f'299 - "{escaped}"')
+            return resp
         except ApiError as err:
             code = err.code
             return _error(err)

@@ -64,21 +64,21 @@ async def test_not_found_conflict_invalid_forbidden(kubectl: Kubectl) -> None:
     code, _, err = await kubectl.run("get", "deployment", "nope")
     assert code == 1 and err.strip() == 'Error from server (NotFound): deployments.apps "nope" not found'
     cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}})
-    await kubectl.ok("create", "--validate=false", "-f", "-", stdin=cm)
-    code, _, err = await kubectl.run("create", "--validate=false", "-f", "-", stdin=cm)
+    await kubectl.ok("create", "-f", "-", stdin=cm)
+    code, _, err = await kubectl.run("create", "-f", "-", stdin=cm)
     assert code == 1 and 'Error from server (AlreadyExists): error when creating "STDIN": configmaps "c1" already exists' in err
     bad = DEPLOYMENT.replace("metadata: {labels: {app: web}}", "metadata: {labels: {app: other}}")
-    code, _, err = await kubectl.run("create", "--validate=false", "-f", "-", stdin=bad)
+    code, _, err = await kubectl.run("create", "-f", "-", stdin=bad)
     assert code == 1
     assert 'The Deployment "web" is invalid: spec.template.metadata.labels: Invalid value: {"app":"other"}: `selector` does not match template `labels`' in err
     ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone", "finalizers": []},
                      "spec": {"finalizers": ["kubernetes"]}})
-    await kubectl.ok("create", "--validate=false", "-f", "-", stdin=ns)
+    await kubectl.ok("create", "-f", "-", stdin=ns)
     held = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
                        "metadata": {"name": "held", "namespace": "gone", "finalizers": ["example.com/hold"]}})
-    await kubectl.ok("create", "--validate=false", "-f", "-", stdin=held)
+    await kubectl.ok("create", "-f", "-", stdin=held)
     await kubectl.ok("delete", "namespace", "gone", "--wait=false")
-    code, _, err = await kubectl.run("create", "--validate=false", "-n", "gone", "-f", "-", stdin=cm)
+    code, _, err = await kubectl.run("create", "-n", "gone", "-f", "-", stdin=cm)
     assert code == 1
     assert "Error from server (Forbidden)" in err and "because it is being terminated" in err
 
@@ -92,3 +92,70 @@ async def test_too_many_requests_is_retried_after_retry_after(sandbox: Sandbox, 
     assert code == 1 and "Error from server (TooManyRequests)" in err
     gets = [r for r in sandbox.counters()["requests"] if r["verb"] == "get" and r["resource"] == "configmaps"]
     assert gets == [{"verb": "get", "resource": "configmaps", "code": 429, "dryRun": False, "count": 11}]
+
+
+# -- 2. OpenAPI: validation and explain ---------------------------------------------------
+
+CRD = textwrap.dedent("""\
+    apiVersion: apiextensions.k8s.io/v1
+    kind: CustomResourceDefinition
+    metadata: {name: widgets.example.com}
+    spec:
+      group: example.com
+      scope: Namespaced
+      names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+      versions:
+      - name: v1
+        served: true
+        storage: true
+        subresources: {status: {}}
+        additionalPrinterColumns:
+        - {name: Size, type: integer, jsonPath: .spec.size}
+        - {name: Colour, type: string, jsonPath: .spec.colour, priority: 1}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+        schema:
+          openAPIV3Schema:
+            type: object
+            properties:
+              spec:
+                type: object
+                description: What the widget should be.
+                properties:
+                  size: {type: integer, description: How many parts.}
+                  colour: {type: string}
+              status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+    """)
+
+
+async def test_apply_validates_server_side_with_openapi(kubectl: Kubectl) -> None:
+    out = await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    assert out.strip() == "deployment.apps/web created"
+    out = await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT.replace("nginx:1.27", "nginx:1.28"))
+    assert out.strip() == "deployment.apps/web configured"
+    live = await kubectl.json("get", "deploy", "web")
+    assert [c["image"] for c in live["spec"]["template"]["spec"]["containers"]] == ["nginx:1.28"]
+    typo = DEPLOYMENT.replace("image: nginx:1.27", "image: nginx:1.27\n        imagePullPolicyy: Always")
+    for extra in ((), ("--server-side",)):
+        code, _, err = await kubectl.run("apply", *extra, "-f", "-", stdin=typo)
+        assert code == 1
+        assert err.startswith("Error from server (BadRequest)")
+        assert ('Deployment in version "v1" cannot be handled as a Deployment: '
+                'strict decoding error: unknown field "spec.template.spec.containers[0].imagePullPolicyy"') in err
+    code, _, err = await kubectl.run("apply", "--validate=warn", "-f", "-", stdin=typo)
+    assert code == 0 and 'Warning: unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in err
+
+
+async def test_explain_builtin_and_custom_kinds(kubectl: Kubectl) -> None:
+    out = await kubectl.ok("explain", "deployment.spec")
+    assert "KIND:       Deployment" in out and "FIELD: spec <DeploymentSpec>" in out
+    assert "replicas\t<integer>" in out and "Number of desired pods." in out
+    out = await kubectl.ok("explain", "pods.spec.containers.ports")
+    assert "containerPort\t<integer>" in out
+    await kubectl.ok("apply", "-f", "-", stdin=CRD)
+    await kubectl.ok("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s")
+    out = await kubectl.ok("explain", "widget.spec")
+    assert "What the widget should be." in out and "size\t<integer>" in out and "How many parts." in out
+    widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3, shape: round}\n"
+    code, _, err = await kubectl.run("apply", "-f", "-", stdin=widget)
+    assert code == 1 and 'strict decoding error: unknown field "spec.shape"' in err
+    await kubectl.ok("apply", "-f", "-", stdin=widget.replace("shape: round", "colour: red"))
