@@ -21,6 +21,7 @@ from .status import (
     unsupported_media_type,
 )
 from .store import Event, dumps
+from .tables import table_version, to_table
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -270,6 +271,10 @@ class SandboxServer:
                 handler = api.update
                 c.subresource = ""
             code, out = handler(c)
+            if verb in ("get", "list") and not route.sub:
+                tv = table_version(request.headers.get("Accept", ""))
+                if tv:
+                    out = self._table(route.rt, out, tv, params)
             resp = _json(out, code)
             for w in c.warnings:
                 escaped = w.replace("\\", "\\\\").replace('"', '\\"')
@@ -286,6 +291,12 @@ class SandboxServer:
             return _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
         finally:
             sb.counters_obj.request(verb, resource, code, dry_run)
+
+    def _table(self, rt: ResourceType, body: dict[str, Any], version: str, params: Any) -> dict[str, Any]:
+        columns = None
+        if rt.crd:
+            columns = (self.sb.registry.crd_version(rt) or {}).get("additionalPrinterColumns") or []
+        return to_table(rt, body, version, params.get("includeObject") or "Metadata", columns)
 
     # -- watch --------------------------------------------------------------------------
     async def _watch(self, request: web.Request, c: Call) -> web.StreamResponse:
@@ -308,6 +319,14 @@ class SandboxServer:
             raise bad_request("invalid timeoutSeconds") from None
         rt = c.rt
         av = rt.api_version
+        tv = table_version(request.headers.get("Accept", ""))
+
+        def line(ev: Event) -> bytes:
+            if tv is None:
+                return ev.line(av)
+            obj = ev.obj if ev.obj.get("apiVersion") == av else dict(ev.obj, apiVersion=av)
+            table = self._table(rt, obj, tv, params)
+            return b'{"type":"' + ev.type.encode() + b'","object":' + dumps(table) + b"}\n"
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         try:
@@ -320,7 +339,7 @@ class SandboxServer:
         try:
             await resp.prepare(request)
             if backlog:
-                await resp.write(b"".join(ev.line(av) for ev in backlog))
+                await resp.write(b"".join(line(ev) for ev in backlog))
             if initial and bookmarks:
                 await resp.write(self._bookmark(rt, {"k8s.io/initial-events-end": "true"}))
             loop = asyncio.get_running_loop()
@@ -336,9 +355,9 @@ class SandboxServer:
                     if bookmarks and loop.time() < deadline:
                         await resp.write(self._bookmark(rt))
                     continue
-                chunks = [event.line(av)]
+                chunks = [line(event)]
                 while not watcher.queue.empty():
-                    chunks.append(watcher.queue.get_nowait().line(av))
+                    chunks.append(line(watcher.queue.get_nowait()))
                 await resp.write(b"".join(chunks))
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):

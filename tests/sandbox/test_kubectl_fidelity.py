@@ -159,3 +159,55 @@ async def test_explain_builtin_and_custom_kinds(kubectl: Kubectl) -> None:
     code, _, err = await kubectl.run("apply", "-f", "-", stdin=widget)
     assert code == 1 and 'strict decoding error: unknown field "spec.shape"' in err
     await kubectl.ok("apply", "-f", "-", stdin=widget.replace("shape: round", "colour: red"))
+
+
+# -- 3. Table output ------------------------------------------------------------------------
+
+
+def _table(out: str) -> list[list[str]]:
+    """kubectl's printed table, split on runs of 2+ spaces."""
+    import re
+
+    return [re.split(r"\s{2,}", line.strip()) for line in out.strip().splitlines()]
+
+
+async def test_server_side_table_columns(kubectl: Kubectl) -> None:
+    await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    rows = _table(await kubectl.ok("get", "deployments"))
+    assert rows[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert rows[1][:4] == ["web", "2/2", "2", "2"]
+    rows = _table(await kubectl.ok("get", "deployment", "web", "-o", "wide"))
+    assert rows[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+    assert rows[1][5:] == ["app", "nginx:1.27", "app=web"]
+    await kubectl.ok("create", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "two"}, "data": {"a": "1", "b": "2"}}))
+    await kubectl.ok("create", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "kubernetes.io/tls",
+         "data": {"tls.crt": "", "tls.key": ""}}))
+    rows = _table(await kubectl.ok("get", "configmap", "two"))
+    assert rows[0] == ["NAME", "DATA", "AGE"] and rows[1][:2] == ["two", "2"]
+    rows = _table(await kubectl.ok("get", "secret", "s"))
+    assert rows[0] == ["NAME", "TYPE", "DATA", "AGE"] and rows[1][:3] == ["s", "kubernetes.io/tls", "2"]
+    rows = _table(await kubectl.ok("get", "namespace", "default"))
+    assert rows[0] == ["NAME", "STATUS", "AGE"] and rows[1][:2] == ["default", "Active"]
+    await kubectl.ok("create", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))
+    rows = _table(await kubectl.ok("get", "service", "web"))
+    assert rows[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert rows[1][1] == "ClusterIP" and rows[1][3:5] == ["<none>", "80/TCP"]
+    rows = _table(await kubectl.ok("get", "deploy", "--show-labels"))
+    assert rows[0][-1] == "LABELS" and rows[1][-1] == "app=web"
+
+
+async def test_custom_resource_printer_columns(kubectl: Kubectl) -> None:
+    await kubectl.ok("apply", "-f", "-", stdin=CRD)
+    await kubectl.ok("wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s")
+    await kubectl.ok("apply", "-f", "-", stdin="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\n"
+                                                "spec: {size: 3, colour: red}\n")
+    rows = _table(await kubectl.ok("get", "widgets"))
+    assert rows[0] == ["NAME", "SIZE", "AGE"]
+    assert rows[1][:2] == ["w1", "3"] and rows[1][2].endswith("s")  # an age, not a timestamp
+    rows = _table(await kubectl.ok("get", "widgets", "-o", "wide"))
+    assert rows[0] == ["NAME", "SIZE", "COLOUR", "AGE"] and rows[1][2] == "red"
