@@ -56,6 +56,11 @@ class ResourceType:
                 {"name": f"{self.plural}/status", "singularName": "", "namespaced": self.namespaced,
                  "kind": self.kind, "verbs": ["get", "patch", "update"]}
             )
+        if self.key == "pods":
+            out += [{"name": f"pods/{sub}", "singularName": "", "namespaced": True, "kind": kind,
+                     "verbs": verbs} for sub, kind, verbs in (
+                ("attach", "PodAttachOptions", ["create", "get"]), ("exec", "PodExecOptions", ["create", "get"]),
+                ("log", "Pod", ["get"]), ("portforward", "PodPortForwardOptions", ["create", "get"]))]
         if self.scale:
             out.append(
                 {"name": f"{self.plural}/scale", "singularName": "", "namespaced": self.namespaced,

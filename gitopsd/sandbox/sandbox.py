@@ -50,6 +50,10 @@ class Sandbox:
         bookmark_interval: seconds between BOOKMARK events on idle watches.
         watch_timeout: seconds a watch without ``timeoutSeconds`` stays open before the
             server ends it (clients then reconnect from their last resourceVersion).
+        job_duration: seconds a Job's pod runs before it succeeds (default: ``rollout_delay``).
+        max_events: Events kept (the oldest are deleted beyond it; 0 records none).
+        protos_dir: the Kubernetes protobuf descriptors (default: see
+            :func:`gitopsd.sandbox.protobuf.default_protos_dir`); without them protobuf bodies get 415.
     """
 
     def __init__(
@@ -66,6 +70,9 @@ class Sandbox:
         history: int = 10_000,
         bookmark_interval: float = 5.0,
         watch_timeout: float = 1800.0,
+        job_duration: float | None = None,
+        max_events: int = 2000,
+        protos_dir: str | Path | None = None,
     ) -> None:
         self.tls = tls
         self.host = host
@@ -82,7 +89,9 @@ class Sandbox:
         self.store = Store(history=history)
         self.api = Api(self.store, self.registry, seed=seed)
         self.api.schemas = self.openapi.schema_for
-        self.controllers = Controllers(self.api, self.store, self.registry, rollout_delay)
+        self.controllers = Controllers(self.api, self.store, self.registry, rollout_delay,
+                                       job_duration, max_events, seed)
+        self.protos_dir = Path(protos_dir) if protos_dir else None
         self.faults = Faults(faults, seed=seed)
         self.counters_obj = Counters()
         self._certs: certs.ServerCerts | None = None

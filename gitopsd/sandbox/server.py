@@ -10,18 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import protobuf
 from .api import Call
 from .kinds import ResourceType
 from .status import (
     ApiError,
     bad_request,
     method_not_allowed,
+    not_found,
     status_failure,
     unauthorized,
     unsupported_media_type,
 )
 from .store import Event, dumps
 from .tables import table_version, to_table
+from .workloads import log_text
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -41,6 +44,7 @@ VERSION = {
 }
 _PUBLIC = {"/version", "/healthz", "/readyz", "/livez"}
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+_POD_SUBRESOURCES = ("log", "portforward", "exec", "attach")
 
 
 def flag(value: str | None) -> bool:
@@ -195,6 +199,7 @@ class SandboxServer:
             return None
         if sub and not (
             (sub == "status" and rt.status) or (sub == "scale" and rt.scale)
+            or (sub in _POD_SUBRESOURCES and rt.key == "pods")
             or (sub == "finalize" and rt.plural == "namespaces" and not rt.group)
         ):
             return None
@@ -228,6 +233,8 @@ class SandboxServer:
         if route is None:
             sb.counters_obj.other()
             return _error(_NOT_FOUND)
+        if route.sub in _POD_SUBRESOURCES:
+            return self._pod_subresource(request, route)
         params = request.query
         ctype = request.headers.get("Content-Type", "")
         verb = self._verb(request.method, route, params, ctype)
@@ -254,7 +261,9 @@ class SandboxServer:
                     code = decision.code
                     return _error(_fault_error(decision.code, decision.retry_after, route))
             body = await request.read()
-            if body and ("protobuf" in ctype or "cbor" in ctype):
+            if body and ctype.startswith(protobuf.MEDIA_TYPE):
+                body, ctype = self._from_protobuf(body, route)
+            elif body and ("protobuf" in ctype or "cbor" in ctype):
                 raise unsupported_media_type(ctype)
             c = Call(route.rt, route.namespace, route.name, route.sub, dict(params), body, ctype,
                      request.headers.get("User-Agent", ""))
@@ -275,7 +284,7 @@ class SandboxServer:
                 tv = table_version(request.headers.get("Accept", ""))
                 if tv:
                     out = self._table(route.rt, out, tv, params)
-            resp = _json(out, code)
+            resp = self._reply(request, route.rt, out, code)
             for w in c.warnings:
                 escaped = w.replace("\\", "\\\\").replace('"', '\\"')
                 resp.headers.add("Warning", f'299 - "{escaped}"')
@@ -291,6 +300,53 @@ class SandboxServer:
             return _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
         finally:
             sb.counters_obj.request(verb, resource, code, dry_run)
+
+    def _pod_subresource(self, request: web.Request, route: Route) -> web.Response:
+        """``pods/log`` answers one fixed line per container; streams to containers are 501."""
+        pod = self.sb.store.get("pods", route.namespace or "", route.name or "")
+        resource = f"pods/{route.sub}"
+        if pod is None:
+            self.sb.counters_obj.request("get", resource, 404, False)
+            return _error(not_found("pods", "", route.name or ""))
+        if route.sub != "log":
+            self.sb.counters_obj.request("create", resource, 501, False)
+            return _error(ApiError(501, "NotImplemented",
+                                   f"the gitopsd sandbox runs no containers: {route.sub} to pod "
+                                   f"{route.namespace}/{route.name} is not supported"))
+        container = request.query.get("container")
+        text = log_text(pod, container)
+        if text is None:
+            self.sb.counters_obj.request("get", resource, 400, False)
+            return _error(bad_request(f"container {container} is not valid for pod {route.name}"))
+        self.sb.counters_obj.request("get", resource, 200, False)
+        return web.Response(text=text, content_type="text/plain")
+
+    # -- protobuf -------------------------------------------------------------------------
+    def _codec(self) -> protobuf.Codec:
+        return protobuf.codec(self.sb.protos_dir)
+
+    def _from_protobuf(self, body: bytes, route: Route) -> tuple[bytes, str]:
+        """A protobuf request body as the JSON the API verbs read."""
+        try:
+            obj = self._codec().decode(body)
+        except protobuf.ProtobufUnavailable as exc:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"the sandbox cannot read {protobuf.MEDIA_TYPE} bodies: {exc}; send application/json") from None
+        except Exception as exc:  # a malformed message: protobuf raises its own DecodeError
+            raise bad_request(f"error decoding protobuf request body: {exc}") from None
+        return dumps(obj), "application/json"
+
+    def _reply(self, request: web.Request, rt: ResourceType, out: dict[str, Any], code: int) -> web.Response:
+        """JSON, or protobuf when the client prefers it and the kind has a message."""
+        accept = request.headers.get("Accept", "")
+        if accept.startswith(protobuf.MEDIA_TYPE) and out.get("kind") in (rt.kind, f"{rt.kind}List") and not rt.crd:
+            try:
+                codec = self._codec()
+                if codec.supports(out.get("apiVersion", rt.api_version), rt.kind):
+                    return web.Response(body=codec.encode(out), status=code, content_type=protobuf.MEDIA_TYPE)
+            except protobuf.ProtobufUnavailable:
+                pass  # the client accepts JSON too (it always lists it)
+        return _json(out, code)
 
     def _table(self, rt: ResourceType, body: dict[str, Any], version: str, params: Any) -> dict[str, Any]:
         columns = None

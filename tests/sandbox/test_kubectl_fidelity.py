@@ -7,6 +7,7 @@ protobuf bodies. Each test runs with the pinned kubectl (1.33) and the image's (
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 
@@ -211,3 +212,185 @@ async def test_custom_resource_printer_columns(kubectl: Kubectl) -> None:
     assert rows[1][:2] == ["w1", "3"] and rows[1][2].endswith("s")  # an age, not a timestamp
     rows = _table(await kubectl.ok("get", "widgets", "-o", "wide"))
     assert rows[0] == ["NAME", "SIZE", "COLOUR", "AGE"] and rows[1][2] == "red"
+
+
+# -- 4. Controllers: ReplicaSets, Pods, rollouts, Events, Jobs, garbage collection -----------
+
+
+async def test_deployment_rollout_history_undo_restart(kubectl: Kubectl) -> None:
+    await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    await kubectl.ok("wait", "--for=condition=Available", "deploy/web", "--timeout=30s")
+    rows = _table(await kubectl.ok("get", "pods", "-l", "app=web"))
+    assert rows[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert len(rows) == 3 and all(r[1:4] == ["1/1", "Running", "0"] for r in rows[1:])
+    rs = _table(await kubectl.ok("get", "replicasets"))
+    assert rs[0] == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"] and rs[1][1:4] == ["2", "2", "2"]
+    first_rs = rs[1][0]
+    assert rows[1][0].startswith(first_rs + "-")
+    await kubectl.ok("set", "image", "deploy/web", "app=nginx:1.28")
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    history = await kubectl.ok("rollout", "history", "deploy/web")
+    assert [line.split()[0] for line in history.strip().splitlines()[2:]] == ["1", "2"]
+    await kubectl.ok("rollout", "undo", "deploy/web")
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    live = await kubectl.json("get", "deploy", "web")
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+    assert live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    history = await kubectl.ok("rollout", "history", "deploy/web")
+    assert [line.split()[0] for line in history.strip().splitlines()[2:]] == ["2", "3"]
+    rs = {r[0]: r[1] for r in _table(await kubectl.ok("get", "rs"))[1:]}
+    assert rs[first_rs] == "2" and len(rs) == 2  # undo reused the first ReplicaSet
+    await kubectl.ok("rollout", "restart", "deploy/web")
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    assert len(_table(await kubectl.ok("get", "rs"))) == 4
+    pods = _table(await kubectl.ok("get", "pods"))[1:]
+    assert len(pods) == 2 and not any(p[0].startswith(first_rs) for p in pods)
+    described = await kubectl.ok("describe", "deployment", "web")
+    assert "ScalingReplicaSet" in described and "deployment-controller" in described
+    events = _table(await kubectl.ok("get", "events"))
+    assert events[0][:4] == ["LAST SEEN", "TYPE", "REASON", "OBJECT"]
+    assert {"Scheduled", "Started", "SuccessfulCreate", "ScalingReplicaSet"} <= {e[2] for e in events[1:]}
+    logs = await kubectl.ok("logs", "deploy/web")
+    assert "container app (image nginx:1.27)" in logs
+    code, _, err = await kubectl.run("port-forward", pods[0][0], "18080:80", timeout=30)
+    assert code == 1 and "runs no containers: portforward" in err
+
+
+async def test_garbage_collection_propagation(kubectl: Kubectl) -> None:
+    await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    await kubectl.ok("delete", "deployment", "web", "--cascade=orphan")
+    assert len(_table(await kubectl.ok("get", "rs"))) == 2
+    assert len(_table(await kubectl.ok("get", "pods"))) == 3
+    rs = _table(await kubectl.ok("get", "rs"))[1][0]
+    await kubectl.ok("delete", "rs", rs, "--cascade=foreground")
+    _, out, err = await kubectl.run("get", "pods")
+    assert "No resources found" in err + out
+    await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    await kubectl.ok("delete", "deployment", "web")  # background
+    for _ in range(100):
+        _, out, err = await kubectl.run("get", "rs,pods")
+        if "No resources found" in err + out:
+            break
+        await asyncio.sleep(0.1)
+    assert "No resources found" in err + out
+
+
+async def test_failing_image_and_deleted_pod_replaced(kubectl: Kubectl) -> None:
+    await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT.replace("nginx:1.27", "registry.example/failing-app:1"))
+    code, _, err = await kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")
+    assert code == 1 and "exceeded its progress deadline" in err
+    rows = _table(await kubectl.ok("get", "pods"))[1:]
+    assert [r[1:3] for r in rows] == [["0/1", "ImagePullBackOff"]] * 2
+    await kubectl.ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    await kubectl.ok("rollout", "status", "deploy/web", "--timeout=30s")
+    victim = _table(await kubectl.ok("get", "pods"))[1][0]
+    await kubectl.ok("delete", "pod", victim)
+    for _ in range(100):
+        rows = _table(await kubectl.ok("get", "pods"))[1:]
+        if len(rows) == 2 and victim not in {r[0] for r in rows} and all(r[2] == "Running" for r in rows):
+            break
+        await asyncio.sleep(0.1)
+    assert len(rows) == 2 and victim not in {r[0] for r in rows}
+
+
+STATEFUL = textwrap.dedent("""\
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: {name: db}
+    spec:
+      serviceName: db
+      replicas: 2
+      selector: {matchLabels: {app: db}}
+      template:
+        metadata: {labels: {app: db}}
+        spec: {containers: [{name: db, image: postgres:17}]}
+    ---
+    apiVersion: apps/v1
+    kind: DaemonSet
+    metadata: {name: agent}
+    spec:
+      selector: {matchLabels: {app: agent}}
+      template:
+        metadata: {labels: {app: agent}}
+        spec: {containers: [{name: agent, image: fluent-bit:3}]}
+    """)
+
+JOBS = textwrap.dedent("""\
+    apiVersion: batch/v1
+    kind: Job
+    metadata: {name: migrate}
+    spec:
+      template:
+        spec: {restartPolicy: Never, containers: [{name: m, image: busybox:1}]}
+    ---
+    apiVersion: batch/v1
+    kind: Job
+    metadata: {name: broken}
+    spec:
+      backoffLimit: 1
+      template:
+        metadata: {annotations: {sandbox.gitopsd.dev/fail: "true"}}
+        spec: {restartPolicy: Never, containers: [{name: m, image: busybox:1}]}
+    """)
+
+
+async def test_statefulset_daemonset_and_job_pods(kubectl: Kubectl) -> None:
+    await kubectl.ok("apply", "-f", "-", stdin=STATEFUL + "---\n" + JOBS)
+    await kubectl.ok("rollout", "status", "statefulset/db", "--timeout=30s")
+    await kubectl.ok("rollout", "status", "daemonset/agent", "--timeout=30s")
+    await kubectl.ok("wait", "--for=condition=Complete", "job/migrate", "--timeout=30s")
+    await kubectl.ok("wait", "--for=condition=Failed", "job/broken", "--timeout=30s")
+    rows = {r[0]: r for r in _table(await kubectl.ok("get", "pods"))[1:]}
+    assert rows["db-0"][2] == "Running" and rows["db-1"][2] == "Running"
+    assert [r[2] for n, r in rows.items() if n.startswith("agent-")] == ["Running"]
+    assert [r[2] for n, r in rows.items() if n.startswith("migrate-")] == ["Completed"]
+    assert [r[2] for n, r in rows.items() if n.startswith("broken-")] == ["Error"]
+    jobs = _table(await kubectl.ok("get", "jobs"))
+    assert jobs[0] == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert {r[0]: r[1:3] for r in jobs[1:]} == {"migrate": ["Complete", "1/1"], "broken": ["Failed", "0/1"]}
+    sts = _table(await kubectl.ok("get", "statefulsets"))
+    assert sts[0] == ["NAME", "READY", "AGE"] and sts[1][:2] == ["db", "2/2"]
+    ds = _table(await kubectl.ok("get", "daemonsets"))
+    assert ds[0] == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"]
+    assert ds[1][:6] == ["agent", "1", "1", "1", "1", "1"]
+    assert "is simulated" in await kubectl.ok("logs", "job/migrate")
+
+
+# -- 5. Protobuf: kubectl's create subcommands ---------------------------------------------------
+
+
+async def test_kubectl_create_subcommands(kubectl: Kubectl) -> None:
+    from .conftest import require_protos
+
+    require_protos()
+    commands = [
+        ("namespace", "demo"), ("configmap", "c", "--from-literal=a=b"),
+        ("secret", "generic", "s", "--from-literal=p=q"),
+        ("deployment", "web", "--image=nginx:1.27", "--replicas=2", "--port=80"),
+        ("service", "clusterip", "web", "--tcp=80:8080"), ("job", "j", "--image=busybox:1"),
+        ("cronjob", "cj", "--image=busybox:1", "--schedule=*/5 * * * *"), ("serviceaccount", "sa"),
+        ("role", "r", "--verb=get", "--resource=pods"), ("rolebinding", "rb", "--role=r", "--serviceaccount=demo:sa"),
+        ("clusterrole", "cr", "--verb=get", "--resource=pods"),
+        ("clusterrolebinding", "crb", "--clusterrole=cr", "--user=u"), ("quota", "q", "--hard=pods=10"),
+        ("priorityclass", "pc", "--value=100"),
+        ("poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=1"),
+        ("ingress", "ing", "--rule=a.example/=web:80"),
+    ]
+    for args in commands:
+        ns = () if args[0] in ("namespace", "clusterrole", "clusterrolebinding", "priorityclass") else ("-n", "demo")
+        out = await kubectl.ok("create", *ns, *args)
+        assert "created" in out, out
+    await kubectl.ok("-n", "demo", "rollout", "status", "deploy/web", "--timeout=30s")
+    assert (await kubectl.json("-n", "demo", "get", "cm", "c"))["data"] == {"a": "b"}
+    svc = await kubectl.json("-n", "demo", "get", "svc", "web")
+    assert svc["spec"]["ports"] == [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}]
+    ing = await kubectl.json("-n", "demo", "get", "ingress", "ing")
+    assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {"name": "web", "port": {"number": 80}}
+    pdb = await kubectl.json("-n", "demo", "get", "pdb", "pdb")
+    assert pdb["spec"]["minAvailable"] == 1
+    await kubectl.ok("-n", "demo", "wait", "--for=condition=Complete", "job/j", "--timeout=30s")
+    rows = _table(await kubectl.ok("-n", "demo", "get", "pods", "-l", "app=web"))
+    assert len(rows) == 3 and all(r[2] == "Running" for r in rows[1:])
