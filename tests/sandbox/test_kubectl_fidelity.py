@@ -394,3 +394,27 @@ async def test_kubectl_create_subcommands(kubectl: Kubectl) -> None:
     await kubectl.ok("-n", "demo", "wait", "--for=condition=Complete", "job/j", "--timeout=30s")
     rows = _table(await kubectl.ok("-n", "demo", "get", "pods", "-l", "app=web"))
     assert len(rows) == 3 and all(r[2] == "Running" for r in rows[1:])
+
+
+async def test_demo_hints_work(sandbox: Sandbox, kubectl: Kubectl) -> None:
+    """Every command `make demo` suggests runs against the sandbox (with this kubectl)."""
+    import shlex
+    from pathlib import Path
+
+    from gitopsd.cli.demo import ROOT, hints
+
+    from .conftest import require_protos
+
+    require_protos()
+    await kubectl.ok("create", "namespace", "guestbook")
+    await kubectl.ok("-n", "guestbook", "apply", "-f", str(ROOT / "examples" / "apps" / "guestbook"))
+    await kubectl.ok("-n", "guestbook", "rollout", "status", "deploy/guestbook-ui", "--timeout=30s")
+    text = hints(Path(sandbox.kubeconfig))
+    commands = [shlex.split(line)[3:] for line in text.splitlines() if "--kubeconfig" in line]
+    assert any(c[-2:] == ["get", "pods"] for c in commands)
+    assert any("create" in c for c in commands)
+    for args in commands:
+        out = await kubectl.ok(*args)
+        assert out.strip(), args
+    rows = _table(await kubectl.ok("-n", "guestbook", "get", "pods"))
+    assert rows[0][:3] == ["NAME", "READY", "STATUS"] and len(rows) > 1
