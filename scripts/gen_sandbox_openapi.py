@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import kubernetes_asyncio  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402
 from kubernetes_asyncio.client import models  # noqa: E402
 
@@ -199,8 +200,14 @@ def generate(protos_dir: Path) -> str:
     for cls_name in ("V1DeleteOptions", "V1Status", "V1Scale", "V1Patch"):
         if hasattr(models, cls_name):
             gen.add(cls_name, "")
-    doc = {"kinds": dict(sorted(gen.kinds.items())), "definitions": dict(sorted(gen.defs.items()))}
-    return json.dumps(doc, indent=None, separators=(",", ":"), sort_keys=True) + "\n"
+    def dump(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    # One kind or definition per line: small, and a regenerated file diffs line by line.
+    kinds = ",\n".join(f"{dump(k)}:{dump(v)}" for k, v in sorted(gen.kinds.items()))
+    defs = ",\n".join(f"{dump(k)}:{dump(v)}" for k, v in sorted(gen.defs.items()))
+    source = dump({"kubernetes-asyncio": kubernetes_asyncio.__version__})
+    return f'{{"definitions":{{\n{defs}\n}},\n"kinds":{{\n{kinds}\n}},\n"source":{source}}}\n'
 
 
 def main() -> int:
@@ -214,8 +221,10 @@ def main() -> int:
     text = generate(args.protos)
     if args.check:
         if not OUT.exists() or OUT.read_text() != text:
-            print(f"gen_sandbox_openapi: {OUT.relative_to(ROOT)} is stale; run scripts/gen_sandbox_openapi.py",
-                  file=sys.stderr)
+            made_from = json.loads(OUT.read_text()).get("source", {}) if OUT.exists() else {}
+            print(f"gen_sandbox_openapi: {OUT.relative_to(ROOT)} is stale (generated from {made_from}, "
+                  f"installed: kubernetes-asyncio {kubernetes_asyncio.__version__}); "
+                  "run scripts/gen_sandbox_openapi.py", file=sys.stderr)
             return 1
         return 0
     OUT.write_text(text)
