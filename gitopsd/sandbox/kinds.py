@@ -101,6 +101,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     _t("v1", "Service", "services", True, ("svc",), ("all",)),
     _t("v1", "Endpoints", "endpoints", True, ("ep",), status=False, extra=("subsets",)),
     _t("v1", "Pod", "pods", True, ("po",), ("all",)),
+    _t("v1", "Node", "nodes", False, ("no",)),
     _t("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",)),
     _t("v1", "PersistentVolume", "persistentvolumes", False, ("pv",)),
     _t("v1", "ResourceQuota", "resourcequotas", True, ("quota",)),

@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from . import certs
-from .api import Api, Call
+from .api import Api, Call, now_iso
 from .controllers import Controllers
 from .counters import Counters
 from .faults import Faults
@@ -26,6 +26,30 @@ from .server import SandboxServer
 from .store import Store
 
 _BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _node() -> dict[str, Any]:
+    """The sandbox's one node: where every simulated pod is scheduled."""
+    from .workloads import NODE
+
+    return {
+        "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
+                                              "kubernetes.io/arch": "amd64",
+                                              "node-role.kubernetes.io/control-plane": ""}},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": now_iso(),
+                            "lastTransitionTime": now_iso()}],
+            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": NODE}],
+            "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+            "nodeInfo": {"kubeletVersion": "v1.33.0", "containerRuntimeVersion": "containerd://2.0.0",
+                         "osImage": "gitopsd sandbox", "kernelVersion": "6.0.0", "operatingSystem": "linux",
+                         "architecture": "amd64", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                         "bootID": ""},
+        },
+    }
 
 
 class Sandbox:
@@ -118,6 +142,11 @@ class Sandbox:
               "provisioner": "sandbox.gitopsd.dev/hostpath", "reclaimPolicy": "Delete",
               "volumeBindingMode": "Immediate"}
         self.api.create(Call(sc_type, None, None, body=json.dumps(sc).encode(), user_agent="kube-apiserver"))
+        node_type = self.registry.lookup("", "v1", "nodes")
+        assert node_type is not None
+        node = _node()
+        _, made = self.api.create(Call(node_type, None, None, body=json.dumps(node).encode(), user_agent="kubelet"))
+        self.store.put("nodes", dict(made, status=node["status"]), "MODIFIED")  # the kubelet's status update
 
     async def start(self) -> Sandbox:
         """Listen, then write the kubeconfig (only once requests are accepted)."""

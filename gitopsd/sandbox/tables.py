@@ -244,6 +244,18 @@ def _event(o: Obj, now: datetime) -> Row:
             o.get("message", ""), _since(first, now), o.get("count", 1), o["metadata"]["name"]]
 
 
+def _node(o: Obj, now: datetime) -> Row:
+    st = o.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    roles = sorted(k.split("/", 1)[1] for k in (o["metadata"].get("labels") or {}) if k.startswith("node-role.kubernetes.io/"))
+    info = st.get("nodeInfo") or {}
+    internal = next((a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), "<none>")
+    external = next((a.get("address") for a in st.get("addresses") or [] if a.get("type") == "ExternalIP"), "<none>")
+    return ["Ready" if ready else "NotReady", ",".join(roles) or "<none>", _since(o["metadata"].get("creationTimestamp"), now),
+            info.get("kubeletVersion", ""), internal, external, info.get("osImage", ""), info.get("kernelVersion", ""),
+            info.get("containerRuntimeVersion", "")]
+
+
 def _plain(o: Obj, now: datetime) -> Row:
     return [_since(o["metadata"].get("creationTimestamp"), now)]
 
@@ -285,6 +297,13 @@ _PRINTERS: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, datetime], Row]]
                   _col("External-IP", desc="externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
                   _col("Port(s)", desc="The list of ports that are exposed by this service."),
                   _AGE, _col("Selector", priority=1, desc="Route service traffic to pods with label keys and values matching this selector.")], _service),
+    "nodes": ([_col("Status", desc="The status of the node"), _col("Roles", desc="The roles of the node"), _AGE,
+               _col("Version", desc="Kubelet Version reported by the node."),
+               _col("Internal-IP", priority=1, desc="List of addresses reachable to the node. Queried from cloud provider, if available."),
+               _col("External-IP", priority=1, desc="List of addresses reachable to the node. Queried from cloud provider, if available."),
+               _col("OS-Image", priority=1, desc="OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
+               _col("Kernel-Version", priority=1, desc="Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+               _col("Container-Runtime", priority=1, desc="ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")], _node),
     "configmaps": ([_col("Data", "integer", desc="Data contains the configuration data."), _AGE], _configmap),
     "secrets": ([_col("Type", desc="Used to facilitate programmatic handling of secret data."),
                  _col("Data", "integer", desc="Data contains the secret data."), _AGE], _secret),

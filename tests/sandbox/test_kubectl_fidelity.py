@@ -200,6 +200,8 @@ async def test_server_side_table_columns(kubectl: Kubectl) -> None:
     assert rows[1][1] == "ClusterIP" and rows[1][3:5] == ["<none>", "80/TCP"]
     rows = _table(await kubectl.ok("get", "deploy", "--show-labels"))
     assert rows[0][-1] == "LABELS" and rows[1][-1] == "app=web"
+    rows = _table(await kubectl.ok("get", "nodes"))
+    assert rows == [["NAME", "STATUS", "ROLES", "AGE", "VERSION"], ["sandbox-node", "Ready", "control-plane", rows[1][3], "v1.33.0"]]
 
 
 async def test_custom_resource_printer_columns(kubectl: Kubectl) -> None:
