@@ -207,6 +207,9 @@ class Codec:
         if _repeated(field):
             items = [self._value_to_json(field, v) for v in value]
             return items if items else _OMIT
+        if field.message_type is not None and field.message_type.full_name in (_TIME, _MICROTIME) \
+                and value.seconds == 0 and value.nanos == 0:
+            return _OMIT  # Go marshals a zero Time as an empty message: null in JSON
         converted = self._value_to_json(field, value)
         if field.message_type is None and converted in (0, "", False):
             return _OMIT  # omitempty

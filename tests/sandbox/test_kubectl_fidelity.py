@@ -391,6 +391,8 @@ async def test_kubectl_create_subcommands(kubectl: Kubectl) -> None:
     assert svc["spec"]["ports"] == [{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}]
     ing = await kubectl.json("-n", "demo", "get", "ingress", "ing")
     assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {"name": "web", "port": {"number": 80}}
+    template = (await kubectl.json("-n", "demo", "get", "deploy", "web"))["spec"]["template"]
+    assert "creationTimestamp" not in template["metadata"]  # a zero Time is null, not 1970
     pdb = await kubectl.json("-n", "demo", "get", "pdb", "pdb")
     assert pdb["spec"]["minAvailable"] == 1
     await kubectl.ok("-n", "demo", "wait", "--for=condition=Complete", "job/j", "--timeout=30s")
