@@ -256,6 +256,44 @@ def _node(o: Obj, now: datetime) -> Row:
             info.get("containerRuntimeVersion", "")]
 
 
+def _hpa(o: Obj, now: datetime) -> Row:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    targets = []
+    for m in spec.get("metrics") or []:
+        res = m.get("resource") or {}
+        target = res.get("target") or {}
+        if target.get("averageUtilization") is not None:
+            targets.append(f"{res.get('name')}: <unknown>/{target['averageUtilization']}%")
+        elif target.get("averageValue") is not None:
+            targets.append(f"{res.get('name')}: <unknown>/{target['averageValue']}")
+    return [f"{ref.get('kind')}/{ref.get('name')}", ", ".join(targets) or "<none>",
+            spec.get("minReplicas", 1), spec.get("maxReplicas", 0), st.get("currentReplicas", 0),
+            _since(o["metadata"].get("creationTimestamp"), now)]
+
+
+def _ingress(o: Obj, now: datetime) -> Row:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    hosts = [r.get("host") for r in spec.get("rules") or [] if r.get("host")]
+    address = [i.get("ip") or i.get("hostname") for i in (st.get("loadBalancer") or {}).get("ingress") or []]
+    ports = "80, 443" if spec.get("tls") else "80"
+    return [spec.get("ingressClassName") or "<none>", ",".join(hosts) or "*", ",".join(a for a in address if a),
+            ports, _since(o["metadata"].get("creationTimestamp"), now)]
+
+
+def _pvc(o: Obj, now: datetime) -> Row:
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    modes = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+    access = ",".join(modes.get(m, m) for m in st.get("accessModes") or [])
+    return [st.get("phase", "Pending"), spec.get("volumeName", ""), (st.get("capacity") or {}).get("storage", ""),
+            access, spec.get("storageClassName") or "<unset>", spec.get("volumeAttributesClassName") or "<unset>",
+            _since(o["metadata"].get("creationTimestamp"), now), spec.get("volumeMode", "Filesystem")]
+
+
+def _serviceaccount(o: Obj, now: datetime) -> Row:
+    return [len(o.get("secrets") or []), _since(o["metadata"].get("creationTimestamp"), now)]
+
+
 def _plain(o: Obj, now: datetime) -> Row:
     return [_since(o["metadata"].get("creationTimestamp"), now)]
 
@@ -304,6 +342,28 @@ _PRINTERS: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, datetime], Row]]
                _col("OS-Image", priority=1, desc="OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
                _col("Kernel-Version", priority=1, desc="Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
                _col("Container-Runtime", priority=1, desc="ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")], _node),
+    "horizontalpodautoscalers.autoscaling": ([
+        _col("Reference", desc="reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
+        _col("Targets", desc="metrics contains the specifications for which to use to calculate the desired replica count."),
+        _col("MinPods", "integer", desc="minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
+        _col("MaxPods", "integer", desc="maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
+        _col("Replicas", "integer", desc="currentReplicas is current number of replicas of pods managed by this autoscaler."),
+        _AGE], _hpa),
+    "ingresses.networking.k8s.io": ([
+        _col("Class", desc="ingressClassName is the name of an IngressClass cluster resource."),
+        _col("Hosts", desc="Hosts that incoming requests are matched against before the ingress rule"),
+        _col("Address", desc="Address is a list containing ingress points for the load-balancer"),
+        _col("Ports", desc="Ports of TLS configurations that open"), _AGE], _ingress),
+    "persistentvolumeclaims": ([
+        _col("Status", desc="phase represents the current phase of PersistentVolumeClaim."),
+        _col("Volume", desc="volumeName is the binding reference to the PersistentVolume backing this claim."),
+        _col("Capacity", desc="capacity represents the actual resources of the underlying volume."),
+        _col("Access Modes", desc="accessModes contains the actual access modes the volume backing the PVC has."),
+        _col("StorageClass", desc="storageClassName is the name of the StorageClass required by the claim."),
+        _col("VolumeAttributesClass", desc="volumeAttributesClassName may be used to set the VolumeAttributesClass used by this claim."),
+        _AGE, _col("VolumeMode", priority=1, desc="volumeMode defines what type of volume is required by the claim.")], _pvc),
+    "serviceaccounts": ([_col("Secrets", "integer", desc="Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+                         _AGE], _serviceaccount),
     "configmaps": ([_col("Data", "integer", desc="Data contains the configuration data."), _AGE], _configmap),
     "secrets": ([_col("Type", desc="Used to facilitate programmatic handling of secret data."),
                  _col("Data", "integer", desc="Data contains the secret data."), _AGE], _secret),

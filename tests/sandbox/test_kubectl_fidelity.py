@@ -200,6 +200,14 @@ async def test_server_side_table_columns(kubectl: Kubectl) -> None:
     assert rows[1][1] == "ClusterIP" and rows[1][3:5] == ["<none>", "80/TCP"]
     rows = _table(await kubectl.ok("get", "deploy", "--show-labels"))
     assert rows[0][-1] == "LABELS" and rows[1][-1] == "app=web"
+    await kubectl.ok("create", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                  "minReplicas": 1, "maxReplicas": 4, "metrics": [{"type": "Resource", "resource": {
+                      "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}}))
+    rows = _table(await kubectl.ok("get", "hpa"))
+    assert rows[0] == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+    assert rows[1][:5] == ["web", "Deployment/web", "cpu: <unknown>/70%", "1", "4"]
     rows = _table(await kubectl.ok("get", "nodes"))
     assert rows == [["NAME", "STATUS", "ROLES", "AGE", "VERSION"], ["sandbox-node", "Ready", "control-plane", rows[1][3], "v1.33.0"]]
 
