@@ -442,10 +442,9 @@ class Workloads:
                        "readyReplicas": ready, "availableReplicas": available,
                        "unavailableReplicas": max(replicas - available, 0), "conditions": conditions}
         status = {k: v for k, v in status.items() if v != 0 or k == "observedGeneration"}
-        revision = {"annotations": dict(meta.get("annotations") or {}, **{REVISION: str(max(
-            (int((r["metadata"].get("annotations") or {}).get(REVISION, "0")) for r in current if new is not None
-             and r["metadata"]["name"] == new["metadata"]["name"]), default=max_rev))})}
-        self._set_status(DEPLOY, self.store.get(DEPLOY, ns, name) or dep, status, revision)
+        revision = str(rev(new_now) if new_now is not None else max_rev)
+        annotations = {"annotations": dict(meta.get("annotations") or {}, **{REVISION: revision})}
+        self._set_status(DEPLOY, self.store.get(DEPLOY, ns, name) or dep, status, annotations)
 
     # -- replica sets, stateful sets, daemon sets --------------------------------------------------
     def _sync_replicaset(self, rs: Obj) -> None:
