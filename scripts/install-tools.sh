@@ -33,7 +33,11 @@ have() {
   kubectl=$("$TOOLS/kubectl" version --client 2>/dev/null) || return 1
   [[ $helm == "$HELM_VERSION"* && $kubectl == *"$KUBECTL_VERSION"* ]]
 }
-if have; then exit 0; fi
+protos() {
+  # The Kubernetes API's protobuf descriptors, for the sandbox's protobuf bodies.
+  [ -n "$(ls "$TOOLS/k8s-protos" 2>/dev/null)" ] || python3 scripts/extract_k8s_protos.py "$TOOLS/kubectl" "$TOOLS/k8s-protos"
+}
+if have; then protos; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -51,4 +55,6 @@ with zipfile.ZipFile(zip_path) as z:
         os.replace(target + ".tmp", target)
 PY
 have || { echo "install-tools: .tools/ does not hold helm $HELM_VERSION and kubectl $KUBECTL_VERSION" >&2; exit 1; }
+rm -rf "$TOOLS/k8s-protos"
+protos
 echo "install-tools: helm $HELM_VERSION and kubectl $KUBECTL_VERSION in $TOOLS/"

@@ -49,6 +49,23 @@ def _table(daemon: Daemon) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
+def hints(kubeconfig: Path) -> str:
+    """What to try once everything is synced: every command works against the sandbox."""
+    kubectl = shutil.which("kubectl", path=str(ROOT / ".tools")) or "kubectl"
+    k = f"{kubectl} --kubeconfig {kubeconfig}"
+    return (
+        "\nAll apps are synced. Look around as on a real cluster:\n"
+        f"  {k} -n guestbook get pods\n"
+        f"  {k} -n guestbook describe deploy guestbook-ui\n"
+        f"  {k} create namespace scratch\n"
+        f"  {k} -n scratch create deployment hello --image=nginx:1.27 --replicas=2\n"
+        "Cause some drift and watch gitopsd put it back:\n"
+        f"  {k} -n guestbook scale deploy/guestbook-ui --replicas=5\n"
+        f"  {k} -n guestbook get deploy guestbook-ui\n"
+        "Edit examples/apps/*/ and gitopsd applies the change at once. Ctrl-C to stop."
+    )
+
+
 async def _show_status(daemon: Daemon, kubeconfig: Path) -> None:
     await daemon.ready.wait()
     shown = ""
@@ -61,14 +78,7 @@ async def _show_status(daemon: Daemon, kubeconfig: Path) -> None:
         synced = daemon.apps and all(str(r.runner.status.sync) == "Synced" for r in daemon.apps.values())
         if synced and not hint_given:
             hint_given = True
-            kubectl = shutil.which("kubectl", path=str(ROOT / ".tools")) or "kubectl"
-            print(
-                "\nAll apps are synced. Cause some drift and watch gitopsd put it back:\n"
-                f"  {kubectl} --kubeconfig {kubeconfig} -n guestbook scale deploy/guestbook-ui --replicas=5\n"
-                f"  {kubectl} --kubeconfig {kubeconfig} -n guestbook get deploy guestbook-ui\n"
-                "Edit examples/apps/*/ and gitopsd applies the change at once. Ctrl-C to stop.",
-                flush=True,
-            )
+            print(hints(kubeconfig), flush=True)
         await anyio.sleep(0.5)
 
 
