@@ -165,6 +165,14 @@ class Pruned(Event):
     """Objects that left the desired state were deleted from the cluster; ``data["objects"]`` lists them."""
 
 
+@_event("adopted")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adopted(Event):
+    """Objects that existed without a gitopsd owner were taken over (app ``adopt = true`` or the
+    manifest annotation ``gitopsd.dev/adopt: "true"``): they now carry ``gitopsd.dev/owner``;
+    ``data["objects"]`` lists them."""
+
+
 @_event("app-suspended")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppSuspended(Event):

@@ -5,11 +5,15 @@ Implements :class:`gitopsd.engine.protocols.Cluster`. A sync:
 1. resolves every manifest's resource (discovery, or a CRD in the same render) and prepares
    it (namespace, labels); an unknown kind or a duplicate fails the sync before any request
    that changes something;
+   The app's policy is checked on the prepared render (:mod:`gitopsd.kube.tenancy`): a
+   violation fails the sync before any write;
 2. waits for the live cache of every kind in use (its first LIST; later syncs send nothing);
 3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
-   are ``unchanged`` and cost no request; the others are added to the inventory, then
-   applied concurrently; a failed object stops later steps; waited steps must become
-   healthy (CRDs Established, Namespaces Active, each wave) before the next;
+   are ``unchanged`` and cost no request; the others pass the owner checks
+   (:mod:`gitopsd.kube.ownership`), are added to the inventory (SQLite and the cluster
+   record, :mod:`gitopsd.kube.inventory`), then applied concurrently; a failed or refused
+   object stops later steps; waited steps must become healthy (CRDs Established, Namespaces
+   Active, each wave) before the next;
 4. prunes (only after every apply succeeded, :mod:`gitopsd.kube.prune`);
 5. waits for the app to be healthy until ``app.timeout``.
 """
@@ -29,16 +33,19 @@ from gitopsd.core.errors import ApplyError
 from gitopsd.core.events import ClusterReachable, ClusterUnreachable, Event
 from gitopsd.core.models import Health, HealthStatus, Manifest, ObjectRef, ObjectResult, SyncResult
 from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
-from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
+from gitopsd.kube.apply import Applier, Desired, impersonation, is_shared, prepare
 from gitopsd.kube.cache import Key, LiveCache, key_of
 from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
 from gitopsd.kube.diff import object_diff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind, is_crd, resources_from_crd
 from gitopsd.kube.drift import DriftTracker
 from gitopsd.kube.health import HealthHook, object_health
+from gitopsd.kube.inventory import InventoryRecords
 from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
+from gitopsd.kube.ownership import DEFAULT_INSTANCE
 from gitopsd.kube.prune import Pruner, ref_key
+from gitopsd.kube.tenancy import OwnershipGate, policy_refusals
 from gitopsd.plugin.config import AppConfig, ClusterConfig
 
 if TYPE_CHECKING:
@@ -59,6 +66,8 @@ class KubeCluster:
         health_hook: The ``gitopsd_health`` hook (kinds without built-in rules).
         emit: Receives ClusterUnreachable / ClusterReachable events.
         on_request: Called with (cluster, verb, code or "error") per API request (metrics).
+        instance: ``[daemon] instance``: the owner annotation is ``<instance>/<app>``.
+        inventory_namespace: ``[daemon] inventory_namespace``: where inventory records live.
     """
 
     def __init__(
@@ -69,6 +78,8 @@ class KubeCluster:
         health_hook: HealthHook | None = None,
         emit: Callable[[Event], None] | None = None,
         on_request: Callable[[str, str, int | str], None] | None = None,
+        instance: str = DEFAULT_INSTANCE,
+        inventory_namespace: str = "gitopsd-system",
     ):
         self.name = name
         self.config = config
@@ -79,7 +90,10 @@ class KubeCluster:
         self.drift = DriftTracker()
         self.cache = LiveCache(self.client, self.drift.on_change)
         self.applier = Applier(self.client, self.cache)
-        self.pruner = Pruner(self.client, self.cache, self.discovery)
+        self.instance = instance
+        self.pruner = Pruner(self.client, self.cache, self.discovery, instance)
+        self.ownership = OwnershipGate(self.client, self.cache, instance, name, self._emit)
+        self.records = InventoryRecords(self.client, inventory_namespace, instance)
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -181,7 +195,7 @@ class KubeCluster:
             except UnknownKind as exc:
                 failed.append(ObjectResult(ref, "failed", Health.UNKNOWN, str(exc)))
                 continue
-            d = Desired(prepare(app, manifest, resource), resource)
+            d = Desired(prepare(app, manifest, resource, self.instance), resource)
             if d.key in seen:
                 failed.append(
                     ObjectResult(
@@ -221,7 +235,7 @@ class KubeCluster:
             )
             if resource is None:
                 return None
-            d = Desired(prepare(app, manifest, resource), resource)
+            d = Desired(prepare(app, manifest, resource, self.instance), resource)
             out[d.key] = d
         return out
 
@@ -253,6 +267,7 @@ class KubeCluster:
     ) -> SyncResult:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        inventory = self.records.wrap(app.name, inventory, dry_run=dry_run)
         async with lock:
             self.drift.pause(app.name)
             try:
@@ -292,6 +307,16 @@ class KubeCluster:
             ]
             names = "; ".join(f"{o.ref}: {o.message}" for o in bad)
             return result(False, f"render cannot be applied: {names}", bad + skipped)
+        refused = policy_refusals(app, desired)
+        if refused:
+            bad_refs = {o.ref for o in refused}
+            skipped = [
+                ObjectResult(d.ref, "skipped", Health.UNKNOWN, "not applied: the render breaks the app's policy")
+                for d in desired
+                if d.ref not in bad_refs
+            ]
+            names = "; ".join(f"{o.ref}: {o.message}" for o in refused)
+            return result(False, f"refused by policy: {names}", refused + skipped)
 
         if not dry_run and self.drift.tracked(app.name):
             self.drift.track(app.name, {d.key: d.obj for d in desired}, None)
@@ -375,22 +400,36 @@ class KubeCluster:
         dry_run: bool,
     ) -> str:
         """Apply what differs in one step; the failure message, or ""."""
+        differ: list[tuple[Desired, Manifest | None]] = []
+        for d in step:
+            live = self.cache.get(d.key)
+            if matches(d.obj, live):  # our owner annotation included: ours already
+                results[d.key] = ObjectResult(d.ref, "unchanged", self._object_health(live).health)
+            else:
+                differ.append((d, live))
+        checked = await self.ownership.check(app, differ, owned) if differ else []
+        refused = [c for c in checked if not c.admission.allowed]
+        for c in refused:
+            results[c.desired.key] = ObjectResult(
+                c.desired.ref, c.admission.action, Health.UNKNOWN, c.admission.message
+            )
+        refused_keys = {c.desired.key for c in refused}
         if not dry_run:
             # Everything the render holds is the app's, sent or not (an unchanged object may be
             # missing from a lost or older inventory, and must stay prunable).
-            new = [d.ref for d in step if d.key not in owned and not is_shared(d.obj)]
+            new = [
+                d.ref
+                for d in step
+                if d.key not in owned and d.key not in refused_keys and not is_shared(d.obj)
+            ]
             if new:
                 await inventory.add(new)  # persisted before the apply that may create them
                 owned.update(ref_key(r) for r in new)
-        to_send: list[tuple[Desired, Manifest | None]] = []
-        for d in step:
-            live = self.cache.get(d.key)
-            if matches(d.obj, live):
-                results[d.key] = ObjectResult(d.ref, "unchanged", self._object_health(live).health)
-            else:
-                to_send.append((d, live))
+        to_send = [(c.desired, c.live) for c in checked if c.admission.allowed]
+        adopting = {c.desired.key for c in checked if c.admission.adopted}
+        refusal = "; ".join(f"{c.desired.ref}: {c.admission.message}" for c in refused)
         if not to_send:
-            return ""
+            return f"refused: {refusal}" if refused else ""
         unreachable: list[str] = []
 
         async def one(d: Desired, live: Manifest | None) -> None:
@@ -412,24 +451,33 @@ class KubeCluster:
                 tg.start_soon(one, d, live)
         if unreachable:
             raise Unreachable(unreachable[0])
+        adopted = [d for d, _ in to_send if d.key in adopting and results[d.key].action != "failed"]
+        for d in adopted:
+            old = results[d.key]
+            note = "adopted: it existed without a gitopsd owner"
+            results[d.key] = ObjectResult(d.ref, old.action, old.health, "; ".join(filter(None, [note, old.message])))
+        if adopted and not dry_run:
+            self.ownership.adopted(app, [d.ref for d in adopted])
         failed = [(d, live) for d, live in to_send if results[d.key].action == "failed"]
         if not failed:
-            return ""
+            return f"refused: {refusal}" if refused else ""
         if not dry_run:
             # Nothing was created for a refused object that did not exist: keep the inventory exact.
-            never_created = [d.ref for d, live in failed if live is None and await self._absent(d)]
+            never_created = [d.ref for d, live in failed if live is None and await self._absent(app, d)]
             if never_created:
                 await inventory.remove(never_created)
                 owned.difference_update(ref_key(r) for r in never_created)
-        return "apply failed: " + "; ".join(f"{d.ref}: {results[d.key].message}" for d, _ in failed)
+        message = "apply failed: " + "; ".join(f"{d.ref}: {results[d.key].message}" for d, _ in failed)
+        return f"{message}; refused: {refusal}" if refused else message
 
-    async def _absent(self, d: Desired) -> bool:
+    async def _absent(self, app: AppConfig, d: Desired) -> bool:
         try:
             await self.client.request(
                 "GET",
                 d.resource.object_path(
                     str(d.obj["metadata"].get("namespace") or ""), d.obj["metadata"]["name"]
                 ),
+                headers=impersonation(app),
             )
         except Exception as exc:
             return getattr(exc, "status", None) == 404
@@ -575,6 +623,7 @@ class KubeCluster:
         started = time.monotonic()
         self._check_reachable()
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        inventory = self.records.wrap(app.name, inventory)
         async with lock:
             self.drift.untrack(app.name)
             try:

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
     ValidationError,
     field_validator,
@@ -112,6 +113,37 @@ class DaemonConfig(_Model):
     watch_config: Bool = Field(True, description="Reload when the config file changes.")
     tools: ToolsConfig = ToolsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    instance: str = Field(
+        "gitopsd",
+        description="Names this installation in the owner annotation `gitopsd.dev/owner: INSTANCE/APP` "
+        "and in inventory records, so two installations on one cluster never touch each other's objects. "
+        "Read at start; changing it makes every object look foreign.",
+    )
+    inventory_namespace: str = Field(
+        "gitopsd-system",
+        description="Namespace (in each target cluster) of the inventory records "
+        "`gitopsd-inventory.INSTANCE.APP`; created on first use, written with the daemon's own credentials.",
+    )
+    default_policy: str | None = Field(
+        None, description="Name of the [policies.*] table applied to apps without `policy`; none: unrestricted."
+    )
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME.match(value):
+            raise ValueError(
+                f"invalid instance {value!r}: use at most 63 lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("inventory_namespace")
+    @classmethod
+    def _inventory_namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME.match(value):
+            raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -148,6 +180,46 @@ class ClusterConfig(_Model):
     request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
 
 
+class PolicyConfig(_Model):
+    """``[policies.NAME]``: what the apps that use it may change, and as whom (see docs/operations.md).
+
+    Checked on every render before any write: a render that breaks it fails, naming each
+    offending object and the rule.
+    """
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description='Globs of the namespaces namespaced objects may target, e.g. ["team-a", "team-a-*"]; empty: none.',
+    )
+    cluster_kinds: list[str] = Field(
+        default_factory=list,
+        description='Cluster-scoped kinds allowed, as "Kind" (any group) or "group/Kind"; default none. '
+        "The app's own Namespace (create_namespace) is allowed when it matches `namespaces`.",
+    )
+    deny_kinds: list[str] = Field(
+        default_factory=list,
+        description='Kinds refused anywhere, as "Kind" (any group) or "group/Kind", '
+        'e.g. ["rbac.authorization.k8s.io/ClusterRoleBinding"].',
+    )
+    impersonate_user: str | None = Field(
+        None,
+        description="Every request for the app's objects carries `Impersonate-User: USER`, so the "
+        "cluster's RBAC decides (the daemon's credentials need the `impersonate` verb).",
+    )
+    impersonate_groups: list[str] = Field(
+        default_factory=list, description="`Impersonate-Group` headers sent with `impersonate_user`."
+    )
+
+    @field_validator("cluster_kinds", "deny_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            group, _, name = kind.rpartition("/")
+            if not name or not name[0].isupper() or " " in kind:
+                raise ValueError(f'invalid kind {kind!r}: use "Kind" or "group/Kind", e.g. "rbac.authorization.k8s.io/ClusterRole"')
+        return value
+
+
 class PluginTable(_Model):
     """A ``{type = "...", ...}`` table; ``options`` is validated by the type's own model."""
 
@@ -176,6 +248,17 @@ class AppConfig(_Model):
         True, description="Create the app's namespace if the manifests do not define it (never pruned)."
     )
     notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
+    adopt: Bool = Field(
+        False,
+        description="Take over objects that already exist without a gitopsd owner annotation "
+        '(per object: annotate the manifest `gitopsd.dev/adopt: "true"`). Off: such objects are refused.',
+    )
+    prune_namespaces: Bool = Field(False, description="Let prune delete Namespaces that left the render (and everything in them).")
+    policy: str | None = Field(None, description="Name of the [policies.*] table that limits this app; default: daemon.default_policy.")
+
+    # Resolved from [policies.*] and daemon.default_policy when the config is loaded (see with_policy).
+    _policy_name: str | None = PrivateAttr(None)
+    _policy_rules: PolicyConfig | None = PrivateAttr(None)
 
     @field_validator("namespace")
     @classmethod
@@ -183,6 +266,20 @@ class AppConfig(_Model):
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
+
+    def with_policy(self, name: str | None, rules: PolicyConfig | None) -> AppConfig:
+        """A copy limited by the policy ``name`` (``rules``), or unrestricted with None."""
+        copy = self.model_copy()
+        copy._policy_name = name
+        copy._policy_rules = rules
+        return copy
+
+    @property
+    def effective_policy(self) -> tuple[str, PolicyConfig] | None:
+        """(name, rules) of the policy that limits the app (its own or the default), or None."""
+        if self._policy_name is None or self._policy_rules is None:
+            return None
+        return self._policy_name, self._policy_rules
 
 
 class Config(_Model):
@@ -193,6 +290,7 @@ class Config(_Model):
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     notifiers: dict[str, PluginTable] = Field(default_factory=dict)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict)
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval
@@ -256,7 +354,7 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
                     table[key] = _plugin_table(table[key])
             new_apps[name] = table
         shaped["apps"] = new_apps
-    for section in ("clusters", "notifiers"):
+    for section in ("clusters", "notifiers", "policies"):
         tables = raw.get(section)
         if isinstance(tables, dict):
             for name in tables:
@@ -293,7 +391,18 @@ def _resolve(config: Config, raw: dict[str, Any], types: TypeRegistry, errors: l
         for i, notifier in enumerate(app.notify):
             if notifier not in config.notifiers:
                 errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
-        apps[name] = app.model_copy(update={"source": source, "render": render})
+        policy = app.policy or config.daemon.default_policy
+        if app.policy is not None and app.policy not in config.policies:
+            errors.append(f"{where}.policy: unknown policy {app.policy!r} (defined: {_names(config.policies)})")
+        apps[name] = app.model_copy(update={"source": source, "render": render}).with_policy(
+            policy, config.policies.get(policy) if policy else None
+        )
+    default = config.daemon.default_policy
+    if default is not None and default not in config.policies:
+        errors.append(f"daemon.default_policy: unknown policy {default!r} (defined: {_names(config.policies)})")
+    for name, rules in config.policies.items():
+        if rules.impersonate_groups and not rules.impersonate_user:
+            errors.append(f"policies.{name}.impersonate_groups: needs impersonate_user (Kubernetes impersonates groups only with a user)")
     notifiers = {
         name: _plugin_options(table, types.notifiers, f"notifiers.{name}", "notifier", errors)
         for name, table in config.notifiers.items()
