@@ -30,6 +30,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[clusters.NAME]", cfg.ClusterConfig, {"ssh"}),
     ("[clusters.NAME.ssh]", cfg.SSHConfig, set()),
     ("[apps.NAME]", cfg.AppConfig, {"name"}),
+    ("[policies.NAME]", cfg.PolicyConfig, set()),
 ]
 
 

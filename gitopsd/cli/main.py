@@ -124,9 +124,14 @@ def _pass_config_path(func: Any) -> Any:
 def check(obj: Context) -> None:
     """Validate the config file and every plugin's options; print a summary.
 
-    Exits 1 and lists every error (file and dotted key) when the config is invalid.
+    Exits 1 and lists every error (file and dotted key) when the config is invalid. Warns
+    (exit 0) about apps without a policy and apps that render the same objects.
     """
+    from gitopsd.engine.policy import config_warnings
+
     config = obj.load()
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{obj.config_path}: ok ({len(config.apps)} apps, {len(config.clusters)} clusters, "
         f"{len(config.notifiers)} notifiers)"

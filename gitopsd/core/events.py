@@ -168,9 +168,7 @@ class Pruned(Event):
 @_event("adopted")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Adopted(Event):
-    """Objects that existed without a gitopsd owner were taken over (app ``adopt = true`` or the
-    manifest annotation ``gitopsd.dev/adopt: "true"``): they now carry ``gitopsd.dev/owner``;
-    ``data["objects"]`` lists them."""
+    """Existing objects without a gitopsd owner were taken over (``adopt``); ``data["objects"]`` lists them."""
 
 
 @_event("app-suspended")

@@ -99,8 +99,22 @@ def violations(app: AppConfig, objects: list[Candidate]) -> list[Violation]:
 
 
 def config_warnings(config: Config) -> list[str]:
-    """What ``gitopsd check`` warns about: apps that run unrestricted, namespaces outside the policy."""
+    """What ``gitopsd check`` warns about without rendering anything.
+
+    Apps that run unrestricted, an app namespace its policy refuses, and apps of one cluster
+    with the same source, renderer and namespace (they render the same objects: the one that
+    syncs second fails with SharedResource).
+    """
     out = []
+    seen: dict[tuple[str, str, str, str], str] = {}
+    for name, app in config.apps.items():
+        same = (app.cluster, app.namespace, repr(app.source), repr(app.render))
+        first = seen.setdefault(same, name)
+        if first != name:
+            out.append(
+                f"apps.{name}: renders the same objects as apps.{first} into cluster {app.cluster} "
+                "(same source, render and namespace): only one of them can own them (SharedResource)"
+            )
     for name, app in config.apps.items():
         effective = app.effective_policy
         if effective is None:
