@@ -202,7 +202,9 @@ class SandboxServer:
                 sb.counters_obj.other()
                 if request.method != "POST":
                     return _error(method_not_allowed())
-                code, out = rbac.review(self.authorizer, who, *review, await request.read())
+                code, out = rbac.review(
+                    self.authorizer, who, *review, await request.read(), request.headers.get("Content-Type", "")
+                )
                 return _json(out, code)
         except ApiError as err:
             return _error(err)
