@@ -157,7 +157,7 @@ ROLE_BINDING = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "RoleBinding",
     "metadata": {"name": "alice-edits", "namespace": "team-a"},
-    "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+    "subjects": [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}],
     "roleRef": {"kind": "Role", "name": "editor", "apiGroup": "rbac.authorization.k8s.io"},
 }
 ROLE = {
@@ -170,7 +170,7 @@ ROLE = {
 
 async def test_impersonated_app_needs_rbac_rights(env: Env, kubectl: Kubectl) -> None:
     await kubectl_apply(kubectl, namespace("team-a"))
-    rules = PolicyConfig(namespaces=["team-a"], impersonate_user="alice", impersonate_groups=["team-a", "devs"])
+    rules = PolicyConfig(namespaces=["team-a"], impersonate_user="alice", impersonate_groups=["devs", "team-a"])
     app = app_config(namespace="team-a", prune=True).with_policy("team-a", rules)
     assert not await can_i(kubectl, "create", "configmaps", "-n", "team-a", "--as", "alice")
     assert await can_i(kubectl, "create", "configmaps", "-n", "team-a")  # the admin
@@ -186,11 +186,23 @@ async def test_impersonated_app_needs_rbac_rights(env: Env, kubectl: Kubectl) ->
     # The inventory record was written with the daemon's own credentials all the same.
     assert await env.inventory().current() == []
 
-    await kubectl_apply(kubectl, ROLE)
+    # Read-only rights: the GET passes, the apply itself (impersonated too) is refused.
+    viewer = json.loads(json.dumps(ROLE))
+    viewer["rules"][0]["verbs"] = ["get", "list", "watch"]
+    await kubectl_apply(kubectl, viewer)
     await kubectl_apply(kubectl, ROLE_BINDING)
-    assert await can_i(kubectl, "create", "configmaps", "-n", "team-a", "--as", "alice")
-    assert not await can_i(kubectl, "create", "secrets", "-n", "team-a", "--as", "alice")
-    assert not await can_i(kubectl, "create", "configmaps", "-n", "team-b", "--as", "alice")
+    read_only = await env.cluster.sync(app, [configmap("one"), configmap("two")], env.inventory())
+    assert not read_only.ok
+    for name in ("one", "two"):
+        assert f'User "alice" cannot patch resource "configmaps"' in by_ref(read_only)[f"ConfigMap team-a/{name}"][1]
+    assert "NotFound" in await kubectl("get", "configmap", "one", "-n", "team-a", check=False)
+
+    await kubectl_apply(kubectl, ROLE)
+    as_alice = ("--as", "alice", "--as-group", "devs")
+    assert await can_i(kubectl, "create", "configmaps", "-n", "team-a", *as_alice)
+    assert not await can_i(kubectl, "create", "configmaps", "-n", "team-a", "--as", "alice")  # not in devs
+    assert not await can_i(kubectl, "create", "secrets", "-n", "team-a", *as_alice)
+    assert not await can_i(kubectl, "create", "configmaps", "-n", "team-b", *as_alice)
     allowed = await env.cluster.sync(app, [configmap("one"), configmap("two")], env.inventory())
     assert allowed.ok, allowed.message
     assert allowed.counts["created"] == 2
