@@ -212,7 +212,7 @@ class KubeClient:
             *(extra_headers or ()),
         ]
         rest = api.rest_client
-        url = api.configuration.host + path + ("?" + urlencode(query) if query else "")
+        url = f"{api.configuration.host}{path}" + ("?" + urlencode(query) if query else "")
         options: dict[str, Any] = {}
         if rest.proxy:
             options["proxy"] = rest.proxy

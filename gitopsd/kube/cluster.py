@@ -45,7 +45,7 @@ from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
 from gitopsd.kube.ownership import DEFAULT_INSTANCE
 from gitopsd.kube.prune import Pruner, ref_key
-from gitopsd.kube.tenancy import OwnershipGate, policy_refusals
+from gitopsd.kube.tenancy import Checked, OwnershipGate, policy_refusals
 from gitopsd.plugin.config import AppConfig, ClusterConfig
 
 if TYPE_CHECKING:
@@ -408,6 +408,23 @@ class KubeCluster:
             else:
                 differ.append((d, live))
         checked = await self.ownership.check(app, differ, owned) if differ else []
+        try:
+            return await self._apply_checked(app, step, checked, inventory, owned, results, dry_run=dry_run)
+        finally:
+            self.ownership.release(app, [c.desired.key for c in checked])
+
+    async def _apply_checked(
+        self,
+        app: AppConfig,
+        step: list[Desired],
+        checked: list[Checked],
+        inventory: Inventory,
+        owned: set[Key],
+        results: dict[Key, ObjectResult],
+        *,
+        dry_run: bool,
+    ) -> str:
+        """The rest of :meth:`_apply_step`, once the owner checks are done."""
         refused = [c for c in checked if not c.admission.allowed]
         for c in refused:
             results[c.desired.key] = ObjectResult(

@@ -5,6 +5,14 @@ something (rules in :mod:`gitopsd.engine.policy`). :class:`OwnershipGate` runs p
 the objects about to be sent: it finds their live copies (the live cache, or one GET for an
 object the cache does not hold: the cache sees gitopsd-labelled objects only) and applies the
 rules of :mod:`gitopsd.kube.ownership`.
+
+Between that check and the apply, another app of this daemon could pass the same check for the
+same absent (or unowned) object: the gate keeps a claim per object being created or adopted
+until the caller calls :meth:`OwnershipGate.release` (after the apply, when the live cache holds
+the answer), and refuses the object to every other app meanwhile. Two installations creating
+the same object at the same instant can still both pass; the last apply's owner annotation
+wins, and the other one's next sync reports SharedResource (prune never deletes it, since it
+checks the live owner).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from gitopsd.engine.policy import Candidate, violations
 from gitopsd.kube.apply import Desired, impersonation, is_shared
 from gitopsd.kube.cache import Key, LiveCache
 from gitopsd.kube.client import ApiError, KubeClient
-from gitopsd.kube.ownership import Admission, admit, owner_value
+from gitopsd.kube.ownership import SHARED_RESOURCE, Admission, admit, owner_value
 from gitopsd.plugin.config import AppConfig
 
 
@@ -58,6 +66,7 @@ class OwnershipGate:
         self.instance = instance
         self.cluster = cluster
         self._emit = emit
+        self._claims: dict[Key, str] = {}  # object being created/adopted -> owner, until released
 
     def owner(self, app: AppConfig) -> str:
         """``<instance>/<app>``: the owner annotation the app's objects carry."""
@@ -85,16 +94,29 @@ class OwnershipGate:
                 except ApiError as exc:
                     out[i] = Checked(d, None, Admission(False, action="failed", message=str(exc)))
                     return
-            out[i] = Checked(
-                d,
-                live,
-                admit(d.obj, live, owner=owner, app_name=app.name, adopt=app.adopt, in_inventory=d.key in owned),
-            )
+            admission = admit(d.obj, live, owner=owner, app_name=app.name, adopt=app.adopt, in_inventory=d.key in owned)
+            if admission.allowed and (live is None or admission.adopted):
+                holder = self._claims.setdefault(d.key, owner)
+                if holder != owner:
+                    admission = Admission(
+                        False,
+                        action="failed",
+                        message=f"{SHARED_RESOURCE}: being applied by {holder}, not by {owner}: "
+                        "two apps render this object; remove it from one of them",
+                    )
+            out[i] = Checked(d, live, admission)
 
         async with anyio.create_task_group() as tg:
             for i, (d, live) in enumerate(objects):
                 tg.start_soon(one, i, d, live)
         return [c for c in out if c is not None]
+
+    def release(self, app: AppConfig, keys: list[Key]) -> None:
+        """Drop the app's claims on ``keys`` (their applies are done: the live cache knows)."""
+        owner = self.owner(app)
+        for key in keys:
+            if self._claims.get(key) == owner:
+                del self._claims[key]
 
     async def _get(self, app: AppConfig, d: Desired) -> Manifest | None:
         meta = d.obj["metadata"]

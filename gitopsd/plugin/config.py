@@ -214,7 +214,7 @@ class PolicyConfig(_Model):
     @classmethod
     def _kinds(cls, value: list[str]) -> list[str]:
         for kind in value:
-            group, _, name = kind.rpartition("/")
+            name = kind.rpartition("/")[2]
             if not name or not name[0].isupper() or " " in kind:
                 raise ValueError(f'invalid kind {kind!r}: use "Kind" or "group/Kind", e.g. "rbac.authorization.k8s.io/ClusterRole"')
         return value

@@ -194,7 +194,7 @@ async def test_impersonated_app_needs_rbac_rights(env: Env, kubectl: Kubectl) ->
     read_only = await env.cluster.sync(app, [configmap("one"), configmap("two")], env.inventory())
     assert not read_only.ok
     for name in ("one", "two"):
-        assert f'User "alice" cannot patch resource "configmaps"' in by_ref(read_only)[f"ConfigMap team-a/{name}"][1]
+        assert 'User "alice" cannot patch resource "configmaps"' in by_ref(read_only)[f"ConfigMap team-a/{name}"][1]
     assert "NotFound" in await kubectl("get", "configmap", "one", "-n", "team-a", check=False)
 
     await kubectl_apply(kubectl, ROLE)
