@@ -11,6 +11,7 @@ import pytest
 
 from gitopsd.core.models import ObjectRef
 from gitopsd.core.state import StateStore
+from gitopsd.engine.stages import with_app_namespace
 from gitopsd.kube import KubeClusterPool
 from gitopsd.kube.inventory import read_record
 from gitopsd.kube.ownership import OWNER_ANNOTATION
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.anyio
 async def can_i(kubectl: Kubectl, *args: str) -> bool:
     """``kubectl auth can-i ARGS``: "yes" (exit 0), or "no" on stdout with exit 1 (the fixture then
     returns stderr, empty for a plain "no"; an error would show there)."""
-    out = (await kubectl("auth", "can-i", *args, check=False)).strip()
+    text = await kubectl("auth", "can-i", *args, check=False)
+    out = "\n".join(line for line in text.splitlines() if not line.startswith("Warning:")).strip()
     assert out in ("yes", ""), out
     return out == "yes"
 
@@ -169,14 +171,18 @@ ROLE = {
 
 
 async def test_impersonated_app_needs_rbac_rights(env: Env, kubectl: Kubectl) -> None:
-    await kubectl_apply(kubectl, namespace("team-a"))
     rules = PolicyConfig(namespaces=["team-a"], impersonate_user="alice", impersonate_groups=["devs", "team-a"])
     app = app_config(namespace="team-a", prune=True).with_policy("team-a", rules)
     assert not await can_i(kubectl, "create", "configmaps", "-n", "team-a", "--as", "alice")
+    assert not await can_i(kubectl, "create", "namespaces", "--as", "alice")
     assert await can_i(kubectl, "create", "configmaps", "-n", "team-a")  # the admin
 
-    denied = await env.cluster.sync(app, [configmap("one"), configmap("two")], env.inventory())
+    # The app's namespace (create_namespace) is created with the daemon's credentials: the
+    # policy allows it, and alice has no right to create namespaces.
+    denied = await env.cluster.sync(app, with_app_namespace(app, [configmap("one"), configmap("two")]), env.inventory())
     assert not denied.ok
+    assert by_ref(denied)["Namespace team-a"][0] == "created"
+    await get_json(kubectl, "namespace", "team-a")
     for name in ("one", "two"):
         action, message = by_ref(denied)[f"ConfigMap team-a/{name}"]
         assert action == "failed"
