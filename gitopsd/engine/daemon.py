@@ -325,7 +325,7 @@ class Daemon:
             raise ConfigError([f"notifiers: cannot create a notifier: {type(exc).__name__}: {exc}"]) from None
         if changed_clusters and (changed or added):
             log.warning("cluster settings changed: restart gitopsd to reconnect", clusters=sorted(changed_clusters))
-        for key in ("listen", "state_dir", "max_body_bytes"):
+        for key in ("listen", "state_dir", "max_body_bytes", "instance", "inventory_namespace"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
         async with anyio.create_task_group() as stops:  # concurrently: a source may take a while to close
