@@ -3,8 +3,8 @@
 Besides the daemon's SQLite state, every app's inventory is kept in its own cluster as the
 ConfigMap ``gitopsd-inventory.<instance>.<app>`` (:func:`record_name`) in
 ``[daemon] inventory_namespace`` (default ``gitopsd-system``, created on first use), so any
-gitopsd that can read the cluster knows what an app owns (:func:`read_record`), whatever
-happened to the disk of the daemon that applied it.
+gitopsd that can read the cluster knows what an app owns (:func:`read_record`,
+:func:`list_records`), whatever happened to the disk of the daemon that applied it.
 
 :class:`ClusterInventory` implements :class:`gitopsd.engine.protocols.Inventory` over the
 engine's own (SQLite) inventory: ``add`` and ``remove`` write both, SQLite first, the record only
@@ -126,6 +126,19 @@ async def read_record(
             f"inventory record {namespace}/{record_name(instance, app)} is unreadable: {exc}",
             reason="InventoryUnavailable",
         ) from None
+
+
+async def list_records(client: KubeClient, namespace: str, instance: str) -> list[InventoryRecord]:
+    """Every inventory record of installation ``instance`` (one LIST)."""
+    try:
+        answer = await client.request(
+            "GET", _path(namespace), query=[("labelSelector", f"{RECORD_LABEL}=true,{INSTANCE_LABEL}={instance}")]
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            return []
+        raise
+    return [decode(item) for item in answer.get("items") or []]
 
 
 async def write_record(client: KubeClient, namespace: str, record: InventoryRecord) -> None:

@@ -13,7 +13,7 @@ from gitopsd.core.models import ObjectRef
 from gitopsd.core.state import StateStore
 from gitopsd.engine.stages import with_app_namespace
 from gitopsd.kube import KubeClusterPool
-from gitopsd.kube.inventory import read_record
+from gitopsd.kube.inventory import list_records, read_record
 from gitopsd.kube.ownership import OWNER_ANNOTATION
 from gitopsd.plugin.config import ClusterConfig, Config, DaemonConfig, PolicyConfig
 from gitopsd.sandbox import Sandbox
@@ -271,6 +271,8 @@ async def test_two_installations_never_touch_each_other(instance_a: Env, instanc
     record_a = await read_record(instance_a.cluster.client, "gitopsd-system", "a", "web")
     assert record_a is not None and {r.name for r in record_a.refs} == {"a-only", "contested"}
     assert await read_record(instance_b.cluster.client, "gitopsd-system", "b", "web") is None  # empty: deleted
+    assert [(r.instance, r.app) for r in await list_records(instance_b.cluster.client, "gitopsd-system", "a")] == [("a", "web")]
+    assert await list_records(instance_b.cluster.client, "gitopsd-system", "b") == []
 
 
 async def test_cluster_record_rebuilds_a_lost_state(env: Env, kubectl: Kubectl, tmp_path: Path) -> None:
