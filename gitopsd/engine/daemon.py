@@ -27,6 +27,7 @@ from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.ops import status_line, watch_config_file
+from gitopsd.engine.policy import config_warnings
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.runner import AppRunner, StateInventory
 from gitopsd.engine.stages import Workspace
@@ -131,6 +132,8 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
+        for warning in config_warnings(self.config):  # unrestricted apps, apps rendering the same objects
+            log.warning("config warning", warning=warning)
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
             self.store = await StateStore.open(self.config.daemon.state_dir)

@@ -407,7 +407,12 @@ class KubeCluster:
                 results[d.key] = ObjectResult(d.ref, "unchanged", self._object_health(live).health)
             else:
                 differ.append((d, live))
-        checked = await self.ownership.check(app, differ, owned) if differ else []
+        new_namespaces = frozenset(
+            r.ref.name
+            for r in results.values()
+            if r.ref.kind == "Namespace" and r.ref.group == "" and r.action == "created"
+        )
+        checked = await self.ownership.check(app, differ, owned, new_namespaces) if differ else []
         try:
             return await self._apply_checked(app, step, checked, inventory, owned, results, dry_run=dry_run)
         finally:

@@ -73,12 +73,17 @@ class OwnershipGate:
         return owner_value(self.instance, app.name)
 
     async def check(
-        self, app: AppConfig, objects: list[tuple[Desired, Manifest | None]], owned: set[Key]
+        self,
+        app: AppConfig,
+        objects: list[tuple[Desired, Manifest | None]],
+        owned: set[Key],
+        new_namespaces: frozenset[str] = frozenset(),
     ) -> list[Checked]:
         """The live copy of each object and whether the app may apply it.
 
         ``objects`` are (desired, live copy from the cache or None); an object the cache does not
-        hold is asked for (impersonated as the app), since it may exist without our labels. A
+        hold is asked for (impersonated as the app), since it may exist without our labels,
+        except in ``new_namespaces`` (created by this sync: nothing can be in them yet). A
         failed GET is a refusal naming the API server's answer.
         """
         out: list[Checked | None] = [None] * len(objects)
@@ -88,7 +93,7 @@ class OwnershipGate:
             if is_shared(d.obj):
                 out[i] = Checked(d, live, Admission(True))
                 return
-            if live is None:
+            if live is None and str(d.obj["metadata"].get("namespace") or "") not in new_namespaces:
                 try:
                     live = await self._get(app, d)
                 except ApiError as exc:

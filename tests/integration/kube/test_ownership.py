@@ -318,3 +318,12 @@ async def test_objects_of_older_versions_are_adopted_silently(env: Env, kubectl:
     live = await get_json(kubectl, "configmap", "legacy")
     assert live["metadata"]["annotations"][OWNER_ANNOTATION] == "gitopsd/web"
     assert not [e for e in env.events if e.name == "adopted"]
+
+
+async def test_owner_lookups_cost_nothing_in_a_namespace_the_sync_creates(env: Env, kubectl: Kubectl) -> None:
+    app = app_config(name="fresh", namespace="fresh")
+    env.sb.reset_counters()
+    result = await env.cluster.sync(app, with_app_namespace(app, [configmap("a"), configmap("b")]), env.inventory("fresh"))
+    assert result.ok and result.counts["created"] == 3, result.message
+    gets = sum(r["count"] for r in env.sb.counters()["requests"] if r["verb"] == "get" and r["resource"] == "configmaps")
+    assert gets == 1  # the inventory record's first read; none for the app's ConfigMaps
