@@ -675,6 +675,7 @@ class KubeCluster:
         """See :meth:`gitopsd.engine.protocols.Cluster.untrack`."""
         self.drift.untrack(app_name)
         self._prepared.pop(app_name, None)
+        self.records.forget(app_name)
 
 
 def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:

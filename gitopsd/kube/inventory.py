@@ -187,25 +187,34 @@ class InventoryRecords:
     def lock(self, app: str) -> anyio.Lock:
         return self._locks.setdefault(app, anyio.Lock())
 
-    async def reconcile(self, app: str, local: Inventory, *, dry_run: bool) -> None:
-        """Once per app and process: the record wins over ``local``; no record: written from it."""
+    def forget(self, app: str) -> None:
+        """Read the app's record again before its next use (the app stopped; its state may change)."""
+        self._known.pop(app, None)
+
+    async def reconcile(self, app: str, local: Inventory, *, dry_run: bool) -> frozenset[ObjectRef] | None:
+        """Once per app and process: the record wins over ``local``; no record: written from it.
+
+        A dry run changes neither: it gets the reconciled content (None: ``local``'s).
+        """
         if app in self._known:
-            return
+            return None
         try:
             record = await read_record(self.client, self.namespace, self.instance, app)
         except ApiError as exc:
             raise self._error("read", app, exc) from None
+        if dry_run:
+            return record.refs if record is not None else None
         mine = frozenset(await local.current())
         if record is not None:
-            if mine != record.refs and not dry_run:
+            if mine != record.refs:
                 await local.remove(mine - record.refs)
                 await local.add(record.refs - mine)
             self._known[app] = record.refs
-            return
-        if mine and not dry_run:
+        elif mine:
             await self.write(app, mine)
-        elif not dry_run:
+        else:
             self._known[app] = frozenset()
+        return None
 
     async def write(self, app: str, refs: frozenset[ObjectRef]) -> None:
         """Write the app's record when ``refs`` differ from what it holds."""
@@ -236,8 +245,8 @@ class ClusterInventory:
 
     async def current(self) -> list[ObjectRef]:
         async with self._records.lock(self._app):
-            await self._records.reconcile(self._app, self._local, dry_run=self._dry_run)
-            return await self._local.current()
+            view = await self._records.reconcile(self._app, self._local, dry_run=self._dry_run)
+            return sorted(view) if view is not None else await self._local.current()
 
     async def add(self, refs: Iterable[ObjectRef]) -> None:
         refs = list(refs)

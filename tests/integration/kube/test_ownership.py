@@ -186,11 +186,18 @@ async def test_impersonated_app_needs_rbac_rights(env: Env, kubectl: Kubectl) ->
     for name in ("one", "two"):
         action, message = by_ref(denied)[f"ConfigMap team-a/{name}"]
         assert action == "failed"
-        assert f'configmaps "{name}" is forbidden: User "alice" cannot get resource "configmaps"' in message
+        # The namespace is new: nothing can be in it, so no lookup, and the apply is refused.
+        assert f'configmaps "{name}" is forbidden: User "alice" cannot patch resource "configmaps"' in message
         assert 'in the namespace "team-a"' in message
+    again = await env.cluster.sync(app, with_app_namespace(app, [configmap("one"), configmap("two")]), env.inventory())
+    for name in ("one", "two"):  # the namespace exists now: the owner lookup (impersonated too) is refused
+        assert 'User "alice" cannot get resource "configmaps"' in by_ref(again)[f"ConfigMap team-a/{name}"][1]
     assert "NotFound" in await kubectl("get", "configmap", "one", "-n", "team-a", check=False)
-    # The inventory record was written with the daemon's own credentials all the same.
-    assert await env.inventory().current() == []
+    # The inventory (written before the apply) holds them: alice could not say whether they exist.
+    # Its record in the cluster was written with the daemon's own credentials (alice has no rights there).
+    assert {r.name for r in await env.inventory().current()} == {"one", "two"}
+    record = await read_record(env.cluster.client, "gitopsd-system", "gitopsd", "web")
+    assert record is not None and {r.name for r in record.refs} == {"one", "two"}
 
     # Read-only rights: the GET passes, the apply itself (impersonated too) is refused.
     viewer = json.loads(json.dumps(ROLE))
@@ -295,6 +302,11 @@ async def test_cluster_record_rebuilds_a_lost_state(env: Env, kubectl: Kubectl, 
     config = Config(clusters={"main": ClusterConfig(kubeconfig=env.sb.kubeconfig, request_timeout=5)})
     try:
         async with KubeClusterPool(config) as pool:
+            env.sb.reset_counters()
+            preview = await pool.get("main").sync(app, [configmap("keep")], StoreInventory(store, "web"), dry_run=True)
+            assert preview.ok, preview.message
+            assert {str(o.ref) for o in preview.objects if o.action == "pruned"} == {"ConfigMap default/drop"}
+            assert writes(env.sb) == 0 and await store.inventory("web") == []  # a dry run changes nothing
             pruned = await pool.get("main").sync(app, [configmap("keep")], StoreInventory(store, "web"))
         assert pruned.ok, pruned.message
         assert {str(o.ref) for o in pruned.objects if o.action == "pruned"} == {"ConfigMap default/drop"}
