@@ -3,10 +3,9 @@
 Implements :class:`gitopsd.engine.protocols.Cluster`. A sync:
 
 1. resolves every manifest's resource (discovery, or a CRD in the same render) and prepares
-   it (namespace, labels); an unknown kind or a duplicate fails the sync before any request
-   that changes something;
-   The app's policy is checked on the prepared render (:mod:`gitopsd.kube.tenancy`): a
-   violation fails the sync before any write;
+   it (namespace, labels, owner); an unknown kind, a duplicate or a breach of the app's
+   policy (:mod:`gitopsd.kube.tenancy`) fails the sync before any request that changes
+   something;
 2. waits for the live cache of every kind in use (its first LIST; later syncs send nothing);
 3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
    are ``unchanged`` and cost no request; the others pass the owner checks
