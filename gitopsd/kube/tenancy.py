@@ -4,7 +4,8 @@
 something (rules in :mod:`gitopsd.engine.policy`). :class:`OwnershipGate` runs per step on
 the objects about to be sent: it finds their live copies (the live cache, or one GET for an
 object the cache does not hold: the cache sees gitopsd-labelled objects only) and applies the
-rules of :mod:`gitopsd.kube.ownership`.
+rules of :mod:`gitopsd.kube.ownership` (one LIST per kind and namespace when several objects
+need a look-up).
 
 Between that check and the apply, another app of this daemon could pass the same check for the
 same absent (or unowned) object: the gate keeps a claim per object being created or adopted
@@ -81,24 +82,34 @@ class OwnershipGate:
     ) -> list[Checked]:
         """The live copy of each object and whether the app may apply it.
 
-        ``objects`` are (desired, live copy from the cache or None); an object the cache does not
-        hold is asked for (impersonated as the app), since it may exist without our labels,
-        except in ``new_namespaces`` (created by this sync: nothing can be in them yet). A
-        failed GET is a refusal naming the API server's answer.
+        ``objects`` are (desired, live copy from the cache or None). An object the cache does not
+        hold is looked up (impersonated as the app), since it may exist without our labels,
+        except in ``new_namespaces`` (created by this sync: nothing can be in them yet): one GET
+        for a lone object, one LIST per kind and namespace for several (per-object GETs again
+        if the LIST is refused). A failed lookup is a refusal naming the API server's answer.
         """
-        out: list[Checked | None] = [None] * len(objects)
         owner = self.owner(app)
-
-        async def one(i: int, d: Desired, live: Manifest | None) -> None:
+        lives: dict[Key, Manifest | None] = {}
+        errors: dict[Key, str] = {}
+        groups: dict[tuple[str, str, str], list[Desired]] = {}
+        for d, live in objects:
+            namespace = str(d.obj["metadata"].get("namespace") or "")
+            lives[d.key] = live
+            if live is None and not is_shared(d.obj) and namespace not in new_namespaces:
+                groups.setdefault((d.resource.group, d.resource.kind, namespace), []).append(d)
+        if groups:
+            async with anyio.create_task_group() as tg:
+                for group in groups.values():
+                    tg.start_soon(self._look_up, app, group, lives, errors)
+        out = []
+        for d, _ in objects:
+            live = lives[d.key]
             if is_shared(d.obj):
-                out[i] = Checked(d, live, Admission(True))
-                return
-            if live is None and str(d.obj["metadata"].get("namespace") or "") not in new_namespaces:
-                try:
-                    live = await self._get(app, d)
-                except ApiError as exc:
-                    out[i] = Checked(d, None, Admission(False, action="failed", message=str(exc)))
-                    return
+                out.append(Checked(d, live, Admission(True)))
+                continue
+            if d.key in errors:
+                out.append(Checked(d, None, Admission(False, action="failed", message=errors[d.key])))
+                continue
             admission = admit(d.obj, live, owner=owner, app_name=app.name, adopt=app.adopt, in_inventory=d.key in owned)
             if admission.allowed and (live is None or admission.adopted):
                 holder = self._claims.setdefault(d.key, owner)
@@ -109,12 +120,8 @@ class OwnershipGate:
                         message=f"{SHARED_RESOURCE}: being applied by {holder}, not by {owner}: "
                         "two apps render this object; remove it from one of them",
                     )
-            out[i] = Checked(d, live, admission)
-
-        async with anyio.create_task_group() as tg:
-            for i, (d, live) in enumerate(objects):
-                tg.start_soon(one, i, d, live)
-        return [c for c in out if c is not None]
+            out.append(Checked(d, live, admission))
+        return out
 
     def release(self, app: AppConfig, keys: list[Key]) -> None:
         """Drop the app's claims on ``keys`` (their applies are done: the live cache knows)."""
@@ -122,6 +129,44 @@ class OwnershipGate:
         for key in keys:
             if self._claims.get(key) == owner:
                 del self._claims[key]
+
+    async def _look_up(
+        self, app: AppConfig, group: list[Desired], lives: dict[Key, Manifest | None], errors: dict[Key, str]
+    ) -> None:
+        """Fill ``lives`` (or ``errors``) for objects of one kind in one namespace."""
+        if len(group) > 1:
+            try:
+                found = await self._list(app, group[0])
+            except ApiError:
+                pass  # e.g. no right to list: ask for each object, for a message per object
+            else:
+                for d in group:
+                    lives[d.key] = found.get(d.key[3])
+                return
+
+        async def one(d: Desired) -> None:
+            try:
+                lives[d.key] = await self._get(app, d)
+            except ApiError as exc:
+                errors[d.key] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for d in group:
+                tg.start_soon(one, d)
+
+    async def _list(self, app: AppConfig, d: Desired) -> dict[str, Manifest]:
+        """Every object of ``d``'s kind in its namespace, by name (paged LIST, no selector)."""
+        found: dict[str, Manifest] = {}
+        path = d.resource.collection_path(str(d.obj["metadata"].get("namespace") or ""))
+        cont = ""
+        while True:
+            query = [("limit", "500")] + ([("continue", cont)] if cont else [])
+            answer = await self.client.request("GET", path, query=query, headers=impersonation(app))
+            for item in answer.get("items") or []:
+                found[str((item.get("metadata") or {}).get("name") or "")] = item
+            cont = str((answer.get("metadata") or {}).get("continue") or "")
+            if not cont:
+                return found
 
     async def _get(self, app: AppConfig, d: Desired) -> Manifest | None:
         meta = d.obj["metadata"]

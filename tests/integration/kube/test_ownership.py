@@ -339,3 +339,16 @@ async def test_owner_lookups_cost_nothing_in_a_namespace_the_sync_creates(env: E
     assert result.ok and result.counts["created"] == 3, result.message
     gets = sum(r["count"] for r in env.sb.counters()["requests"] if r["verb"] == "get" and r["resource"] == "configmaps")
     assert gets == 1  # the inventory record's first read; none for the app's ConfigMaps
+
+
+async def test_owner_lookups_are_one_list_per_kind_and_namespace(env: Env, kubectl: Kubectl) -> None:
+    app = app_config(namespace="default")
+    assert (await env.cluster.sync(app, [configmap("first")], env.inventory())).ok  # the record is read
+    await kubectl_apply(kubectl, by_hand("foreign"))
+    env.sb.reset_counters()
+    manifests = [configmap("first"), configmap("a"), configmap("b"), configmap("c"), configmap("foreign")]
+    result = await env.cluster.sync(app, manifests, env.inventory())
+    assert not result.ok and by_ref(result)["ConfigMap default/foreign"] == ("skipped", NOT_MANAGED)
+    assert result.counts["created"] == 3
+    reads = {r["verb"]: r["count"] for r in env.sb.counters()["requests"] if r["resource"] == "configmaps" and r["verb"] in ("get", "list")}
+    assert reads == {"list": 1}, reads  # four look-ups, one request
