@@ -21,7 +21,7 @@ from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.engine.protocols import Inventory
 from gitopsd.kube.apply import PRUNE_ANNOTATION, impersonation
 from gitopsd.kube.cache import Key, LiveCache
-from gitopsd.kube.client import ApiError, KubeClient, backoff
+from gitopsd.kube.client import ApiError, KubeClient, Unreachable, backoff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind
 from gitopsd.kube.order import prune_groups
 from gitopsd.kube.ownership import DEFAULT_INSTANCE, may_prune, owner_value
@@ -68,13 +68,20 @@ class Pruner:
             gone: list[ObjectRef] = []
             group_results: list[ObjectResult | None] = [None] * len(refs)
 
+            unreachable: list[Unreachable] = []
+
             async def one(
                 i: int,
                 ref: ObjectRef,
                 gone: list[ObjectRef] = gone,
                 out: list[ObjectResult | None] = group_results,
+                unreachable: list[Unreachable] = unreachable,
             ) -> None:
-                result, is_gone = await self._prune_one(app, ref, dry_run=dry_run)
+                try:
+                    result, is_gone = await self._prune_one(app, ref, dry_run=dry_run)
+                except Unreachable as exc:  # raised as itself below, not inside an exception group
+                    unreachable.append(exc)
+                    return
                 out[i] = result
                 if is_gone:
                     gone.append(ref)
@@ -82,6 +89,8 @@ class Pruner:
             async with anyio.create_task_group() as tg:
                 for i, ref in enumerate(refs):
                     tg.start_soon(one, i, ref)
+            if unreachable:
+                raise unreachable[0]  # what is gone leaves the inventory on the next prune
             if gone and not dry_run:
                 await inventory.remove(gone)
             results.extend(r for r in group_results if r is not None)

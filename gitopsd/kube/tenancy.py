@@ -28,7 +28,7 @@ from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.engine.policy import Candidate, violations
 from gitopsd.kube.apply import Desired, impersonation, is_shared
 from gitopsd.kube.cache import Key, LiveCache
-from gitopsd.kube.client import ApiError, KubeClient
+from gitopsd.kube.client import ApiError, KubeClient, Unreachable
 from gitopsd.kube.ownership import SHARED_RESOURCE, Admission, admit, owner_value
 from gitopsd.plugin.config import AppConfig
 
@@ -98,9 +98,19 @@ class OwnershipGate:
             if live is None and not is_shared(d.obj) and namespace not in new_namespaces:
                 groups.setdefault((d.resource.group, d.resource.kind, namespace), []).append(d)
         if groups:
+            unreachable: list[Unreachable] = []
+
+            async def look_up(group: list[Desired]) -> None:
+                try:
+                    await self._look_up(app, group, lives, errors)
+                except Unreachable as exc:  # raised as itself below, not inside an exception group
+                    unreachable.append(exc)
+
             async with anyio.create_task_group() as tg:
                 for group in groups.values():
-                    tg.start_soon(self._look_up, app, group, lives, errors)
+                    tg.start_soon(look_up, group)
+            if unreachable:
+                raise unreachable[0]
         out = []
         for d, _ in objects:
             live = lives[d.key]
@@ -144,15 +154,21 @@ class OwnershipGate:
                     lives[d.key] = found.get(d.key[3])
                 return
 
+        unreachable: list[Unreachable] = []
+
         async def one(d: Desired) -> None:
             try:
                 lives[d.key] = await self._get(app, d)
             except ApiError as exc:
                 errors[d.key] = str(exc)
+            except Unreachable as exc:
+                unreachable.append(exc)
 
         async with anyio.create_task_group() as tg:
             for d in group:
                 tg.start_soon(one, d)
+        if unreachable:
+            raise unreachable[0]
 
     async def _list(self, app: AppConfig, d: Desired) -> dict[str, Manifest]:
         """Every object of ``d``'s kind in its namespace, by name (paged LIST, no selector)."""

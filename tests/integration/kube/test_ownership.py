@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gitopsd.core.errors import ApplyError
 from gitopsd.core.models import ObjectRef
 from gitopsd.core.state import StateStore
 from gitopsd.engine.stages import with_app_namespace
@@ -352,3 +353,15 @@ async def test_owner_lookups_are_one_list_per_kind_and_namespace(env: Env, kubec
     assert result.counts["created"] == 3
     reads = {r["verb"]: r["count"] for r in env.sb.counters()["requests"] if r["resource"] == "configmaps" and r["verb"] in ("get", "list")}
     assert reads == {"list": 1}, reads  # four look-ups, one request
+
+
+async def test_an_unreachable_cluster_during_owner_lookups_is_reported_as_such(env: Env) -> None:
+    app = app_config(namespace="default")
+    assert (await env.cluster.sync(app, [configmap("first")], env.inventory())).ok
+    env.sb.set_faults({"rules": [{"verb": "get", "resource": "configmaps", "drop_rate": 1.0}]})
+    try:
+        with pytest.raises(ApplyError) as info:  # not an exception group
+            await env.cluster.sync(app, [configmap("first"), configmap("new")], env.inventory())
+    finally:
+        env.sb.set_faults(None)
+    assert info.value.reason == "ClusterUnreachable"
