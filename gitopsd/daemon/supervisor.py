@@ -31,6 +31,7 @@ from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.dependencies import DependencyGate
+from gitopsd.engine.policy import config_warnings
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
@@ -141,6 +142,8 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
+        for warning in config_warnings(self.config):  # unrestricted apps, apps rendering the same objects
+            log.warning("config warning", warning=warning)
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
             self.runtime = await stack.enter_async_context(
@@ -345,7 +348,7 @@ class Daemon:
             raise ConfigError([f"notifiers: cannot create a notifier: {type(exc).__name__}: {exc}"]) from None
         if changed_clusters and (changed or added):
             log.warning("cluster settings changed: restart gitopsd to reconnect", clusters=sorted(changed_clusters))
-        for key in ("listen", "state_dir", "max_body_bytes"):
+        for key in ("listen", "state_dir", "max_body_bytes", "instance", "inventory_namespace"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
         async with anyio.create_task_group() as stops:  # concurrently: a source may take a while to close

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
     field_validator,
 )
@@ -122,6 +123,37 @@ class DaemonConfig(_Model):
     read_token_file: Path | None = Field(None, description="File holding a bearer token for read-only access: the app status API and the web page. The API token reads too; with neither, they are refused.")
     metrics_require_token: Bool = Field(False, description="Require the read (or API) token for /metrics too. /healthz and /readyz stay open.")
     ui: Bool = Field(True, description="Serve the status web page at /ui/ (login with the read or the API token).")
+    instance: str = Field(
+        "gitopsd",
+        description="Names this installation in the owner annotation `gitopsd.dev/owner: INSTANCE/APP` "
+        "and in inventory records, so two installations on one cluster never touch each other's objects. "
+        "Read at start; changing it makes every object look foreign.",
+    )
+    inventory_namespace: str = Field(
+        "gitopsd-system",
+        description="Namespace (in each target cluster) of the inventory records "
+        "`gitopsd-inventory.INSTANCE.APP`; created on first use, written with the daemon's own credentials.",
+    )
+    default_policy: str | None = Field(
+        None, description="Name of the [policies.*] table applied to apps without `policy`; none: unrestricted."
+    )
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME.match(value):
+            raise ValueError(
+                f"invalid instance {value!r}: use at most 63 lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("inventory_namespace")
+    @classmethod
+    def _inventory_namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME.match(value):
+            raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -157,6 +189,46 @@ class ClusterConfig(_Model):
     max_concurrent_requests: Int = Field(32, ge=1, description="API requests in flight to this cluster at most.")
     request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
     labels: dict[str, str] = Field(default_factory=dict, description="Labels the `clusters` appset generator selects on, e.g. `{env = \"prod\"}`.")
+
+
+class PolicyConfig(_Model):
+    """``[policies.NAME]``: what the apps that use it may change, and as whom (see docs/operations.md).
+
+    Checked on every render before any write: a render that breaks it fails, naming each
+    offending object and the rule.
+    """
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description='Globs of the namespaces namespaced objects may target, e.g. ["team-a", "team-a-*"]; empty: none.',
+    )
+    cluster_kinds: list[str] = Field(
+        default_factory=list,
+        description='Cluster-scoped kinds allowed, as "Kind" (any group) or "group/Kind"; default none. '
+        "The app's own Namespace (create_namespace) is allowed when it matches `namespaces`.",
+    )
+    deny_kinds: list[str] = Field(
+        default_factory=list,
+        description='Kinds refused anywhere, as "Kind" (any group) or "group/Kind", '
+        'e.g. ["rbac.authorization.k8s.io/ClusterRoleBinding"].',
+    )
+    impersonate_user: str | None = Field(
+        None,
+        description="Every request for the app's objects carries `Impersonate-User: USER`, so the "
+        "cluster's RBAC decides (the daemon's credentials need the `impersonate` verb).",
+    )
+    impersonate_groups: list[str] = Field(
+        default_factory=list, description="`Impersonate-Group` headers sent with `impersonate_user`."
+    )
+
+    @field_validator("cluster_kinds", "deny_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            name = kind.rpartition("/")[2]
+            if not name or not name[0].isupper() or " " in kind:
+                raise ValueError(f'invalid kind {kind!r}: use "Kind" or "group/Kind", e.g. "rbac.authorization.k8s.io/ClusterRole"')
+        return value
 
 
 class PluginTable(_Model):
@@ -238,6 +310,17 @@ class AppConfig(_Model):
     decrypt: DecryptConfig | None = Field(
         None, description='Decrypt SOPS-encrypted files: {provider = "sops", age_key_file = "..."}.'
     )
+    adopt: Bool = Field(
+        False,
+        description="Take over objects that already exist without a gitopsd owner annotation "
+        '(per object: annotate the manifest `gitopsd.dev/adopt: "true"`). Off: such objects are refused.',
+    )
+    prune_namespaces: Bool = Field(False, description="Let prune delete Namespaces that left the render (and everything in them).")
+    policy: str | None = Field(None, description="Name of the [policies.*] table that limits this app; default: daemon.default_policy.")
+
+    # Resolved from [policies.*] and daemon.default_policy when the config is loaded (see with_policy).
+    _policy_name: str | None = PrivateAttr(None)
+    _policy_rules: PolicyConfig | None = PrivateAttr(None)
 
     @field_validator("namespace")
     @classmethod
@@ -245,6 +328,20 @@ class AppConfig(_Model):
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
+
+    def with_policy(self, name: str | None, rules: PolicyConfig | None) -> AppConfig:
+        """A copy limited by the policy ``name`` (``rules``), or unrestricted with None."""
+        copy = self.model_copy()
+        copy._policy_name = name
+        copy._policy_rules = rules
+        return copy
+
+    @property
+    def effective_policy(self) -> tuple[str, PolicyConfig] | None:
+        """(name, rules) of the policy that limits the app (its own or the default), or None."""
+        if self._policy_name is None or self._policy_rules is None:
+            return None
+        return self._policy_name, self._policy_rules
 
 
 def _parse_max_removals(value: Any) -> int | str:
@@ -298,6 +395,7 @@ class Config(_Model):
         "keys in `[apps.APP.plugins.NAME]`. Once loaded: each declaring plugin's validated options.",
     )
     appsets: dict[str, AppSetConfig] = Field(default_factory=dict)
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict)
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval

@@ -22,12 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from gitopsd.core.errors import ConfigError
 from gitopsd.plugin.appsets import expand_static, merge_apps
-from gitopsd.plugin.config import (
-    Config,
-    PluginTable,
-    PluginTypes,
-    check_name,
-)
+from gitopsd.plugin.config import Config, PluginTable, PluginTypes, check_name
 from gitopsd.plugin.options import NotifierOptions, Options
 from gitopsd.plugin.validation import (
     app_plugin_options,
@@ -41,6 +36,7 @@ from gitopsd.plugin.validation import (
     shape_app,
     tables,
     validate_options,
+    with_effective_policy,
 )
 
 
@@ -77,10 +73,15 @@ def validate_config(raw: dict[str, Any], types: PluginTypes, *, label: str = "co
         errors.extend(format_errors(exc))
         config = None
     resolved = _resolve(shaped, types, errors)
+    if config is not None:
+        _check_policies(config, errors)
     if errors:
         raise ConfigError([f"{label}: {e}" for e in grouped(dict.fromkeys(errors))])
     assert config is not None
-    apps = {name: app.model_copy(update=resolved.apps[name]) for name, app in config.apps.items()}
+    apps = {
+        name: with_effective_policy(app.model_copy(update=resolved.apps[name]), config)
+        for name, app in config.apps.items()
+    }
     config = config.model_copy(update={"apps": apps, "notifiers": resolved.notifiers, "plugins": resolved.plugins})
     if config.appsets:
         apps, clashes = merge_apps(config.apps, expand_static(config, types, errors))
@@ -89,6 +90,22 @@ def validate_config(raw: dict[str, Any], types: PluginTypes, *, label: str = "co
             raise ConfigError([f"{label}: {e}" for e in grouped(dict.fromkeys(errors))])
         config = config.model_copy(update={"apps": apps})
     return _absolute_paths(config) if config.path is not None else config
+
+
+def _check_policies(config: Config, errors: list[str]) -> None:
+    """References to ``[policies.*]`` and what a policy needs to be usable."""
+    for name, app in config.apps.items():
+        if app.policy is not None and app.policy not in config.policies:
+            errors.append(f"apps.{name}.policy: unknown policy {app.policy!r} (defined: {name_list(config.policies)})")
+    default = config.daemon.default_policy
+    if default is not None and default not in config.policies:
+        errors.append(f"daemon.default_policy: unknown policy {default!r} (defined: {name_list(config.policies)})")
+    for name, rules in config.policies.items():
+        if rules.impersonate_groups and not rules.impersonate_user:
+            errors.append(
+                f"policies.{name}.impersonate_groups: needs impersonate_user "
+                "(Kubernetes impersonates groups only with a user)"
+            )
 
 
 def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
@@ -110,7 +127,7 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
             if isinstance(t, dict) else t
             for name, t in appsets.items()
         }
-    for section in ("clusters", "notifiers", "appsets"):
+    for section in ("clusters", "notifiers", "appsets", "policies"):
         tables = raw.get(section)
         if isinstance(tables, dict):
             for name in tables:

@@ -192,7 +192,16 @@ def resolve_app(app: AppConfig, config: Config, types: PluginTypes, errors: list
     plugins = app_plugin_options(
         plugin_tables(app.plugins, f"{where}.plugins", errors), global_raw, config.plugins, types, where, errors
     )
-    return app.model_copy(update={"source": source, "render": render, "plugins": plugins})
+    if app.policy is not None and app.policy not in config.policies:
+        errors.append(f"{where}.policy: unknown policy {app.policy!r} (defined: {name_list(config.policies)})")
+    resolved = app.model_copy(update={"source": source, "render": render, "plugins": plugins})
+    return with_effective_policy(resolved, config)
+
+
+def with_effective_policy(app: AppConfig, config: Config) -> AppConfig:
+    """``app`` limited by its own policy, else ``daemon.default_policy``, else unrestricted."""
+    policy = app.policy or config.daemon.default_policy
+    return app.with_policy(policy, config.policies.get(policy) if policy else None)
 
 
 def dependency_cycle(graph: dict[str, list[str]]) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from . import authz, protobuf
+from . import protobuf, rbac
 from .api import Api, Call
 from .counters import Counters
 from .faults import Faults
@@ -96,6 +96,7 @@ class SandboxServer:
 
     def __init__(self, sandbox: SandboxState) -> None:
         self.sb = sandbox
+        self.authorizer = rbac.Authorizer(sandbox.store)
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
@@ -253,13 +254,19 @@ class SandboxServer:
                 return _error(method_not_allowed())
             doc = self._discovery(parts)
             return _json(doc) if doc is not None else _error(_NOT_FOUND)
-        if tuple(parts) == authz.PATH and request.method == "POST":
-            sb.counters_obj.other()
-            try:
-                code, review = authz.review(await request.read())
-            except ApiError as err:
-                return _error(err)
-            return _json(review, code)
+        try:
+            who = rbac.identity(request.headers)  # the admin, or whom it impersonates
+            review = rbac.review_route(parts)
+            if review is not None:
+                sb.counters_obj.other()
+                if request.method != "POST":
+                    return _error(method_not_allowed())
+                code, out = rbac.review(
+                    self.authorizer, who, *review, await request.read(), request.headers.get("Content-Type", "")
+                )
+                return _json(out, code)
+        except ApiError as err:
+            return _error(err)
         route = self._route(parts)
         if route is None:
             sb.counters_obj.other()
@@ -291,6 +298,13 @@ class SandboxServer:
                 if decision.code:
                     code = decision.code
                     return _error(_fault_error(decision.code, decision.retry_after, route))
+            if who.impersonated:
+                rbac.authorize(
+                    self.authorizer, who, method=request.method, group=route.rt.group, resource=route.rt.plural,
+                    subresource=route.sub, namespace=route.namespace or "", name=route.name or "",
+                    watch=verb == "watch", apply=verb == "apply",
+                    exists=lambda: sb.store.get(route.rt.key, route.namespace or "", route.name or "") is not None,
+                )
             body = await request.read()
             if body and ctype.startswith(protobuf.MEDIA_TYPE):
                 body, ctype = self._from_protobuf(body, route)
