@@ -50,7 +50,7 @@ class DaemonClient:
         token = None
         if config.daemon.api_token_file is not None:
             try:
-                token = read_secret_file(config.daemon.api_token_file, "daemon.api_token_file")
+                token = read_secret_file(config.daemon.api_token_file, "daemon.api_token_file", strict=False)
             except ConfigError:
                 token = None  # read-only commands still work; mutating ones get the daemon's refusal
         return cls(base_url(config.daemon.listen), token)

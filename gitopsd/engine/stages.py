@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class Workspace:
     ctx: PluginContext
     flights: SingleFlight = field(default_factory=SingleFlight)
     render_cache: RenderCache = field(default_factory=RenderCache)
+    artifacts_in_use: dict[str, tuple[Path, float]] = field(default_factory=dict)
+    """Source key -> (path of its newest artifact, monotonic time): what the cache budget keeps."""
 
     @classmethod
     def create(
@@ -45,6 +48,8 @@ class Workspace:
             config_dir=config.path.parent if config.path else Path.cwd(),
             tools=daemon.tools.to_tools(),
             cpu_limiter=anyio.CapacityLimiter(daemon.render_concurrency or os.cpu_count() or 2),
+            cache_root=cache_root(config),
+            strict_secret_permissions=daemon.strict_secret_permissions,
         )
         if emit is not None:
             ctx.emit = emit
@@ -73,7 +78,17 @@ class Workspace:
 
 async def fetch(workspace: Workspace, source: Source, revision: str) -> Artifact:
     """Fetch ``revision``; concurrent fetches of the same source and revision run once."""
-    return await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
+    artifact = await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
+    workspace.artifacts_in_use[source.key] = (artifact.path, time.monotonic())
+    return artifact
+
+
+def cache_root(config: Config) -> Path:
+    """``daemon.cache_dir``, else ``$CACHE_DIRECTORY`` (systemd's CacheDirectory=), else ``state_dir/cache``."""
+    if config.daemon.cache_dir is not None:
+        return config.daemon.cache_dir
+    from_systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    return Path(from_systemd) if from_systemd else config.daemon.state_dir / "cache"
 
 
 async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> list[Manifest]:

@@ -112,6 +112,15 @@ class DaemonConfig(_Model):
     watch_config: Bool = Field(True, description="Reload when the config file changes.")
     tools: ToolsConfig = ToolsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    strict_secret_permissions: Bool = Field(
+        True, description="Refuse secret files (*_file options) that group or others can read, or that another user "
+        "owns (fix: chmod 600 FILE). false relaxes it (tests only).")
+    cache_dir: Path | None = Field(
+        None, description="Git mirrors, extracted trees, charts and OCI layers; default: $CACHE_DIRECTORY "
+        "(systemd's CacheDirectory=) or state_dir/cache.")
+    cache_max_bytes: Int = Field(
+        2 << 30, ge=0, description="Cache budget: above it, extracted trees and downloads no app uses are evicted, "
+        "least recently used first; 0 = unlimited.")
 
     @field_validator("listen")
     @classmethod

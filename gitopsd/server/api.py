@@ -69,7 +69,7 @@ class ApiSecrets:
         daemon = config.daemon
         if daemon.api_token_file is not None:
             try:
-                token = read_secret_file(daemon.api_token_file, "daemon.api_token_file")
+                token = read_secret_file(daemon.api_token_file, "daemon.api_token_file", strict=daemon.strict_secret_permissions)
             except ConfigError as exc:
                 errors.extend(exc.errors)
         hooks: dict[str, Secret] = {}
@@ -82,7 +82,7 @@ class ApiSecrets:
             if path is None:
                 continue
             try:
-                hooks[provider] = read_secret_file(path, f"daemon.webhooks.{option}")
+                hooks[provider] = read_secret_file(path, f"daemon.webhooks.{option}", strict=daemon.strict_secret_permissions)
             except ConfigError as exc:
                 errors.extend(exc.errors)
         if errors:

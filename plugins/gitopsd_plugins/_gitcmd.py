@@ -15,11 +15,20 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
+import subprocess
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import anyio.to_thread
+
 from gitopsd import CommandFailed, SourceError
 from gitopsd.core.proc import Completed, run
+from gitopsd.core.secrets import REDACTOR
+
+from ._archive import extract_tar_stream
 
 ASKPASS = """#!/bin/sh
 # gitopsd: answer git's credential prompts from files named in the environment.
@@ -126,6 +135,49 @@ class GitRunner:
                 raise SourceError(f"{what}{where}: timed out after {self.timeout:g}s", reason="Timeout") from None
             detail = exc.stderr or str(exc)
             raise SourceError(f"{what}{where}: {detail}", reason=classify(detail)) from None
+
+
+    async def archive(self, tree: str, *, cwd: Path, dest: Path, where: str, max_bytes: int) -> None:
+        """``git archive --format=tar <tree>`` extracted into ``dest`` while git writes it.
+
+        The archive is never held in memory: it is piped into the safe extractor, which stops
+        (and git is killed) as soon as ``max_bytes`` of file content is crossed.
+        """
+        argv = [self.git, "archive", "--format=tar", tree]
+        env = {**os.environ, **self.env}
+        await anyio.to_thread.run_sync(self._archive_sync, argv, env, cwd, dest, where, max_bytes)
+
+    def _archive_sync(self, argv: list[str], env: dict[str, str], cwd: Path, dest: Path, where: str,
+                      max_bytes: int) -> None:
+        timed_out = threading.Event()
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd)
+
+            def expire() -> None:
+                timed_out.set()
+                proc.kill()
+
+            timer = threading.Timer(self.timeout, expire)
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                extract_tar_stream(proc.stdout, dest, where=where, max_bytes=max_bytes)
+            except SourceError:
+                proc.kill()  # over a limit or hostile: stop git now
+                if proc.wait() in (0, -signal.SIGKILL) and not timed_out.is_set():
+                    raise
+            finally:
+                timer.cancel()
+                if proc.stdout is not None:
+                    proc.stdout.close()
+            code = proc.wait()
+            if timed_out.is_set():
+                raise SourceError(f"git archive {self.display_url}: timed out after {self.timeout:g}s", reason="Timeout")
+            if code != 0:  # git failed: its own message explains the broken stream
+                err.seek(0)
+                detail = REDACTOR.scrub(err.read().decode("utf-8", "replace"))[-4000:].strip()
+                raise SourceError(f"git archive {self.display_url}: {detail or f'exited with {code}'}",
+                                  reason=classify(detail))
 
 
 def _askpass(cache_root: Path) -> Path:

@@ -22,6 +22,7 @@ import anyio
 import httpx
 
 from gitopsd import ConfigError, Secret, SourceError, read_secret_file
+from gitopsd.core.secrets import check_secret_permissions
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
@@ -29,6 +30,19 @@ MANIFEST_TYPES = ", ".join([
 ])
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def checked_digest(value: object, where: str) -> str:
+    """``value`` if it is a well-formed ``sha256:<64 hex>`` digest, else SourceError.
+
+    Digests come from manifests a registry (or an attacker controlling one) serves; they are
+    checked before they are used in a URL or a cache path (``../../etc`` is not a digest).
+    """
+    digest = value if isinstance(value, str) else ""
+    if not _DIGEST.match(digest):
+        shown = repr(value)[:80]
+        raise SourceError(f"{where}: digest {shown} is not sha256:<64 hex>", reason="VerificationFailed")
+    return digest
 
 
 def split_oci_url(url: str) -> tuple[str, str]:
@@ -50,12 +64,16 @@ class Credentials:
 
     @classmethod
     def load(
-        cls, host: str, username_file: Path | None, password_file: Path | None, docker_config_file: Path | None
+        cls, host: str, username_file: Path | None, password_file: Path | None, docker_config_file: Path | None,
+        *, strict: bool = True,
     ) -> Credentials:
+        """Credentials for ``host``; ``strict``: refuse secret files others can read (see read_secret_file)."""
         try:
             if username_file and password_file:
-                return cls(read_secret_file(username_file, "source.username_file"),
-                           read_secret_file(password_file, "source.password_file"))
+                return cls(read_secret_file(username_file, "source.username_file", strict=strict),
+                           read_secret_file(password_file, "source.password_file", strict=strict))
+            if docker_config_file and strict:
+                check_secret_permissions(docker_config_file, "source.docker_config_file")
         except ConfigError as exc:
             raise SourceError(str(exc), reason="InvalidConfig") from None
         if docker_config_file:
@@ -214,9 +232,7 @@ class Registry:
 
     async def blob(self, repo: str, descriptor: dict[str, Any], limit: int) -> bytes:
         """A layer's bytes, size-limited and verified against its digest."""
-        digest = str(descriptor.get("digest", ""))
-        if not _DIGEST.match(digest):
-            raise SourceError(f"registry {self.host}: layer digest {digest!r} is not sha256", reason="VerificationFailed")
+        digest = checked_digest(descriptor.get("digest"), f"registry {self.host}: layer of {repo}")
         size = int(descriptor.get("size") or 0)
         if size > limit:
             raise SourceError(f"registry {self.host}: layer {digest} of {repo} is {size} bytes, over the limit of {limit}",

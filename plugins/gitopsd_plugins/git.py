@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 import gitopsd
 from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_secret_file
 
-from ._archive import DEFAULT_MAX_BYTES, extract_tar
+from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
 from ._semver import SemverRange, highest
 
@@ -199,7 +199,7 @@ class GitSource(gitopsd.Source):
                 path = self._path(getattr(o, name))
                 if path is not None:
                     try:
-                        read_secret_file(path, f"source.{name}")  # registers it with the redactor
+                        read_secret_file(path, f"source.{name}", strict=self.ctx.strict_secret_permissions)  # registers it with the redactor
                     except ConfigError as exc:
                         raise SourceError(str(exc), reason="InvalidConfig") from None
             for name in ("ssh_key_file", "known_hosts_file"):
@@ -382,18 +382,13 @@ class GitSource(gitopsd.Source):
             out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
             root_tree = out.stdout.decode().strip()
             repo.remember(sha, root_tree)
-        trees = self.ctx.cache_dir("git-trees")
-        dest = trees / root_tree
+        trees = self.ctx.cache_dir("git-trees", evictable=True)
+        dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
         async with lock:
             if not dest.is_dir():
-                archive = await git("archive", "--format=tar", root_tree, cwd=repo.mirror, what="git archive")
-                await anyio.to_thread.run_sync(
-                    lambda: extract_tar(
-                        archive.stdout, dest, where=f"git {self.options.url} at {revision}",
-                        max_bytes=self.options.max_size,
-                    )
-                )
+                await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=f"git {self.options.url} at {revision}",
+                                  max_bytes=self.options.max_size)
         # The path is looked up in the extracted tree (shared by every app), as git would:
         # a symlink is not a directory, and is not followed on the way.
         kind = _tree_kind(dest, path)

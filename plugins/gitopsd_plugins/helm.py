@@ -25,7 +25,7 @@ import gitopsd
 from gitopsd import Artifact, Duration, Options, SourceError
 from gitopsd.core.yamlio import load_all
 
-from ._archive import extract_tar
+from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, split_oci_url
 from ._semver import SemverRange, Version, highest
 from .oci import shared_registry
@@ -104,6 +104,7 @@ class HelmChartSource(gitopsd.Source):
             path / o.username_file if o.username_file else None,
             path / o.password_file if o.password_file else None,
             None,
+            strict=self.ctx.strict_secret_permissions,
         )
 
     def registry(self) -> tuple[Registry, str]:
@@ -193,7 +194,7 @@ class HelmChartSource(gitopsd.Source):
         if not m:
             raise SourceError(f"helm {self.url}: invalid revision {revision!r}", reason="InvalidRevision")
         version, digest = m["version"], m["digest"]
-        dest = self.ctx.cache_dir("helm") / digest.replace(":", "-")
+        dest = cache_entry(self.ctx.cache_dir("helm", evictable=True), digest.replace(":", "-"), f"helm {self.url}")
         lock = self.ctx.shared.get(f"helm-extract:{dest}", anyio.Lock)
         async with lock:
             if not dest.is_dir():

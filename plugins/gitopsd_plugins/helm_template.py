@@ -6,6 +6,10 @@ Options: ``release_name`` (default: the app name), the app's namespace, ``values
 ``api_versions`` (what ``.Capabilities`` reports, since no cluster is asked). Helm runs
 with its own empty config/cache/data homes and ``KUBECONFIG=/dev/null``, under the CPU
 limiter and with a timeout; helm's own error message is kept in the RenderError.
+
+Chart dependencies must be vendored in ``charts/`` (``helm dependency build``, committed):
+one that is not is refused with its name and repository before helm runs, unless
+``allow_remote = true``, which lets helm download it (``--dependency-update``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+import yaml
 from pydantic import Field, field_validator
 
 import gitopsd
@@ -30,6 +36,7 @@ from gitopsd import (
     RenderError,
 )
 from gitopsd.core.proc import run
+from gitopsd.core.yamlio import SafeLoader
 
 from ._render import inside, parse_stream
 
@@ -45,6 +52,9 @@ class HelmTemplateOptions(Options):
     api_versions: list[str] = Field(default_factory=list, description="Extra API versions for .Capabilities.")
     skip_tests: bool = Field(False, description="Leave out the chart's test hooks.")
     timeout: Duration = Field(120.0, gt=0, description="Seconds helm template may take.")
+    allow_remote: bool = Field(
+        False, description="UNSAFE on a bastion: let helm download chart dependencies missing from charts/ "
+        "(--dependency-update). Off: such a chart is refused, naming the dependency.")
 
     @field_validator("values_files")
     @classmethod
@@ -78,6 +88,8 @@ class HelmTemplateRenderer(Renderer):
             argv += ["--kube-version", o.kube_version]
         for api in o.api_versions:
             argv += ["--api-versions", api]
+        if o.allow_remote:
+            argv.append("--dependency-update")
         return argv
 
     def env(self) -> dict[str, str]:
@@ -94,6 +106,14 @@ class HelmTemplateRenderer(Renderer):
         chart = artifact.path
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"helm: no Chart.yaml in {chart}")
+        if not self.options.allow_remote:
+            missing = await anyio.to_thread.run_sync(missing_dependencies, chart)
+            if missing:
+                raise RenderError(
+                    f"helm: app {app.name}: chart dependencies are not vendored in charts/ and would be downloaded: "
+                    f"{', '.join(missing)} (run `helm dependency build` and commit charts/, or set allow_remote = true "
+                    "on the helm renderer)"
+                )
         for item in self.options.values_files:
             if not inside(chart, item, "render.values_files").is_file():
                 raise RenderError(f"helm: values file {item!r} does not exist in the chart directory")
@@ -115,6 +135,45 @@ class HelmTemplateRenderer(Renderer):
                 detail = (exc.stderr or str(exc)).replace(str(chart), ".")
                 raise RenderError(f"helm template failed for app {app.name}: {detail}") from None
         return await parse_stream(out.stdout, "helm template output")
+
+
+def missing_dependencies(chart: Path) -> list[str]:
+    """``name (repository)`` of each dependency in Chart.yaml (or v1 requirements.yaml) not in ``charts/``.
+
+    A dependency is vendored when ``charts/`` holds a directory whose Chart.yaml has its name
+    or an archive ``<name>-*.tgz``. A malformed Chart.yaml is left for helm to report.
+    """
+    deps: list[Any] = []
+    for name in ("Chart.yaml", "requirements.yaml"):
+        try:
+            doc = yaml.load((chart / name).read_text(encoding="utf-8", errors="replace"), Loader=SafeLoader)
+        except (OSError, yaml.YAMLError, RecursionError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("dependencies"), list):
+            deps += doc["dependencies"]
+    vendored: set[str] = set()
+    charts = chart / "charts"
+    if charts.is_dir():
+        for entry in charts.iterdir():
+            if entry.name.endswith(".tgz"):
+                vendored.add(entry.name[:-4].rsplit("-", 1)[0])
+                vendored.add(entry.name[:-4])
+            elif (entry / "Chart.yaml").is_file():
+                vendored.add(entry.name)
+                try:
+                    sub = yaml.load((entry / "Chart.yaml").read_text(encoding="utf-8", errors="replace"),
+                                    Loader=SafeLoader)
+                except (OSError, yaml.YAMLError, RecursionError):
+                    continue
+                if isinstance(sub, dict) and isinstance(sub.get("name"), str):
+                    vendored.add(sub["name"])
+    missing = []
+    for dep in deps:
+        if not isinstance(dep, dict) or not isinstance(dep.get("name"), str):
+            continue
+        if dep["name"] not in vendored:
+            missing.append(f"{dep['name']} ({dep.get('repository') or 'no repository'})")
+    return missing
 
 
 @gitopsd.hookimpl
