@@ -3,7 +3,9 @@
 Credentials never reach argv, URLs, logs or errors:
 - HTTPS: ``GIT_ASKPASS`` points at a tiny script (written once under the cache dir) that
   prints the *file* named by ``GITOPSD_GIT_USERNAME_FILE`` / ``GITOPSD_GIT_PASSWORD_FILE``;
-  only the file paths travel in the environment.
+  only the file paths travel in the environment. It answers only prompts for the
+  configured host (``GITOPSD_GIT_HOST``), and credentialed fetches follow no HTTP redirect
+  (``http.followRedirects=false``), so a 302 cannot carry the password to another host.
 - SSH: ``GIT_SSH_COMMAND`` with the key file, ``IdentitiesOnly``, ``BatchMode`` and strict
   host-key checking against the configured ``known_hosts`` file.
 
@@ -31,7 +33,10 @@ from gitopsd.core.secrets import REDACTOR
 from ._archive import extract_tar_stream
 
 ASKPASS = """#!/bin/sh
-# gitopsd: answer git's credential prompts from files named in the environment.
+# gitopsd: answer git's credential prompts from files named in the environment, and only
+# for the configured host: git asks "Password for 'https://user@host:port': ".
+q="'"; url="${1#*$q}"; url="${url%$q*}"; rest="${url#*://}"; host="${rest%%/*}"; host="${host##*@}"
+[ -n "$GITOPSD_GIT_HOST" ] && [ "$host" = "$GITOPSD_GIT_HOST" ] || exit 1
 case "$1" in
   Username*|username*) f="$GITOPSD_GIT_USERNAME_FILE" ;;
   *) f="$GITOPSD_GIT_PASSWORD_FILE" ;;
@@ -57,6 +62,14 @@ _CLASSIFY: list[tuple[str, re.Pattern[str]]] = [
         r"the remote end hung up|Connection timed out|RPC failed|Operation timed out|"
         r"The requested URL returned error: 5\d\d|SSL|TLS|certificate", re.I)),
 ]
+
+
+def url_host(url: str) -> str:
+    """``host[:port]`` of an http(s) URL as git shows it in credential prompts ("" for others)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return ""
+    return rest.split("/", 1)[0].rpartition("@")[2]
 
 
 def classify(stderr: str) -> str:
@@ -96,6 +109,9 @@ class GitRunner:
         }
         if username_file or password_file:
             env["GIT_ASKPASS"] = str(_askpass(cache_root))
+            env["GITOPSD_GIT_HOST"] = url_host(display_url)
+            # A redirect could take the credentials to another host: credentialed fetches follow none.
+            env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.followRedirects", "GIT_CONFIG_VALUE_0": "false"})
             if username_file:
                 env["GITOPSD_GIT_USERNAME_FILE"] = str(username_file)
             if password_file:

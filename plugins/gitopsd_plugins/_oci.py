@@ -136,15 +136,32 @@ class Registry:
             reason, hint = "FetchFailed", code.lower().replace("_", " ") or "unexpected response"
         return SourceError(f"registry {self.host}: {what}: HTTP {status} ({hint})", reason=reason)
 
-    async def _token(self, challenge: str) -> str | None:
+    def _may_send_credentials(self, realm: str) -> bool:
+        """Basic credentials go to an https realm, or over http only to this registry's own host
+        when it is configured ``insecure`` (a loopback test registry); never to a plain-http
+        realm elsewhere, where anyone on the path could read them."""
+        url = httpx.URL(realm)
+        if url.scheme == "https":
+            return True
+        return url.scheme == "http" and self.base.startswith("http://") and url.host == httpx.URL(self.base).host
+
+    async def _token(self, challenge: str, *, renew: bool = False) -> str | None:
         params = dict(_CHALLENGE.findall(challenge))
         realm = params.pop("realm", None)
         if not realm:
             return None
         key = json.dumps(params, sort_keys=True)
+        if renew:
+            self._tokens.pop(key, None)
         if key in self._tokens:
             return self._tokens[key]
         auth = self.credentials.basic
+        if auth and not self._may_send_credentials(realm):
+            raise SourceError(
+                f"registry {self.host}: token realm {realm} is not https: credentials not sent "
+                "(only https realms, or the registry's own host when insecure = true, get them)",
+                reason="AuthFailed",
+            )
         response = await self._client.get(realm, params=params, auth=auth if auth else httpx.USE_CLIENT_DEFAULT)
         if response.status_code != 200:
             raise SourceError(
@@ -168,9 +185,16 @@ class Registry:
                 if response.status_code == 401:
                     challenge = response.headers.get("WWW-Authenticate", "")
                     if challenge.lower().startswith("bearer"):
-                        token = await self._token(challenge[len("bearer"):].strip())
+                        params = challenge[len("bearer"):].strip()
+                        token = await self._token(params)
                         if token:
                             response = await self._get(url, {**headers, "Authorization": f"Bearer {token}"}, stream_limit, what)
+                            if response.status_code == 401:  # the cached token expired or was revoked: ask again
+                                token = await self._token(params, renew=True)
+                                if token:
+                                    response = await self._get(
+                                        url, {**headers, "Authorization": f"Bearer {token}"}, stream_limit, what
+                                    )
                     elif challenge.lower().startswith("basic") and self.credentials.basic:
                         user, password = self.credentials.basic
                         basic = base64.b64encode(f"{user}:{password}".encode()).decode()

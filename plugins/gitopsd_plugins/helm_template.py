@@ -9,13 +9,15 @@ limiter and with a timeout; helm's own error message is kept in the RenderError.
 
 Chart dependencies must be vendored in ``charts/`` (``helm dependency build``, committed):
 one that is not is refused with its name and repository before helm runs, unless
-``allow_remote = true``, which lets helm download it (``--dependency-update``).
+``allow_remote = true``, which lets helm download them (``helm dependency update`` in a
+private copy of the chart: artifacts are shared and read-only).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,7 @@ class HelmTemplateOptions(Options):
     timeout: Duration = Field(120.0, gt=0, description="Seconds helm template may take.")
     allow_remote: bool = Field(
         False, description="UNSAFE on a bastion: let helm download chart dependencies missing from charts/ "
-        "(--dependency-update). Off: such a chart is refused, naming the dependency.")
+        "(helm dependency update, in a private copy). Off: such a chart is refused, naming the dependency.")
 
     @field_validator("values_files")
     @classmethod
@@ -88,8 +90,6 @@ class HelmTemplateRenderer(Renderer):
             argv += ["--kube-version", o.kube_version]
         for api in o.api_versions:
             argv += ["--api-versions", api]
-        if o.allow_remote:
-            argv.append("--dependency-update")
         return argv
 
     def env(self) -> dict[str, str]:
@@ -106,14 +106,13 @@ class HelmTemplateRenderer(Renderer):
         chart = artifact.path
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"helm: no Chart.yaml in {chart}")
-        if not self.options.allow_remote:
-            missing = await anyio.to_thread.run_sync(missing_dependencies, chart)
-            if missing:
-                raise RenderError(
-                    f"helm: app {app.name}: chart dependencies are not vendored in charts/ and would be downloaded: "
-                    f"{', '.join(missing)} (run `helm dependency build` and commit charts/, or set allow_remote = true "
-                    "on the helm renderer)"
-                )
+        missing = await anyio.to_thread.run_sync(missing_dependencies, chart)
+        if missing and not self.options.allow_remote:
+            raise RenderError(
+                f"helm: app {app.name}: chart dependencies are not vendored in charts/ and would be downloaded: "
+                f"{', '.join(missing)} (run `helm dependency build` and commit charts/, or set allow_remote = true "
+                "on the helm renderer)"
+            )
         for item in self.options.values_files:
             if not inside(chart, item, "render.values_files").is_file():
                 raise RenderError(f"helm: values file {item!r} does not exist in the chart directory")
@@ -123,6 +122,13 @@ class HelmTemplateRenderer(Renderer):
                 inline = Path(tmp) / "values.json"
                 inline.write_text(json.dumps(self.options.values))
             try:
+                if missing:  # allow_remote: download them into a private copy
+                    copy = Path(tmp) / "chart"
+                    await anyio.to_thread.run_sync(lambda: shutil.copytree(chart, copy, symlinks=True))
+                    await run([self.ctx.tools.require("helm"), "dependency", "update", str(copy)],
+                              timeout=self.options.timeout, env=self.env(), limiter=self.ctx.cpu_limiter, cwd=tmp,
+                              what="helm dependency update")
+                    chart = copy
                 out = await run(
                     self.argv(chart, app, inline),
                     timeout=self.options.timeout,
