@@ -99,8 +99,14 @@ def check_depth(text: str, where: str, limit: int) -> None:
                 depth -= 1
             elif isinstance(event, yaml.DocumentEndEvent):
                 document += 1
-    except yaml.YAMLError:
-        return  # the loader reports it with its position
+    except yaml.YAMLError as exc:
+        if "nesting depth" not in str(exc):  # libyaml's own limit (1000), met while scanning ahead
+            return  # the loader reports it with its position
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise RenderError(
+            f"{where}: document {document} line {line}: YAML budget max_depth exceeded: nested deeper than {limit} levels"
+        ) from None
 
 
 def _expanded_size(value: Any, memo: dict[int, int], shared: list[int]) -> int:
