@@ -211,14 +211,17 @@ class Daemon:
 
     # -- apps ----------------------------------------------------------------------------
 
-    def _start(self, app: AppConfig) -> None:
-        assert self._tg is not None and self.store is not None and self.pool is not None
-        runner = AppRunner(
-            app, self.config, self.workspace, self.store, self.pool.get(app.cluster), self.emit, self.metrics
-        )
+    def _start(self, app: AppConfig, runner: AppRunner | None = None) -> None:
+        assert self._tg is not None
+        runner = runner or self._make_runner(app, self.config)
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")
+
+    def _make_runner(self, app: AppConfig, config: Config) -> AppRunner:
+        """A runner for ``app`` (this builds its Source, which may fail: OSError, plugin bugs)."""
+        assert self.store is not None and self.pool is not None
+        return AppRunner(app, config, self.workspace, self.store, self.pool.get(app.cluster), self.emit, self.metrics)
 
     async def _run_app(self, running: _Running) -> None:
         """Run one app; a bug in it is logged and the app restarts, the others never notice."""
@@ -239,7 +242,10 @@ class Daemon:
         running.runner.trigger.fire("stop")
         running.scope.cancel()  # waits for nothing: an in-flight apply is rolled into the next start
         await running.done.wait()
-        await running.runner.source.aclose()
+        try:
+            await running.runner.source.aclose()
+        except Exception:  # a plugin's bug must not stop a reload half-way
+            log.exception("closing a source failed", app=name)
 
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
@@ -291,6 +297,15 @@ class Daemon:
                             data={"errors": exc.errors},
                         )
                     )
+                except Exception as exc:  # anything else (OSError, a plugin's bug): keep running as before
+                    log.exception("reload failed")
+                    self.metrics.reload("failed")
+                    error = f"{type(exc).__name__}: {exc}"
+                    self.emit(
+                        ev.ConfigReloadFailed.make(
+                            reason="InternalError", message=f"config not reloaded: {error}", data={"errors": [error]}
+                        )
+                    )
             finally:
                 self.systemd.ready(self.status_line())
 
@@ -323,6 +338,10 @@ class Daemon:
             raise
         except Exception as exc:
             raise ConfigError([f"notifiers: cannot create a notifier: {type(exc).__name__}: {exc}"]) from None
+        try:  # everything that can fail happens before the first app is stopped
+            runners = {name: self._make_runner(new.apps[name], new) for name in added + changed}
+        except Exception as exc:
+            raise ConfigError([f"apps: cannot create an app's source: {type(exc).__name__}: {exc}"]) from None
         if changed_clusters and (changed or added):
             log.warning("cluster settings changed: restart gitopsd to reconnect", clusters=sorted(changed_clusters))
         for key in ("listen", "state_dir", "max_body_bytes"):
@@ -341,7 +360,7 @@ class Daemon:
             self.bus.set_routes(routes)
         self.notifiers = notifiers
         for name in added + changed:
-            self._start(new.apps[name])
+            self._start(new.apps[name], runners[name])
         for name in removed:
             self.metrics.forget_app(name)
             if old.apps[name].prune_on_remove and self._tg is not None:
