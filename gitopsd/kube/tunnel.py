@@ -1,10 +1,13 @@
 """SSH tunnel to an API server only the bastion's jump hosts can reach (the only asyncssh user).
 
-A local listener on ``127.0.0.1:<port>`` (stable for the tunnel's life) forwards each
-accepted TCP connection through the SSH connection (``direct-tcpip``) to the API server's
-``host:port`` as the SSH server resolves it. The HTTP client talks to the local port and
-still verifies TLS against the real server name and CA (``tls_server_name``), so the tunnel
-is only a pipe. Host keys are checked strictly against the configured ``known_hosts`` (no
+A local listener on a unix socket (stable for the tunnel's life) forwards each accepted
+connection through the SSH connection (``direct-tcpip``) to the API server's ``host:port``
+as the SSH server resolves it. The socket lives in a fresh directory of mode 0700 owned by
+the daemon's user, so no other local user can use the tunnel (nothing listens on TCP). The
+HTTP client connects to the socket and still verifies TLS against the real server name and
+CA (``tls_server_name``), so the tunnel is only a pipe. The maintenance task survives any
+error (a bad or half-rotated key raises KeyImportError): it reports the tunnel down with the
+reason and retries with backoff. Host keys are checked strictly against the configured ``known_hosts`` (no
 trust on first use), keys come only from ``identity_file`` (no agent, no ~/.ssh/config), and
 up to two jump hosts are chained. When the SSH connection drops it is re-established with
 backoff; connections accepted meanwhile wait for it, and requests that were in flight fail
@@ -15,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -60,16 +66,22 @@ class Tunnel:
         self._server: asyncio.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._pipes: set[asyncio.Task[None]] = set()
-        self.port = 0
+        self.port = 0  # kept for callers that print it: there is no TCP port any more
+        self.socket_path = ""
+        """The unix socket of the tunnel's local end (in a private 0700 directory)."""
+        self._socket_dir = ""
         self.connects = 0
         """How many times the SSH connection was established (tests, metrics)."""
 
-    async def start(self) -> int:
-        """Listen locally and start connecting in the background; the local port."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def start(self) -> str:
+        """Listen on a private unix socket and start connecting in the background; the socket's path."""
+        self._socket_dir = tempfile.mkdtemp(prefix="gitopsd-tunnel-")  # mode 0700, ours
+        os.chmod(self._socket_dir, 0o700)
+        self.socket_path = os.path.join(self._socket_dir, "api.sock")
+        self._server = await asyncio.start_unix_server(self._accept, path=self.socket_path)
+        os.chmod(self.socket_path, 0o600)
         self._task = asyncio.create_task(self._maintain(), name=f"ssh tunnel {self.name}")
-        return self.port
+        return self.socket_path
 
     async def close(self) -> None:
         if self._task is not None:
@@ -84,6 +96,8 @@ class Tunnel:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def disconnect(self) -> None:
         """Drop the current SSH connection (it is re-established): for operators and tests."""
@@ -137,11 +151,17 @@ class Tunnel:
             except (TimeoutError, OSError, asyncssh.Error) as exc:
                 detail = f"ssh: {type(exc).__name__}: {exc}".splitlines()[0][:200]
                 log.warning("ssh tunnel failed", cluster=self.name, error=detail)
+            except Exception as exc:  # e.g. KeyImportError from a bad or half-rotated key: retry, never die
+                detail = f"ssh: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+                log.warning("ssh tunnel failed", cluster=self.name, error=detail, exc_info=True)
             self._ready.clear()
             self._conn = None
             for conn in reversed(chain):
                 conn.abort()
-            self._on_state(False, detail)
+            try:
+                self._on_state(False, detail)
+            except Exception:
+                log.exception("tunnel state callback failed", cluster=self.name)
             await asyncio.sleep(backoff(attempt, base=0.1, cap=5.0) + 0.05)
             attempt += 1
 
