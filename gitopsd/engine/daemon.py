@@ -26,10 +26,11 @@ from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.engine.bus import EventBus
+from gitopsd.engine.cache_budget import CacheBudget
 from gitopsd.engine.ops import status_line, watch_config_file
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.runner import AppRunner, StateInventory
-from gitopsd.engine.stages import Workspace
+from gitopsd.engine.stages import Workspace, cache_root
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
@@ -38,6 +39,9 @@ from gitopsd.server.metrics import AppSample, Metrics
 from gitopsd.server.systemd import SystemdNotifier
 
 log = structlog.get_logger("gitopsd.daemon")
+
+CACHE_SWEEP_INTERVAL = 60.0
+"""Seconds between two measurements (and evictions) of the cache budget."""
 
 
 
@@ -100,6 +104,13 @@ class Daemon:
         self._tg: TaskGroup | None = None
         self._hard_stop = anyio.CancelScope()
         self._reload_lock = anyio.Lock()
+        ws = self.workspace
+        self.cache_budget = CacheBudget(
+            cache_root(config), config.daemon.cache_max_bytes, lambda: ws.ctx.evictable,
+            lambda: ws.artifacts_in_use.values(), lambda: ws.artifacts_handed_out,
+        )
+        self.cache_sweep_interval = CACHE_SWEEP_INTERVAL
+        self._evictions_counted = 0
 
     def emit(self, event: Event) -> None:
         """Emit an event: logged, seen by the gitopsd_event hook, queued for notifiers."""
@@ -131,6 +142,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
+        self.cache_budget.clean_leftovers()
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
             self.store = await StateStore.open(self.config.daemon.state_dir)
@@ -158,6 +170,7 @@ class Daemon:
                 if self.config.daemon.watch_config and self.config.path is not None:
                     tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
                 tg.start_soon(self._report_status, name="sd-status")
+                tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
                 self.ready.set()
                 self.systemd.ready(self.status_line())
                 log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
@@ -199,6 +212,10 @@ class Daemon:
             log.warning("shutdown deadline passed: cancelling", apps=[n for n, r in self.apps.items() if not r.done.is_set()])
             for running in self.apps.values():
                 running.scope.cancel()
+
+    def _cache_swept(self, budget: CacheBudget) -> None:
+        self.metrics.cache(budget.size, budget.evictions - self._evictions_counted)
+        self._evictions_counted = budget.evictions
 
     async def _report_status(self) -> None:
         last = ""

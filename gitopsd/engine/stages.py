@@ -35,8 +35,10 @@ class Workspace:
     ctx: PluginContext
     flights: SingleFlight = field(default_factory=SingleFlight)
     render_cache: RenderCache = field(default_factory=RenderCache)
-    artifacts_in_use: dict[str, tuple[Path, float]] = field(default_factory=dict)
-    """Source key -> (path of its newest artifact, monotonic time): what the cache budget keeps."""
+    artifacts_in_use: dict[str, Path] = field(default_factory=dict)
+    """Source key -> path of its newest artifact: what the cache budget never evicts."""
+    artifacts_handed_out: dict[Path, float] = field(default_factory=dict)
+    """Artifact path -> monotonic time it was last handed out (the cache budget's recency)."""
 
     @classmethod
     def create(
@@ -79,7 +81,12 @@ class Workspace:
 async def fetch(workspace: Workspace, source: Source, revision: str) -> Artifact:
     """Fetch ``revision``; concurrent fetches of the same source and revision run once."""
     artifact = await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
-    workspace.artifacts_in_use[source.key] = (artifact.path, time.monotonic())
+    workspace.artifacts_in_use[source.key] = artifact.path
+    handed = workspace.artifacts_handed_out
+    handed[artifact.path] = now = time.monotonic()
+    if len(handed) > 10_000:  # bounded: forget what was handed out over a day ago
+        for path in [p for p, at in handed.items() if now - at > 86_400]:
+            del handed[path]
     return artifact
 
 

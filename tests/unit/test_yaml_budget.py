@@ -57,7 +57,7 @@ def test_ordinary_manifests_pass_the_depth_check() -> None:
 
 
 def test_document_and_byte_budgets(tmp_path: Path) -> None:
-    docs = "---\n".join('{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c%d"}}\n' % i for i in range(30))
+    docs = "---\n".join(f'{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "c{i}"}}}}\n' for i in range(30))
     with pytest.raises(RenderError, match=r"many.yaml: YAML budget max_documents exceeded: more than 20 documents"):
         manifests_from_yaml(docs, "many.yaml", YamlBudget(max_documents=20))
     budget = YamlBudget(max_bytes=len(docs) + 100)
