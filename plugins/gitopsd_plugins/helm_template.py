@@ -40,7 +40,7 @@ from gitopsd import (
 from gitopsd.core.proc import run
 from gitopsd.core.yamlio import SafeLoader
 
-from ._render import inside, parse_stream
+from ._render import inside, parse_stream, refuse_escaping_symlinks
 
 
 class HelmTemplateOptions(Options):
@@ -106,6 +106,7 @@ class HelmTemplateRenderer(Renderer):
         chart = artifact.path
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"helm: no Chart.yaml in {chart}")
+        await anyio.to_thread.run_sync(refuse_escaping_symlinks, chart, "helm")
         missing = await anyio.to_thread.run_sync(missing_dependencies, chart)
         if missing and not self.options.allow_remote:
             raise RenderError(

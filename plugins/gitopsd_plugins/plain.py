@@ -17,6 +17,8 @@ import gitopsd
 from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
 from gitopsd.core.yamlio import YamlBudget, manifests_from_yaml
 
+from ._render import refuse_escaping_symlinks
+
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -41,6 +43,8 @@ def _files(root: Path, recursive: bool, exclude: list[str]) -> list[Path]:
 
 def render_directory(root: Path, recursive: bool = True, exclude: list[str] | None = None) -> list[Manifest]:
     """All manifests under ``root``: the whole plain renderer, synchronous."""
+    if root.is_dir():
+        refuse_escaping_symlinks(root, "plain")
     manifests: list[Manifest] = []
     budget = YamlBudget()  # one for the whole directory: many small bombs add up
     for path in _files(root, recursive, exclude or []):
