@@ -1,10 +1,12 @@
 """Running git safely: environment, credentials from files, and error classification.
 
 Credentials never reach argv, URLs, logs or errors:
-- HTTPS: ``GIT_ASKPASS`` points at a tiny script (written once under the cache dir) that
-  prints the *file* named by ``GITOPSD_GIT_USERNAME_FILE`` / ``GITOPSD_GIT_PASSWORD_FILE``;
-  only the file paths travel in the environment. It answers only prompts for the
-  configured host (``GITOPSD_GIT_HOST``), and credentialed fetches follow no HTTP redirect
+- HTTPS: ``credential.helper`` is a tiny script (written once under the cache dir) that
+  answers with the contents of the files named by ``GITOPSD_GIT_USERNAME_FILE`` /
+  ``GITOPSD_GIT_PASSWORD_FILE``; only the file paths travel in the environment, and the
+  request and answer go through pipes (an askpass prompt would put the user name in argv,
+  readable by every local user). It answers only for the configured host
+  (``GITOPSD_GIT_HOST``), and credentialed fetches follow no HTTP redirect
   (``http.followRedirects=false``), so a 302 cannot carry the password to another host.
 - SSH: ``GIT_SSH_COMMAND`` with the key file, ``IdentitiesOnly``, ``BatchMode`` and strict
   host-key checking against the configured ``known_hosts`` file.
@@ -32,17 +34,20 @@ from gitopsd.core.secrets import REDACTOR
 
 from ._archive import extract_tar_stream
 
-ASKPASS = """#!/bin/sh
-# gitopsd: answer git's credential prompts from files named in the environment, and only
-# for the configured host: git asks "Password for 'https://user@host:port': ".
-q="'"; url="${1#*$q}"; url="${url%$q*}"; rest="${url#*://}"; host="${rest%%/*}"; host="${host##*@}"
-[ -n "$GITOPSD_GIT_HOST" ] && [ "$host" = "$GITOPSD_GIT_HOST" ] || exit 1
-case "$1" in
-  Username*|username*) f="$GITOPSD_GIT_USERNAME_FILE" ;;
-  *) f="$GITOPSD_GIT_PASSWORD_FILE" ;;
-esac
-[ -n "$f" ] && [ -r "$f" ] || exit 1
-head -n 1 "$f"
+CREDENTIAL_HELPER = """#!/bin/sh
+# gitopsd: git credential helper. git writes the request on stdin (never in argv, where any
+# local user could read it); the answer comes from files named in the environment, and only
+# for the configured host.
+[ "$1" = get ] || exit 0
+host=""
+while IFS= read -r line; do
+  [ -z "$line" ] && break
+  case "$line" in host=*) host="${line#host=}" ;; esac
+done
+[ -n "$GITOPSD_GIT_HOST" ] && [ "$host" = "$GITOPSD_GIT_HOST" ] || exit 0
+[ -r "$GITOPSD_GIT_USERNAME_FILE" ] && [ -r "$GITOPSD_GIT_PASSWORD_FILE" ] || exit 0
+printf 'username=%s\\n' "$(head -n 1 "$GITOPSD_GIT_USERNAME_FILE")"
+printf 'password=%s\\n' "$(head -n 1 "$GITOPSD_GIT_PASSWORD_FILE")"
 """
 
 # (reason, pattern) in order: the first match wins.
@@ -107,17 +112,21 @@ class GitRunner:
             "LANG": "C",
             "SSH_ASKPASS_REQUIRE": "never",
         }
+        env["GIT_ASKPASS"] = "/bin/false"  # never prompt: a prompt carries the user name in argv
         if username_file or password_file:
-            env["GIT_ASKPASS"] = str(_askpass(cache_root))
             env["GITOPSD_GIT_HOST"] = url_host(display_url)
-            # A redirect could take the credentials to another host: credentialed fetches follow none.
-            env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.followRedirects", "GIT_CONFIG_VALUE_0": "false"})
+            env.update({
+                "GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": "credential.helper",
+                "GIT_CONFIG_VALUE_0": str(_credential_helper(cache_root)),
+                # A redirect could take the credentials to another host: credentialed fetches follow none.
+                "GIT_CONFIG_KEY_1": "http.followRedirects",
+                "GIT_CONFIG_VALUE_1": "false",
+            })
             if username_file:
                 env["GITOPSD_GIT_USERNAME_FILE"] = str(username_file)
             if password_file:
                 env["GITOPSD_GIT_PASSWORD_FILE"] = str(password_file)
-        else:
-            env["GIT_ASKPASS"] = "/bin/false"
         ssh = [
             "ssh", "-F", os.devnull, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"ConnectTimeout={max(1, int(timeout))}", "-o", "ServerAliveInterval=15",
@@ -196,11 +205,11 @@ class GitRunner:
                                   reason=classify(detail))
 
 
-def _askpass(cache_root: Path) -> Path:
-    path = cache_root / "askpass.sh"
-    if not path.exists() or path.read_text() != ASKPASS:
+def _credential_helper(cache_root: Path) -> Path:
+    path = cache_root / "credential-helper.sh"
+    if not path.exists() or path.read_text() != CREDENTIAL_HELPER:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(ASKPASS)
+        tmp.write_text(CREDENTIAL_HELPER)
         tmp.chmod(0o700)
         os.replace(tmp, path)
     return path

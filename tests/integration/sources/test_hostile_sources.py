@@ -25,7 +25,7 @@ import pytest
 from gitopsd import AppConfig, Artifact, ConfigError, PluginContext, RenderError, SourceError
 from gitopsd.core.secrets import read_secret_file
 from gitopsd.plugin.config import PluginTable
-from gitopsd_plugins._gitcmd import ASKPASS
+from gitopsd_plugins._gitcmd import CREDENTIAL_HELPER
 from gitopsd_plugins.git import GitOptions, GitSource
 from gitopsd_plugins.helm import HelmChartOptions, HelmChartSource
 from gitopsd_plugins.helm_template import HelmTemplateOptions, HelmTemplateRenderer
@@ -213,22 +213,24 @@ async def test_helm_credentials_stay_with_the_repository_origin(
 # -- git over HTTP: no credentials after a redirect to another host -----------------------------
 
 
-def test_askpass_answers_only_for_the_configured_host(tmp_path: Path) -> None:
-    script = tmp_path / "askpass.sh"
-    script.write_text(ASKPASS)
+def test_credential_helper_answers_only_for_the_configured_host(tmp_path: Path) -> None:
+    """git's request reaches the helper on stdin (not argv); it answers only for the configured host."""
+    script = tmp_path / "helper.sh"
+    script.write_text(CREDENTIAL_HELPER)
+    (tmp_path / "user").write_text("bot\n")
     (tmp_path / "pw").write_text("git-password-1\n")
     env = {"PATH": os.environ["PATH"], "GITOPSD_GIT_HOST": "git.example.test:8443",
-           "GITOPSD_GIT_PASSWORD_FILE": str(tmp_path / "pw"), "GITOPSD_GIT_USERNAME_FILE": str(tmp_path / "pw")}
+           "GITOPSD_GIT_PASSWORD_FILE": str(tmp_path / "pw"), "GITOPSD_GIT_USERNAME_FILE": str(tmp_path / "user")}
 
-    def ask(prompt: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["sh", str(script), prompt], env=env, capture_output=True, text=True, timeout=10)
+    def ask(host: str, op: str = "get") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", str(script), op], input=f"protocol=https\nhost={host}\n\n", env=env,
+                              capture_output=True, text=True, timeout=10)
 
-    good = ask("Password for 'https://bot@git.example.test:8443': ")
-    assert (good.returncode, good.stdout) == (0, "git-password-1\n")
-    for prompt in ("Password for 'https://bot@evil.example.test': ", "Username for 'https://git.example.test': ",
-                   "Password for 'https://evil.test/git.example.test:8443': "):
-        bad = ask(prompt)
-        assert (bad.returncode, bad.stdout) == (1, ""), prompt
+    good = ask("git.example.test:8443")
+    assert (good.returncode, good.stdout) == (0, "username=bot\npassword=git-password-1\n")
+    for host in ("evil.example.test", "git.example.test", "git.example.test:8443.evil.test"):
+        assert ask(host).stdout == "", host
+    assert ask("git.example.test:8443", "store").stdout == ""
 
 
 async def test_git_credentials_do_not_follow_a_redirect_to_another_host(
