@@ -385,10 +385,18 @@ class GitSource(gitopsd.Source):
         trees = self.ctx.cache_dir("git-trees", evictable=True)
         dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
+        sizes: dict[str, int] = self.ctx.shared.get("git-tree-sizes", dict)
         async with lock:
             if not dest.is_dir():
                 await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=f"git {self.options.url} at {revision}",
                                   max_bytes=self.options.max_size)
+            elif root_tree not in sizes:  # extracted by an app with a larger max_size (or before a restart)
+                sizes[root_tree] = await anyio.to_thread.run_sync(_files_size, dest)
+        if sizes.get(root_tree, 0) > self.options.max_size:
+            raise SourceError(
+                f"git {self.options.url} at {revision}: archive expands to more than {self.options.max_size} bytes (limit)",
+                reason="TooLarge",
+            )
         # The path is looked up in the extracted tree (shared by every app), as git would:
         # a symlink is not a directory, and is not followed on the way.
         kind = _tree_kind(dest, path)
@@ -399,6 +407,17 @@ class GitSource(gitopsd.Source):
             )
         digest = "sha256:" + hashlib.sha256(f"git-tree:{root_tree}:{path}".encode()).hexdigest()
         return Artifact(path=dest if path == "." else dest / path, revision=revision, digest=digest, url=self.options.url)
+
+
+def _files_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (what max_size bounds), symlinks not followed."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                total += os.path.getsize(path)
+    return total
 
 
 def _tree_kind(root: Path, path: str) -> str:

@@ -280,6 +280,19 @@ async def test_git_archive_is_streamed_with_the_size_cap(ctx: PluginContext, rep
     assert not list((ctx.state_dir / "cache" / "git-trees").glob(".extract-*")), "a partial tree was left behind"
 
 
+async def test_git_max_size_holds_for_a_tree_another_app_extracted(ctx: PluginContext, repo: Repo) -> None:
+    (repo.work / "big.bin").write_bytes(os.urandom(1024) * 2048)
+    repo.commit("big")
+    repo.push()
+    roomy = GitSource(GitOptions(url=repo.bare.as_uri(), ref="main"), ctx)
+    rev = await roomy.latest_revision()
+    assert (await roomy.fetch(rev)).path.is_dir()  # extracted once, shared by tree id
+    strict = GitSource(GitOptions(url=repo.bare.as_uri(), ref="main", max_size=1024 * 1024), ctx)
+    with pytest.raises(SourceError, match="expands to more than 1048576 bytes") as info:
+        await strict.fetch(rev)
+    assert info.value.reason == "TooLarge"
+
+
 # -- kustomize: no remote resources -------------------------------------------------------------
 
 
