@@ -46,9 +46,7 @@ def tree_size(path: Path) -> int:
                             total += entry.stat(follow_symlinks=False).st_size
                     except OSError:
                         continue
-        except (NotADirectoryError, FileNotFoundError):
-            continue
-        except OSError:
+        except OSError:  # vanished meanwhile, or not a directory
             continue
     return total
 
@@ -106,7 +104,10 @@ class CacheBudget:
                 continue
             for entry in cache.iterdir():
                 if entry.name.startswith(LEFTOVER_PREFIXES):
-                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
                     removed.append(entry)
         if removed:
             log.info("removed leftovers of interrupted extractions", count=len(removed))
