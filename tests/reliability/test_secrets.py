@@ -8,6 +8,8 @@ import glob
 import hashlib
 import hmac
 import json
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procs import SandboxProc, toml_str
+from bench.procs import SandboxProc, toml_str, tool_env
 from tests.conftest import require_tool
 from tests.integration.sources.conftest import _GitHTTPHandler, _serve, git
 from tests.reliability.harness import (
@@ -144,6 +146,22 @@ class ChildWatcher:
         self._thread.join(5)
 
 
+def argv_recorder(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory with a ``head`` that appends its parent's command line to a log, then runs the
+    real head: credential scripts read their files with head, so every one of them is recorded
+    (sampling /proc alone can miss a process that lives a millisecond). (bin dir, log)."""
+    bin_dir, log = tmp_path / "argv-bin", tmp_path / "argv.log"
+    bin_dir.mkdir()
+    real = shutil.which("head") or "/usr/bin/head"
+    (bin_dir / "head").write_text(
+        "#!/bin/sh\n"
+        f"{{ tr '\\000' ' ' < /proc/$PPID/cmdline; echo; }} >> {log}\n"
+        f'exec {real} "$@"\n'
+    )
+    (bin_dir / "head").chmod(0o755)
+    return bin_dir, log
+
+
 def files_text(root: Path) -> dict[str, bytes]:
     """Every regular file under ``root`` (contents)."""
     out = {}
@@ -209,7 +227,8 @@ def test_no_secret_leaks_anywhere(tmp_path: Path, receiver: Receiver, git_server
     watcher = ChildWatcher()
     near_miss = "near-miss-token-Mm7Nn8Bb9Vv0"
     try:
-        daemon = env.start(TMPDIR=str(daemon_tmp))
+        bin_dir, argv_log = argv_recorder(tmp_path)
+        daemon = env.start(TMPDIR=str(daemon_tmp), PATH=f"{bin_dir}{os.pathsep}{tool_env()['PATH']}")
         watcher.start(daemon.pid)
         wait_converged(daemon, ["vault", "private-git"], timeout=90)
         assert sandbox.get("/api/v1/namespaces/private-git/configmaps/from-private-git").status_code == 200
@@ -251,6 +270,8 @@ def test_no_secret_leaks_anywhere(tmp_path: Path, receiver: Receiver, git_server
     basic = "Basic " + base64.b64encode(f"{SECRETS['git_username']}:{SECRETS['git_password']}".encode()).decode()
     assert basic in git_auth_seen, "the git server never received the configured credentials"
     assert any(" ls-remote " in c or " fetch " in c for c in watcher.cmdlines), watcher.cmdlines
+    recorded = argv_log.read_text(errors="replace")
+    assert recorded.strip(), "no credential script ran"
 
     log_text = env.log.read_text(errors="replace")
     events = log_events(env.log)
@@ -269,7 +290,7 @@ def test_no_secret_leaks_anywhere(tmp_path: Path, receiver: Receiver, git_server
     delivered = [body.decode(errors="replace") for _, _, body in receiver.requests]
     assert delivered, "no notification was delivered"
     places = {"daemon log": log_text, "events": json.dumps(events), "notifications": "\n".join(delivered),
-              "API responses": "\n".join(responses), "children's argv": "\n".join(watcher.cmdlines)}
+              "API responses": "\n".join(responses), "children's argv": "\n".join(watcher.cmdlines) + "\n" + recorded}
     for where, text in places.items():
         for name, value in SECRETS.items():
             for form in forms(value):
