@@ -670,8 +670,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"generated {args.apps} apps x {args.objects} objects in {result['generate_s']} s")
 
     secret, token = uuid.uuid4().hex, uuid.uuid4().hex
-    (workdir / "github-secret").write_text(secret + "\n")
-    (workdir / "api-token").write_text(token + "\n")
+    for name, value in (("github-secret", secret), ("api-token", token)):
+        (workdir / name).write_text(value + "\n")
+        (workdir / name).chmod(0o600)  # gitopsd refuses secret files others can read
     git_log = workdir / "git-commands.log"
     wrapper = write_git_wrapper(workdir / "bin", git_log)
     port = free_port()

@@ -13,6 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Files the tests write (secret files among them) are private, as an operator's would be:
+    # gitopsd refuses group- or world-readable secret files (daemon.strict_secret_permissions).
+    os.umask(0o077)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     # kubernetes-asyncio and asyncssh are asyncio libraries.

@@ -55,7 +55,7 @@ class DaemonClient:
             if path is None:
                 continue
             try:
-                token = read_secret_file(path, f"daemon.{option}")
+                token = read_secret_file(path, f"daemon.{option}", strict=False)
                 break
             except ConfigError:
                 continue  # not readable by this user: try the read token; else the daemon refuses

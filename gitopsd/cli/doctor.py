@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from gitopsd.core.errors import CommandFailed, ConfigError, GitopsdError
 from gitopsd.core.models import Manifest
 from gitopsd.core.proc import run
-from gitopsd.core.secrets import REDACTOR
+from gitopsd.core.secrets import REDACTOR, check_secret_permissions
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginError, PluginManager
@@ -130,14 +130,18 @@ class Doctor:
             mode = stat.S_IMODE(st.st_mode)
             if not os.access(path, os.R_OK):
                 self.add(FAIL, name, f"{path} is not readable by uid {uid}", f"chown {uid} {path}")
+                continue
+            if config.daemon.strict_secret_permissions:
+                try:
+                    check_secret_permissions(path, key)  # exactly what the daemon refuses at load
+                except ConfigError:
+                    why = "other users can read it" if mode & 0o077 else f"it is owned by uid {st.st_uid}, not {uid}"
+                    self.add(FAIL, name, f"{path} has mode {mode:04o}: {why}", f"chown {uid} {path} && chmod 600 {path}")
+                    continue
             elif mode & 0o007:
-                self.add(FAIL, name, f"{path} has mode {mode:04o}: other users can read it", f"chmod 600 {path}")
-            elif st.st_uid not in (uid, 0):
-                self.add(WARN, name, f"{path} is owned by uid {st.st_uid}, not by uid {uid} or root", f"chown {uid} {path}")
-            elif mode & 0o020:
-                self.add(FAIL, name, f"{path} has mode {mode:04o}: its group can change it", f"chmod g-w {path}")
-            else:
-                self.add(OK, name, f"{path} mode {mode:04o}, owner uid {st.st_uid}")
+                self.add(WARN, name, f"{path} has mode {mode:04o}: other users can read it", f"chmod 600 {path}")
+                continue
+            self.add(OK, name, f"{path} mode {mode:04o}, owner uid {st.st_uid}")
 
     # -- tools ----------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ it shows ``***`` instead.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -60,11 +62,39 @@ class Secret:
     __str__ = __repr__
 
 
-def read_secret_file(path: str | Path, option: str) -> Secret:
+def check_secret_permissions(path: str | Path, option: str) -> None:
+    """Refuse a secret file others could read or change, as ssh does with private keys.
+
+    The file (after symlinks) must belong to the daemon's user and have no group or other
+    permission bits. Raises ConfigError naming ``option``, the path and the fix.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError([f"{option}: secret file {path} does not exist"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{option}: cannot read secret file {path}: {exc.strerror}"]) from None
+    problems = []
+    if info.st_uid != os.geteuid():
+        problems.append(f"is owned by uid {info.st_uid}, not by the daemon's user (uid {os.geteuid()})")
+    if info.st_mode & 0o077:
+        problems.append(f"has mode {stat.S_IMODE(info.st_mode):04o}: group or others may access it")
+    if problems:
+        raise ConfigError([
+            f"{option}: secret file {path} {' and '.join(problems)}: run `chmod 600 {path}` "
+            "(and chown it to the daemon's user), or set daemon.strict_secret_permissions = false"
+        ])
+
+
+def read_secret_file(path: str | Path, option: str, *, strict: bool = True) -> Secret:
     """Read a secret from ``path``, stripping one trailing newline.
 
-    Raises ConfigError naming ``option`` (the dotted config key) and the path, never the content.
+    With ``strict`` (``daemon.strict_secret_permissions``, the default) the file must be
+    private to the daemon's user (see :func:`check_secret_permissions`). Raises ConfigError
+    naming ``option`` (the dotted config key) and the path, never the content.
     """
+    if strict:
+        check_secret_permissions(path, option)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -19,6 +19,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from gitopsd.core.errors import ConfigError
 from gitopsd.core.models import HistoryEntry, ObjectRef
 
 T = TypeVar("T")
@@ -108,7 +109,10 @@ class StateStore:
     @classmethod
     async def open(cls, state_dir: Path) -> StateStore:
         path = state_dir / "state.db"
-        conn = await anyio.to_thread.run_sync(_connect, path)
+        try:
+            conn = await anyio.to_thread.run_sync(_connect, path)
+        except (sqlite3.Error, OSError) as exc:  # a full disk, a read-only or corrupt file: say which
+            raise ConfigError([f"daemon.state_dir: cannot open the state database {path}: {exc}"]) from None
         return cls(conn, path)
 
     async def _run(self, func: Callable[[sqlite3.Connection], T]) -> T:

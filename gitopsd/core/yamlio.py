@@ -1,9 +1,19 @@
-"""YAML in and out: the C loader/dumper when available, and a bound on alias expansion."""
+"""YAML in and out: the C loader/dumper when available, and a budget for hostile input.
+
+A :class:`YamlBudget` bounds one whole render (every file of a plain render, a program's
+whole output): total bytes, documents, nesting depth and alias expansions. Per-document
+limits alone let 16 small alias bombs of 307 bytes cost 266 MiB; the budget fails the
+render as soon as any total is exceeded, naming the budget. Depth is checked before the
+parser builds anything (older libyaml crashed on deep nesting; the pure-Python loader
+recurses).
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -17,11 +27,96 @@ MAX_EXPANDED_NODES = 1_000_000
 """Documents whose aliases expand to more nodes than this are refused (billion laughs)."""
 
 
-def _expanded_size(value: Any, memo: dict[int, int], shared: list[bool]) -> int:
-    """Node count with aliases expanded; memoised so a bomb costs only its distinct nodes."""
+@dataclass
+class YamlBudget:
+    """What one render may parse in all; counters grow as documents are loaded.
+
+    Exceeding a limit raises RenderError naming it (``YAML budget max_bytes``, ...).
+    """
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_documents: int = 20_000
+    max_depth: int = 100
+    max_alias_expansions: int = 1_000_000
+    bytes: int = 0
+    documents: int = 0
+    alias_expansions: int = 0
+
+    def exceeded(self, where: str, name: str, limit: int, detail: str) -> RenderError:
+        return RenderError(f"{where}: YAML budget {name} exceeded: {detail} (limit {limit:,} for the whole render)")
+
+    def add_bytes(self, size: int, where: str) -> None:
+        self.bytes += size
+        if self.bytes > self.max_bytes:
+            raise self.exceeded(where, "max_bytes", self.max_bytes, f"{self.bytes:,} bytes of YAML")
+
+    def add_document(self, where: str) -> None:
+        self.documents += 1
+        if self.documents > self.max_documents:
+            raise self.exceeded(where, "max_documents", self.max_documents, f"more than {self.max_documents:,} documents")
+
+
+_LEADING = re.compile(r"^[ \t?:-]*", re.M)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _depth_bound(text: str) -> int:
+    """A cheap upper bound of the nesting depth of ``text`` (block indentation plus flow brackets)."""
+    block = max((m.end() - m.start() for m in _LEADING.finditer(text)), default=0)
+    flow = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        if m.group() in "[{":
+            flow += 1
+            deepest = max(deepest, flow)
+        elif flow:
+            flow -= 1
+    return 2 * block + deepest + 2
+
+
+def check_depth(text: str, where: str, limit: int) -> None:
+    """Refuse ``text`` nested deeper than ``limit``, without building any object.
+
+    The bound above settles nearly every input; otherwise the parser's event stream (no
+    recursion, no objects) measures the real depth.
+    """
+    if _depth_bound(text) <= limit:
+        return
+    depth = 0
+    starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    document = 0
+    try:
+        for event in yaml.parse(text, Loader=SafeLoader):
+            if isinstance(event, starts):
+                depth += 1
+                if depth > limit:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else 0
+                    raise RenderError(
+                        f"{where}: document {document} line {line}: YAML budget max_depth exceeded: "
+                        f"nested deeper than {limit} levels"
+                    )
+            elif isinstance(event, ends):
+                depth -= 1
+            elif isinstance(event, yaml.DocumentEndEvent):
+                document += 1
+    except yaml.YAMLError as exc:
+        if "nesting depth" not in str(exc):  # libyaml's own limit (1000), met while scanning ahead
+            return  # the loader reports it with its position
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise RenderError(
+            f"{where}: document {document} line {line}: YAML budget max_depth exceeded: nested deeper than {limit} levels"
+        ) from None
+
+
+def _expanded_size(value: Any, memo: dict[int, int], shared: list[int]) -> int:
+    """Node count with aliases expanded; memoised so a bomb costs only its distinct nodes.
+
+    ``shared[0]`` counts the nodes that aliases add (each repeat of a subtree adds its size).
+    """
     key = id(value)
     if key in memo:
-        shared[0] = True
+        shared[0] += memo[key]
         return memo[key]
     if isinstance(value, dict):
         size = 1 + sum(_expanded_size(k, memo, shared) + _expanded_size(v, memo, shared) for k, v in value.items())
@@ -55,12 +150,16 @@ def _unshare(value: Any) -> Any:
     return value
 
 
-def load_all(text: str, where: str) -> list[tuple[int, Any]]:
+def load_all(text: str, where: str, budget: YamlBudget | None = None) -> list[tuple[int, Any]]:
     """Parse a multi-document YAML stream; return ``(document index, value)`` pairs, empties skipped.
 
-    Raises RenderError naming ``where`` (a file) and the document index on bad YAML or on an
-    alias expansion beyond :data:`MAX_EXPANDED_NODES`.
+    Raises RenderError naming ``where`` (a file) and the document index on bad YAML, on an
+    alias expansion beyond :data:`MAX_EXPANDED_NODES`, or when ``budget`` (shared by a whole
+    render; a fresh one by default) runs out.
     """
+    budget = budget if budget is not None else YamlBudget()
+    budget.add_bytes(len(text), where)
+    check_depth(text, where, budget.max_depth)
     docs: list[tuple[int, Any]] = []
     stream = yaml.load_all(text, Loader=SafeLoader)
     index = 0
@@ -74,14 +173,21 @@ def load_all(text: str, where: str) -> list[tuple[int, Any]]:
             line = f" line {mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise RenderError(f"{where}: document {index}{line}: invalid YAML: {problem}") from None
+        budget.add_document(where)
         if doc is not None:
-            shared = [False]
+            shared = [0]
             try:
                 size = _expanded_size(doc, {}, shared)
             except RecursionError:
                 raise RenderError(f"{where}: document {index}: nested too deeply") from None
             if size > MAX_EXPANDED_NODES:
                 raise RenderError(f"{where}: document {index}: YAML aliases expand to more than {MAX_EXPANDED_NODES:,} nodes")
+            budget.alias_expansions += shared[0]
+            if budget.alias_expansions > budget.max_alias_expansions:
+                raise budget.exceeded(
+                    f"{where}: document {index}", "max_alias_expansions", budget.max_alias_expansions,
+                    f"aliases expand to {budget.alias_expansions:,} more nodes",
+                )
             if shared[0]:
                 doc = _unshare(doc)  # aliases share objects; give each place its own copy
             docs.append((index, compact(doc)))
@@ -107,13 +213,14 @@ def flatten(doc: Any, where: str) -> list[dict[str, Any]]:
     return [doc]
 
 
-def manifests_from_yaml(text: str, where: str) -> list[dict[str, Any]]:
+def manifests_from_yaml(text: str, where: str, budget: YamlBudget | None = None) -> list[dict[str, Any]]:
     """Every Kubernetes object in a YAML stream: documents split, Lists flattened, empties skipped.
 
-    Errors name ``where`` (a file or a program's output) and the document index.
+    Errors name ``where`` (a file or a program's output) and the document index. Pass one
+    ``budget`` for every stream of a render.
     """
     manifests: list[dict[str, Any]] = []
-    for index, doc in load_all(text, where):
+    for index, doc in load_all(text, where, budget):
         manifests.extend(flatten(doc, f"{where}: document {index}"))
     return manifests
 

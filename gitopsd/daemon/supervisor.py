@@ -30,12 +30,13 @@ from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
+from gitopsd.engine.cache_budget import CacheBudget
 from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.policy import config_warnings
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
-from gitopsd.engine.stages import Workspace
+from gitopsd.engine.stages import Workspace, cache_root
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
@@ -45,6 +46,9 @@ from gitopsd.server.metrics import AppSample, Metrics
 from gitopsd.server.systemd import SystemdNotifier
 
 log = structlog.get_logger("gitopsd.daemon")
+
+CACHE_SWEEP_INTERVAL = 60.0
+"""Seconds between two measurements (and evictions) of the cache budget."""
 
 
 
@@ -101,6 +105,13 @@ class Daemon:
         self._hard_stop = anyio.CancelScope()
         self.reload_lock = anyio.Lock()
         self.appsets = AppSetController(self)
+        ws = self.workspace
+        self.cache_budget = CacheBudget(
+            cache_root(config), config.daemon.cache_max_bytes, lambda: ws.ctx.evictable,
+            lambda: ws.artifacts_in_use.values(), lambda: ws.artifacts_handed_out,
+        )
+        self.cache_sweep_interval = CACHE_SWEEP_INTERVAL
+        self._evictions_counted = 0
 
     @property
     def store(self) -> StateStore | None:
@@ -144,6 +155,7 @@ class Daemon:
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
         for warning in config_warnings(self.config):  # unrestricted apps, apps rendering the same objects
             log.warning("config warning", warning=warning)
+        self.cache_budget.clean_leftovers()
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
             self.runtime = await stack.enter_async_context(
@@ -180,6 +192,7 @@ class Daemon:
                 if self.config.daemon.watch_config and self.config.path is not None:
                     tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
                 tg.start_soon(self._report_status, name="sd-status")
+                tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
                 self.ready.set()
                 self.systemd.ready(self.status_line())
                 log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
@@ -222,6 +235,10 @@ class Daemon:
             for running in self.apps.values():
                 running.scope.cancel()
 
+    def _cache_swept(self, budget: CacheBudget) -> None:
+        self.metrics.cache(budget.size, budget.evictions - self._evictions_counted)
+        self._evictions_counted = budget.evictions
+
     async def _report_status(self) -> None:
         last = ""
         while True:
@@ -233,13 +250,19 @@ class Daemon:
 
     # -- apps ----------------------------------------------------------------------------
 
-    def _start(self, app: AppConfig) -> None:
-        assert self._tg is not None and self.runtime is not None
-        runner = AppRunner(self.runtime.reconciler(app), self.config)
-        runner.gate = self.gate
+    def _start(self, app: AppConfig, runner: AppRunner | None = None) -> None:
+        assert self._tg is not None
+        runner = runner or self._make_runner(app, self.config)
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")
+
+    def _make_runner(self, app: AppConfig, config: Config) -> AppRunner:
+        """A runner for ``app`` (this builds its Source, which may fail: OSError, plugin bugs)."""
+        assert self.runtime is not None
+        runner = AppRunner(self.runtime.reconciler(app), config)
+        runner.gate = self.gate
+        return runner
 
     async def _run_app(self, running: _Running) -> None:
         """Run one app; a bug in it is logged and the app restarts, the others never notice."""
@@ -260,7 +283,10 @@ class Daemon:
         running.runner.trigger.fire("stop")
         running.scope.cancel()  # waits for nothing: an in-flight apply is rolled into the next start
         await running.done.wait()
-        await running.runner.reconciler.aclose()
+        try:
+            await running.runner.reconciler.aclose()
+        except Exception:  # a plugin's bug must not stop a reload half-way
+            log.exception("closing a source failed", app=name)
 
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
@@ -314,6 +340,15 @@ class Daemon:
                             data={"errors": exc.errors},
                         )
                     )
+                except Exception as exc:  # anything else (OSError, a plugin's bug): keep running as before
+                    log.exception("reload failed")
+                    self.metrics.reload("failed")
+                    error = f"{type(exc).__name__}: {exc}"
+                    self.emit(
+                        ev.ConfigReloadFailed.make(
+                            reason="InternalError", message=f"config not reloaded: {error}", data={"errors": [error]}
+                        )
+                    )
             finally:
                 self.systemd.ready(self.status_line())
 
@@ -346,6 +381,10 @@ class Daemon:
             raise
         except Exception as exc:
             raise ConfigError([f"notifiers: cannot create a notifier: {type(exc).__name__}: {exc}"]) from None
+        try:  # everything that can fail happens before the first app is stopped
+            runners = {name: self._make_runner(new.apps[name], new) for name in added + changed}
+        except Exception as exc:
+            raise ConfigError([f"apps: cannot create an app's source: {type(exc).__name__}: {exc}"]) from None
         if changed_clusters and (changed or added):
             log.warning("cluster settings changed: restart gitopsd to reconnect", clusters=sorted(changed_clusters))
         for key in ("listen", "state_dir", "max_body_bytes", "instance", "inventory_namespace"):
@@ -366,7 +405,7 @@ class Daemon:
             self.bus.set_routes(routes)
         self.notifiers = notifiers
         for name in added + changed:
-            self._start(new.apps[name])
+            self._start(new.apps[name], runners[name])
         for name in removed:
             self.metrics.forget_app(name)
             self.events.forget(name)

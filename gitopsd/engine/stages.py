@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ class Workspace:
     ctx: PluginContext
     flights: SingleFlight = field(default_factory=SingleFlight)
     render_cache: RenderCache = field(default_factory=RenderCache)
+    artifacts_in_use: dict[str, Path] = field(default_factory=dict)
+    """Source key -> path of its newest artifact: what the cache budget never evicts."""
+    artifacts_handed_out: dict[Path, float] = field(default_factory=dict)
+    """Artifact path -> monotonic time it was last handed out (the cache budget's recency)."""
 
     @classmethod
     def create(
@@ -48,6 +53,8 @@ class Workspace:
             config_dir=config.path.parent if config.path else Path.cwd(),
             tools=daemon.tools.to_tools(),
             cpu_limiter=anyio.CapacityLimiter(daemon.render_concurrency or os.cpu_count() or 2),
+            cache_root=cache_root(config),
+            strict_secret_permissions=daemon.strict_secret_permissions,
         )
         if emit is not None:
             ctx.emit = emit
@@ -76,7 +83,22 @@ class Workspace:
 
 async def fetch(workspace: Workspace, source: Source, revision: str) -> Artifact:
     """Fetch ``revision``; concurrent fetches of the same source and revision run once."""
-    return await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
+    artifact = await workspace.flights.do(("fetch", source.key, revision), lambda: source.fetch(revision))
+    workspace.artifacts_in_use[source.key] = artifact.path
+    handed = workspace.artifacts_handed_out
+    handed[artifact.path] = now = time.monotonic()
+    if len(handed) > 10_000:  # bounded: forget what was handed out over a day ago
+        for path in [p for p, at in handed.items() if now - at > 86_400]:
+            del handed[path]
+    return artifact
+
+
+def cache_root(config: Config) -> Path:
+    """``daemon.cache_dir``, else ``$CACHE_DIRECTORY`` (systemd's CacheDirectory=), else ``state_dir/cache``."""
+    if config.daemon.cache_dir is not None:
+        return config.daemon.cache_dir
+    from_systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    return Path(from_systemd) if from_systemd else config.daemon.state_dir / "cache"
 
 
 async def render(workspace: Workspace, app: AppConfig, artifact: Artifact) -> Rendered:

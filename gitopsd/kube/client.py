@@ -114,6 +114,38 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS)
 
 
+class UnixTLSConnector(aiohttp.TCPConnector):
+    """An aiohttp connector that opens every connection on a unix socket, then does TLS as usual.
+
+    The SSH tunnel's local end is a unix socket in a private directory, so no other local
+    user can reach the API server through it (a TCP port on 127.0.0.1 is open to all).
+    """
+
+    def __init__(self, path: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.path = path
+
+    async def _wrap_create_connection(  # type: ignore[override]
+        self,
+        *args: Any,
+        addr_infos: Any,
+        req: Any,
+        timeout: aiohttp.ClientTimeout,
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, Any]:
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                factory = args[0]
+                return await self._loop.create_unix_connection(factory, self.path, **kwargs)  # type: ignore[return-value]
+        except ssl.SSLCertVerificationError as exc:
+            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
+        except ssl.SSLError as exc:
+            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
+        except OSError as exc:
+            raise client_error(req.connection_key, exc) from exc
+
+
 class KubeClient:
     """HTTP access to one cluster. Use :meth:`open` then :meth:`close`.
 
@@ -144,8 +176,12 @@ class KubeClient:
         self.server = ""
         """The API server URL from the kubeconfig (before any tunnel)."""
 
-    async def open(self, *, host_override: str | None = None) -> None:
-        """Load the kubeconfig; with ``host_override`` (a tunnel's local URL) TLS still checks the real name."""
+    async def open(self, *, host_override: str | None = None, unix_socket: str | None = None) -> None:
+        """Load the kubeconfig; with ``host_override`` (a tunnel's local URL) TLS still checks the real name.
+
+        With ``unix_socket`` (the SSH tunnel's local end) every connection goes to that socket;
+        TLS, its CA and the server name check are unchanged.
+        """
         configuration = type.__call__(k8s_client.Configuration)
         self._loader = await k8s_config.load_kube_config(
             config_file=str(self.config.kubeconfig),
@@ -161,6 +197,17 @@ class KubeClient:
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
         self._api = k8s_client.ApiClient(configuration=configuration)
         self._api.user_agent = USER_AGENT
+        if unix_socket is not None:
+            rest = self._api.rest_client
+            tcp = rest.pool_manager
+            assert isinstance(tcp.connector, aiohttp.TCPConnector)
+            rest.pool_manager = aiohttp.ClientSession(
+                connector=UnixTLSConnector(unix_socket, limit=configuration.connection_pool_maxsize,
+                                           ssl=tcp.connector._ssl),  # the context the library built
+                trust_env=False,  # no proxy between us and our own socket
+                read_bufsize=2**21,
+            )
+            await tcp.close()
 
     async def close(self) -> None:
         if self._api is not None:
@@ -172,6 +219,10 @@ class KubeClient:
             self.reachable = reachable
             self.unreachable_since = None if reachable else time.monotonic()
             self._on_reachable(reachable, why)
+
+    def mark_unreachable(self, why: str) -> None:
+        """Known to be unreachable without a request (the SSH tunnel is down): emits cluster-unreachable once."""
+        self._mark(False, why)
 
     def _count(self, verb: str, code: int | str) -> None:
         if self._on_request is not None:

@@ -155,10 +155,15 @@ class KubeCluster:
         from gitopsd.kube.tunnel import Tunnel  # asyncssh (~14 MiB) only for clusters behind SSH
 
         self.tunnel = Tunnel(
-            self.name, self.config.ssh, parts.hostname, parts.port or 443, on_state=self._on_tunnel
+            self.name,
+            self.config.ssh,
+            parts.hostname,
+            parts.port or 443,
+            on_state=self._on_tunnel,
+            background=self.background,
         )
-        port = await self.tunnel.start()
-        await self.client.open(host_override=f"https://127.0.0.1:{port}")
+        socket_path = await self.tunnel.start()
+        await self.client.open(host_override=f"https://127.0.0.1:{parts.port or 443}", unix_socket=socket_path)
 
     async def close(self) -> None:
         self.cache.close()
@@ -192,6 +197,8 @@ class KubeCluster:
 
     def _on_tunnel(self, up: bool, why: str) -> None:
         log.info("ssh tunnel up" if up else "ssh tunnel down", cluster=self.name, detail=why)
+        if not up:  # cluster-unreachable with the tunnel's reason; the next answer marks it reachable
+            self.client.mark_unreachable(f"ssh tunnel down: {why}")
 
     def _check_reachable(self) -> None:
         if self.client.unreachable_for() > UNREACHABLE_GRACE:

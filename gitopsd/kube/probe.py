@@ -124,14 +124,14 @@ async def _open_tunnel(
     tunnel = Tunnel(
         name, ssh, parts.hostname, parts.port or 443, on_state=lambda up, why: outcome.put_nowait((up, why))
     )
-    port = await tunnel.start()
+    socket_path = await tunnel.start()
     up, why = False, f"ssh: no answer within {timeout:g}s"
     with anyio.move_on_after(timeout):
         up, why = await outcome.get()
     if not up:
         return tunnel, why
     # TLS is still verified against the API server's real name (tls_server_name).
-    await client.open(host_override=f"https://127.0.0.1:{port}")
+    await client.open(host_override=f"https://127.0.0.1:{parts.port or 443}", unix_socket=socket_path)
     return tunnel, ""
 
 

@@ -154,6 +154,15 @@ class DaemonConfig(_Model):
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
+    strict_secret_permissions: Bool = Field(
+        True, description="Refuse secret files (*_file options) that group or others can read, or that another user "
+        "owns (fix: chmod 600 FILE). false relaxes it (tests only).")
+    cache_dir: Path | None = Field(
+        None, description="Git mirrors, extracted trees, charts and OCI layers; default: $CACHE_DIRECTORY "
+        "(systemd's CacheDirectory=) or state_dir/cache.")
+    cache_max_bytes: Int = Field(
+        2 << 30, ge=0, description="Cache budget: above it, extracted trees and downloads no app uses are evicted, "
+        "least recently used first; 0 = unlimited.")
 
     @field_validator("listen")
     @classmethod

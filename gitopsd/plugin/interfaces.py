@@ -89,9 +89,26 @@ class PluginContext:
     emit: Callable[[Event], None] = lambda event: None
     count: Callable[..., None] = lambda name, **labels: None
 
-    def cache_dir(self, name: str) -> Path:
-        path = self.state_dir / "cache" / name
+    cache_root: Path | None = None
+    """Root of the plugin caches (``daemon.cache_dir``); default ``state_dir / "cache"``."""
+    strict_secret_permissions: bool = True
+    """``daemon.strict_secret_permissions``: pass it to :func:`gitopsd.read_secret_file` as ``strict``."""
+    evictable: set[str] = field(default_factory=set)
+    """Names of the cache directories registered with ``cache_dir(name, evictable=True)``."""
+
+    def cache_dir(self, name: str, *, evictable: bool = False) -> Path:
+        """The plugin cache directory ``name`` (created on first use).
+
+        ``evictable=True`` declares the convention the cache budget (``daemon.cache_max_bytes``)
+        relies on: every entry directly inside is an immutable, content-addressed directory the
+        plugin re-creates when it is missing (an extracted tree, chart or layer), built under a
+        ``.extract-*`` name and renamed into place. Entries no app uses may then be deleted,
+        least recently used first, and ``.extract-*`` leftovers are removed at start.
+        """
+        path = (self.cache_root or self.state_dir / "cache") / name
         path.mkdir(parents=True, exist_ok=True)
+        if evictable:
+            self.evictable.add(name)
         return path
 
 

@@ -126,6 +126,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._tg: TaskGroup | None = None
         self.port = 0
+        self.deliveries = pushes.DeliveryLog()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -325,6 +326,9 @@ class ApiServer:
             metrics.webhook(provider, "unauthorized")
             log.warning("webhook refused", provider=provider, delivery=delivery, remote=request.remote, reason=exc.message)
             return _error(exc.status, "signature verification failed")
+        if not self.deliveries.first_time(provider, pushes.delivery_id(provider, request.headers)):
+            metrics.webhook(provider, "replayed")
+            return web.json_response({"status": "ignored", "reason": "delivery already received"}, status=202)
         kind = pushes.event_kind(provider, request.headers)
         if kind == "ping":
             metrics.webhook(provider, "ping")

@@ -41,7 +41,7 @@ class ApiSecrets:
             if path is None:
                 return None
             try:
-                return read_secret_file(path, option)  # type: ignore[arg-type]
+                return read_secret_file(path, option, strict=daemon.strict_secret_permissions)  # type: ignore[arg-type]
             except ConfigError as exc:
                 errors.extend(exc.errors)
                 return None

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -116,6 +116,10 @@ class Metrics:
         )
         self._reloads = Counter("gitopsd_config_reloads", "Config reloads by result (ok, failed).", ["result"], registry=r)
         self._api = Counter("gitopsd_api_requests", "HTTP API requests by route and status code.", ["route", "code"], registry=r)
+        self._cache_bytes = Gauge("gitopsd_cache_bytes", "Bytes in the plugin caches (daemon.cache_dir).", registry=r)
+        self._cache_evictions = Counter(
+            "gitopsd_cache_evictions", "Cache entries evicted to stay under daemon.cache_max_bytes.", registry=r
+        )
         if apps is not None:
             r.register(_AppCollector(apps))
 
@@ -171,6 +175,12 @@ class Metrics:
     def webhook(self, provider: str, outcome: str) -> None:
         """A push webhook request: matched, ignored, unauthorized, bad-request, disabled."""
         self._webhooks.labels(provider, outcome).inc()
+
+    def cache(self, size: int, evicted: int) -> None:
+        """After a cache sweep: the cache's size and how many entries it evicted."""
+        self._cache_bytes.set(size)
+        if evicted:
+            self._cache_evictions.inc(evicted)
 
     def reload(self, result: str) -> None:
         self._reloads.labels(result).inc()

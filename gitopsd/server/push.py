@@ -13,6 +13,10 @@ repository URLs are compared after :func:`normalise_repo_url` (scheme, ``user@``
 ``host:path`` vs ``host/path``, trailing ``.git`` and ``/``, case), and the app's ref must be
 the pushed branch or tag (an app without a ref follows the default branch; an app with a
 ``semver`` range follows every tag push; an app pinned to a commit SHA never matches).
+
+Replays: a signed request can be captured and sent again. Every provider names each delivery
+(``X-GitHub-Delivery``, ``X-Gitlab-Event-UUID``, ``X-Gitea-Delivery``); :class:`DeliveryLog`
+remembers the IDs of verified requests for an hour and a repeat is answered 202 and ignored.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +130,51 @@ def verify(provider: str, secret: str, headers: Mapping[str, str], body: bytes) 
     expected = hmac.new(key, body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(given.lower().encode(), expected.encode()):
         raise WebhookError(401, f"{header} does not match the body")
+
+
+DELIVERY_HEADERS = {"github": "X-GitHub-Delivery", "gitlab": "X-Gitlab-Event-UUID", "gitea": "X-Gitea-Delivery"}
+
+
+def delivery_id(provider: str, headers: Mapping[str, str]) -> str:
+    """The provider's ID of this delivery ("" when the request carries none)."""
+    header = DELIVERY_HEADERS.get(provider)
+    return headers.get(header, "").strip()[:200] if header else ""
+
+
+class DeliveryLog:
+    """Delivery IDs of verified webhook requests, remembered for ``ttl`` seconds (bounded).
+
+    Args:
+        ttl: How long a delivery ID is remembered (providers retry within minutes).
+        max_entries: The oldest IDs are forgotten beyond this many.
+        clock: A monotonic clock (tests pass a fake one).
+    """
+
+    def __init__(self, ttl: float = 3600.0, max_entries: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def first_time(self, provider: str, delivery: str) -> bool:
+        """Record ``delivery``; False when it was already received within ``ttl`` (a replay).
+
+        A request without a delivery ID cannot be recognised and always counts as new.
+        """
+        if not delivery:
+            return True
+        now = self._clock()
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at < self.ttl and len(self._seen) < self.max_entries:
+                break
+            del self._seen[oldest]
+        key = (provider, delivery)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
 
 
 def event_kind(provider: str, headers: Mapping[str, str]) -> str:

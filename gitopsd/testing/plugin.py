@@ -167,7 +167,9 @@ def run_app(
         table = {"cluster": "sandbox", **app_table}
         name = table.pop("name", "app")
         raw: dict[str, Any] = {
-            "daemon": {"state_dir": str(tmp_path / "gitopsd-state")},
+            # Test files are written with the test runner's umask: the permission check of
+            # secret files (on in production) would refuse them.
+            "daemon": {"state_dir": str(tmp_path / "gitopsd-state"), "strict_secret_permissions": False},
             "clusters": {"sandbox": {"kubeconfig": str(gitopsd_sandbox.kubeconfig)}},
             "apps": {name: table},
         }

@@ -17,11 +17,21 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from gitopsd import SourceError
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MEMBERS = 100_000
+
+
+def cache_entry(cache: Path, name: str, where: str) -> Path:
+    """``cache / name``, refusing a name that would resolve anywhere but directly inside ``cache``."""
+    real_cache = cache.resolve()
+    entry = (cache / name).resolve()
+    if "/" in name or name in ("", ".", "..") or entry.parent != real_cache:
+        raise SourceError(f"{where}: cache entry {name!r} would leave the cache {cache}", reason="UnsafeArchive")
+    return cache / name
 
 
 def _clean_name(name: str, where: str) -> str:
@@ -52,10 +62,25 @@ def extract_tar(
     SourceError(reason="TooLarge") when the limits are exceeded. ``where`` names the
     archive in errors.
     """
+    extract_tar_stream(io.BytesIO(data), dest, where=where, max_bytes=max_bytes, max_members=max_members,
+                       mode="r:*")
+
+
+def extract_tar_stream(
+    stream: IO[bytes],
+    dest: Path,
+    *,
+    where: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    mode: str = "r|*",
+) -> None:
+    """Like :func:`extract_tar`, reading ``stream`` sequentially (a pipe): memory stays bounded and
+    the limits stop the extraction as soon as they are crossed, whatever the archive's size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
     try:
-        _extract_into(data, tmp, where, max_bytes, max_members)
+        _extract_into(stream, mode, tmp, where, max_bytes, max_members)
         try:
             os.rename(tmp, dest)
         except OSError:
@@ -66,9 +91,9 @@ def extract_tar(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _extract_into(data: bytes, root: Path, where: str, max_bytes: int, max_members: int) -> None:
+def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_bytes: int, max_members: int) -> None:
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        archive = tarfile.open(fileobj=stream, mode=mode)  # type: ignore[call-overload]
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise SourceError(f"{where}: not a tar archive: {exc}", reason="InvalidArchive") from None
     total = 0

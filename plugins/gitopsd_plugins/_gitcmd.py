@@ -1,9 +1,13 @@
 """Running git safely: environment, credentials from files, and error classification.
 
 Credentials never reach argv, URLs, logs or errors:
-- HTTPS: ``GIT_ASKPASS`` points at a tiny script (written once under the cache dir) that
-  prints the *file* named by ``GITOPSD_GIT_USERNAME_FILE`` / ``GITOPSD_GIT_PASSWORD_FILE``;
-  only the file paths travel in the environment.
+- HTTPS: ``credential.helper`` is a tiny script (written once under the cache dir) that
+  answers with the contents of the files named by ``GITOPSD_GIT_USERNAME_FILE`` /
+  ``GITOPSD_GIT_PASSWORD_FILE``; only the file paths travel in the environment, and the
+  request and answer go through pipes (an askpass prompt would put the user name in argv,
+  readable by every local user). It answers only for the configured host
+  (``GITOPSD_GIT_HOST``), and credentialed fetches follow no HTTP redirect
+  (``http.followRedirects=false``), so a 302 cannot carry the password to another host.
 - SSH: ``GIT_SSH_COMMAND`` with the key file, ``IdentitiesOnly``, ``BatchMode`` and strict
   host-key checking against the configured ``known_hosts`` file.
 
@@ -15,20 +19,35 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
+import subprocess
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import anyio.to_thread
+
 from gitopsd import USER_AGENT, CommandFailed, SourceError
 from gitopsd.core.proc import Completed, run
+from gitopsd.core.secrets import REDACTOR
 
-ASKPASS = """#!/bin/sh
-# gitopsd: answer git's credential prompts from files named in the environment.
-case "$1" in
-  Username*|username*) f="$GITOPSD_GIT_USERNAME_FILE" ;;
-  *) f="$GITOPSD_GIT_PASSWORD_FILE" ;;
-esac
-[ -n "$f" ] && [ -r "$f" ] || exit 1
-head -n 1 "$f"
+from ._archive import extract_tar_stream
+
+CREDENTIAL_HELPER = """#!/bin/sh
+# gitopsd: git credential helper. git writes the request on stdin (never in argv, where any
+# local user could read it); the answer comes from files named in the environment, and only
+# for the configured host.
+[ "$1" = get ] || exit 0
+host=""
+while IFS= read -r line; do
+  [ -z "$line" ] && break
+  case "$line" in host=*) host="${line#host=}" ;; esac
+done
+[ -n "$GITOPSD_GIT_HOST" ] && [ "$host" = "$GITOPSD_GIT_HOST" ] || exit 0
+[ -r "$GITOPSD_GIT_USERNAME_FILE" ] && [ -r "$GITOPSD_GIT_PASSWORD_FILE" ] || exit 0
+printf 'username=%s\\n' "$(head -n 1 "$GITOPSD_GIT_USERNAME_FILE")"
+printf 'password=%s\\n' "$(head -n 1 "$GITOPSD_GIT_PASSWORD_FILE")"
 """
 
 # (reason, pattern) in order: the first match wins.
@@ -48,6 +67,14 @@ _CLASSIFY: list[tuple[str, re.Pattern[str]]] = [
         r"the remote end hung up|Connection timed out|RPC failed|Operation timed out|"
         r"The requested URL returned error: 5\d\d|SSL|TLS|certificate", re.I)),
 ]
+
+
+def url_host(url: str) -> str:
+    """``host[:port]`` of an http(s) URL as git shows it in credential prompts ("" for others)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return ""
+    return rest.split("/", 1)[0].rpartition("@")[2]
 
 
 def classify(stderr: str) -> str:
@@ -89,14 +116,21 @@ class GitRunner:
             "GIT_CONFIG_KEY_0": "http.userAgent",
             "GIT_CONFIG_VALUE_0": USER_AGENT,
         }
+        env["GIT_ASKPASS"] = "/bin/false"  # never prompt: a prompt carries the user name in argv
         if username_file or password_file:
-            env["GIT_ASKPASS"] = str(_askpass(cache_root))
+            env["GITOPSD_GIT_HOST"] = url_host(display_url)
+            env.update({
+                "GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": "credential.helper",
+                "GIT_CONFIG_VALUE_0": str(_credential_helper(cache_root)),
+                # A redirect could take the credentials to another host: credentialed fetches follow none.
+                "GIT_CONFIG_KEY_1": "http.followRedirects",
+                "GIT_CONFIG_VALUE_1": "false",
+            })
             if username_file:
                 env["GITOPSD_GIT_USERNAME_FILE"] = str(username_file)
             if password_file:
                 env["GITOPSD_GIT_PASSWORD_FILE"] = str(password_file)
-        else:
-            env["GIT_ASKPASS"] = "/bin/false"
         ssh = [
             "ssh", "-F", os.devnull, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"ConnectTimeout={max(1, int(timeout))}", "-o", "ServerAliveInterval=15",
@@ -132,11 +166,54 @@ class GitRunner:
             raise SourceError(f"{what}{where}: {detail}", reason=classify(detail)) from None
 
 
-def _askpass(cache_root: Path) -> Path:
-    path = cache_root / "askpass.sh"
-    if not path.exists() or path.read_text() != ASKPASS:
+    async def archive(self, tree: str, *, cwd: Path, dest: Path, where: str, max_bytes: int) -> None:
+        """``git archive --format=tar <tree>`` extracted into ``dest`` while git writes it.
+
+        The archive is never held in memory: it is piped into the safe extractor, which stops
+        (and git is killed) as soon as ``max_bytes`` of file content is crossed.
+        """
+        argv = [self.git, "archive", "--format=tar", tree]
+        env = {**os.environ, **self.env}
+        await anyio.to_thread.run_sync(self._archive_sync, argv, env, cwd, dest, where, max_bytes)
+
+    def _archive_sync(self, argv: list[str], env: dict[str, str], cwd: Path, dest: Path, where: str,
+                      max_bytes: int) -> None:
+        timed_out = threading.Event()
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd)
+
+            def expire() -> None:
+                timed_out.set()
+                proc.kill()
+
+            timer = threading.Timer(self.timeout, expire)
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                extract_tar_stream(proc.stdout, dest, where=where, max_bytes=max_bytes)
+            except SourceError:
+                proc.kill()  # over a limit or hostile: stop git now
+                if proc.wait() in (0, -signal.SIGKILL) and not timed_out.is_set():
+                    raise
+            finally:
+                timer.cancel()
+                if proc.stdout is not None:
+                    proc.stdout.close()
+            code = proc.wait()
+            if timed_out.is_set():
+                raise SourceError(f"git archive {self.display_url}: timed out after {self.timeout:g}s", reason="Timeout")
+            if code != 0:  # git failed: its own message explains the broken stream
+                err.seek(0)
+                detail = REDACTOR.scrub(err.read().decode("utf-8", "replace"))[-4000:].strip()
+                raise SourceError(f"git archive {self.display_url}: {detail or f'exited with {code}'}",
+                                  reason=classify(detail))
+
+
+def _credential_helper(cache_root: Path) -> Path:
+    path = cache_root / "credential-helper.sh"
+    if not path.exists() or path.read_text() != CREDENTIAL_HELPER:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(ASKPASS)
+        tmp.write_text(CREDENTIAL_HELPER)
         tmp.chmod(0o700)
         os.replace(tmp, path)
     return path

@@ -22,6 +22,7 @@ import anyio
 import httpx
 
 from gitopsd import USER_AGENT, ConfigError, Secret, SourceError, read_secret_file
+from gitopsd.core.secrets import check_secret_permissions
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
@@ -29,6 +30,19 @@ MANIFEST_TYPES = ", ".join([
 ])
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def checked_digest(value: object, where: str) -> str:
+    """``value`` if it is a well-formed ``sha256:<64 hex>`` digest, else SourceError.
+
+    Digests come from manifests a registry (or an attacker controlling one) serves; they are
+    checked before they are used in a URL or a cache path (``../../etc`` is not a digest).
+    """
+    digest = value if isinstance(value, str) else ""
+    if not _DIGEST.match(digest):
+        shown = repr(value)[:80]
+        raise SourceError(f"{where}: digest {shown} is not sha256:<64 hex>", reason="VerificationFailed")
+    return digest
 
 
 def split_oci_url(url: str) -> tuple[str, str]:
@@ -50,12 +64,16 @@ class Credentials:
 
     @classmethod
     def load(
-        cls, host: str, username_file: Path | None, password_file: Path | None, docker_config_file: Path | None
+        cls, host: str, username_file: Path | None, password_file: Path | None, docker_config_file: Path | None,
+        *, strict: bool = True,
     ) -> Credentials:
+        """Credentials for ``host``; ``strict``: refuse secret files others can read (see read_secret_file)."""
         try:
             if username_file and password_file:
-                return cls(read_secret_file(username_file, "source.username_file"),
-                           read_secret_file(password_file, "source.password_file"))
+                return cls(read_secret_file(username_file, "source.username_file", strict=strict),
+                           read_secret_file(password_file, "source.password_file", strict=strict))
+            if docker_config_file and strict:
+                check_secret_permissions(docker_config_file, "source.docker_config_file")
         except ConfigError as exc:
             raise SourceError(str(exc), reason="InvalidConfig") from None
         if docker_config_file:
@@ -120,15 +138,32 @@ class Registry:
             reason, hint = "FetchFailed", code.lower().replace("_", " ") or "unexpected response"
         return SourceError(f"registry {self.host}: {what}: HTTP {status} ({hint})", reason=reason)
 
-    async def _token(self, challenge: str) -> str | None:
+    def _may_send_credentials(self, realm: str) -> bool:
+        """Basic credentials go to an https realm, or over http only to this registry's own host
+        when it is configured ``insecure`` (a loopback test registry); never to a plain-http
+        realm elsewhere, where anyone on the path could read them."""
+        url = httpx.URL(realm)
+        if url.scheme == "https":
+            return True
+        return url.scheme == "http" and self.base.startswith("http://") and url.host == httpx.URL(self.base).host
+
+    async def _token(self, challenge: str, *, renew: bool = False) -> str | None:
         params = dict(_CHALLENGE.findall(challenge))
         realm = params.pop("realm", None)
         if not realm:
             return None
         key = json.dumps(params, sort_keys=True)
+        if renew:
+            self._tokens.pop(key, None)
         if key in self._tokens:
             return self._tokens[key]
         auth = self.credentials.basic
+        if auth and not self._may_send_credentials(realm):
+            raise SourceError(
+                f"registry {self.host}: token realm {realm} is not https: credentials not sent "
+                "(only https realms, or the registry's own host when insecure = true, get them)",
+                reason="AuthFailed",
+            )
         response = await self._client.get(realm, params=params, auth=auth if auth else httpx.USE_CLIENT_DEFAULT)
         if response.status_code != 200:
             raise SourceError(
@@ -152,9 +187,16 @@ class Registry:
                 if response.status_code == 401:
                     challenge = response.headers.get("WWW-Authenticate", "")
                     if challenge.lower().startswith("bearer"):
-                        token = await self._token(challenge[len("bearer"):].strip())
+                        params = challenge[len("bearer"):].strip()
+                        token = await self._token(params)
                         if token:
                             response = await self._get(url, {**headers, "Authorization": f"Bearer {token}"}, stream_limit, what)
+                            if response.status_code == 401:  # the cached token expired or was revoked: ask again
+                                token = await self._token(params, renew=True)
+                                if token:
+                                    response = await self._get(
+                                        url, {**headers, "Authorization": f"Bearer {token}"}, stream_limit, what
+                                    )
                     elif challenge.lower().startswith("basic") and self.credentials.basic:
                         user, password = self.credentials.basic
                         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -216,9 +258,7 @@ class Registry:
 
     async def blob(self, repo: str, descriptor: dict[str, Any], limit: int) -> bytes:
         """A layer's bytes, size-limited and verified against its digest."""
-        digest = str(descriptor.get("digest", ""))
-        if not _DIGEST.match(digest):
-            raise SourceError(f"registry {self.host}: layer digest {digest!r} is not sha256", reason="VerificationFailed")
+        digest = checked_digest(descriptor.get("digest"), f"registry {self.host}: layer of {repo}")
         size = int(descriptor.get("size") or 0)
         if size > limit:
             raise SourceError(f"registry {self.host}: layer {digest} of {repo} is {size} bytes, over the limit of {limit}",

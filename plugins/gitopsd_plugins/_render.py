@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anyio.to_thread
@@ -17,6 +18,25 @@ async def parse_stream(output: bytes, where: str) -> list[Manifest]:
     except UnicodeDecodeError:
         raise RenderError(f"{where}: output is not UTF-8") from None
     return await anyio.to_thread.run_sync(manifests_from_yaml, text, where)
+
+
+def refuse_escaping_symlinks(root: Path, where: str) -> None:
+    """RenderError for the first symlink under ``root`` that resolves outside it.
+
+    An artifact (a git tree) may hold other apps' directories next to this one: a symlink
+    must not let a renderer read, and apply, files from outside the app's own directory.
+    """
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                target = path.resolve()
+                if target != real_root and real_root not in target.parents:
+                    rel = path.relative_to(root).as_posix()
+                    raise RenderError(
+                        f"{where}: {rel} is a symlink to {os.readlink(path)}, outside the app's directory"
+                    )
 
 
 def inside(root: Path, relative: str, option: str) -> Path:

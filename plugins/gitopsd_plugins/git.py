@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 import gitopsd
 from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_secret_file
 
-from ._archive import DEFAULT_MAX_BYTES, extract_tar
+from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
 from ._semver import SemverRange, highest
 
@@ -207,7 +207,7 @@ class GitSource(gitopsd.Source):
                 path = self._path(getattr(o, name))
                 if path is not None:
                     try:
-                        read_secret_file(path, f"source.{name}")  # registers it with the redactor
+                        read_secret_file(path, f"source.{name}", strict=self.ctx.strict_secret_permissions)  # registers it with the redactor
                     except ConfigError as exc:
                         raise SourceError(str(exc), reason="InvalidConfig") from None
             for name in ("ssh_key_file", "known_hosts_file"):
@@ -390,18 +390,21 @@ class GitSource(gitopsd.Source):
             out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
             root_tree = out.stdout.decode().strip()
             repo.remember(sha, root_tree)
-        trees = self.ctx.cache_dir("git-trees")
-        dest = trees / root_tree
+        trees = self.ctx.cache_dir("git-trees", evictable=True)
+        dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
+        sizes: dict[str, int] = self.ctx.shared.get("git-tree-sizes", dict)
         async with lock:
             if not dest.is_dir():
-                archive = await git("archive", "--format=tar", root_tree, cwd=repo.mirror, what="git archive")
-                await anyio.to_thread.run_sync(
-                    lambda: extract_tar(
-                        archive.stdout, dest, where=f"git {self.options.url} at {revision}",
-                        max_bytes=self.options.max_size,
-                    )
-                )
+                await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=f"git {self.options.url} at {revision}",
+                                  max_bytes=self.options.max_size)
+            elif root_tree not in sizes:  # extracted by an app with a larger max_size (or before a restart)
+                sizes[root_tree] = await anyio.to_thread.run_sync(_files_size, dest)
+        if sizes.get(root_tree, 0) > self.options.max_size:
+            raise SourceError(
+                f"git {self.options.url} at {revision}: archive expands to more than {self.options.max_size} bytes (limit)",
+                reason="TooLarge",
+            )
         # The path is looked up in the extracted tree (shared by every app), as git would:
         # a symlink is not a directory, and is not followed on the way.
         kind = _tree_kind(dest, path)
@@ -412,6 +415,17 @@ class GitSource(gitopsd.Source):
             )
         digest = "sha256:" + hashlib.sha256(f"git-tree:{root_tree}:{path}".encode()).hexdigest()
         return Artifact(path=dest if path == "." else dest / path, revision=revision, digest=digest, url=self.options.url)
+
+
+def _files_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (what max_size bounds), symlinks not followed."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                total += os.path.getsize(path)
+    return total
 
 
 def _tree_kind(root: Path, path: str) -> str:

@@ -25,7 +25,7 @@ import gitopsd
 from gitopsd import USER_AGENT, Artifact, Duration, Options, SourceError
 from gitopsd.core.yamlio import load_all
 
-from ._archive import extract_tar
+from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, split_oci_url
 from ._semver import SemverRange, Version, highest
 from .oci import shared_registry
@@ -46,6 +46,9 @@ class HelmChartOptions(Options):
     insecure: bool = Field(False, description="Allow plain http:// (loopback test repositories only).")
     timeout: Duration = Field(60.0, gt=0, description="Seconds per request.")
     max_size: int = Field(32 * 1024 * 1024, gt=0, description="Bytes a chart archive (and its files) may take.")
+    pass_credentials: bool = Field(
+        False, description="UNSAFE: also send username/password to other hosts that index.yaml names for the chart "
+        "archive (Helm's --pass-credentials). Off: they go only to the repository's own origin.")
 
     @field_validator("repo")
     @classmethod
@@ -104,6 +107,7 @@ class HelmChartSource(gitopsd.Source):
             path / o.username_file if o.username_file else None,
             path / o.password_file if o.password_file else None,
             None,
+            strict=self.ctx.strict_secret_permissions,
         )
 
     def registry(self) -> tuple[Registry, str]:
@@ -120,7 +124,7 @@ class HelmChartSource(gitopsd.Source):
         o = self.options
         if url.startswith("http://") and not o.insecure:
             raise SourceError(f"helm {o.repo}: {what} is on plain http (set insecure = true)", reason="InvalidConfig")
-        basic = self._credentials(httpx.URL(url).host).basic
+        basic = self._credentials(httpx.URL(url).host).basic if self._may_send_credentials(url) else None
         auth = httpx.BasicAuth(*basic) if basic else None
         try:
             with anyio.fail_after(o.timeout):
@@ -152,6 +156,14 @@ class HelmChartSource(gitopsd.Source):
             raise SourceError(f"helm {o.repo}: {what}: timed out after {o.timeout:g}s", reason="Timeout") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"helm {o.repo}: {what}: {type(exc).__name__}: {exc}", reason="NetworkError") from None
+
+    def _may_send_credentials(self, url: str) -> bool:
+        """Credentials go to the repository's own origin (scheme, host, port) only, unless
+        ``pass_credentials``: index.yaml may name any host for a chart archive (CVE-2021-32690)."""
+        if self.options.pass_credentials:
+            return True
+        target, repo = httpx.URL(url), httpx.URL(self.options.repo)
+        return (target.scheme, target.host, target.port) == (repo.scheme, repo.host, repo.port)
 
     async def _index_entries(self) -> list[dict[str, Any]]:
         o = self.options
@@ -198,7 +210,7 @@ class HelmChartSource(gitopsd.Source):
         if not m:
             raise SourceError(f"helm {self.url}: invalid revision {revision!r}", reason="InvalidRevision")
         version, digest = m["version"], m["digest"]
-        dest = self.ctx.cache_dir("helm") / digest.replace(":", "-")
+        dest = cache_entry(self.ctx.cache_dir("helm", evictable=True), digest.replace(":", "-"), f"helm {self.url}")
         lock = self.ctx.shared.get(f"helm-extract:{dest}", anyio.Lock)
         async with lock:
             if not dest.is_dir():

@@ -6,16 +6,24 @@ Options: ``release_name`` (default: the app name), the app's namespace, ``values
 ``api_versions`` (what ``.Capabilities`` reports, since no cluster is asked). Helm runs
 with its own empty config/cache/data homes and ``KUBECONFIG=/dev/null``, under the CPU
 limiter and with a timeout; helm's own error message is kept in the RenderError.
+
+Chart dependencies must be vendored in ``charts/`` (``helm dependency build``, committed):
+one that is not is refused with its name and repository before helm runs, unless
+``allow_remote = true``, which lets helm download them (``helm dependency update`` in a
+private copy of the chart: artifacts are shared and read-only).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+import yaml
 from pydantic import Field, field_validator
 
 import gitopsd
@@ -30,8 +38,9 @@ from gitopsd import (
     RenderError,
 )
 from gitopsd.core.proc import run
+from gitopsd.core.yamlio import SafeLoader
 
-from ._render import inside, parse_stream
+from ._render import inside, parse_stream, refuse_escaping_symlinks
 
 
 class HelmTemplateOptions(Options):
@@ -45,6 +54,9 @@ class HelmTemplateOptions(Options):
     api_versions: list[str] = Field(default_factory=list, description="Extra API versions for .Capabilities.")
     skip_tests: bool = Field(False, description="Leave out the chart's test hooks.")
     timeout: Duration = Field(120.0, gt=0, description="Seconds helm template may take.")
+    allow_remote: bool = Field(
+        False, description="UNSAFE on a bastion: let helm download chart dependencies missing from charts/ "
+        "(helm dependency update, in a private copy). Off: such a chart is refused, naming the dependency.")
 
     @field_validator("values_files")
     @classmethod
@@ -94,6 +106,14 @@ class HelmTemplateRenderer(Renderer):
         chart = artifact.path
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"helm: no Chart.yaml in {chart}")
+        await anyio.to_thread.run_sync(refuse_escaping_symlinks, chart, "helm")
+        missing = await anyio.to_thread.run_sync(missing_dependencies, chart)
+        if missing and not self.options.allow_remote:
+            raise RenderError(
+                f"helm: app {app.name}: chart dependencies are not vendored in charts/ and would be downloaded: "
+                f"{', '.join(missing)} (run `helm dependency build` and commit charts/, or set allow_remote = true "
+                "on the helm renderer)"
+            )
         for item in self.options.values_files:
             if not inside(chart, item, "render.values_files").is_file():
                 raise RenderError(f"helm: values file {item!r} does not exist in the chart directory")
@@ -103,6 +123,13 @@ class HelmTemplateRenderer(Renderer):
                 inline = Path(tmp) / "values.json"
                 inline.write_text(json.dumps(self.options.values))
             try:
+                if missing:  # allow_remote: download them into a private copy
+                    copy = Path(tmp) / "chart"
+                    await anyio.to_thread.run_sync(lambda: shutil.copytree(chart, copy, symlinks=True))
+                    await run([self.ctx.tools.require("helm"), "dependency", "update", str(copy)],
+                              timeout=self.options.timeout, env=self.env(), limiter=self.ctx.cpu_limiter, cwd=tmp,
+                              what="helm dependency update")
+                    chart = copy
                 out = await run(
                     self.argv(chart, app, inline),
                     timeout=self.options.timeout,
@@ -115,6 +142,45 @@ class HelmTemplateRenderer(Renderer):
                 detail = (exc.stderr or str(exc)).replace(str(chart), ".")
                 raise RenderError(f"helm template failed for app {app.name}: {detail}") from None
         return await parse_stream(out.stdout, "helm template output")
+
+
+def missing_dependencies(chart: Path) -> list[str]:
+    """``name (repository)`` of each dependency in Chart.yaml (or v1 requirements.yaml) not in ``charts/``.
+
+    A dependency is vendored when ``charts/`` holds a directory whose Chart.yaml has its name
+    or an archive ``<name>-*.tgz``. A malformed Chart.yaml is left for helm to report.
+    """
+    deps: list[Any] = []
+    for name in ("Chart.yaml", "requirements.yaml"):
+        try:
+            doc = yaml.load((chart / name).read_text(encoding="utf-8", errors="replace"), Loader=SafeLoader)
+        except (OSError, yaml.YAMLError, RecursionError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("dependencies"), list):
+            deps += doc["dependencies"]
+    vendored: set[str] = set()
+    charts = chart / "charts"
+    if charts.is_dir():
+        for entry in charts.iterdir():
+            if entry.name.endswith(".tgz"):
+                vendored.add(entry.name[:-4].rsplit("-", 1)[0])
+                vendored.add(entry.name[:-4])
+            elif (entry / "Chart.yaml").is_file():
+                vendored.add(entry.name)
+                try:
+                    sub = yaml.load((entry / "Chart.yaml").read_text(encoding="utf-8", errors="replace"),
+                                    Loader=SafeLoader)
+                except (OSError, yaml.YAMLError, RecursionError):
+                    continue
+                if isinstance(sub, dict) and isinstance(sub.get("name"), str):
+                    vendored.add(sub["name"])
+    missing = []
+    for dep in deps:
+        if not isinstance(dep, dict) or not isinstance(dep.get("name"), str):
+            continue
+        if dep["name"] not in vendored:
+            missing.append(f"{dep['name']} ({dep.get('repository') or 'no repository'})")
+    return missing
 
 
 @gitopsd.hookimpl

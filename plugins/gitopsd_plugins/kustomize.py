@@ -8,6 +8,12 @@ inflated in a private copy of the artifact path (kustomize writes downloaded cha
 to the kustomization, and artifacts are shared read-only), so bases outside the path are
 not available in that mode. kustomize 5.x runs only helm 3 for ``helmCharts``: with helm 4
 as ``daemon.tools.helm`` the error says so. Runs under the CPU limiter with a timeout.
+
+Remote resources (URLs, git targets, remote bases, ``helmCharts`` repositories) are refused
+before kustomize runs unless ``allow_remote = true`` (see :mod:`._kustomize_remote`), and
+kustomize runs with its HTTP(S) proxy pointed at a closed port and git limited to local
+repositories, so a reference the check missed cannot reach the network either (loopback
+addresses excepted: Go never proxies them).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import anyio.to_thread
 from pydantic import Field
 
 import gitopsd
@@ -31,9 +38,21 @@ from gitopsd import (
 )
 from gitopsd.core.proc import run
 
+from ._kustomize_remote import KUSTOMIZATION_FILES, remote_references
 from ._render import parse_stream
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+NO_NETWORK_ENV = {
+    # Port 9 (discard) on loopback: every proxied request fails at once.
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+    "no_proxy": "",
+    "GIT_ALLOW_PROTOCOL": "file",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+"""The environment of a kustomize run without ``allow_remote``."""
 
 
 class KustomizeOptions(Options):
@@ -41,6 +60,9 @@ class KustomizeOptions(Options):
 
     enable_helm: bool = Field(False, description="Allow helmCharts in kustomizations (runs daemon.tools.helm).")
     timeout: Duration = Field(120.0, gt=0, description="Seconds the build may take.")
+    allow_remote: bool = Field(
+        False, description="UNSAFE on a bastion: let kustomize fetch remote resources, bases and helmCharts "
+        "(URLs, git targets). Off: they are refused before kustomize runs.")
 
 
 class KustomizeRenderer(Renderer):
@@ -67,6 +89,14 @@ class KustomizeRenderer(Renderer):
             raise RenderError(f"kustomize: path {path} does not exist or is not a directory")
         if not any((path / name).is_file() for name in KUSTOMIZATION_FILES):
             raise RenderError(f"kustomize: no kustomization.yaml in {path}")
+        if not self.options.allow_remote:
+            remote = await anyio.to_thread.run_sync(remote_references, path)
+            if remote:
+                shown = "; ".join(remote[:5]) + (f" (and {len(remote) - 5} more)" if len(remote) > 5 else "")
+                raise RenderError(
+                    f"kustomize: app {app.name} refers to remote resources, which are refused: {shown} "
+                    "(vendor them into the repository, or set allow_remote = true on the kustomize renderer)"
+                )
         scratch: str | None = None
         try:
             if self.options.enable_helm:
@@ -80,6 +110,7 @@ class KustomizeRenderer(Renderer):
                     timeout=self.options.timeout,
                     limiter=self.ctx.cpu_limiter,
                     cwd=path,
+                    env=None if self.options.allow_remote else NO_NETWORK_ENV,
                     what="kustomize build",
                 )
             except CommandFailed as exc:

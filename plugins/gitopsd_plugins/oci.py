@@ -21,8 +21,8 @@ from pydantic import Field, field_validator, model_validator
 import gitopsd
 from gitopsd import Artifact, Duration, Options, SourceError
 
-from ._archive import extract_tar
-from ._oci import Credentials, Registry, split_oci_url
+from ._archive import cache_entry, extract_tar
+from ._oci import Credentials, Registry, checked_digest, split_oci_url
 from ._semver import SemverRange, highest
 
 FLUX_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
@@ -111,7 +111,7 @@ class OCISource(gitopsd.Source):
         if self._registry is None:
             o = self.options
             files = (self._file(o.username_file), self._file(o.password_file), self._file(o.docker_config_file))
-            creds = Credentials.load(self.host, *files)
+            creds = Credentials.load(self.host, *files, strict=self.ctx.strict_secret_permissions)
             self._registry = shared_registry(self.ctx, self.host, o.insecure, creds, o.timeout, repr(files))
         return self._registry
 
@@ -145,8 +145,9 @@ class OCISource(gitopsd.Source):
             types = ", ".join(sorted({str(lay.get("mediaType")) for lay in layers})) or "none"
             raise SourceError(f"oci {self.options.url}: no tar+gzip layer in {revision} (layer types: {types})",
                               reason="FetchFailed")
-        layer_digest = str(chosen["digest"])
-        dest = self.ctx.cache_dir("oci") / layer_digest.replace(":", "-")
+        where = f"oci {self.options.url} at {revision}"
+        layer_digest = checked_digest(chosen.get("digest"), where)
+        dest = cache_entry(self.ctx.cache_dir("oci", evictable=True), layer_digest.replace(":", "-"), where)
         lock = self.ctx.shared.get(f"oci-extract:{dest}", anyio.Lock)
         async with lock:
             if not dest.is_dir():

@@ -15,7 +15,9 @@ from pydantic import Field
 
 import gitopsd
 from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
-from gitopsd.core.yamlio import manifests_from_yaml
+from gitopsd.core.yamlio import YamlBudget, manifests_from_yaml
+
+from ._render import refuse_escaping_symlinks
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -41,14 +43,19 @@ def _files(root: Path, recursive: bool, exclude: list[str]) -> list[Path]:
 
 def render_directory(root: Path, recursive: bool = True, exclude: list[str] | None = None) -> list[Manifest]:
     """All manifests under ``root``: the whole plain renderer, synchronous."""
+    if root.is_dir():
+        refuse_escaping_symlinks(root, "plain")
     manifests: list[Manifest] = []
+    budget = YamlBudget()  # one for the whole directory: many small bombs add up
     for path in _files(root, recursive, exclude or []):
         rel = path.relative_to(root).as_posix()
         try:
+            if budget.bytes + path.stat().st_size > budget.max_bytes:  # before reading it
+                budget.add_bytes(path.stat().st_size, rel)
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise RenderError(f"{rel}: not UTF-8 text") from None
-        manifests.extend(manifests_from_yaml(text, rel))
+        manifests.extend(manifests_from_yaml(text, rel, budget))
     return manifests
 
 

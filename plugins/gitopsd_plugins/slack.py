@@ -118,11 +118,12 @@ class SlackNotifier(Notifier):
         self._token: Secret | None = None
         if options.webhook_url_file is not None:
             self._webhook = read_secret_file(
-                ctx.config_dir / options.webhook_url_file, f"{where}.webhook_url_file"
+                ctx.config_dir / options.webhook_url_file, f"{where}.webhook_url_file",
+                strict=ctx.strict_secret_permissions,
             )
         else:
             self._token = read_secret_file(
-                ctx.config_dir / options.token_file, f"{where}.token_file"
+                ctx.config_dir / options.token_file, f"{where}.token_file", strict=ctx.strict_secret_permissions
             )
         self._client: httpx.AsyncClient | None = None
         self._threads: OrderedDict[tuple[str, str], str] = OrderedDict()

@@ -95,13 +95,14 @@ class WebhookNotifier(Notifier):
         super().__init__(name, options, ctx)
         where = f"notifiers.{name}"
         if options.url_file is not None:
-            self._url = read_secret_file(ctx.config_dir / options.url_file, f"{where}.url_file")
+            self._url = read_secret_file(ctx.config_dir / options.url_file, f"{where}.url_file",
+                                         strict=ctx.strict_secret_permissions)
         else:
             self._url = Secret(options.url)
         self._secret: Secret | None = None
         if options.secret_file is not None:
             self._secret = read_secret_file(
-                ctx.config_dir / options.secret_file, f"{where}.secret_file"
+                ctx.config_dir / options.secret_file, f"{where}.secret_file", strict=ctx.strict_secret_permissions
             )
         self._client: httpx.AsyncClient | None = None
 

@@ -3,6 +3,8 @@ repository, a closed port for an unreachable cluster, a world-readable secret fi
 
 from __future__ import annotations
 
+import os
+
 import json
 import socket
 import sys
@@ -132,7 +134,7 @@ source = {{ type = "git", url = "{(tmp_path / "no-such-repo").as_uri()}" }}
     token = str(tmp_path / "api-token")
     assert by_check["FAIL secret daemon.api_token_file"] == (
         f"FAIL secret daemon.api_token_file: {token} has mode 0644: other users can read it"
-        f"  -> fix: chmod 600 {token}"
+        f"  -> fix: chown {os.geteuid()} {token} && chmod 600 {token}"
     )
     assert by_check["FAIL cluster down"].startswith("FAIL cluster down: https://127.0.0.1:")
     assert "-> fix: check the kubeconfig's server and credentials" in by_check["FAIL cluster down"]

@@ -156,9 +156,10 @@ class Env:
         path.write_text(text)
         return path
 
-    def start(self) -> DaemonProc:
-        """Start the daemon on the written config; wait for /healthz."""
-        self.daemon = DaemonProc.start(self.root / "gitopsd.toml", self.port, self.token, self.log, env=tool_env())
+    def start(self, **extra_env: str) -> DaemonProc:
+        """Start the daemon on the written config (``extra_env`` added to its environment); wait for /healthz."""
+        self.daemon = DaemonProc.start(self.root / "gitopsd.toml", self.port, self.token, self.log,
+                                       env=tool_env(**extra_env))
         self.daemon.wait_ready(60)
         return self.daemon
 

@@ -12,6 +12,7 @@ from gitopsd_example import discord
 @pytest.fixture
 def notifier(plugin_manager, http_server, tmp_path):
     (tmp_path / "url").write_text(f"{http_server.url}/hook\n")
+    (tmp_path / "url").chmod(0o600)  # gitopsd refuses secret files others can read
     cls = plugin_manager.types.notifiers["discord"]
     options = cls.Options(webhook_url_file=tmp_path / "url")
     return cls("team", options, gitopsd.PluginContext(state_dir=tmp_path, config_dir=tmp_path))

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -179,6 +180,26 @@ def sshd(tmp_path: Path) -> Iterator[SSHD]:
         server.stop()
 
 
+def our_tcp_listeners() -> set[str]:
+    """Socket inodes of this process that listen on TCP (IPv4 or IPv6)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            ours.add(target[len("socket:["):-1])
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    listening.add(fields[9])
+    return ours & listening
+
+
 def tunnel_config(
     kubeconfig: Path, ssh: dict[str, Any], jump: list[dict[str, Any]] | None = None
 ) -> Config:
@@ -200,6 +221,7 @@ async def test_sync_through_tunnel_verifies_the_real_server_name(
             tls_server_name="api.cluster.internal",
         )
         store = await StateStore.open(tmp_path / "state")
+        listening_before = our_tcp_listeners()
         try:
             async with KubeClusterPool(tunnel_config(kubeconfig, sshd.hop())) as pool:
                 cluster = pool.get("far")
@@ -210,7 +232,12 @@ async def test_sync_through_tunnel_verifies_the_real_server_name(
                 )
                 assert result.ok, result.message
                 assert cluster.tunnel.connects == 1
-                assert cluster.tunnel.port != sb.port
+                # The local end is a unix socket in a private directory; nothing listens on TCP.
+                assert our_tcp_listeners() == listening_before, "the tunnel listens on TCP"
+                sock_dir = Path(cluster.tunnel.socket_path).parent
+                assert stat.S_ISSOCK(os.stat(cluster.tunnel.socket_path).st_mode)
+                assert stat.S_IMODE(os.stat(sock_dir).st_mode) == 0o700
+                assert os.stat(sock_dir).st_uid == os.geteuid()
         finally:
             await store.close()
         kubectl = make_kubectl(sb.kubeconfig, tmp_path / "kubectl")
@@ -368,3 +395,28 @@ async def test_watch_resumes_after_an_outage_and_relists_on_410(sshd: SSHD, tmp_
                 )
         finally:
             await store.close()
+
+
+async def test_bad_key_reports_the_cluster_unreachable_and_retries(sshd: SSHD, tmp_path: Path) -> None:
+    """A key that cannot be imported (corrupt, half rotated) must not kill the tunnel for good."""
+    from gitopsd.core.events import Event
+
+    key = tmp_path / "rotating_key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nhalf written\n")
+    key.chmod(0o600)
+    events: list[Event] = []
+    async with Sandbox(tls=True) as sb:
+        async with KubeClusterPool(tunnel_config(sb.kubeconfig, sshd.hop(identity_file=key)), None,
+                                   events.append) as pool:
+            cluster = pool.get("far")
+            assert cluster.tunnel is not None
+
+            def unreachable() -> list[Event]:
+                return [e for e in events if e.name == "cluster-unreachable"]
+
+            await eventually(lambda: bool(unreachable()), within=20)
+            assert "KeyImportError" in unreachable()[0].message, unreachable()[0].message
+            assert len(unreachable()) == 1  # reported once, not on every retry
+            assert cluster.tunnel.connects == 0
+            shutil.copy(sshd.identity, key)  # the rotation completes
+            await eventually(lambda: cluster.tunnel is not None and cluster.tunnel.connects == 1, within=30)

@@ -42,6 +42,11 @@ REQUIRED = {
     "ProtectProc": "invisible",
     "ProcSubset": "pid",
     "User": "gitopsd",
+    "CacheDirectory": "gitopsd",
+    "MemoryMax": "2G",
+    "TasksMax": "512",
+    "LimitNOFILE": "8192",
+    "IPAddressDeny": "169.254.169.254 fd00:ec2::254",
 }
 
 
@@ -96,11 +101,11 @@ def test_systemd_analyze_verify_is_clean(analyzable: tuple[str, Path]) -> None:
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", result.stderr
 
 
-def test_systemd_analyze_security_exposure_at_most_2_5(analyzable: tuple[str, Path]) -> None:
+def test_systemd_analyze_security_exposure_at_most_1_4(analyzable: tuple[str, Path]) -> None:
     analyze, unit = analyzable
     result = subprocess.run(
         [analyze, "security", "--offline=yes", "--no-pager", str(unit)], capture_output=True, text=True
     )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
-    assert float(match.group(1)) <= 2.5
+    assert float(match.group(1)) <= 1.4

@@ -477,6 +477,8 @@ class TokenRegistry(Registry):
 
     realm: str = ""
     token_requests: list[str] | None = None
+    token_auth: list[str] | None = None  # the Authorization header of each token request ("" if none)
+    rogue_tokens: list[int] | None = None  # [n]: the next n tokens are signed by a key the registry does not trust
 
     def token(self, scope: str) -> str:
         import httpx
@@ -496,6 +498,16 @@ def _b64url(data: bytes) -> str:
 @pytest.fixture
 def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
     """docker-registry requiring bearer tokens from a loopback token server (basic auth at the realm)."""
+    yield from _token_registry(tmp_path, "127.0.0.1")
+
+
+@pytest.fixture
+def registry_token_elsewhere(tmp_path: Path) -> Iterator[TokenRegistry]:
+    """Like registry_token, but the realm is plain http on another host name (``localhost``)."""
+    yield from _token_registry(tmp_path, "localhost")
+
+
+def _token_registry(tmp_path: Path, realm_host: str) -> Iterator[TokenRegistry]:
     import datetime
     import json
     import uuid
@@ -524,7 +536,16 @@ def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
     )
     (d / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    rogue_key = ec.generate_private_key(ec.SECP256R1())
+    rogue_cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(rogue_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(rogue_key, hashes.SHA256())
+    )
+    rogue_x5c = base64.b64encode(rogue_cert.public_bytes(serialization.Encoding.DER)).decode()
     requests: list[str] = []
+    auth_headers: list[str] = []
+    rogue = [0]
 
     def issue(scope: str) -> str:
         access = []
@@ -532,11 +553,15 @@ def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
             kind, repo, actions = scope.split(":")
             access.append({"type": kind, "name": repo, "actions": actions.split(",")})
         t = int(time.time())
-        header = {"typ": "JWT", "alg": "ES256", "x5c": [x5c]}
+        signer, chain = key, x5c
+        if rogue[0] > 0:  # a token the registry rejects, as it would an expired or revoked one
+            rogue[0] -= 1
+            signer, chain = rogue_key, rogue_x5c
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [chain]}
         claims = {"iss": "test-issuer", "sub": REGISTRY_USER, "aud": "test-registry", "exp": t + 300, "nbf": t - 10,
                   "iat": t, "jti": uuid.uuid4().hex, "access": access}
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(signer.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     class TokenHandler(BaseHTTPRequestHandler):
@@ -546,6 +571,7 @@ def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
         def do_GET(self) -> None:
             query = parse_qs(urlparse(self.path).query)
             requests.append(self.path)
+            auth_headers.append(self.headers.get("Authorization") or "")
             expected = "Basic " + base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
             if self.headers.get("Authorization") != expected:
                 self.send_response(401)
@@ -560,7 +586,7 @@ def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
             self.wfile.write(body)
 
     for token_server in _serve(TokenHandler):
-        realm = f"http://127.0.0.1:{token_server.server_address[1]}/token"
+        realm = f"http://{realm_host}:{token_server.server_address[1]}/token"
         port = free_port()
         (d / "config.yml").write_text(
             f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
@@ -571,6 +597,7 @@ def registry_token(tmp_path: Path) -> Iterator[TokenRegistry]:
                                 stderr=subprocess.DEVNULL)
         try:
             wait_port(port, proc)
-            yield TokenRegistry(f"127.0.0.1:{port}", (REGISTRY_USER, REGISTRY_PASSWORD), realm, requests)
+            yield TokenRegistry(f"127.0.0.1:{port}", (REGISTRY_USER, REGISTRY_PASSWORD), realm, requests, auth_headers,
+                                rogue)
         finally:
             stop(proc)

@@ -21,7 +21,8 @@ class DiscordNotifier(gitopsd.Notifier):
 
     def __init__(self, name, options, ctx):
         super().__init__(name, options, ctx)
-        self._url = gitopsd.read_secret_file(ctx.config_dir / options.webhook_url_file, f"notifiers.{name}.webhook_url_file")
+        self._url = gitopsd.read_secret_file(ctx.config_dir / options.webhook_url_file, f"notifiers.{name}.webhook_url_file",
+                                             strict=ctx.strict_secret_permissions)
         self._client = httpx.AsyncClient(timeout=options.timeout)
 
     async def send(self, event: gitopsd.Event) -> None:
