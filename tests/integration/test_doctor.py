@@ -3,9 +3,8 @@ repository, a closed port for an unreachable cluster, a world-readable secret fi
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import socket
 import sys
 from pathlib import Path
