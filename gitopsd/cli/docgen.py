@@ -30,6 +30,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[clusters.NAME]", cfg.ClusterConfig, {"ssh"}),
     ("[clusters.NAME.ssh]", cfg.SSHConfig, set()),
     ("[apps.NAME]", cfg.AppConfig, {"name"}),
+    ("[apps.NAME] approval = { ... }", cfg.ApprovalConfig, set()),
+    ("[windows.NAME]", cfg.WindowConfig, set()),
 ]
 
 

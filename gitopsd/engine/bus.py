@@ -252,8 +252,11 @@ class EventBus:
 
     @staticmethod
     def routes_from_config(config: Config) -> dict[str, list[str]]:
-        """``{app: app.notify}`` for every app of a validated config."""
-        return {name: list(app.notify) for name, app in config.apps.items()}
+        """``{app: app.notify}`` for every app of a validated config (plus its approval notifier)."""
+        return {
+            name: list(dict.fromkeys([*app.notify, *([app.approval.notifier] if app.approval else [])]))
+            for name, app in config.apps.items()
+        }
 
     def set_routes(self, routes: Mapping[str, Iterable[str]]) -> None:
         """Replace the app -> notifier names map (call again after a config reload).

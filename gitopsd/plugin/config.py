@@ -160,6 +160,23 @@ class PluginTable(_Model):
     options: Any = None
 
 
+class ApprovalConfig(_Model):
+    """``approval = { notifier = "ops", ... }`` of an app: a new revision waits for a person's yes.
+
+    The request goes to the named notifier (a Slack notifier with a bot token, for the
+    Approve / Reject buttons); ``gitopsd approve APP REVISION`` and ``gitopsd reject APP
+    REVISION`` decide it without Slack.
+    """
+
+    notifier: str = Field(description="Notifier that posts the approval request (a Slack notifier with token_file).")
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may approve from Slack: user IDs (U...), user-group IDs (S...) or group handles (@oncall). "
+        "Empty: the notifier's `allowed` list; if that is empty too, only the API and CLI can decide.",
+    )
+    timeout: Duration = Field(14400.0, description="An undecided request is rejected after this long (the app stays at its revision).")
+
+
 class AppConfig(_Model):
     """``[apps.NAME]``: one application. This is also the ``app`` plugins receive."""
 
@@ -186,12 +203,64 @@ class AppConfig(_Model):
         description="`[apps.NAME.plugins.PLUGIN]`: this app's overrides of `[plugins.PLUGIN]`, merged over it "
         "key by key. Once loaded: the options every plugin's hooks see for this app.",
     )
+    approval: ApprovalConfig | None = Field(
+        None, description="Hold each new revision until a person approves it (Slack buttons, `gitopsd approve`)."
+    )
 
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
+        return value
+
+
+class WindowConfig(_Model):
+    """``[windows.NAME]``: a sync window (a freeze, or the only hours syncs may run).
+
+    A window opens at each time ``schedule`` fires (in ``timezone``) and stays open for
+    ``duration``. While a ``deny`` window is open, automatic syncs of the matching apps
+    wait; when ``allow`` windows match an app, its automatic syncs run only while one of
+    them is open. Deny wins over allow.
+    """
+
+    schedule: str = Field(description='When the window opens: a cron expression, e.g. "0 22 * * 5" (Fridays 22:00).')
+    duration: Duration = Field(description='How long it stays open, e.g. "60h".')
+    timezone: str = Field("UTC", description='IANA time zone of the schedule, e.g. "Europe/Berlin".')
+    kind: Literal["deny", "allow"] = Field("deny", description="deny: syncs wait while open; allow: syncs run only while open.")
+    apps: list[str] = Field(default_factory=lambda: ["*"], description="Glob patterns of the app names it applies to.")
+    manual_sync: Bool = Field(
+        False, description="Let manual syncs (`gitopsd refresh`, the API, Slack `sync`) run while the window blocks syncs."
+    )
+    self_heal: Bool = Field(
+        True, description="Let self-heal restore the applied revision while the window blocks syncs (false: it waits too)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r} (five fields: minute hour day month weekday)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a window needs a positive duration")
         return value
 
 
@@ -209,6 +278,10 @@ class Config(_Model):
         "the model the plugin declares with the `gitopsd_plugin_options` hook and passed to its hooks. A plugin "
         "that declares none takes no keys; a table for a plugin that is not installed is an error. Apps override "
         "keys in `[apps.APP.plugins.NAME]`. Once loaded: each declaring plugin's validated options.",
+    )
+
+    windows: dict[str, WindowConfig] = Field(
+        default_factory=dict, description="`[windows.NAME]`: sync windows (freezes, or allowed hours) by name."
     )
 
     def interval(self, app: AppConfig) -> float:
@@ -307,7 +380,7 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
                     table[key] = _plugin_table(table[key])
             new_apps[name] = table
         shaped["apps"] = new_apps
-    for section in ("clusters", "notifiers"):
+    for section in ("clusters", "notifiers", "windows"):
         tables = raw.get(section)
         if isinstance(tables, dict):
             for name in tables:
@@ -375,6 +448,9 @@ def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _
         for i, notifier_name in enumerate(notify if isinstance(notify, list) else []):
             if isinstance(notifier_name, str) and notifier_name not in notifiers:
                 errors.append(f"{where}.notify[{i}]: unknown notifier {notifier_name!r} (defined: {_names(notifiers)})")
+        approval = app.get("approval")
+        if isinstance(approval, dict) and isinstance(approval.get("notifier"), str) and approval["notifier"] not in notifiers:
+            errors.append(f"{where}.approval.notifier: unknown notifier {approval['notifier']!r} (defined: {_names(notifiers)})")
         update["plugins"] = _app_plugin_options(
             _plugin_tables(app.get("plugins"), f"{where}.plugins", errors), global_raw, resolved.plugins, types, where, errors
         )

@@ -11,6 +11,9 @@ Routes (JSON unless noted):
   ``Authorization: Bearer <token>`` (the content of ``daemon.api_token_file``); without a
   configured token they are refused (403), never open. ``rollback`` takes
   ``{"revision": "..."}``, a revision from the app's history (a unique prefix will do).
+- ``POST /api/v1/apps/{name}/approval/approve | reject`` with ``{"revision": "..."}``:
+  decide an app's pending approval (same token); 409 when it is not the pending revision.
+  ``GET /api/v1/apps`` also lists the sync windows open now (``windows``).
 - ``POST /hooks/github | gitlab | gitea``: push webhooks (see :mod:`gitopsd.server.push`);
   404 when the provider has no secret configured. The apps whose files the push changed
   are refreshed at once, the other apps of the repository a second later.
@@ -127,6 +130,7 @@ def app_json(runner: AppRunner, history: list[HistoryEntry]) -> dict[str, Any]:
             "counts": dict(s.last_counts),
         },
         "reconciles": s.reconciles,
+        "hold": {"state": s.hold, "revision": s.hold_revision, "message": s.hold_message, "until": _iso(s.hold_until)},
         "history": [history_json(h) for h in history],
     }
 
@@ -159,6 +163,7 @@ class ApiServer:
         app.router.add_get("/api/v1/apps", self.list_apps)
         app.router.add_get("/api/v1/apps/{name}", self.get_app)
         app.router.add_post("/api/v1/apps/{name}/{action}", self.app_action)
+        app.router.add_post("/api/v1/apps/{name}/approval/{decision}", self.approval)
         app.router.add_post("/hooks/{provider}", self.hook)
         return app
 
@@ -270,7 +275,7 @@ class ApiServer:
 
     async def list_apps(self, request: web.Request) -> web.Response:
         apps = [await self._app_json(self.daemon.apps[n].runner) for n in sorted(self.daemon.apps)]
-        return web.json_response({"apps": apps})
+        return web.json_response({"apps": apps, "windows": self.daemon.workspace.ctx.control.open_windows()})
 
     async def get_app(self, request: web.Request) -> web.Response:
         try:
@@ -320,6 +325,33 @@ class ApiServer:
         await runner.set_pin(Pin(suspended=False, revision=revision))
         log.info("rollback requested", app=name, revision=revision, remote=request.remote)
         return web.json_response({"app": name, "action": "rollback", "revision": revision, "status": "accepted"}, status=202)
+
+    async def approval(self, request: web.Request) -> web.Response:
+        """Approve or reject an app's pending revision (the gate of engine/approvals.py)."""
+        from gitopsd.core.errors import GitopsdError
+
+        decision = request.match_info["decision"]
+        if decision not in ("approve", "reject"):
+            return _error(404, f"no such decision: {decision}")
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
+        try:
+            runner = self._runner_of(request)
+        except _NotFound as exc:
+            return _error(404, str(exc))
+        try:
+            payload = json.loads(await request.read() or b"{}")
+            revision = str(payload["revision"]) if isinstance(payload, dict) else ""
+        except (ValueError, KeyError, UnicodeDecodeError):
+            revision = ""
+        if not revision:
+            return _error(400, f'{decision} needs a JSON body {{"revision": "..."}}')
+        try:
+            message = await runner.decide(revision, approve=decision == "approve", by=f"api:{request.remote}")
+        except GitopsdError as exc:
+            return _error(409, str(exc))
+        return web.json_response({"app": runner.app.name, "decision": decision, "message": message})
 
     # -- webhooks ------------------------------------------------------------------------
 

@@ -39,9 +39,23 @@ TITLES = {
     "notifier-failed": "notifier failed",
     "cluster-unreachable": "cluster unreachable",
     "cluster-reachable": "cluster reachable again",
+    "approval-requested": "approval requested",
+    "approval-granted": "approved",
+    "approval-rejected": "not approved",
+    "approval-superseded": "approval superseded",
+    "approval-refused": "approval refused",
+    "sync-window-closed": "sync window closed",
+    "chat-command": "command",
 }
 GOOD = frozenset(
-    {"sync-succeeded", "health-recovered", "app-resumed", "config-reloaded", "cluster-reachable"}
+    {
+        "sync-succeeded",
+        "health-recovered",
+        "app-resumed",
+        "config-reloaded",
+        "cluster-reachable",
+        "approval-granted",
+    }
 )
 EMOJI = {
     Severity.ERROR: ":x:",

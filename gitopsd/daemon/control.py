@@ -1,0 +1,79 @@
+"""The daemon's :class:`~gitopsd.plugin.interfaces.Control`: what chat plugins may ask of it.
+
+Every action is logged with who asked; the actions are the same ones the API offers
+(refresh, suspend, resume, approve, reject), so Slack, the CLI and the API share one path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gitopsd.core.errors import GitopsdError
+from gitopsd.core.state import Pin
+from gitopsd.server.api import app_json
+
+if TYPE_CHECKING:
+    from gitopsd.daemon.supervisor import Daemon
+    from gitopsd.engine.runner import AppRunner
+
+log = structlog.get_logger("gitopsd.daemon")
+
+
+class UnknownApp(GitopsdError):
+    """A command named an app that is not in the config."""
+
+    reason = "UnknownApp"
+
+
+class DaemonControl:
+    """Implements :class:`gitopsd.plugin.interfaces.Control` over a running :class:`Daemon`."""
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+
+    def _runner(self, app: str) -> AppRunner:
+        running = self.daemon.apps.get(app)
+        if running is None:
+            known = ", ".join(sorted(self.daemon.apps)) or "none"
+            raise UnknownApp(f"no app named {app!r} (apps: {known})")
+        return running.runner
+
+    def status(self, app: str | None = None) -> list[dict[str, Any]]:
+        names = [app] if app is not None else sorted(self.daemon.apps)
+        return [app_json(self._runner(name), []) for name in names]
+
+    def open_windows(self) -> list[dict[str, Any]]:
+        return [
+            {"name": w.name, "kind": w.kind, "start": w.start.isoformat(), "end": w.end.isoformat()}
+            for w in self.daemon.windows.open_windows()
+        ]
+
+    def approvers(self, app: str) -> list[str]:
+        approval = self._runner(app).app.approval
+        return list(approval.approvers) if approval is not None else []
+
+    async def sync(self, app: str, *, by: str) -> str:
+        runner = self._runner(app)
+        log.info("sync requested", app=app, by=by)
+        runner.trigger.fire("manual", force=True)
+        return f"{app}: sync requested"
+
+    async def suspend(self, app: str, *, by: str) -> str:
+        runner = self._runner(app)
+        log.info("suspend requested", app=app, by=by)
+        await runner.set_pin(Pin(suspended=True, revision=runner.status.pinned_revision))
+        return f"{app}: suspended"
+
+    async def resume(self, app: str, *, by: str) -> str:
+        runner = self._runner(app)
+        log.info("resume requested", app=app, by=by)
+        await runner.set_pin(Pin())
+        runner.trigger.fire("resume", force=True)
+        return f"{app}: resumed"
+
+    async def decide(self, app: str, revision: str, *, approve: bool, by: str) -> str:
+        runner = self._runner(app)
+        log.info("approval decision", app=app, revision=revision, approve=approve, by=by)
+        return await runner.decide(revision, approve=approve, by=by)
