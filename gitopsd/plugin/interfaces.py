@@ -247,6 +247,14 @@ class Notifier(ABC):
     async def send(self, event: Event) -> None:
         """Deliver ``event`` once. Raise NotifyError on failure."""
 
+    async def serve(self) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """Optional long-lived work beside deliveries (e.g. Slack's Socket Mode connection).
+
+        The event bus runs it as a task of the daemon for as long as the notifier is
+        configured, restarts it with backoff if it raises, and cancels it at shutdown or when
+        the notifier is replaced (before :meth:`aclose`). The default does nothing.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
         """Close connections. Called after the queue drained at shutdown."""
 
