@@ -100,11 +100,13 @@ class AppRunner:
             self.trigger.fire("source-changed")
 
     def _next_delay(self) -> float:
-        interval = self.config.interval(self.app)
+        delay = self._usual_delay()
         # A held sync (window, approval timeout) is retried as soon as its hold can end.
         hold = self.reconciler.next_wake()
-        if hold is not None:
-            interval = min(interval, hold)
+        return delay if hold is None else min(delay, hold)
+
+    def _usual_delay(self) -> float:
+        interval = self.config.interval(self.app)
         if self._failures:
             # Exponential backoff after failures, capped by the app's interval.
             return min(interval, RETRY_MIN * 2 ** (self._failures - 1))

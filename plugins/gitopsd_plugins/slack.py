@@ -517,6 +517,9 @@ class SlackNotifier(Notifier):
                 }[verb]
                 return await method(args[0], by=by)
             if verb in ("approve", "reject") and len(args) == 2:
+                approvers = control.approvers(args[0])
+                if approvers and not await self.is_allowed(by.removeprefix("slack:"), approvers):
+                    return f"error: you are not an approver of {args[0]}"
                 return await control.decide(args[0], args[1], approve=verb == "approve", by=by)
         except GitopsdError as exc:
             return f"error: {exc}"
