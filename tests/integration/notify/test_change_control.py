@@ -191,6 +191,11 @@ async def test_an_approval_app_waits_shows_the_diff_and_applies_once_approved(
         await wait_for(lambda: ephemerals(fake, NOBODY), "the refusal")
         assert "not allowed" in ephemerals(fake, NOBODY)[0]
         assert recorder.named("approval-refused") and not recorder.named("approval-granted")
+        # Another reconcile (a push webhook, the interval) does not apply it either.
+        before = runner.status.reconciles
+        runner.trigger.fire("webhook")
+        await wait_for(lambda: runner.status.reconciles > before and not daemon.apps["web"].runner.busy.locked(), "a reconcile")
+        assert await live_configmap(sandbox) is None and runner.status.hold == "awaiting-approval"
 
         # An on-call member (through the @platform-oncall group) approves: applied.
         approved = await fake.socket.send("interactive", click(ONCALL, "web", revision))
@@ -269,6 +274,10 @@ async def test_a_newer_push_supersedes_a_pending_approval(tmp_path: Path, sandbo
         third = f"main@sha1:{repo.commit({'app.yaml': configmap('settings', greeting='three')})}"
         runner.trigger.fire("webhook")
         await wait_for(lambda: runner.status.hold_revision == third, "the third request")
+        # While it waits, self-heal keeps the approved revision in place.
+        await sandbox_patch(sandbox, {"data": {"greeting": "tampered"}})
+        await wait_for(lambda: recorder.named("drift-corrected"), "self-heal while a request waits")
+        assert (await live_configmap(sandbox) or {}).get("data") == {"greeting": "two"}
         rejected = await fake.socket.send("interactive", click(ADMIN, "web", third, REJECT_ACTION))
         await acked_in_time(fake, rejected)
         await wait_for(lambda: recorder.named("approval-rejected"), "the rejection")
