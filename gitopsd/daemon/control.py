@@ -6,16 +6,17 @@ Every action is logged with who asked; the actions are the same ones the API off
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from gitopsd.core.errors import GitopsdError
 from gitopsd.core.state import Pin
+from gitopsd.engine.windows import SyncWindows
 from gitopsd.server.api import app_json
 
 if TYPE_CHECKING:
-    from gitopsd.daemon.supervisor import Daemon
     from gitopsd.engine.runner import AppRunner
 
 log = structlog.get_logger("gitopsd.daemon")
@@ -27,10 +28,25 @@ class UnknownApp(GitopsdError):
     reason = "UnknownApp"
 
 
-class DaemonControl:
-    """Implements :class:`gitopsd.plugin.interfaces.Control` over a running :class:`Daemon`."""
+class _Running(Protocol):
+    @property
+    def runner(self) -> AppRunner: ...
 
-    def __init__(self, daemon: Daemon):
+
+class RunsApps(Protocol):
+    """What the control needs of the daemon (:class:`gitopsd.daemon.supervisor.Daemon`)."""
+
+    @property
+    def apps(self) -> Mapping[str, _Running]: ...
+
+    @property
+    def windows(self) -> SyncWindows: ...
+
+
+class DaemonControl:
+    """Implements :class:`gitopsd.plugin.interfaces.Control` over a running daemon."""
+
+    def __init__(self, daemon: RunsApps):
         self.daemon = daemon
 
     def _runner(self, app: str) -> AppRunner:

@@ -21,7 +21,7 @@ async def test_health_ready_and_json_404(env: Env, http: httpx.AsyncClient) -> N
         r = await http.get(f"{env.base_url}/readyz")
         assert r.status_code == 200 and r.json()["status"] == "ready"
         r = await http.get(f"{env.base_url}/api/v1/apps")
-        assert r.status_code == 200 and r.json() == {"apps": []}
+        assert r.status_code == 200 and r.json() == {"apps": [], "windows": []}
         r = await http.get(f"{env.base_url}/api/v1/apps/nope")
         assert r.status_code == 404 and r.json() == {"error": "no app named 'nope'"}
         r = await http.get(f"{env.base_url}/no/such/thing")
