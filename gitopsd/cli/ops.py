@@ -87,7 +87,8 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
         hold = app.get("hold") or {}
         if hold.get("state"):
             sync += f" ({hold['state']})"
-            message = hold.get("message") or message
+            revision = hold.get("revision") or ""
+            message = (hold.get("message") or message).replace(revision, short_revision(revision)) if revision else hold.get("message") or message
         rows.append(
             [app["name"], app["cluster"], short_revision(app["revision"]) or "-", sync, app["health"],
              age(app["last_sync"]["time"]), message[:80]]
