@@ -449,13 +449,36 @@ def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _
             if isinstance(notifier_name, str) and notifier_name not in notifiers:
                 errors.append(f"{where}.notify[{i}]: unknown notifier {notifier_name!r} (defined: {_names(notifiers)})")
         approval = app.get("approval")
-        if isinstance(approval, dict) and isinstance(approval.get("notifier"), str) and approval["notifier"] not in notifiers:
-            errors.append(f"{where}.approval.notifier: unknown notifier {approval['notifier']!r} (defined: {_names(notifiers)})")
+        if isinstance(approval, dict) and isinstance(approval.get("notifier"), str):
+            _check_approval_notifier(approval["notifier"], name, notifiers, resolved, f"{where}.approval.notifier", errors)
         update["plugins"] = _app_plugin_options(
             _plugin_tables(app.get("plugins"), f"{where}.plugins", errors), global_raw, resolved.plugins, types, where, errors
         )
         resolved.apps[name] = update
     return resolved
+
+
+def _check_approval_notifier(
+    notifier: str, app: str, notifiers: dict[str, Any], resolved: _Resolved, where: str, errors: list[str]
+) -> None:
+    """The approval notifier must exist and its filters must let approval requests through."""
+    import fnmatch
+
+    from gitopsd.core.events import Severity
+
+    if notifier not in notifiers:
+        errors.append(f"{where}: unknown notifier {notifier!r} (defined: {_names(notifiers)})")
+        return
+    table = resolved.notifiers.get(notifier)
+    options = table.options if table is not None else None
+    if not isinstance(options, NotifierOptions):
+        return
+    if options.events and "approval-requested" not in options.events:
+        errors.append(f"{where}: notifiers.{notifier}.events does not include approval-requested")
+    if Severity(options.min_severity).rank > Severity.INFO.rank:
+        errors.append(f"{where}: notifiers.{notifier}.min_severity drops approval requests (they are info)")
+    if not any(fnmatch.fnmatchcase(app, pattern) for pattern in options.apps):
+        errors.append(f"{where}: notifiers.{notifier}.apps does not match {app!r}")
 
 
 def _global_plugin_options(

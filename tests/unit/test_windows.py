@@ -85,3 +85,19 @@ def test_invalid_windows_are_config_errors() -> None:
     text = str(err.value)
     assert "windows.bad.schedule" in text and "invalid cron expression" in text
     assert "windows.bad.timezone" in text and "unknown time zone" in text
+
+
+def test_the_approval_notifier_must_exist_and_let_requests_through() -> None:
+    base = {
+        "clusters": {"c": {"kubeconfig": "/k"}},
+        "notifiers": {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x", "events": ["sync-failed"]}},
+    }
+    apps = {
+        "web": {"cluster": "c", "source": {"type": "local", "path": "/x"}, "approval": {"notifier": "ops"}},
+        "api": {"cluster": "c", "source": {"type": "local", "path": "/x"}, "approval": {"notifier": "nope"}},
+    }
+    with pytest.raises(ConfigError) as err:
+        validate_config({**base, "apps": apps}, PluginManager(builtins_only=True).types)
+    text = str(err.value)
+    assert "apps.web.approval.notifier: notifiers.ops.events does not include approval-requested" in text
+    assert "apps.api.approval.notifier: unknown notifier 'nope'" in text
