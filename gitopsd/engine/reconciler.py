@@ -270,7 +270,7 @@ class Reconciler:
             self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
         # Approval gate (engine/approvals.py): a new revision waits for a person's yes; until
         # then the applied revision stays the desired one, so self-heal keeps working.
-        held = await self._held(revision)
+        held = False if dry_run else await self._held(revision)
         if held:
             if not self.status.revision:
                 return None  # nothing approved was ever applied: nothing to reconcile
