@@ -261,6 +261,11 @@ class SocketModeStandIn:
                 self.drop()
         return envelope
 
+    async def redeliver(self, envelope: Envelope) -> None:
+        """Send ``envelope`` again (Slack does when it doubts an ack arrived)."""
+        envelope.acked_at = None
+        await self._deliver(envelope)
+
     def drop(self) -> None:
         """Cut the TCP connection (no close frame), as a network failure would."""
         if self._request is not None and self._request.transport is not None:
