@@ -270,6 +270,8 @@ class Reconciler:
             self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
         # Approval gate (engine/approvals.py): a new revision waits for a person's yes; until
         # then the applied revision stays the desired one, so self-heal keeps working.
+        if self.status.hold == "window-closed":
+            self._set_hold("")  # set again below if a window still holds this sync
         held = False if dry_run else await self._held(revision)
         if held:
             if not self.status.revision:
