@@ -28,6 +28,7 @@ import anyio
 import structlog
 
 from gitopsd import NotifyError, Secret
+from gitopsd.core.secrets import REDACTOR
 
 log = structlog.get_logger("gitopsd_plugins.slack")
 
@@ -35,6 +36,16 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
 """``handler(envelope_type, payload)``; runs after the envelope was acknowledged."""
 
 SEEN_ENVELOPES = 1000
+
+
+def _safe_reason(exc: BaseException, url: str) -> str:
+    """An error's text without the websocket URL (its ``ticket`` is a credential) or tokens."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: HTTP {exc.status}"
+    text = str(exc)
+    if url:
+        text = text.replace(url, "<socket url>").replace(url.split("?", 1)[0], "<socket url>")
+    return REDACTOR.scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 class SocketModeClient:
@@ -81,6 +92,7 @@ class SocketModeClient:
         ):
             attempt = 0
             while True:
+                url = ""
                 try:
                     url = await self._open(session)
                     reconnect_now = await self._connection(session, url, work)
@@ -89,7 +101,7 @@ class SocketModeClient:
                         continue
                     reason = "socket closed"
                 except (aiohttp.ClientError, NotifyError, OSError, TimeoutError, ValueError) as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
+                    reason = _safe_reason(exc, url)
                 delay = self._backoff(attempt)
                 attempt += 1
                 log.warning(

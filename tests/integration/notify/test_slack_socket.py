@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import structlog.testing
 import pytest
 
 from gitopsd.core.secrets import Secret
@@ -52,3 +53,20 @@ async def test_a_wrong_app_token_is_retried_not_fatal(fake: FakeServer) -> None:
     with anyio.move_on_after(1.0):
         await client.run()
     assert len(fake.on(OPEN)) >= 3 and client.connections == 0
+
+
+async def test_a_refused_websocket_is_retried_and_its_url_never_logged(fake: FakeServer) -> None:
+    ticket_url = fake.base.replace("http://", "ws://") + "/no-socket-here?ticket=s3cret-ticket-42"
+    fake.script(OPEN, *[Reply(200, {"ok": True, "url": ticket_url})] * 3)
+    async def handler(kind: str, payload: dict[str, Any]) -> None:
+        pass
+
+    client = SocketModeClient(Secret(APP_TOKEN), fake.api_url, handler, backoff_base=0.05, backoff_max=0.1)
+    with structlog.testing.capture_logs() as logs, anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.run)
+            await fake.socket.wait_connected()  # after three refused handshakes, the real URL
+            tg.cancel_scope.cancel()
+    lost = [entry for entry in logs if entry.get("event") == "Slack Socket Mode connection lost; reconnecting"]
+    assert len(lost) == 3
+    assert "s3cret-ticket-42" not in repr(logs) and APP_TOKEN not in repr(logs)
