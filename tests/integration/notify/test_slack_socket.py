@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import structlog.testing
 import pytest
+import structlog.testing
 
 from gitopsd.core.secrets import Secret
 from gitopsd_plugins._slack_socket import SocketModeClient
