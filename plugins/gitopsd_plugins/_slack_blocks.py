@@ -373,15 +373,12 @@ def approval_blocks(
         )
         lines = diff.get("lines")
         if isinstance(lines, list) and lines:
-            text = "\n".join(str(line) for line in lines)
+            text = _code_block(
+                "\n".join(truncate(str(line), 200) for line in lines), SECTION_LIMIT - 40
+            )
             if diff.get("more_lines"):
                 text += f"\n… {diff['more_lines']} more line(s)"
-            blocks.append(
-                {
-                    "type": "section",
-                    "text": {"type": "mrkdwn", "text": _code_block(text, SECTION_LIMIT)},
-                }
-            )
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     return blocks
 
 
