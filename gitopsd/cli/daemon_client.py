@@ -90,6 +90,14 @@ class DaemonClient:
     def app(self, name: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/api/v1/apps/{name}"))
 
+    def windows(self) -> list[dict[str, Any]]:
+        """The sync windows open now."""
+        return list(self._request("GET", "/api/v1/apps").get("windows", []))
+
+    def decide(self, name: str, revision: str, decision: str) -> dict[str, Any]:
+        """``approve`` or ``reject`` the app's pending ``revision``."""
+        return dict(self._request("POST", f"/api/v1/apps/{name}/approval/{decision}", json={"revision": revision}))
+
     def action(self, name: str, action: str, **payload: Any) -> dict[str, Any]:
         """``refresh``, ``suspend``, ``resume`` or ``rollback`` (with ``revision=``)."""
         return dict(self._request("POST", f"/api/v1/apps/{name}/{action}", json=payload or None))

@@ -34,6 +34,8 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("ignore_differences = [{...}] (in [apps.NAME])", cfg.IgnoreDifference, set()),
     ("decrypt = {...} (in [apps.NAME])", cfg.DecryptConfig, set()),
     ("[policies.NAME]", cfg.PolicyConfig, set()),
+    ("[apps.NAME] approval = { ... }", cfg.ApprovalConfig, set()),
+    ("[windows.NAME]", cfg.WindowConfig, set()),
 ]
 
 

@@ -100,6 +100,8 @@ class LazyGroup(click.Group):
         "resume": "gitopsd.cli.ops:resume",
         "history": "gitopsd.cli.ops:history",
         "rollback": "gitopsd.cli.ops:rollback",
+        "approve": "gitopsd.cli.ops:approve",
+        "reject": "gitopsd.cli.ops:reject",
         "sandbox": "gitopsd.sandbox.cli:sandbox_command",
         "import": "gitopsd.cli.importers:import_group",
         "doctor": "gitopsd.cli.doctor:doctor",

@@ -1,7 +1,7 @@
 """Operator commands that talk to the running daemon through its API.
 
 ``gitopsd status [-o json]``, ``refresh APP``, ``suspend APP``, ``resume APP``,
-``history APP``, ``rollback APP REVISION``. The address and token come from the config
+``history APP``, ``rollback APP REVISION``, ``approve APP REVISION``, ``reject APP REVISION``. The address and token come from the config
 (``daemon.listen``, ``daemon.api_token_file``).
 """
 
@@ -76,6 +76,7 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
     _with_config(ctx, config_path)
     client = _client(ctx)
     apps = _call(client.apps)
+    windows = _call(client.windows)
     if output == "json":
         click.echo(json.dumps(apps, indent=2))
         return
@@ -83,14 +84,24 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
     for app in apps:
         sync = app["sync"] + (" (suspended)" if app["suspended"] else "") + (" (pinned)" if app["pinned_revision"] else "")
         message = app["last_sync"]["message"].splitlines()[0] if app["last_sync"]["message"] else ""
+        hold = app.get("hold") or {}
         if app.get("waiting"):  # held by depends_on
             sync += " (waiting)"
             message = app["waiting"]
+        elif hold.get("state"):
+            sync += f" ({hold['state']})"
+            revision = hold.get("revision") or ""
+            message = (hold.get("message") or message).replace(revision, short_revision(revision)) if revision else hold.get("message") or message
         rows.append(
             [app["name"], app["cluster"], short_revision(app["revision"]) or "-", sync, app["health"],
              age(app["last_sync"]["time"]), message[:80]]
         )
     click.echo(table(rows))
+    if windows:
+        click.echo("")
+        rows = [["WINDOW", "KIND", "OPEN SINCE", "UNTIL"]]
+        rows += [[w["name"], w["kind"], w["start"][:16].replace("T", " "), w["end"][:16].replace("T", " ")] for w in windows]
+        click.echo(table(rows))
 
 
 def _action(name: str, doc: str) -> click.Command:
@@ -143,3 +154,22 @@ def rollback(ctx: click.Context, app: str, revision: str, config_path: str | Non
     client = _client(ctx)
     result = _call(lambda: client.action(app, "rollback", revision=revision))
     click.echo(f"{app}: rolling back to {result['revision']} (pinned until `gitopsd resume {app}`)")
+
+
+def _decision(name: str, doc: str) -> click.Command:
+    @click.command(name=name, help=doc)
+    @click.argument("app")
+    @click.argument("revision")
+    @config_opt
+    @click.pass_context
+    def command(ctx: click.Context, app: str, revision: str, config_path: str | None) -> None:
+        _with_config(ctx, config_path)
+        client = _client(ctx)
+        result = _call(lambda: client.decide(app, revision, name))
+        click.echo(result["message"])
+
+    return command
+
+
+approve = _decision("approve", "Approve APP's pending REVISION (a unique prefix will do): it is applied next.")
+reject = _decision("reject", "Reject APP's pending REVISION: the app stays at the revision it has.")

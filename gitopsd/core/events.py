@@ -231,3 +231,57 @@ class AppSetFailed(Event):
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:
         return (str(self.data.get("appset", "")), self.name, self.revision, self.message)
+
+
+@_event("approval-requested")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequested(Event):
+    """A new revision of an app with ``approval`` waits for a person's yes; nothing is applied yet.
+
+    ``data``: ``commit`` (message, author, from the source), ``diff`` (objects created,
+    changed and deleted, a few diff lines, Secret values masked), ``approvers``,
+    ``expires`` (ISO time) and ``previous`` (the revision still applied).
+    """
+
+
+@_event("approval-granted")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalGranted(Event):
+    """A pending revision was approved (``data["by"]`` names who: ``slack:U123`` or ``api``); it is applied next."""
+
+
+@_event("approval-rejected", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRejected(Event):
+    """A pending revision was rejected (reason ``Rejected``) or nobody decided in time (``Timeout``).
+
+    The app stays at the revision it had.
+    """
+
+
+@_event("approval-superseded")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalSuperseded(Event):
+    """A newer revision replaced a pending request (``data["by"]`` is the newer revision); it is asked again."""
+
+
+@_event("approval-refused", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRefused(Event):
+    """Someone not allowed to decide tried to (``data["by"]``), or the revision was no longer pending."""
+
+
+@_event("sync-window-closed", Severity.WARNING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncWindowClosed(Event):
+    """A sync window holds the app's automatic syncs: ``data["window"]`` and ``data["until"]`` (ISO time).
+
+    Sent once per window and revision; the sync runs when the window ends.
+    """
+
+
+@_event("chat-command")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatCommand(Event):
+    """An operator command arrived from chat (a Slack slash command): ``data["user"]``, ``data["command"]``,
+    ``data["allowed"]`` and ``data["result"]``."""

@@ -72,6 +72,18 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE history ADD COLUMN triggered_by TEXT NOT NULL DEFAULT '';
     """,
+    # 5: the pending approval of each app with `approval` (engine/approvals.py)
+    """
+    CREATE TABLE approvals (
+        app TEXT PRIMARY KEY,
+        revision TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        decided_by TEXT NOT NULL DEFAULT '',
+        decided_at TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -84,6 +96,23 @@ class AppRecord:
     revision: str
     applied_digest: str
     updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """An app's latest approval request and its decision (see :mod:`gitopsd.engine.approvals`).
+
+    ``status`` is ``awaiting-approval``, ``approved`` or ``rejected``; ``reason`` says why
+    a request was rejected (``Rejected``, ``Timeout``).
+    """
+
+    app: str
+    revision: str
+    requested_at: datetime
+    status: str
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +187,47 @@ class StateStore:
 
         return await self._run(read)
 
+    async def approval(self, app: str) -> ApprovalRecord | None:
+        def read(c: sqlite3.Connection) -> ApprovalRecord | None:
+            row = c.execute(
+                "SELECT app, revision, requested_at, status, decided_by, decided_at, reason FROM approvals WHERE app = ?",
+                (app,),
+            ).fetchone()
+            if not row:
+                return None
+            decided = datetime.fromisoformat(row[5]) if row[5] else None
+            return ApprovalRecord(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4], decided, row[6])
+
+        return await self._run(read)
+
     # -- writes (each one transaction) ---------------------------------------------------
+
+    async def set_approval(self, record: ApprovalRecord, *, expect: tuple[str, str] | None = None) -> bool:
+        """Write an app's approval record; with ``expect=(revision, status)``, only if the stored
+        one still has them (compare-and-set: two clicks at once decide once). True if written."""
+
+        def write(c: sqlite3.Connection) -> bool:
+            with c:
+                if expect is not None:
+                    row = c.execute("SELECT revision, status FROM approvals WHERE app = ?", (record.app,)).fetchone()
+                    if row is None or tuple(row) != expect:
+                        return False
+                c.execute(
+                    "INSERT OR REPLACE INTO approvals (app, revision, requested_at, status, decided_by, decided_at, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.app,
+                        record.revision,
+                        record.requested_at.isoformat(),
+                        record.status,
+                        record.decided_by,
+                        record.decided_at.isoformat() if record.decided_at else "",
+                        record.reason,
+                    ),
+                )
+                return True
+
+        return await self._run(write)
 
     async def add_to_inventory(self, app: str, refs: Iterable[ObjectRef]) -> None:
         """Record objects *before* the apply that may create them, so prune can always find them."""
@@ -235,7 +304,13 @@ class StateStore:
 
         def write(c: sqlite3.Connection) -> None:
             with c:
-                for table, column in (("apps", "name"), ("inventory", "app"), ("history", "app"), ("pins", "app")):
+                for table, column in (
+                    ("apps", "name"),
+                    ("inventory", "app"),
+                    ("history", "app"),
+                    ("pins", "app"),
+                    ("approvals", "app"),
+                ):
                     c.execute(f"DELETE FROM {table} WHERE {column} = ?", (app,))
 
         await self._run(write)

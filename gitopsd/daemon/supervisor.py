@@ -26,6 +26,7 @@ from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
+from gitopsd.daemon.control import DaemonControl
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, open_runtime
@@ -37,6 +38,7 @@ from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.stages import Workspace, cache_root
+from gitopsd.engine.windows import Clock, SyncWindows, utcnow
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
@@ -73,6 +75,7 @@ class Daemon:
         plugins: The plugin manager.
         on_ready: Called (and awaited, if it returns an awaitable) once apps are started.
         systemd: The sd_notify sender (default: from ``$NOTIFY_SOCKET``; a no-op outside systemd).
+        clock: The wall clock of sync windows and approval timeouts (tests pass a fake one).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Daemon:
         *,
         on_ready: Callable[[Daemon], Awaitable[None] | None] | None = None,
         systemd: SystemdNotifier | None = None,
+        clock: Clock = utcnow,
     ):
         self.config = config
         self.plugins = plugins
@@ -90,10 +94,13 @@ class Daemon:
         self.metrics = Metrics(apps=self._app_samples)
         self.workspace = Workspace.create(config, plugins, emit=self.emit)
         self.workspace.ctx.count = self.metrics.plugin_count
+        self.windows = SyncWindows(config.windows, clock)
         self.notifiers = self._make_notifiers(config, {}, {})
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
         self.events = EventLog()  # recent events per app, for the web page
+        self.view = DaemonView(self, self.events)
+        self.workspace.ctx.control = DaemonControl(self, self.view)  # chat commands and approvals (Slack)
         self.bus.subscribe(self.events.record)
         self.apps: dict[str, _Running] = {}
         self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
@@ -166,9 +173,10 @@ class Daemon:
                     workspace=self.workspace,
                     metrics=self.metrics,
                     on_request=self.metrics.kube_request,
+                    windows=self.windows,
                 )
             )
-            self.api = ApiServer(DaemonView(self, self.events), self.config.daemon, secrets, self.metrics)
+            self.api = ApiServer(self.view, self.config.daemon, secrets, self.metrics)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
             async with anyio.create_task_group() as services:  # live until the very end
@@ -394,6 +402,7 @@ class Daemon:
             for name in removed + changed:
                 stops.start_soon(self._stop_app, name)
         self.config = new
+        self.windows.configure(new.windows)
         self.plugins.configure(new)
         if self.api is not None:
             self.api.secrets = secrets

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import structlog
 
+from gitopsd.core.errors import GitopsdError
 from gitopsd.core.events import Event
 from gitopsd.core.models import HistoryEntry, ObjectRef, SyncStatus
 from gitopsd.core.state import HISTORY_KEPT, Pin, StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.engine.protocols import ClusterPool, DescribesObjects
 from gitopsd.engine.runner import AppRunner
+from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import Config
 from gitopsd.server.view import (
     ACTIONS,
@@ -60,6 +62,9 @@ class ViewedDaemon(Protocol):
 
     @property
     def ready(self) -> anyio.Event: ...
+
+    @property
+    def windows(self) -> SyncWindows: ...
 
 log = structlog.get_logger("gitopsd.daemon.view")
 
@@ -163,6 +168,10 @@ class DaemonView:
             reconciles=s.reconciles,
             waiting=s.waiting,
             appset=runner.app.appset,
+            hold=s.hold,
+            hold_revision=s.hold_revision,
+            hold_message=s.hold_message,
+            hold_until=s.hold_until,
         )
 
     def apps(self) -> list[AppSummary]:
@@ -260,6 +269,19 @@ class DaemonView:
 
     def refresh_appsets(self, names: Sequence[str]) -> None:
         self._daemon.appsets.poke(list(names))
+
+    def open_windows(self) -> list[dict[str, Any]]:
+        return [
+            {"name": w.name, "kind": w.kind, "start": w.start.isoformat(), "end": w.end.isoformat()}
+            for w in self._daemon.windows.open_windows()
+        ]
+
+    async def decide(self, name: str, revision: str, *, approve: bool, by: str) -> str:
+        runner = self._runner(name)
+        try:
+            return await runner.decide(revision, approve=approve, by=by)
+        except GitopsdError as exc:
+            raise ActionRefused(str(exc), status=409) from None
 
 
 def resolve_revision(wanted: str, history: list[HistoryEntry]) -> str | None:

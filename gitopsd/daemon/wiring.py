@@ -17,6 +17,7 @@ from gitopsd.core.state import StateStore
 from gitopsd.engine.protocols import ClusterPool
 from gitopsd.engine.reconciler import ReconcileMetrics, Reconciler
 from gitopsd.engine.stages import Workspace
+from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.manager import PluginManager
 
@@ -49,6 +50,7 @@ class Runtime:
     store: StateStore | None = None
     pool: ClusterPool | None = None
     metrics: ReconcileMetrics | None = None
+    windows: SyncWindows | None = None  # the config's sync windows and the clock
 
     def reconciler(self, app: AppConfig, wake: Callable[[str, bool], None] | None = None) -> Reconciler:
         """A Reconciler for ``app`` in this runtime."""
@@ -60,6 +62,7 @@ class Runtime:
             emit=self.emit,
             metrics=self.metrics,
             wake=wake,
+            windows=self.windows,
         )
 
 
@@ -74,14 +77,21 @@ async def open_runtime(
     on_request: Callable[[str, str, int | str], None] | None = None,
     clusters: bool = True,
     state: bool = True,
+    windows: SyncWindows | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the state store and the cluster pool (unless told not to) for ``config``.
 
-    Both are closed on exit. ``workspace`` defaults to a new one for ``config``.
+    Both are closed on exit. ``workspace`` defaults to a new one for ``config``; ``windows``
+    to the config's sync windows on the real clock.
     """
     emit = emit or (lambda event: None)
     async with AsyncExitStack() as stack:
-        runtime = Runtime(workspace or Workspace.create(config, plugins, emit=emit), emit, metrics=metrics)
+        runtime = Runtime(
+            workspace or Workspace.create(config, plugins, emit=emit),
+            emit,
+            metrics=metrics,
+            windows=windows or SyncWindows(config.windows),
+        )
         if state:
             runtime.store = await StateStore.open(config.daemon.state_dir)
             stack.push_async_callback(runtime.store.close)

@@ -152,6 +152,7 @@ class _Channel:
     inflight: Event | None = None
     closing: bool = False
     scope: anyio.CancelScope | None = None
+    serve_scope: anyio.CancelScope | None = None  # the notifier's own serve() task
     dropped_unreported: int = 0
     last_drop_report: float = -math.inf
     failure_reported: bool = False
@@ -253,8 +254,11 @@ class EventBus:
 
     @staticmethod
     def routes_from_config(config: Config) -> dict[str, list[str]]:
-        """``{app: app.notify}`` for every app of a validated config."""
-        return {name: list(app.notify) for name, app in config.apps.items()}
+        """``{app: app.notify}`` for every app of a validated config (plus its approval notifier)."""
+        return {
+            name: list(dict.fromkeys([*app.notify, *([app.approval.notifier] if app.approval else [])]))
+            for name, app in config.apps.items()
+        }
 
     def set_routes(self, routes: Mapping[str, Iterable[str]]) -> None:
         """Replace the app -> notifier names map (call again after a config reload).
@@ -306,6 +310,7 @@ class EventBus:
             for name, channel in new.items():
                 if channel.scope is None and channel not in old.values():
                     self._tg.start_soon(self._worker, channel, name=f"notifier:{name}")
+                    self._tg.start_soon(self._serve, channel, name=f"notifier-serve:{name}")
 
     def _make_channel(self, name: str, notifier: Notifier) -> _Channel:
         options = _options_of(notifier)
@@ -446,6 +451,7 @@ class EventBus:
                 self._tg = tg
                 for name, channel in self._channels.items():
                     tg.start_soon(self._worker, channel, name=f"notifier:{name}")
+                    tg.start_soon(self._serve, channel, name=f"notifier-serve:{name}")
                 try:
                     yield self
                 finally:
@@ -531,6 +537,28 @@ class EventBus:
                     channel.inflight = None
                     self._progressed()
 
+    async def _serve(self, channel: _Channel) -> None:
+        """Run the notifier's ``serve()`` until cancelled; restart it with backoff if it fails."""
+        if type(channel.notifier).serve is Notifier.serve:
+            return
+        with anyio.CancelScope() as scope:
+            channel.serve_scope = scope
+            attempt = 0
+            while not channel.closing:
+                try:
+                    await channel.notifier.serve()
+                    return
+                except Exception as exc:
+                    delay = self._backoff(attempt)
+                    attempt += 1
+                    self._log.warning(
+                        "notifier service failed, restarting",
+                        notifier=channel.name,
+                        error=_describe(exc),
+                        retry_in=round(delay, 3),
+                    )
+                    await anyio.sleep(delay)
+
     async def _wait_progress(self) -> None:
         """Wait until some worker finished an event."""
         if self._progress is None:
@@ -548,6 +576,8 @@ class EventBus:
                 await self._wait_progress()
         if channel.scope is not None:
             channel.scope.cancel()
+        if channel.serve_scope is not None:
+            channel.serve_scope.cancel()
         with anyio.CancelScope(shield=True):
             await self._close(channel)
         if channel in self._retired:

@@ -24,9 +24,11 @@ from gitopsd.core.models import Artifact, Health, ObjectRef, Rendered, SyncResul
 from gitopsd.core.secrets import REDACTOR
 from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
+from gitopsd.engine.approvals import ApprovalError, ApprovalGate, summarize
 from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.protocols import Cluster, ObjectDiff
 from gitopsd.engine.stages import Workspace
+from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig
 from gitopsd.plugin.interfaces import Source
 
@@ -54,6 +56,11 @@ class AppStatus:
     last_duration: float = 0.0  # seconds the last sync took
     source_revision: str = ""  # what the source reported at the last poll (dependencies: "current revision")
     waiting: str = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
+    # Change control: "" or "awaiting-approval", "rejected", "window-closed" (the new revision waits).
+    hold: str = ""
+    hold_revision: str = ""
+    hold_message: str = ""
+    hold_until: datetime | None = None  # when the window ends, or the approval request expires
 
 
 class ReconcileMetrics(Protocol):
@@ -117,6 +124,7 @@ class Reconciler:
         metrics: Reconcile and fetch counters (the daemon's metrics).
         wake: ``wake(reason, force)`` asks for another reconcile (the daemon's trigger):
             on drift with self-heal, and after resume or rollback.
+        windows: The sync windows (and the clock) of the process; none: syncs never wait.
     """
 
     def __init__(
@@ -129,6 +137,7 @@ class Reconciler:
         emit: Callable[[Event], None] | None = None,
         metrics: ReconcileMetrics | None = None,
         wake: Callable[[str, bool], None] | None = None,
+        windows: SyncWindows | None = None,
     ):
         self.app = app
         self.workspace = workspace
@@ -145,6 +154,11 @@ class Reconciler:
         self._health_degraded = False  # a health-degraded event was sent and not yet recovered
         self._last_seen_revision = ""
         self.gate: DependencyGate | None = None  # depends_on: the daemon's gate; None in one-shot runs
+        self.windows = windows or SyncWindows()
+        self.approvals: ApprovalGate | None = None  # set for apps with `approval`
+        if app.approval is not None and store is not None:
+            self.approvals = ApprovalGate(app, store, self._event, self.windows.now, lambda: self.wake("approved", False))
+        self._window_reported: tuple[str, str] = ("", "")
 
     def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
         """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
@@ -173,6 +187,8 @@ class Reconciler:
         last = await store.history(self.app.name, 1)
         if last:
             self._health_degraded = last[0].health in _DEGRADED
+        if self.approvals is not None:
+            await self.approvals.load()
 
     async def aclose(self) -> None:
         """Stop tracking drift and close the source."""
@@ -263,6 +279,15 @@ class Reconciler:
         if revision != self._last_seen_revision:
             self._last_seen_revision = revision
             self._event(ev.RevisionDetected, revision=revision, message=f"new revision {revision}")
+        # Approval gate (engine/approvals.py): a new revision waits for a person's yes; until
+        # then the applied revision stays the desired one, so self-heal keeps working.
+        if self.status.hold == "window-closed":
+            self._set_hold("")  # set again below if a window still holds this sync
+        held = False if dry_run else await self._held(revision)
+        if held:
+            if not self.status.revision:
+                return None  # nothing approved was ever applied: nothing to reconcile
+            revision = self.status.revision
         drifted = "drift" in reasons and bool(self._drifted)
         quick = not force and not drifted and not dry_run
         applied = self._applied
@@ -272,11 +297,19 @@ class Reconciler:
                 self.status.sync = SyncStatus.SYNCED
                 return None
         rendered = await self.render(revision)
+        if self.approvals is not None and rendered.revision != revision:
+            # The source gave other content than the revision approved (a local directory
+            # changed meanwhile): never apply it; the next poll asks for approval of it.
+            self.wake("source-changed", False)
+            return None
         if quick and revision == self.status.revision and cluster.in_sync(self.app, rendered):
             # A restart, or a re-render of what is applied: nothing to send.
             self._remember(rendered)
             self.status.sync = SyncStatus.SYNCED
             self.status.health = cluster.health(self.app, rendered)
+            return None
+        # Sync windows (engine/windows.py): automatic syncs wait while a window blocks them.
+        if not dry_run and self._window_blocks(reasons, self_heal=revision == self.status.revision):
             return None
         # depends_on (gitopsd.engine.dependencies): hold the sync until every dependency is ready.
         self.status.waiting = self.gate.waiting_for(self.app) if self.gate is not None and not dry_run else ""
@@ -284,6 +317,79 @@ class Reconciler:
             log.info("sync held by dependencies", detail=self.status.waiting)
             return None
         return await self._sync(cluster, rendered, reasons, dry_run)
+
+    # -- change control (approvals, sync windows) --------------------------------------------
+
+    async def _held(self, revision: str) -> bool:
+        """True while ``revision`` (new) waits for approval; keeps the status's hold fields."""
+        if self.approvals is None or self.status.pinned_revision or revision == self.status.revision:
+            if self.status.hold in ("awaiting-approval", "rejected"):
+                self._set_hold("")
+            return False
+        admitted = await self.approvals.admit(revision, self.status.revision, lambda: self._approval_details(revision))
+        record = self.approvals.record
+        if admitted or record is None:
+            if self.status.hold in ("awaiting-approval", "rejected"):
+                self._set_hold("")
+            return False
+        if record.status == "rejected":
+            why = "no decision in time" if record.reason == "Timeout" else f"rejected by {record.decided_by}"
+            self._set_hold("rejected", revision, f"{revision} was not approved ({why})")
+        else:
+            self._set_hold("awaiting-approval", revision, f"{revision} waits for approval", self.approvals.expires_at())
+        self.status.sync = SyncStatus.OUT_OF_SYNC
+        return True
+
+    async def _approval_details(self, revision: str) -> dict[str, Any]:
+        """The commit and diff summary an approval request shows."""
+        rendered = await self.render(revision)  # first: the source then has the revision to describe
+        try:
+            commit = await self.source.describe(revision)
+        except Exception as exc:  # a describe failure must not block the request
+            log.warning("source could not describe the revision", error=_one_line(exc))
+            commit = {}
+        try:
+            diffs = await self._need_cluster().diff(self.app, rendered)
+            inventory = await self._need_store().inventory(self.app.name)
+            diff = summarize(diffs, rendered.manifests, inventory, self.app.namespace, self.app.prune)
+        except GitopsdError as exc:
+            diff = {"error": _one_line(exc)}
+        return {"commit": dict(commit), "diff": diff}
+
+    def _window_blocks(self, reasons: list[str], *, self_heal: bool) -> bool:
+        block = self.windows.block(self.app.name, reasons, self_heal=self_heal and "drift" in reasons)
+        if block is None:
+            if self.status.hold == "window-closed":
+                self._set_hold("")
+            return False
+        revision = self._last_seen_revision
+        self._set_hold("window-closed", revision, block.describe(), block.until)
+        self.status.sync = SyncStatus.OUT_OF_SYNC
+        if self._window_reported != (block.window, revision):
+            self._window_reported = (block.window, revision)
+            self._event(
+                ev.SyncWindowClosed,
+                revision=revision,
+                reason="SyncWindow",
+                message=f"{self.app.name}: {block.describe()}",
+                data={"window": block.window, "until": block.until.isoformat()},
+            )
+        return True
+
+    def _set_hold(self, hold: str, revision: str = "", message: str = "", until: datetime | None = None) -> None:
+        self.status.hold, self.status.hold_revision, self.status.hold_message, self.status.hold_until = hold, revision, message, until
+
+    def next_wake(self) -> float | None:
+        """Seconds until a hold may end by itself (a window ends, a request expires), or None."""
+        if self.status.hold_until is None or self.status.hold not in ("window-closed", "awaiting-approval"):
+            return None
+        return max(1.0, (self.status.hold_until - self.windows.now()).total_seconds())
+
+    async def decide(self, revision: str, *, approve: bool, by: str) -> str:
+        """Approve or reject the pending revision (see :meth:`ApprovalGate.decide`)."""
+        if self.approvals is None:
+            raise ApprovalError(f"{self.app.name} has no approval gate (set approval = {{ notifier = ... }})")
+        return await self.approvals.decide(revision, approve=approve, by=by)
 
     async def _sync(self, cluster: Cluster, rendered: Rendered, reasons: list[str], dry_run: bool) -> SyncResult:
         store = self._need_store()

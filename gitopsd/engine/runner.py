@@ -73,6 +73,13 @@ class AppRunner:
         """Suspend/resume or pin to a revision (see :meth:`Reconciler.set_pin`)."""
         await self.reconciler.set_pin(pin)
 
+    async def decide(self, revision: str, *, approve: bool, by: str) -> str:
+        """Approve or reject the app's pending revision; an approval wakes the app at once.
+
+        Raises :class:`~gitopsd.engine.approvals.ApprovalError` when ``revision`` is not pending.
+        """
+        return await self.reconciler.decide(revision, approve=approve, by=by)
+
     async def run(self, stopping: anyio.Event) -> None:
         """Reconcile now, then on every trigger or interval, until ``stopping`` is set."""
         # Every log line of this task (plugins' included) carries the app and its cluster.
@@ -111,6 +118,12 @@ class AppRunner:
             self.trigger.fire("source-changed")
 
     def _next_delay(self) -> float:
+        delay = self._usual_delay()
+        # A held sync (window, approval timeout) is retried as soon as its hold can end.
+        hold = self.reconciler.next_wake()
+        return delay if hold is None else min(delay, hold)
+
+    def _usual_delay(self) -> float:
         interval = self.config.interval(self.app)
         if self._failures:
             # Exponential backoff after failures, capped by the app's interval.

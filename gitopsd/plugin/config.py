@@ -282,6 +282,23 @@ class DecryptConfig(_Model):
     gpg_home: Path | None = Field(None, description="GnuPG home holding the PGP keys (GNUPGHOME).")
 
 
+class ApprovalConfig(_Model):
+    """``approval = { notifier = "ops", ... }`` of an app: a new revision waits for a person's yes.
+
+    The request goes to the named notifier (a Slack notifier with a bot token, for the
+    Approve / Reject buttons); ``gitopsd approve APP REVISION`` and ``gitopsd reject APP
+    REVISION`` decide it without Slack.
+    """
+
+    notifier: str = Field(description="Notifier that posts the approval request (a Slack notifier with token_file).")
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may approve from Slack: user IDs (U...), user-group IDs (S...) or group handles (@oncall). "
+        "Empty: the notifier's `allowed` list; if that is empty too, only the API and CLI can decide.",
+    )
+    timeout: Duration = Field(14400.0, description="An undecided request is rejected after this long (the app stays at its revision).")
+
+
 class AppConfig(_Model):
     """``[apps.NAME]``: one application. This is also the ``app`` plugins receive."""
 
@@ -330,6 +347,9 @@ class AppConfig(_Model):
     # Resolved from [policies.*] and daemon.default_policy when the config is loaded (see with_policy).
     _policy_name: str | None = PrivateAttr(None)
     _policy_rules: PolicyConfig | None = PrivateAttr(None)
+    approval: ApprovalConfig | None = Field(
+        None, description="Hold each new revision until a person approves it (Slack buttons, `gitopsd approve`)."
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -388,6 +408,55 @@ class AppSetConfig(_Model):
         return int(current * float(self.max_removals[:-1]) / 100)
 
 
+class WindowConfig(_Model):
+    """``[windows.NAME]``: a sync window (a freeze, or the only hours syncs may run).
+
+    A window opens at each time ``schedule`` fires (in ``timezone``) and stays open for
+    ``duration``. While a ``deny`` window is open, automatic syncs of the matching apps
+    wait; when ``allow`` windows match an app, its automatic syncs run only while one of
+    them is open. Deny wins over allow.
+    """
+
+    schedule: str = Field(description='When the window opens: a cron expression, e.g. "0 22 * * 5" (Fridays 22:00).')
+    duration: Duration = Field(description='How long it stays open, e.g. "60h".')
+    timezone: str = Field("UTC", description='IANA time zone of the schedule, e.g. "Europe/Berlin".')
+    kind: Literal["deny", "allow"] = Field("deny", description="deny: syncs wait while open; allow: syncs run only while open.")
+    apps: list[str] = Field(default_factory=lambda: ["*"], description="Glob patterns of the app names it applies to.")
+    manual_sync: Bool = Field(
+        False, description="Let manual syncs (`gitopsd refresh`, the API, Slack `sync`) run while the window blocks syncs."
+    )
+    self_heal: Bool = Field(
+        True, description="Let self-heal restore the applied revision while the window blocks syncs (false: it waits too)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r} (five fields: minute hour day month weekday)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a window needs a positive duration")
+        return value
+
+
 class Config(_Model):
     """The whole validated configuration."""
 
@@ -405,6 +474,10 @@ class Config(_Model):
     )
     appsets: dict[str, AppSetConfig] = Field(default_factory=dict)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)
+
+    windows: dict[str, WindowConfig] = Field(
+        default_factory=dict, description="`[windows.NAME]`: sync windows (freezes, or allowed hours) by name."
+    )
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval

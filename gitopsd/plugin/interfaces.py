@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import anyio
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = [
+    "Control",
     "Notifier",
     "NotifierOptions",
     "Options",
@@ -64,6 +65,44 @@ class SharedState:
         return self._items[key]  # type: ignore[no-any-return]
 
 
+class Control(Protocol):
+    """What a plugin may ask of the running daemon: chat commands and approval decisions.
+
+    ``ctx.control`` in the daemon (None in one-shot commands). Every call names who asked
+    (``by``, e.g. ``slack:U0123``), which goes into the log and the events. Errors (unknown
+    app, a revision that is not pending) are raised as :class:`gitopsd.GitopsdError` with a
+    message fit to show the person.
+    """
+
+    def status(self, app: str | None = None) -> list[dict[str, Any]]:
+        """The API's view of every app (or of ``app``)."""
+        ...
+
+    def open_windows(self) -> list[dict[str, Any]]:
+        """Sync windows open now: ``name``, ``kind``, ``start``, ``end`` (ISO times)."""
+        ...
+
+    def approvers(self, app: str) -> list[str]:
+        """The ``approval.approvers`` of ``app`` (``[]`` when it has none or no approval)."""
+        ...
+
+    async def sync(self, app: str, *, by: str) -> str:
+        """Reconcile ``app`` now (a manual sync); returns what happened, in words."""
+        ...
+
+    async def suspend(self, app: str, *, by: str) -> str:
+        """Suspend ``app``."""
+        ...
+
+    async def resume(self, app: str, *, by: str) -> str:
+        """Resume ``app``."""
+        ...
+
+    async def decide(self, app: str, revision: str, *, approve: bool, by: str) -> str:
+        """Approve or reject ``app``'s pending ``revision`` (idempotent)."""
+        ...
+
+
 @dataclass(slots=True)
 class PluginContext:
     """What the engine gives every source, renderer and notifier instance.
@@ -79,6 +118,8 @@ class PluginContext:
         count: Count an operation for the metrics: ``ctx.count("git_ls_remote", result="ok")``
             becomes ``gitopsd_plugin_operations_total{operation="git_ls_remote", result="ok"}``.
             Names are lowercase identifiers; labels other than ``result`` are ignored.
+        control: The running daemon's :class:`Control` (chat commands, approvals); None
+            outside the daemon.
     """
 
     state_dir: Path
@@ -88,6 +129,7 @@ class PluginContext:
     shared: SharedState = field(default_factory=SharedState)
     emit: Callable[[Event], None] = lambda event: None
     count: Callable[..., None] = lambda name, **labels: None
+    control: Control | None = None
 
     cache_root: Path | None = None
     """Root of the plugin caches (``daemon.cache_dir``); default ``state_dir / "cache"``."""
@@ -171,6 +213,15 @@ class Source(ABC):
         ``latest_revision()`` must ask the server. Sources that cache nothing ignore it.
         """
 
+    async def describe(self, revision: str) -> Mapping[str, str]:
+        """Optional: what a person approving ``revision`` wants to know about it.
+
+        Keys shown when present: ``message`` (first line of the commit message), ``author``,
+        ``date``, ``url``. The default knows nothing and returns ``{}``; never raise for a
+        revision you cannot describe, return ``{}``.
+        """
+        return {}
+
     def changes(self) -> AsyncIterator[None] | None:
         """Optional push stream: yields whenever the source changed (e.g. a watched directory).
 
@@ -228,6 +279,14 @@ class Notifier(ABC):
     @abstractmethod
     async def send(self, event: Event) -> None:
         """Deliver ``event`` once. Raise NotifyError on failure."""
+
+    async def serve(self) -> None:  # noqa: B027 - optional hook with no default behaviour
+        """Optional long-lived work beside deliveries (e.g. Slack's Socket Mode connection).
+
+        The event bus runs it as a task of the daemon for as long as the notifier is
+        configured, restarts it with backoff if it raises, and cancels it at shutdown or when
+        the notifier is replaced (before :meth:`aclose`). The default does nothing.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
         """Close connections. Called after the queue drained at shutdown."""

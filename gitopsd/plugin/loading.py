@@ -13,6 +13,7 @@ no fetch are expanded here too (:mod:`gitopsd.plugin.appsets`).
 
 from __future__ import annotations
 
+import fnmatch
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gitopsd.core.errors import ConfigError
+from gitopsd.core.events import Severity
 from gitopsd.plugin.appsets import expand_static, merge_apps
 from gitopsd.plugin.config import Config, PluginTable, PluginTypes, check_name
 from gitopsd.plugin.options import NotifierOptions, Options
@@ -127,7 +129,7 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
             if isinstance(t, dict) else t
             for name, t in appsets.items()
         }
-    for section in ("clusters", "notifiers", "appsets", "policies"):
+    for section in ("clusters", "notifiers", "appsets", "policies", "windows"):
         tables = raw.get(section)
         if isinstance(tables, dict):
             for name in tables:
@@ -192,6 +194,9 @@ def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _
         update["plugins"] = app_plugin_options(
             plugin_tables(app.get("plugins"), f"{where}.plugins", errors), global_raw, resolved.plugins, types, where, errors
         )
+        approval = app.get("approval")
+        if isinstance(approval, dict) and isinstance(approval.get("notifier"), str):
+            _check_approval_notifier(approval["notifier"], name, notifiers, resolved, f"{where}.approval.notifier", errors)
         depends_on = app.get("depends_on")
         for i, dependency in enumerate(depends_on if isinstance(depends_on, list) else []):
             if isinstance(dependency, str) and dependency not in apps:
@@ -206,6 +211,25 @@ def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _
     if cycle:
         errors.append(f"apps.{cycle[0]}.depends_on: dependency cycle: {' -> '.join(cycle)}")
     return resolved
+
+
+def _check_approval_notifier(
+    notifier: str, app: str, notifiers: dict[str, Any], resolved: _Resolved, where: str, errors: list[str]
+) -> None:
+    """The approval notifier must exist and its filters must let approval requests through."""
+    if notifier not in notifiers:
+        errors.append(f"{where}: unknown notifier {notifier!r} (defined: {name_list(notifiers)})")
+        return
+    table = resolved.notifiers.get(notifier)
+    options = table.options if table is not None else None
+    if not isinstance(options, NotifierOptions):
+        return
+    if options.events and "approval-requested" not in options.events:
+        errors.append(f"{where}: notifiers.{notifier}.events does not include approval-requested")
+    if Severity(options.min_severity).rank > Severity.INFO.rank:
+        errors.append(f"{where}: notifiers.{notifier}.min_severity drops approval requests (they are info)")
+    if not any(fnmatch.fnmatchcase(app, pattern) for pattern in options.apps):
+        errors.append(f"{where}: notifiers.{notifier}.apps does not match {app!r}")
 
 
 def _global_plugin_options(

@@ -16,6 +16,9 @@ Routes (JSON unless noted):
   (a unique prefix will do).
 - ``/ui/``: the status web page (:mod:`gitopsd.server.ui`), unless ``daemon.ui = false``;
   ``/`` redirects there.
+- ``POST /api/v1/apps/{name}/approval/approve | reject`` with ``{"revision": "..."}``:
+  decide an app's pending approval (API token); 409 when it is not the pending revision.
+  ``GET /api/v1/apps`` also lists the sync windows open now (``windows``).
 - ``POST /hooks/github | gitlab | gitea``: push webhooks (see :mod:`gitopsd.server.push`);
   404 when the provider has no secret configured. The apps whose files the push changed
   are refreshed at once, the other apps of the repository a second later.
@@ -98,6 +101,7 @@ def app_json(s: AppSummary, history: list[HistoryEntry]) -> dict[str, Any]:
         },
         "reconciles": s.reconciles,
         "waiting": s.waiting,
+        "hold": {"state": s.hold, "revision": s.hold_revision, "message": s.hold_message, "until": _iso(s.hold_until)},
         "history": [history_json(h) for h in history],
         "appset": s.appset,  # the [appsets.*] that generated it, or ""
     }
@@ -139,6 +143,7 @@ class ApiServer:
         app.router.add_get("/api/v1/apps", self.list_apps)
         app.router.add_get("/api/v1/apps/{name}", self.get_app)
         app.router.add_post("/api/v1/apps/{name}/{action}", self.app_action)
+        app.router.add_post("/api/v1/apps/{name}/approval/{decision}", self.approval)
         app.router.add_post("/hooks/{provider}", self.hook)
         if self.settings.ui:
             from gitopsd.server.ui import WebUI
@@ -255,7 +260,7 @@ class ApiServer:
             except AppNotFound:  # removed by a reload meanwhile
                 continue
             apps.append(app_json(summary, history))
-        return web.json_response({"apps": apps})
+        return web.json_response({"apps": apps, "windows": self.view.open_windows()})
 
     async def get_app(self, request: web.Request) -> web.Response:
         refused = self._authorize(request, Access.READ)
@@ -309,6 +314,30 @@ class ApiServer:
         if action in ("suspend", "resume"):
             return web.json_response({"app": name, "action": action, "suspended": action == "suspend"})
         return web.json_response({"app": name, "action": "rollback", "revision": resolved, "status": "accepted"}, status=202)
+
+    async def approval(self, request: web.Request) -> web.Response:
+        """Approve or reject an app's pending revision (the gate of engine/approvals.py)."""
+        decision = request.match_info["decision"]
+        if decision not in ("approve", "reject"):
+            return _error(404, f"no such decision: {decision}")
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
+        name = request.match_info["name"]
+        try:
+            payload = json.loads(await request.read() or b"{}")
+            revision = str(payload["revision"]) if isinstance(payload, dict) else ""
+        except (ValueError, KeyError, UnicodeDecodeError):
+            revision = ""
+        if not revision:
+            return _error(400, f'{decision} needs a JSON body {{"revision": "..."}}')
+        try:
+            message = await self.view.decide(name, revision, approve=decision == "approve", by=f"api:{request.remote}")
+        except AppNotFound as exc:
+            return _error(404, str(exc))
+        except ActionRefused as exc:
+            return _error(exc.status, str(exc))
+        return web.json_response({"app": name, "decision": decision, "message": message})
 
     # -- webhooks ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from gitopsd.core.events import Event
 from gitopsd.core.models import Health, HistoryEntry, ObjectRef, SyncStatus
@@ -50,6 +50,10 @@ class AppSummary:
     last_counts: dict[str, int] = field(default_factory=dict)
     reconciles: int = 0
     waiting: str = ""  # what depends_on holds the app for ("" when it is not held)
+    hold: str = ""  # change control: "", "awaiting-approval", "rejected" or "window-closed"
+    hold_revision: str = ""  # the revision that waits
+    hold_message: str = ""
+    hold_until: datetime | None = None  # when the window ends, or the approval request expires
     appset: str = ""  # the [appsets.*] table that generated the app ("" for its own [apps.*] table)
 
 
@@ -176,4 +180,15 @@ class AppsView(Protocol):
 
     def refresh_appsets(self, names: Sequence[str]) -> None:
         """Expand these appsets again now (a push webhook to a repository they read)."""
+        ...
+
+    def open_windows(self) -> list[dict[str, Any]]:
+        """The sync windows open now: ``{name, kind, start, end}`` (ISO times)."""
+        ...
+
+    async def decide(self, name: str, revision: str, *, approve: bool, by: str) -> str:
+        """Approve or reject the app's pending revision; a message saying what happened.
+
+        Raises AppNotFound, or ActionRefused (409) when ``revision`` is not the pending one.
+        """
         ...

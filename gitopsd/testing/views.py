@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 
@@ -138,6 +139,14 @@ class MemoryView:
 
     def push_targets(self) -> Sequence[PushTarget]:
         return [PushTarget(a.name, a.source_url, a.source_ref, "", a.source_path) for a in self.apps_by_name.values()]
+
+    def open_windows(self) -> list[dict[str, Any]]:
+        return []
+
+    async def decide(self, name: str, revision: str, *, approve: bool, by: str) -> str:
+        self.app(name)
+        self.actions.append((name, "approve" if approve else "reject", revision))
+        return f"{name}: {revision} {'approved' if approve else 'rejected'}"
 
     def fire(self, names: Sequence[str], reason: str) -> None:
         self.actions.extend((n, reason, "") for n in names)

@@ -7,6 +7,7 @@ by Slack at 40,000 (we stay far below).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,9 +40,23 @@ TITLES = {
     "notifier-failed": "notifier failed",
     "cluster-unreachable": "cluster unreachable",
     "cluster-reachable": "cluster reachable again",
+    "approval-requested": "approval requested",
+    "approval-granted": "approved",
+    "approval-rejected": "not approved",
+    "approval-superseded": "approval superseded",
+    "approval-refused": "approval refused",
+    "sync-window-closed": "sync window closed",
+    "chat-command": "command",
 }
 GOOD = frozenset(
-    {"sync-succeeded", "health-recovered", "app-resumed", "config-reloaded", "cluster-reachable"}
+    {
+        "sync-succeeded",
+        "health-recovered",
+        "app-resumed",
+        "config-reloaded",
+        "cluster-reachable",
+        "approval-granted",
+    }
 )
 EMOJI = {
     Severity.ERROR: ":x:",
@@ -258,3 +273,163 @@ def build_message(
     first_line = event.message.strip().splitlines()[0] if event.message.strip() else ""
     fallback = header + (f" — {first_line}" if first_line else "")
     return {"text": truncate(fallback, TEXT_LIMIT), "blocks": blocks}
+
+
+APPROVE_ACTION = "gitopsd_approve"
+REJECT_ACTION = "gitopsd_reject"
+OBJECTS_SHOWN = 10
+
+
+def who(by: str) -> str:
+    """``<@U123>`` for ``slack:U123``; the name in backticks otherwise (``api:...``, ``timeout``)."""
+    kind, _, rest = by.partition(":")
+    if kind == "slack" and rest:
+        return f"<@{escape(rest)}>"
+    return f"`{escape(by)}`"
+
+
+def _ref_list(title_: str, refs: Any) -> str:
+    if not isinstance(refs, list) or not refs:
+        return ""
+    shown = ", ".join(f"`{escape(truncate(str(r), 120))}`" for r in refs[:OBJECTS_SHOWN])
+    more = f" and {len(refs) - OBJECTS_SHOWN} more" if len(refs) > OBJECTS_SHOWN else ""
+    return f"*{title_} ({len(refs)})*: {shown}{more}"
+
+
+def approval_blocks(
+    event: Event, *, gitea_hosts: Iterable[str] = (), gitlab_hosts: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """The request's blocks without the buttons: revision, commit, diff summary."""
+    data: Mapping[str, Any] = event.data
+    label, _sha = parse_revision(event.revision)
+    previous = str(data.get("previous") or "")
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": truncate(f":raised_hand: {event.app}: approval requested", HEADER_LIMIT),
+                "emoji": True,
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": truncate(
+                    f"`{escape(label)}` waits for approval before it is applied"
+                    + (
+                        f" (the app stays at `{escape(parse_revision(previous)[0])}`)"
+                        if previous
+                        else ""
+                    ),
+                    SECTION_LIMIT,
+                ),
+            },
+        },
+    ]
+    fields = _fields(event, gitea_hosts, gitlab_hosts)
+    commit = data.get("commit")
+    if isinstance(commit, Mapping):
+        if commit.get("author"):
+            fields.append(
+                {
+                    "type": "mrkdwn",
+                    "text": truncate(f"*Author*\n{escape(str(commit['author']))}", FIELD_LIMIT),
+                }
+            )
+        if commit.get("message"):
+            fields.append(
+                {
+                    "type": "mrkdwn",
+                    "text": truncate(f"*Commit*\n{escape(str(commit['message']))}", FIELD_LIMIT),
+                }
+            )
+    if data.get("expires"):
+        fields.append(
+            {
+                "type": "mrkdwn",
+                "text": f"*Expires*\n{escape(str(data['expires'])[:16].replace('T', ' '))} UTC",
+            }
+        )
+    if fields:
+        blocks.append({"type": "section", "fields": fields[:MAX_FIELDS]})
+    diff = data.get("diff")
+    if isinstance(diff, Mapping):
+        if diff.get("error"):
+            summary = f"*Diff*: not available ({escape(truncate(str(diff['error']), 300))})"
+        else:
+            parts = [
+                _ref_list("Created", diff.get("created")),
+                _ref_list("Changed", diff.get("changed")),
+                _ref_list("Deleted", diff.get("deleted")),
+            ]
+            summary = "\n".join(p for p in parts if p) or "*Diff*: no object changes"
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": truncate(summary, SECTION_LIMIT)},
+            }
+        )
+        lines = diff.get("lines")
+        if isinstance(lines, list) and lines:
+            text = _code_block(
+                "\n".join(truncate(str(line), 200) for line in lines), SECTION_LIMIT - 40
+            )
+            if diff.get("more_lines"):
+                text += f"\n… {diff['more_lines']} more line(s)"
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    return blocks
+
+
+def approval_request(
+    event: Event, *, gitea_hosts: Iterable[str] = (), gitlab_hosts: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The ``approval-requested`` message: the request and Approve / Reject buttons."""
+    value = json.dumps({"app": event.app, "revision": event.revision})
+    blocks = approval_blocks(event, gitea_hosts=gitea_hosts, gitlab_hosts=gitlab_hosts)
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": "gitopsd_approval",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": APPROVE_ACTION,
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Approve"},
+                    "value": value,
+                },
+                {
+                    "type": "button",
+                    "action_id": REJECT_ACTION,
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Reject"},
+                    "value": value,
+                },
+            ],
+        }
+    )
+    label = parse_revision(event.revision)[0]
+    return {
+        "text": truncate(f":raised_hand: {event.app}: {label} waits for approval", TEXT_LIMIT),
+        "blocks": blocks,
+    }
+
+
+def decided(request_blocks: list[dict[str, Any]], event: Event) -> dict[str, Any]:
+    """The request message once decided: its blocks, no buttons, and the outcome."""
+    by = str(event.data.get("by", ""))
+    if event.name == "approval-granted":
+        outcome = f":white_check_mark: Approved by {who(by)}"
+    elif event.name == "approval-superseded":
+        outcome = (
+            f":fast_forward: Superseded by `{escape(parse_revision(by)[0])}`; a new request follows"
+        )
+    elif event.reason == "Timeout":
+        outcome = ":hourglass: Not decided in time: not applied"
+    else:
+        outcome = f":no_entry: Rejected by {who(by)}: not applied"
+    blocks = [b for b in request_blocks if b.get("type") != "actions"]
+    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": outcome}})
+    return {"text": truncate(f"{event.app}: {outcome}", TEXT_LIMIT), "blocks": blocks}

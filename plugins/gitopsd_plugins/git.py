@@ -302,6 +302,22 @@ class GitSource(gitopsd.Source):
             await self._verify(sha)
         return await self._artifact(revision, sha)
 
+    async def describe(self, revision: str) -> dict[str, str]:
+        """The commit's subject, author and date, from the mirror (``{}`` if it lacks the commit)."""
+        m = _REVISION.match(revision)
+        if not m or not self._repo.mirror.exists():
+            return {}
+        try:
+            out = await self.runner()(
+                "log", "-1", "--format=%s%x00%an <%ae>%x00%aI", m["sha"], "--", cwd=self._repo.mirror, what="git log"
+            )
+        except SourceError:
+            return {}
+        parts = out.stdout.decode("utf-8", "replace").strip().split("\0")
+        if len(parts) != 3:
+            return {}
+        return {"message": parts[0], "author": parts[1], "date": parts[2]}
+
     async def _has_commit(self, sha: str) -> bool:
         if sha in self._repo.commits:
             return True

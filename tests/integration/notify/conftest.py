@@ -1,6 +1,11 @@
 """A real HTTP server on loopback that plays Slack (incoming webhooks and chat.postMessage)
 and a generic webhook receiver, with scripted replies, for the notifier tests.
 
+It also plays the Web API calls of change control (apps.connections.open with the app-level
+token, chat.update, chat.postEphemeral, usergroups.list, usergroups.users.list) and Socket
+Mode: :class:`SocketModeStandIn` is the websocket behind ``/socket`` (hello, envelopes,
+acks checked, ``disconnect``, dropped sockets, redelivery of unacknowledged envelopes).
+
 Scripting: ``fake.script(path, reply, reply, ...)`` queues replies for the next requests
 to ``path``; once they are used up the default reply (success) answers. A reply is
 ``Reply(status, body, headers)``, ``fake.hang(path)`` (the handler waits until the test ends
@@ -23,12 +28,14 @@ from typing import Any
 
 import pytest
 import structlog
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from gitopsd import PluginContext
 
 WEBHOOK_PATH = "/services/T0000/B0000/s3cretWebhookPath"
 TOKEN = "xoxb-test-token-0123456789"
+APP_TOKEN = "xapp-1-test-app-token-0123456789"
+GROUPS = {"S0ONCALL": ("platform-oncall", ["U0ONCALL"])}
 HMAC_SECRET = "hmac-secret-for-tests"
 
 
@@ -70,6 +77,7 @@ class FakeServer:
         self._ts = 1700000000.000100
         self.base = ""
         self._runner: web.AppRunner | None = None
+        self.socket = SocketModeStandIn()
 
     # -- control ---------------------------------------------------------------
 
@@ -139,6 +147,24 @@ class FakeServer:
                 return Reply(200, {"ok": False, "error": "channel_not_found"})
             self._ts += 1
             return Reply(200, {"ok": True, "channel": "C0DEPLOYS", "ts": f"{self._ts:.6f}"})
+        api_method = request.path.removeprefix("/api/")
+        if api_method == "apps.connections.open":
+            if request.headers.get("Authorization") != f"Bearer {APP_TOKEN}":
+                return Reply(200, {"ok": False, "error": "invalid_auth"})
+            return Reply(200, {"ok": True, "url": self.base.replace("http://", "ws://") + "/socket"})
+        if api_method in ("chat.update", "chat.postEphemeral", "usergroups.list", "usergroups.users.list"):
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return Reply(200, {"ok": False, "error": "invalid_auth"})
+            if api_method == "usergroups.list":
+                groups = [{"id": gid, "handle": handle} for gid, (handle, _) in GROUPS.items()]
+                return Reply(200, {"ok": True, "usergroups": groups})
+            if api_method == "usergroups.users.list":
+                form = dict(x.split("=", 1) for x in body.decode().split("&") if "=" in x)
+                group = GROUPS.get(form.get("usergroup", ""))
+                if group is None:
+                    return Reply(200, {"ok": False, "error": "no_such_subteam"})
+                return Reply(200, {"ok": True, "users": group[1]})
+            return Reply(200, {"ok": True, "channel": "C0DEPLOYS", "ts": json.loads(body).get("ts", "1.0")})
         if request.path == WEBHOOK_PATH:
             return Reply(200, "ok")
         if request.path.startswith("/services/"):
@@ -147,6 +173,7 @@ class FakeServer:
 
     async def start(self) -> None:
         app = web.Application()
+        app.router.add_get("/socket", self.socket.handle)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
         await self._runner.setup()
@@ -159,8 +186,117 @@ class FakeServer:
 
     async def stop(self) -> None:
         self.release()
+        await self.socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+@dataclass
+class Envelope:
+    """One envelope sent over Socket Mode, and when it was acknowledged."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    sent_at: float = 0.0
+    acked_at: float | None = None
+    deliveries: int = 0
+
+
+class SocketModeStandIn:
+    """Slack's side of Socket Mode: one websocket at a time, like a Slack app with one connection.
+
+    On each connection: ``hello``, then every envelope not acknowledged yet (Slack delivers
+    again what was not acked). ``send()`` queues an envelope and delivers it if connected;
+    ``send(..., drop_after=True)`` delivers it and drops the TCP connection at once, without
+    a close frame. ``disconnect()`` sends Slack's ``disconnect`` message.
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.envelopes: dict[str, Envelope] = {}
+        self._ws: web.WebSocketResponse | None = None
+        self._request: web.Request | None = None
+        self._changed = asyncio.Event()
+        self._ids = 0
+        self.closing = False
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.connections += 1
+        self._ws, self._request = ws, request
+        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "stand-in"}})
+        for envelope in list(self.envelopes.values()):
+            if envelope.acked_at is None:
+                await self._deliver(envelope)
+        self._changed.set()
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            envelope = self.envelopes.get(data.get("envelope_id", ""))
+            if envelope is not None and envelope.acked_at is None:
+                envelope.acked_at = time.monotonic()
+            self._changed.set()
+        if self._ws is ws:
+            self._ws = None
+        return ws
+
+    async def _deliver(self, envelope: Envelope) -> None:
+        assert self._ws is not None
+        envelope.sent_at = time.monotonic()
+        envelope.deliveries += 1
+        await self._ws.send_json(
+            {"envelope_id": envelope.id, "type": envelope.type, "payload": envelope.payload, "accepts_response_payload": False}
+        )
+
+    async def send(self, type_: str, payload: dict[str, Any], *, drop_after: bool = False) -> Envelope:
+        self._ids += 1
+        envelope = Envelope(f"env-{self._ids}", type_, payload)
+        self.envelopes[envelope.id] = envelope
+        if self._ws is not None and not self._ws.closed:
+            await self._deliver(envelope)
+            if drop_after:
+                self.drop()
+        return envelope
+
+    async def redeliver(self, envelope: Envelope) -> None:
+        """Send ``envelope`` again (Slack does when it doubts an ack arrived)."""
+        envelope.acked_at = None
+        await self._deliver(envelope)
+
+    def drop(self) -> None:
+        """Cut the TCP connection (no close frame), as a network failure would."""
+        if self._request is not None and self._request.transport is not None:
+            self._request.transport.abort()  # type: ignore[attr-defined]
+        self._ws = None
+
+    async def disconnect(self) -> None:
+        assert self._ws is not None
+        await self._ws.send_json({"type": "disconnect", "reason": "refresh_requested"})
+
+    async def wait(self, predicate: Any, within: float = 20.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"Socket Mode stand-in: timed out waiting for {what}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+            except TimeoutError:
+                pass
+
+    async def wait_connected(self, count: int = 1, within: float = 20.0) -> None:
+        await self.wait(lambda: self.connections >= count and self._ws is not None, within, f"{count} connection(s)")
+
+    async def wait_acked(self, envelope: Envelope, within: float = 20.0) -> None:
+        await self.wait(lambda: envelope.acked_at is not None, within, f"the ack of {envelope.id}")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ async def test_health_ready_and_json_404(env: Env, http: httpx.AsyncClient) -> N
         assert r.status_code == 200 and r.json()["status"] == "ready"
         auth = {"Authorization": f"Bearer {API_TOKEN}"}
         r = await http.get(f"{env.base_url}/api/v1/apps", headers=auth)
-        assert r.status_code == 200 and r.json() == {"apps": []}
+        assert r.status_code == 200 and r.json() == {"apps": [], "windows": []}
         r = await http.get(f"{env.base_url}/api/v1/apps/nope", headers=auth)
         assert r.status_code == 404 and r.json() == {"error": "no app named 'nope'"}
         r = await http.get(f"{env.base_url}/no/such/thing")
@@ -198,7 +198,7 @@ async def test_reads_need_a_token_and_the_read_token_only_reads(env: Env, http: 
             assert r.status_code == 401, path
         for token in (READ_TOKEN, API_TOKEN):
             r = await http.get(base + "/api/v1/apps", headers={"Authorization": f"Bearer {token}"})
-            assert r.status_code == 200 and r.json() == {"apps": []}
+            assert r.status_code == 200 and r.json() == {"apps": [], "windows": []}
         r = await http.post(base + "/api/v1/apps/web/refresh", headers={"Authorization": f"Bearer {READ_TOKEN}"})
         assert r.status_code == 403 and "read token" in r.json()["error"]
         # health, readiness and metrics stay open by default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -109,3 +110,45 @@ async def test_daemon_not_running(env: Env) -> None:
     env.write(env.daemon_toml())
     result = await gitopsd(env.path, "status")
     assert result.exit_code == 1 and "cannot reach gitopsd" in result.output
+
+
+async def test_approve_reject_and_open_windows_in_status(env: Env, sandbox: Sandbox) -> None:
+    text = app_config(env, sandbox) + textwrap.dedent("""
+        approval = { notifier = "audit" }
+
+        [notifiers.audit]
+        type = "webhook"
+        url = "http://127.0.0.1:9/unreachable"
+        max_retries = 0
+
+        [windows.always]
+        schedule = "* * * * *"
+        duration = "1h"
+        apps = ["other-*"]
+        """)
+    config = env.write(text)
+    async with running(env, config) as daemon:
+        runner = daemon.apps["web"].runner
+        await wait_for(lambda: runner.status.hold == "awaiting-approval")
+        pending = runner.status.hold_revision
+        assert runner.status.revision == "" and runner.status.sync == SyncStatus.OUT_OF_SYNC
+
+        result = await gitopsd(env.path, "status")
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert "(awaiting-approval)" in lines[1] and "waits for approval" in lines[1]
+        assert lines[3].split() == ["WINDOW", "KIND", "OPEN", "SINCE", "UNTIL"]
+        assert lines[4].split()[:2] == ["always", "deny"]
+
+        result = await gitopsd(env.path, "approve", "web", "sha256:" + "0" * 64)
+        assert result.exit_code == 1 and "not pending" in result.output
+        result = await gitopsd(env.path, "reject", "web", pending)
+        assert result.exit_code == 0 and "rejected by api:" in result.output, result.output
+        runner.trigger.fire("interval")
+        await wait_for(lambda: runner.status.hold == "rejected")
+        # a rejected revision may still be approved later (an operator changed their mind)
+        result = await gitopsd(env.path, "approve", "web", pending)
+        assert result.exit_code == 0 and "approved by api:" in result.output, result.output
+        await wait_for(lambda: runner.status.revision == pending and runner.status.sync == SyncStatus.SYNCED)
+        result = await gitopsd(env.path, "approve", "web", pending)
+        assert "already approved" in result.output
