@@ -45,7 +45,8 @@ async def test_without_options_nothing_changes(git_repo, run_app, kube_get):
     result = await run_app({"namespace": "plain", "source": {"type": "git", "url": git_repo.url, "ref": "main"}})
     assert result.ok, result.message
     cm = await kube_get("/api/v1/namespaces/plain/configmaps/settings")
-    assert cm is not None and cm["metadata"].get("annotations", {}) == {}
+    # Only gitopsd's own owner annotation: the transform added nothing.
+    assert cm is not None and set(cm["metadata"].get("annotations", {})) == {"gitopsd.dev/owner"}
 
 
 @pytest.mark.anyio
