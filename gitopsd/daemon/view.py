@@ -235,6 +235,9 @@ class DaemonView:
         elif action == "resume":
             await runner.set_pin(Pin())
             runner.trigger.fire("resume", force=True)  # also after a rollback pin without suspension
+        elif action in ("approve", "reject"):
+            # The change-control gate (engine/approvals.py), as from Slack or `gitopsd approve`.
+            await self.decide(name, revision or runner.status.hold_revision, approve=action == "approve", by="web")
         else:
             assert self._daemon.store is not None
             history = await self._daemon.store.history(name, HISTORY_KEPT)

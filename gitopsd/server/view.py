@@ -108,7 +108,7 @@ class PushTarget:
     path: str = ""
 
 
-ACTIONS = ("refresh", "sync", "suspend", "resume", "rollback")
+ACTIONS = ("refresh", "sync", "suspend", "resume", "rollback", "approve", "reject")
 """The operator actions, each behind the API token."""
 
 

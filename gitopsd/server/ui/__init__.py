@@ -77,6 +77,8 @@ ACTION_TEXT = {
     "suspend": "Stop reconciling this app until it is resumed (survives restarts).",
     "resume": "Reconcile this app again, following its source.",
     "rollback": "Apply this earlier revision and stay on it until the app is resumed.",
+    "approve": "Apply this revision, which waits for approval (change control).",
+    "reject": "Keep the app at the revision it has; this one is not applied.",
 }
 
 
