@@ -286,15 +286,18 @@ class Daemon:
             running.runner.cluster.untrack(running.runner.app.name)
             running.done.set()
 
-    async def _stop_app(self, name: str) -> None:
+    async def _stop_app(self, name: str, failures: list[str] | None = None) -> None:
+        """Stop one app's task and close its source; a failing ``aclose`` is added to ``failures``."""
         running = self.apps.pop(name)
         running.runner.trigger.fire("stop")
         running.scope.cancel()  # waits for nothing: an in-flight apply is rolled into the next start
         await running.done.wait()
         try:
             await running.runner.reconciler.aclose()
-        except Exception:  # a plugin's bug must not stop a reload half-way
+        except Exception as exc:  # a plugin's bug must not stop a reload half-way
             log.exception("closing a source failed", app=name)
+            if failures is not None:
+                failures.append(f"apps.{name}: closing its source failed: {type(exc).__name__}: {exc}")
 
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
@@ -398,9 +401,16 @@ class Daemon:
         for key in ("listen", "state_dir", "max_body_bytes", "instance", "inventory_namespace"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
+        failures: list[str] = []
         async with anyio.create_task_group() as stops:  # concurrently: a source may take a while to close
             for name in removed + changed:
-                stops.start_soon(self._stop_app, name)
+                stops.start_soon(self._stop_app, name, failures)
+        if failures:
+            # A plugin failed to let go of an app: run the stopped apps again as they were, and
+            # report the reload as failed (the daemon keeps the previous config).
+            for name in removed + changed:
+                self._start(old.apps[name])
+            raise ConfigError(failures)
         self.config = new
         self.windows.configure(new.windows)
         self.plugins.configure(new)

@@ -74,7 +74,7 @@ class Plugin:
         return {"local-close-fails": CloseFails}
 
 
-async def test_plugin_aclose_raising_does_not_break_a_reload(env: Env, sandbox: Sandbox) -> None:
+async def test_plugin_aclose_raising_fails_the_reload_and_keeps_the_old_config(env: Env, sandbox: Sandbox) -> None:
     env.plugins = PluginManager(builtins_only=True, plugins=[Plugin()])
     local(env.root, "buggy")
     local(env.root, "other")
@@ -88,7 +88,10 @@ async def test_plugin_aclose_raising_does_not_break_a_reload(env: Env, sandbox: 
         env.path.write_text(base + app_toml("other", '{ type = "local", path = "apps/other" }')
                             + app_toml("added", '{ type = "local", path = "apps/other" }'))
         await daemon.reload_from_file()
-        assert [e.name for e in events if e.name.startswith("config-reload")] == [ev.ConfigReloaded.name]
-        assert set(daemon.apps) == {"other", "added"}
-        await wait_for(lambda: daemon.apps["added"].runner.status.sync == SyncStatus.SYNCED, timeout=30)
+        failed = [e for e in events if e.name.startswith("config-reload")]
+        assert [e.name for e in failed] == [ev.ConfigReloadFailed.name]
+        assert "apps.buggy: closing its source failed: RuntimeError: plugin bug in aclose" in failed[0].message
+        # the previous config goes on: the app is running again, nothing was added
+        assert set(daemon.apps) == {"buggy", "other"} and "added" not in daemon.config.apps
+        await wait_for(lambda: daemon.apps["buggy"].runner.status.reconciles >= 1, timeout=30)
         assert not daemon.stopping.is_set()
