@@ -225,3 +225,15 @@ class AppSetFailed(Event):
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:
         return (str(self.data.get("appset", "")), self.name, self.revision, self.message)
+
+
+@_event("coordination-lost", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationLost(Event):
+    """This member could not renew its lease with the coordination backend (etcd or Kubernetes Leases) before it expired: it stopped writing to every app it held (others may take them); ``data`` has ``member``, ``backend`` and ``apps`` (the apps it stopped). It rejoins when the backend answers again."""
+
+
+@_event("coordination-restored")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationRestored(Event):
+    """A member that had lost its lease joined again with a new one; ``data`` has ``member`` and ``backend``."""

@@ -26,6 +26,7 @@ from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
+from gitopsd.daemon.coordination import Coordinator, open_backend
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
@@ -96,6 +97,8 @@ class Daemon:
         self._hard_stop = anyio.CancelScope()
         self._reload_lock = anyio.Lock()
         self.appsets = AppSetController(self)
+        self.coordinator: Coordinator | None = None
+        """Set while running with ``[daemon.coordination]``: decides which apps run here."""
 
     @property
     def store(self) -> StateStore | None:
@@ -149,6 +152,9 @@ class Daemon:
                     on_request=self.metrics.kube_request,
                 )
             )
+            coordination = self.config.daemon.coordination
+            if coordination is not None:
+                self.coordinator = Coordinator(self, open_backend(coordination, self.runtime.pool), coordination)
             self.api = ApiServer(self, secrets)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
@@ -166,8 +172,12 @@ class Daemon:
             self.config = await self.appsets.start(self.config)  # appsets that read a repository
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for app in self.config.apps.values():
-                    self._start(app)
+                coordinating = anyio.CancelScope()
+                if self.coordinator is None:
+                    for app in self.config.apps.values():
+                        self._start(app)
+                else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
+                    tg.start_soon(self._coordinate, coordinating, name="coordination")
                 tg.start_soon(self.appsets.run, name="appsets")
                 if self.config.daemon.watch_config and self.config.path is not None:
                     tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
@@ -181,10 +191,18 @@ class Daemon:
                         await result
                 await self.stopping.wait()
                 self.systemd.stopping()
+                coordinating.cancel()
                 await self._shutdown_apps()
+                if self.coordinator is not None:
+                    await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
                 tg.cancel_scope.cancel()
             await self.bus.drain(self.config.daemon.shutdown_timeout)
             bus_tg.cancel_scope.cancel()
+
+    async def _coordinate(self, scope: anyio.CancelScope) -> None:
+        assert self.coordinator is not None
+        with scope:
+            await self.coordinator.run(self.stopping)
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
@@ -229,6 +247,8 @@ class Daemon:
         assert self._tg is not None and self.runtime is not None
         runner = AppRunner(self.runtime.reconciler(app), self.config)
         runner.gate = self.gate
+        if self.coordinator is not None:
+            runner.reconciler.fence = self.coordinator.fence_for(app.name)
         running = _Running(runner)
         self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")
@@ -253,6 +273,28 @@ class Daemon:
         running.scope.cancel()  # waits for nothing: an in-flight apply is rolled into the next start
         await running.done.wait()
         await running.runner.reconciler.aclose()
+
+    def start_app(self, app: AppConfig) -> None:
+        """Start ``app``'s runner here (the coordinator calls it for the apps this member owns)."""
+        self._start(app)
+
+    async def stop_app_gracefully(self, name: str, timeout: float | None = None) -> None:
+        """Stop ``name`` here (it moves to another member): its in-flight reconcile may finish
+        within ``timeout`` (default ``daemon.shutdown_timeout``), then the runner is cancelled."""
+        running = self.apps.pop(name, None)
+        if running is None:
+            return
+        running.runner.trigger.fire("stop")
+        locked = False
+        with anyio.move_on_after(self.config.daemon.shutdown_timeout if timeout is None else timeout):
+            await running.runner.busy.acquire()  # no new reconcile starts; the one in flight ends
+            locked = True
+        running.scope.cancel()
+        await running.done.wait()
+        if locked:
+            running.runner.busy.release()
+        await running.runner.reconciler.aclose()
+        self.metrics.forget_app(name)
 
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
@@ -343,9 +385,11 @@ class Daemon:
         for key in ("listen", "state_dir", "max_body_bytes"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
+        ran_here = set(self.apps)
         async with anyio.create_task_group() as stops:  # concurrently: a source may take a while to close
             for name in removed + changed:
-                stops.start_soon(self._stop_app, name)
+                if name in self.apps:  # with coordination, only the apps running here
+                    stops.start_soon(self._stop_app, name)
         self.config = new
         self.plugins.configure(new)
         if self.api is not None:
@@ -357,10 +401,11 @@ class Daemon:
             self.bus.set_routes(routes)
         self.notifiers = notifiers
         for name in added + changed:
-            self._start(new.apps[name])
+            if self.coordinator is None or self.coordinator.owns(name):  # else the coordinator places it
+                self._start(new.apps[name])
         for name in removed:
             self.metrics.forget_app(name)
-            if old.apps[name].prune_on_remove and self._tg is not None:
+            if old.apps[name].prune_on_remove and self._tg is not None and (self.coordinator is None or name in ran_here):
                 self._tg.start_soon(self._prune_removed, old.apps[name], name=f"prune:{name}")
         summary = {"added": added, "removed": removed, "changed": changed}
         self.metrics.reload("ok")

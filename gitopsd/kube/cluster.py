@@ -77,6 +77,9 @@ UNREACHABLE_GRACE = 5.0
 """A sync fails at once (ClusterUnreachable) only when the cluster has been unreachable this long."""
 
 
+FENCED = "fenced: this member no longer holds the app's coordination lock"
+
+
 class KubeCluster:
     """A :class:`gitopsd.engine.protocols.Cluster` on kubernetes-asyncio.
 
@@ -285,6 +288,7 @@ class KubeCluster:
         *,
         dry_run: bool = False,
         run_hooks: bool = True,
+        fence: Callable[[], bool] | None = None,
     ) -> SyncResult:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         rendered = as_rendered(rendered)
@@ -292,16 +296,27 @@ class KubeCluster:
         async with lock:
             self.drift.pause(app.name)
             try:
-                return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks)
+                return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks, fence=fence)
             except Unreachable as exc:
                 raise unreachable_error(self.name, str(exc).split(": ", 1)[-1]) from None
             finally:
                 self.drift.resume(app.name, self.cache.get)
 
     async def _sync(
-        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool, run_hooks: bool
+        self,
+        app: AppConfig,
+        rendered: Rendered,
+        inventory: Inventory,
+        *,
+        dry_run: bool,
+        run_hooks: bool,
+        fence: Callable[[], bool] | None = None,
     ) -> SyncResult:
         manifests = rendered.manifests
+
+        def fenced() -> str:
+            """Coordination: "" while this member may write the app (checked before each write phase)."""
+            return "" if dry_run or fence is None or fence() else FENCED
         started = time.monotonic()
         deadline = started + app.timeout
         self._check_reachable()
@@ -350,6 +365,7 @@ class KubeCluster:
             if index == pre_at and hook_list:
                 failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
                 skip_from = index if failure else skip_from  # a failed PreSync: nothing more applied
+            failure = failure or fenced()
             if not failure:
                 step_desired = [by_key[key_of(o)] for o in step.objects]
                 step_desired = await self._refresh_hinted(step_desired)
@@ -367,6 +383,8 @@ class KubeCluster:
                         )
                 break
         if hook_list and not failure:
+            failure = fenced()
+        if hook_list and not failure:
             if pre_at == len(steps):
                 failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
             if not failure:
@@ -375,6 +393,8 @@ class KubeCluster:
         pruned: list[ObjectResult] = []
         desired_keys = set(by_key)
         leftovers = [r for r in previous if ref_key(r) not in desired_keys]
+        if not failure and leftovers:
+            failure = fenced()
         if not failure and leftovers:
             if not desired and not app.allow_empty:
                 failure = (

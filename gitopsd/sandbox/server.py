@@ -281,6 +281,7 @@ class SandboxServer:
             return _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
         finally:
             sb.counters_obj.request(verb, resource, code, dry_run)
+            sb.counters_obj.write(request.headers.get("User-Agent", ""), verb, resource, route.namespace or "", route.name or "", code, dry_run)
 
     # -- watch --------------------------------------------------------------------------
     async def _watch(self, request: web.Request, c: Call) -> web.StreamResponse:

@@ -42,6 +42,7 @@ from gitopsd.core.state import HISTORY_KEPT, Pin
 from gitopsd.core.version import __version__
 from gitopsd.plugin.config import Config
 from gitopsd.server import push as pushes
+from gitopsd.server.members import add_member_routes
 from gitopsd.server.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class ApiServer:
         app.router.add_get("/api/v1/apps/{name}", self.get_app)
         app.router.add_post("/api/v1/apps/{name}/{action}", self.app_action)
         app.router.add_post("/hooks/{provider}", self.hook)
+        add_member_routes(app, self.daemon, self._app_json)  # coordination: server/members.py
         return app
 
     async def start(self) -> None:
