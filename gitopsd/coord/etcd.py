@@ -143,7 +143,18 @@ class EtcdBackend:
     # -- lease ----------------------------------------------------------------------------
 
     async def join(self) -> None:
-        """See :meth:`gitopsd.coord.base.Backend.join`."""
+        """See :meth:`gitopsd.coord.base.Backend.join`.
+
+        A previous lease of ours that expired only locally (the backend was unreachable) is
+        revoked first: etcd restarts the TTLs of surviving leases when it elects a leader, so
+        it could otherwise hold our old locks for another TTL.
+        """
+        if self._lease is not None:
+            old, self._lease = self._lease, None
+            try:
+                await self._post("/v3/lease/revoke", {"ID": old})
+            except (CoordinationUnavailable, LeaseLost):
+                pass
         started = time.monotonic()
         granted = await self._post("/v3/lease/grant", {"TTL": math.ceil(self.ttl)})
         if "ID" not in granted:
