@@ -112,6 +112,10 @@ class Coordinator:
         self.members: list[MemberInfo] = []
         self.holders: dict[str, str] = {}  # app -> member, as last read
         self._renew_at = 0.0
+        # After a join, take no app until the member list has been stable for a while (at most
+        # 3 TTLs): members started together then agree at once instead of trading apps.
+        self._settle_until = 0.0
+        self._settle_cap = 0.0
         self._limiter = anyio.CapacityLimiter(ACQUIRE_CONCURRENCY)
 
     # -- what runners ask ------------------------------------------------------------------
@@ -143,6 +147,8 @@ class Coordinator:
                     continue
                 self.joined = True
                 self._renew_at = time.monotonic() + interval
+                self._settle_until = time.monotonic() + self.config.lease_ttl
+                self._settle_cap = time.monotonic() + 3 * self.config.lease_ttl
                 log.info("joined", member=self.member, backend=self.backend.kind, mode=self.config.mode)
                 if self.lost:
                     self.lost = False
@@ -192,6 +198,12 @@ class Coordinator:
         members = await self.backend.members()
         if self.member not in {m.name for m in members}:
             raise LeaseLost(f"member {self.member} is not in the member list")
+        now = time.monotonic()
+        if now < self._settle_until:
+            if [m.name for m in members] != [m.name for m in self.members]:
+                self._settle_until = min(self._settle_cap, now + self.config.lease_ttl)
+            self.members = members
+            return
         self.members = members
         holders = {k.removeprefix("app-"): v for k, v in (await self.backend.holders()).items() if k.startswith("app-")}
         self.holders = holders
