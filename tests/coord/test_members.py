@@ -260,7 +260,7 @@ async def test_rolling_restart_fails_no_sync_and_applies_nothing_twice(
             await wait_for(f"{m.name} back", lambda: _holds_some(members, m.name), timeout=90)
             await wait_for("every app held", lambda: all_held(members, apps))
         print("handover after SIGTERM (s):", [f"{h:.2f}" for h in handovers])
-        assert max(handovers) < 2.0 * 2, handovers  # issue: < 2 s; doubled for a loaded test machine
+        assert max(handovers) < 2.0, handovers  # the issue: under 2 s (measured ~0.1 s)
         await wait_for("convergence", lambda: converged(sandbox, apps))
         # Nothing changed in git: no member had anything to apply, however often apps moved.
         assert writers(sandbox, since=settled) == {}
