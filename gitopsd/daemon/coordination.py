@@ -26,6 +26,7 @@ import structlog
 from gitopsd.coord.base import Backend, CoordinationUnavailable, LeaseLost, MemberInfo
 from gitopsd.coord.placement import owner
 from gitopsd.core import events as ev
+from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Event
 from gitopsd.engine.protocols import ClusterPool
 from gitopsd.plugin.config import AppConfig, Config, CoordinationConfig
@@ -63,7 +64,12 @@ def open_backend(coordination: CoordinationConfig, pool: ClusterPool | None) -> 
     from gitopsd.kube.leases import LeaseBackend
 
     assert pool is not None and coordination.cluster is not None
-    cluster: Any = pool.get(coordination.cluster)
+    try:
+        cluster: Any = pool.get(coordination.cluster)
+    except KeyError:
+        raise ConfigError(
+            [f"daemon.coordination.cluster: no [clusters.{coordination.cluster}] table (the cluster holding the Leases)"]
+        ) from None
     return LeaseBackend(
         cluster.client,
         coordination.namespace,

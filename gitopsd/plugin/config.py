@@ -120,12 +120,19 @@ class CoordinationConfig(_Model):
     password_file: Path | None = Field(None, description="etcd: file holding the user's password.")
     cluster: str | None = Field(None, description="kubernetes: the [clusters.*] entry whose API server holds the Leases.")
     namespace: str = Field("gitopsd-system", description="kubernetes: namespace of the Lease objects (must exist).")
-    member: str = Field(default_factory=lambda: socket.gethostname(), description="This member's name, unique among members; default: the host name.")
+    member: str = Field("", description="This member's name, unique among members; empty: the host name.")
     mode: Literal["shard", "standby"] = Field("shard", description='"shard": apps spread over live members (rendezvous hashing); "standby": one leader runs every app.')
     lease_ttl: Duration = Field(10.0, ge=1.0, description="A member that has not renewed its lease for this long is gone; its apps move.")
     advertise_url: str = Field("", description="This member's API URL (e.g. http://10.0.0.5:9420), for fan-out and `gitopsd status`.")
     weight: float = Field(1.0, gt=0, description="shard: this member's relative share of the apps.")
     prefix: str = Field("/gitopsd", description="etcd: key prefix; members of one installation share it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_member(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("member"):
+            return {**data, "member": socket.gethostname().lower()}
+        return data
 
     @model_validator(mode="after")
     def _backend_settings(self) -> CoordinationConfig:
