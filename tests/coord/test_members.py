@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -53,9 +54,10 @@ async def get(member: Member, path: str) -> Any:
 async def wait_for(what: str, condition: Callable[[], Any], timeout: float = 180.0, every: float = 0.25) -> float:
     """Poll the async ``condition`` until truthy; seconds it took."""
     started = time.monotonic()
-    with anyio.fail_after(timeout):
-        while not await condition():
-            await anyio.sleep(every)
+    while not await condition():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        await anyio.sleep(every)
     return time.monotonic() - started
 
 
@@ -244,6 +246,18 @@ async def test_rolling_restart_fails_no_sync_and_applies_nothing_twice(
         await wait_for("convergence", lambda: converged(sandbox, apps))
         await wait_for("every app held", lambda: all_held(members, apps))
         await anyio.sleep(1)
+        # Any member answers for every app (fan-out to the others' advertise_url).
+        everything = await get(members[0], "/api/v1/members/apps")
+        held = await holders(members)
+        assert everything is not None and everything["errors"] == [] and held is not None
+        assert {a["name"]: a["member"] for a in everything["apps"]} == {app: held[app] for app in apps}
+        status = await anyio.run_process(
+            [sys.executable, "-m", "gitopsd", "--config", str(members[1].config), "status"], check=True
+        )
+        lines = status.stdout.decode().splitlines()
+        assert lines[0].split()[:2] == ["APP", "MEMBER"]
+        assert {line.split()[0]: line.split()[1] for line in lines[1 : APPS + 1]} == {app: held[app] for app in apps}
+        assert any(line.startswith("m2 (this)") for line in lines)
         settled = time.monotonic()
         handovers = []
         for m in members:
@@ -266,5 +280,25 @@ async def test_rolling_restart_fails_no_sync_and_applies_nothing_twice(
         assert writers(sandbox, since=settled) == {}
         failed = [e for m in members for e in m.events("sync-failed")]
         assert failed == []
+    finally:
+        stop(members)
+
+
+async def test_standby_runs_every_app_on_the_leader_and_fails_over(
+    tmp_path: Path, sandbox: Sandbox, etcd: EtcdCluster
+) -> None:
+    apps = write_apps(tmp_path, 10)
+    coordination = etcd_coordination(etcd.endpoints) + '\nmode = "standby"'
+    members = start_members(tmp_path, apps, [coordination] * 2)
+    try:
+        await wait_for("convergence", lambda: converged(sandbox, apps))
+        await wait_for("every app held", lambda: all_held(members, apps))
+        held = await holders(members)
+        assert held is not None and len(set(held.values())) == 1  # one leader runs everything
+        leader = next(m for m in members if m.name == next(iter(held.values())))
+        other = next(m for m in members if m is not leader)
+        assert {m for w in writers(sandbox).values() for _, m in w} == {leader.name}
+        leader.kill9()
+        await wait_for("standby took over", lambda: all_held([other], apps, by={other.name}), timeout=60)
     finally:
         stop(members)
