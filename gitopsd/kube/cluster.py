@@ -365,7 +365,9 @@ class KubeCluster:
             if index == pre_at and hook_list:
                 failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
                 skip_from = index if failure else skip_from  # a failed PreSync: nothing more applied
-            failure = failure or fenced()
+            if not failure:
+                failure = fenced()
+                skip_from = index if failure else skip_from  # this step is not applied either
             if not failure:
                 step_desired = [by_key[key_of(o)] for o in step.objects]
                 step_desired = await self._refresh_hinted(step_desired)
