@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gitopsd.sandbox import Sandbox
+
 from .conftest import Env, app_config, configmap, namespace
 
 pytestmark = pytest.mark.anyio
