@@ -13,8 +13,8 @@ members (``python -m gitopsd run``), talked to over HTTP only. Phases:
    by a survivor (``/api/v1/members``), and until a drift made in one of them at the kill is
    healed; the member is restarted and the group settles before the next kill.
 
-Apps use the ``local`` source (plain manifests on disk), so the figures are about
-coordination and the apply path, not git. Results: ``bench/results/ha-<N>x<M>.json`` and ``.md``.
+Apps are the same as ``make bench-full``'s (bench/gen.py: plain, Kustomize and Helm apps in
+one git repository served as file://). Results: ``bench/results/ha-<N>x<M>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -55,7 +56,7 @@ def wait(what: str, check: Callable[[], bool], timeout: float, every: float = 0.
 class Member:
     """One member process and its config."""
 
-    def __init__(self, work: Path, name: str, kubeconfig: Path, apps: dict[str, Path], endpoints: list[str], ttl: float):
+    def __init__(self, work: Path, name: str, kubeconfig: Path, repo: gen.Repo, endpoints: list[str], ttl: float):
         self.name = name
         self.dir = work / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -80,9 +81,9 @@ class Member:
             "[clusters.sandbox]",
             f"kubeconfig = {toml_str(kubeconfig)}",
         ]
-        for app, path in apps.items():
-            lines += ["", f"[apps.{app}]", 'cluster = "sandbox"', f'namespace = "{app}"',
-                      f"source = {{ type = \"local\", path = {toml_str(path)} }}"]
+        for spec in repo.specs:
+            lines += ["", f"[apps.{spec.name}]", 'cluster = "sandbox"', f'namespace = "{spec.namespace}"',
+                      f'source = {{ type = "git", url = {toml_str(repo.url)}, ref = "main", path = "{spec.path}" }}']
         self.config.write_text("\n".join(lines) + "\n")
         self.proc: DaemonProc | None = None
 
@@ -123,15 +124,12 @@ def settled(members: list[Member], apps: list[str], live: set[str]) -> bool:
 def run(apps_n: int, objects: int, ttl: float, kills: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gitopsd-bench-ha-"))
     log(f"work directory {work}")
-    specs = [gen.AppSpec(f"app-{i:04d}", "plain", objects) for i in range(apps_n)]
-    for spec in specs:
-        gen.write_app(work / "repo", spec)
-    apps = {s.name: work / "repo" / s.path for s in specs}
-    names = sorted(apps)
+    repo = gen.generate(work / "repo", apps_n, objects)
+    names = sorted(s.name for s in repo.specs)
     sandbox = SandboxProc.start(work / "sandbox", rollout_delay=0.05)
     etcd = EtcdCluster(work / "etcd")
     etcd.start_all()
-    members = [Member(work, f"m{i + 1}", sandbox.kubeconfig, apps, etcd.endpoints, ttl) for i in range(3)]
+    members = [Member(work, f"m{i + 1}", sandbox.kubeconfig, repo, etcd.endpoints, ttl) for i in range(3)]
     result: dict[str, Any] = {
         "apps": apps_n, "objects": objects, "lease_ttl": ttl, "members": 3,
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
@@ -205,6 +203,7 @@ def run(apps_n: int, objects: int, ttl: float, kills: int) -> dict[str, Any]:
                 m.proc.kill()
         etcd.stop_all()
         sandbox.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 
