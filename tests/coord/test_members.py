@@ -302,3 +302,45 @@ async def test_standby_runs_every_app_on_the_leader_and_fails_over(
         await wait_for("standby took over", lambda: all_held([other], apps, by={other.name}), timeout=60)
     finally:
         stop(members)
+
+
+async def test_an_etcd_outage_stops_every_member_and_nothing_is_applied_twice_after(
+    tmp_path: Path, sandbox: Sandbox, etcd: EtcdCluster
+) -> None:
+    apps = write_apps(tmp_path, 20)
+    members = start_members(tmp_path, apps, [etcd_coordination(etcd.endpoints)] * 3)
+    try:
+        await wait_for("convergence", lambda: converged(sandbox, apps))
+        await wait_for("every app held", lambda: all_held(members, apps))
+        await anyio.sleep(1)
+        settled = time.monotonic()
+        etcd.stop_all()
+        for m in members:
+            await wait_for(f"{m.name} reports coordination-lost", lambda m=m: _has_event(m, "coordination-lost"), timeout=60)
+        lost_at = time.monotonic()
+        # Nobody holds anything now: nothing is written, even to heal a drift.
+        async with kube(sandbox) as k:
+            r = await k.patch(
+                "/api/v1/namespaces/a00/configmaps/settings",
+                json={"data": {"greeting": "drifted"}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            assert r.status_code == 200
+        await anyio.sleep(TTL)
+        assert writers(sandbox, since=lost_at) == {}
+        etcd.start_all()
+        for m in members:
+            await wait_for(f"{m.name} restored", lambda m=m: _has_event(m, "coordination-restored"), timeout=120)
+        await wait_for("every app held", lambda: all_held(members, apps), timeout=120)
+        await wait_for("drift healed", lambda: converged(sandbox, apps), timeout=60)
+        # The only write after the outage is the drift heal of a00, by one member, once.
+        after = writers(sandbox, since=settled)
+        assert set(after) == {"a00"}
+        assert len(after["a00"]) == 1, after["a00"]
+        assert [e for m in members for e in m.events("sync-failed")] == []
+    finally:
+        stop(members)
+
+
+async def _has_event(member: Member, name: str) -> bool:
+    return bool(member.events(name))
