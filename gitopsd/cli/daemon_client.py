@@ -1,6 +1,7 @@
 """A small client of the running daemon's HTTP API (what ``gitopsd status`` & co. use).
 
-The address and token come from the config: ``daemon.listen`` and ``daemon.api_token_file``.
+The address and token come from the config: ``daemon.listen`` and ``daemon.api_token_file``
+(else ``daemon.read_token_file``, enough for the read-only commands).
 A wildcard listen address (``0.0.0.0``, ``::``) is reached on loopback.
 """
 
@@ -36,7 +37,8 @@ class DaemonClient:
 
     Args:
         url: Base URL, e.g. ``http://127.0.0.1:9420``.
-        token: The bearer token for mutating calls (None: they will be refused by the daemon).
+        token: The bearer token sent with every call: the API token, or the read token for
+            read-only use (None: the daemon refuses the calls).
         timeout: Seconds per request.
     """
 
@@ -48,16 +50,20 @@ class DaemonClient:
     @classmethod
     def from_config(cls, config: Config) -> DaemonClient:
         token = None
-        if config.daemon.api_token_file is not None:
+        for option in ("api_token_file", "read_token_file"):
+            path = getattr(config.daemon, option)
+            if path is None:
+                continue
             try:
-                token = read_secret_file(config.daemon.api_token_file, "daemon.api_token_file")
+                token = read_secret_file(path, f"daemon.{option}")
+                break
             except ConfigError:
-                token = None  # read-only commands still work; mutating ones get the daemon's refusal
+                continue  # not readable by this user: try the read token; else the daemon refuses
         return cls(base_url(config.daemon.listen), token)
 
     def _request(self, method: str, path: str, json: Any = None) -> Any:
         headers = {}
-        if method != "GET" and self._token is not None:
+        if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token.reveal()}"
         try:
             with httpx.Client(timeout=self._timeout) as client:
@@ -72,7 +78,9 @@ class DaemonClient:
             message = body.get("error") if isinstance(body, dict) else None
             hint = ""
             if response.status_code == 401:
-                hint = " (is daemon.api_token_file readable by you?)"
+                hint = " (is daemon.api_token_file or daemon.read_token_file readable by you?)"
+            elif response.status_code == 403:
+                hint = " (the read token cannot change anything: use daemon.api_token_file)" if method != "GET" else ""
             raise ClientError(f"{method} {path}: HTTP {response.status_code}: {message or response.reason_phrase}{hint}")
         return body
 

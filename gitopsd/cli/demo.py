@@ -7,6 +7,8 @@ changes, and tells you how to cause drift with kubectl to watch gitopsd repair i
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -16,12 +18,12 @@ import anyio
 from gitopsd.core.events import Event
 from gitopsd.core.logs import configure_logging
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import load_config
 from gitopsd.plugin.hookspecs import hookimpl
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "demo.toml"
 DEMO_DIR = ROOT / ".demo"
 
@@ -47,6 +49,23 @@ def _table(daemon: Daemon) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
+def hints(kubeconfig: Path) -> str:
+    """What to try once everything is synced: every command works against the sandbox."""
+    kubectl = shutil.which("kubectl", path=str(ROOT / ".tools")) or "kubectl"
+    k = f"{kubectl} --kubeconfig {kubeconfig}"
+    return (
+        "\nAll apps are synced. Look around as on a real cluster:\n"
+        f"  {k} -n guestbook get pods\n"
+        f"  {k} -n guestbook describe deploy guestbook-ui\n"
+        f"  {k} create namespace scratch\n"
+        f"  {k} -n scratch create deployment hello --image=nginx:1.27 --replicas=2\n"
+        "Cause some drift and watch gitopsd put it back:\n"
+        f"  {k} -n guestbook scale deploy/guestbook-ui --replicas=5\n"
+        f"  {k} -n guestbook get deploy guestbook-ui\n"
+        "Edit examples/apps/*/ and gitopsd applies the change at once. Ctrl-C to stop."
+    )
+
+
 async def _show_status(daemon: Daemon, kubeconfig: Path) -> None:
     await daemon.ready.wait()
     shown = ""
@@ -59,14 +78,7 @@ async def _show_status(daemon: Daemon, kubeconfig: Path) -> None:
         synced = daemon.apps and all(str(r.runner.status.sync) == "Synced" for r in daemon.apps.values())
         if synced and not hint_given:
             hint_given = True
-            kubectl = shutil.which("kubectl", path=str(ROOT / ".tools")) or "kubectl"
-            print(
-                "\nAll apps are synced. Cause some drift and watch gitopsd put it back:\n"
-                f"  {kubectl} --kubeconfig {kubeconfig} -n guestbook scale deploy/guestbook-ui --replicas=5\n"
-                f"  {kubectl} --kubeconfig {kubeconfig} -n guestbook get deploy guestbook-ui\n"
-                "Edit examples/apps/*/ and gitopsd applies the change at once. Ctrl-C to stop.",
-                flush=True,
-            )
+            print(hints(kubeconfig), flush=True)
         await anyio.sleep(0.5)
 
 
@@ -75,10 +87,19 @@ async def main() -> None:
     kubeconfig = DEMO_DIR / "sandbox.kubeconfig"
     plugins = PluginManager(plugins=[_PrintEvents()])
     config = load_config(CONFIG, plugins.types)
+    # The web page needs a token: a fresh one per demo, readable only by you.
+    token_file = DEMO_DIR / "api-token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(16) + "\n")
+    config = config.model_copy(update={"daemon": config.daemon.model_copy(update={"api_token_file": token_file})})
     configure_logging("console", "critical")  # events are printed by _PrintEvents
     async with Sandbox(tls=True, rollout_delay=1.0) as sandbox:
         sandbox.write_kubeconfig(kubeconfig)
         print(f"Kubernetes API sandbox at {sandbox.url} (kubeconfig: {kubeconfig})", flush=True)
+        print(
+            f"Web page: http://{config.daemon.listen}/ui/ (log in with the token in {token_file})", flush=True
+        )
 
         daemon = Daemon(config, plugins)
         async with anyio.create_task_group() as tg:

@@ -34,6 +34,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[appsets.NAME]", cfg.AppSetConfig, {"name"}),
     ("ignore_differences = [{...}] (in [apps.NAME])", cfg.IgnoreDifference, set()),
     ("decrypt = {...} (in [apps.NAME])", cfg.DecryptConfig, set()),
+    ("[policies.NAME]", cfg.PolicyConfig, set()),
 ]
 
 

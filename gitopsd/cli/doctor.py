@@ -35,7 +35,8 @@ from gitopsd.core.errors import CommandFailed, ConfigError, GitopsdError
 from gitopsd.core.models import Manifest
 from gitopsd.core.proc import run
 from gitopsd.core.secrets import REDACTOR
-from gitopsd.plugin.config import AppConfig, Config, load_config
+from gitopsd.plugin.config import AppConfig, Config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginError, PluginManager
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"

@@ -16,7 +16,8 @@ import click
 from gitopsd import __version__
 from gitopsd.core.errors import ConfigError, GitopsdError
 from gitopsd.core.logs import configure_logging
-from gitopsd.plugin.config import Config, default_config_path, load_config
+from gitopsd.plugin.config import Config, default_config_path
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginError, PluginManager
 
 if TYPE_CHECKING:
@@ -154,11 +155,16 @@ def check(obj: Context, no_fetch: bool) -> None:
 
     Appsets are expanded (their repositories fetched, unless --no-fetch) and every app
     they generate is validated; the number of apps of each is printed. Exits 1 and lists
-    every error (file and dotted key) when the config is invalid.
+    every error (file and dotted key) when the config is invalid. Warns (exit 0) about apps
+    without a policy and apps that render the same objects.
     """
+    from gitopsd.engine.policy import config_warnings
+
     config = obj.load()
     if config.appsets and not no_fetch:
         config = obj.expand(config)
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{obj.config_path}: ok ({len(config.apps)} apps, {len(config.clusters)} clusters, "
         f"{len(config.notifiers)} notifiers)"

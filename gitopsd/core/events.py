@@ -165,6 +165,12 @@ class Pruned(Event):
     """Objects that left the desired state were deleted from the cluster; ``data["objects"]`` lists them."""
 
 
+@_event("adopted")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adopted(Event):
+    """Existing objects without a gitopsd owner were taken over (``adopt``); ``data["objects"]`` lists them."""
+
+
 @_event("app-suspended")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppSuspended(Event):

@@ -186,3 +186,4 @@ class HistoryEntry:
     message: str = ""
     counts: Mapping[str, int] = field(default_factory=dict)
     health: str = ""  # the app's health after the sync ("" in entries older than gitopsd 0.2)
+    trigger: str = ""  # what started the sync: "start", "webhook", "drift", "refresh", ...

@@ -67,6 +67,10 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE history ADD COLUMN health TEXT NOT NULL DEFAULT '';
     """,
+    # 4: what triggered each sync (the web page's history)
+    """
+    ALTER TABLE history ADD COLUMN triggered_by TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -135,10 +139,11 @@ class StateStore:
     async def history(self, app: str, limit: int = 20) -> list[HistoryEntry]:
         def read(c: sqlite3.Connection) -> list[HistoryEntry]:
             rows = c.execute(
-                "SELECT time, revision, result, message, counts, health FROM history WHERE app = ? ORDER BY id DESC LIMIT ?",
+                "SELECT time, revision, result, message, counts, health, triggered_by FROM history "
+                "WHERE app = ? ORDER BY id DESC LIMIT ?",
                 (app, limit),
             )
-            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+            return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
         return await self._run(read)
 
@@ -183,6 +188,7 @@ class StateStore:
         counts: dict[str, int],
         applied_digest: str | None = None,
         health: str = "",
+        trigger: str = "",
     ) -> None:
         """Append a history entry and, on success, set the applied revision, in one transaction."""
         now = datetime.now(UTC).isoformat()
@@ -190,8 +196,9 @@ class StateStore:
         def write(c: sqlite3.Connection) -> None:
             with c:
                 c.execute(
-                    "INSERT INTO history (app, time, revision, result, message, counts, health) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (app, now, revision, result, message, json.dumps(counts), health),
+                    "INSERT INTO history (app, time, revision, result, message, counts, health, triggered_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (app, now, revision, result, message, json.dumps(counts), health, trigger),
                 )
                 c.execute(
                     "DELETE FROM history WHERE app = ? AND id NOT IN "

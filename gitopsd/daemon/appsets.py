@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import structlog
@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 
 from gitopsd.core import events as ev
 from gitopsd.core.errors import ConfigError, GitopsdError, SourceError
+from gitopsd.core.events import Event
 from gitopsd.engine.stages import Workspace
 from gitopsd.plugin.appsets import (
     build_generators,
@@ -39,8 +40,19 @@ from gitopsd.plugin.interfaces import Generator, Params
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.plugin.registry import TypeRegistry
 
-if TYPE_CHECKING:
-    from gitopsd.daemon.supervisor import Daemon
+
+class AppSetHost(Protocol):
+    """What the controller needs of the daemon (:class:`gitopsd.daemon.supervisor.Daemon`)."""
+
+    plugins: PluginManager
+    workspace: Workspace
+    config: Config
+    reload_lock: anyio.Lock
+    """Held while the daemon's config changes: a refresh and a reload never interleave."""
+
+    def emit(self, event: Event) -> None: ...
+
+    async def reload(self, new: Config) -> dict[str, list[str]]: ...
 
 log = structlog.get_logger("gitopsd.appsets")
 
@@ -100,7 +112,7 @@ class _Loop:
 class AppSetController:
     """The daemon's appsets that need a fetch: polls them and applies their app-set changes."""
 
-    def __init__(self, daemon: Daemon):
+    def __init__(self, daemon: AppSetHost):
         self.daemon = daemon
         self.loops: dict[str, _Loop] = {}
         self._tg: TaskGroup | None = None
@@ -279,7 +291,7 @@ class AppSetController:
         apps = await self._generate(loop, self.daemon.config, force=force or loop.params is None)
         if apps is None:
             return
-        async with self.daemon._reload_lock:
+        async with self.daemon.reload_lock:
             old = self.daemon.config
             try:
                 new = self.guarded(old, with_generated(old, {name: apps}))

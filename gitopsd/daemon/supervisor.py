@@ -28,9 +28,11 @@ from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.coordination import Coordinator, open_backend
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
+from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, open_runtime
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.dependencies import DependencyGate
+from gitopsd.engine.policy import config_warnings
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
@@ -38,7 +40,8 @@ from gitopsd.engine.stages import Workspace
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Notifier
 from gitopsd.plugin.manager import PluginManager
-from gitopsd.server.api import ApiSecrets, ApiServer
+from gitopsd.server.api import ApiServer
+from gitopsd.server.auth import ApiSecrets
 from gitopsd.server.metrics import AppSample, Metrics
 from gitopsd.server.systemd import SystemdNotifier
 
@@ -87,6 +90,8 @@ class Daemon:
         self.notifiers = self._make_notifiers(config, {}, {})
         self.bus = EventBus(hooks=plugins.hooks, notifiers=self.notifiers, metrics=self.metrics)
         self.bus.set_routes(EventBus.routes_from_config(config))
+        self.events = EventLog()  # recent events per app, for the web page
+        self.bus.subscribe(self.events.record)
         self.apps: dict[str, _Running] = {}
         self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
         self.stopping = anyio.Event()
@@ -95,7 +100,7 @@ class Daemon:
         self.api: ApiServer | None = None
         self._tg: TaskGroup | None = None
         self._hard_stop = anyio.CancelScope()
-        self._reload_lock = anyio.Lock()
+        self.reload_lock = anyio.Lock()
         self.appsets = AppSetController(self)
         self.coordinator: Coordinator | None = None
         """Set while running with ``[daemon.coordination]``: decides which apps run here."""
@@ -140,6 +145,8 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
+        for warning in config_warnings(self.config):  # unrestricted apps, apps rendering the same objects
+            log.warning("config warning", warning=warning)
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
             self.runtime = await stack.enter_async_context(
@@ -155,10 +162,11 @@ class Daemon:
             coordination = self.config.daemon.coordination
             if coordination is not None:
                 self.coordinator = Coordinator(self, open_backend(coordination, self.runtime.pool), coordination)
-            self.api = ApiServer(self, secrets)
+            self.api = ApiServer(DaemonView(self, self.events), self.config.daemon, secrets, self.metrics)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
             async with anyio.create_task_group() as services:  # live until the very end
+                services.start_soon(self.api.serve, name="api")
                 services.start_soon(self._handle_signals, name="signals")
                 services.start_soon(self.systemd.run_watchdog, name="watchdog")
                 with self._hard_stop:  # a second stop signal cancels everything below
@@ -329,10 +337,10 @@ class Daemon:
 
         Tells systemd ``RELOADING=1`` before and ``READY=1`` after, whatever the outcome.
         """
-        from gitopsd.plugin.config import load_config
+        from gitopsd.plugin.loading import load_config
 
         assert self.config.path is not None
-        async with self._reload_lock:
+        async with self.reload_lock:
             self.systemd.reloading()
             try:
                 try:
@@ -382,7 +390,7 @@ class Daemon:
             raise ConfigError([f"notifiers: cannot create a notifier: {type(exc).__name__}: {exc}"]) from None
         if changed_clusters and (changed or added):
             log.warning("cluster settings changed: restart gitopsd to reconnect", clusters=sorted(changed_clusters))
-        for key in ("listen", "state_dir", "max_body_bytes"):
+        for key in ("listen", "state_dir", "max_body_bytes", "instance", "inventory_namespace"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
         ran_here = set(self.apps)
@@ -394,6 +402,7 @@ class Daemon:
         self.plugins.configure(new)
         if self.api is not None:
             self.api.secrets = secrets
+            self.api.settings = new.daemon
         routes = EventBus.routes_from_config(new)
         if notifiers.keys() != self.notifiers.keys() or any(notifiers[n] is not self.notifiers[n] for n in notifiers):
             await self.bus.reconfigure(notifiers, routes, drain_seconds=new.daemon.shutdown_timeout)
@@ -405,6 +414,7 @@ class Daemon:
                 self._start(new.apps[name])
         for name in removed:
             self.metrics.forget_app(name)
+            self.events.forget(name)
             if old.apps[name].prune_on_remove and self._tg is not None and (self.coordinator is None or name in ran_here):
                 self._tg.start_soon(self._prune_removed, old.apps[name], name=f"prune:{name}")
         summary = {"added": added, "removed": removed, "changed": changed}

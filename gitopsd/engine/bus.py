@@ -243,6 +243,7 @@ class EventBus:
         self._draining = False
         self._stopped: anyio.Event | None = None
         self._progress: anyio.Event | None = None
+        self._listeners: list[Callable[[Event], None]] = []
         for name, notifier in (notifiers or {}).items():
             self._channels[name] = self._make_channel(name, notifier)
         if routes is not None:
@@ -327,6 +328,10 @@ class EventBus:
 
     # -- emitting ------------------------------------------------------------------
 
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Also call ``listener(event)`` for every event (on the event loop; must not block or raise)."""
+        self._listeners.append(listener)
+
     def emit(self, event: Event) -> None:
         """Log ``event``, pass it to the ``gitopsd_event`` hook and queue it for notifiers.
 
@@ -339,6 +344,11 @@ class EventBus:
                 self._hooks.event(event)
             except Exception as exc:  # observers must never break the caller
                 self._log.warning("event hook failed", error=_describe(exc))
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                self._log.warning("event listener failed", error=_describe(exc))
         if self._draining:
             return
         for channel in list(self._channels.values()):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gitopsd.core.models import Health, ObjectRef, Rendered, SyncResult
+from gitopsd.core.models import Health, HealthStatus, Manifest, ObjectRef, Rendered, SyncResult
 from gitopsd.plugin.config import AppConfig
 
 
@@ -144,4 +144,32 @@ class ClusterPool(Protocol):
 
     def get(self, name: str) -> Cluster:
         """The cluster called ``name`` in the config."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectState:
+    """One desired object as the live cache sees it (the web page's objects table).
+
+    ``step`` is its place in the apply order (``foundation``, ``early``, ``wave N``);
+    ``in_sync`` is None while the cache cannot tell (kind not listed yet, cluster unreachable).
+    """
+
+    ref: ObjectRef
+    step: str
+    wave: int
+    health: HealthStatus
+    in_sync: bool | None
+    live_exists: bool
+
+
+@runtime_checkable
+class DescribesObjects(Protocol):
+    """Optional part of :class:`Cluster`: per-object health and sync, from the live cache only."""
+
+    def object_states(self, app: AppConfig, manifests: list[Manifest]) -> list[ObjectState] | None:
+        """Every object of ``manifests`` in apply order; None when a kind is not discovered yet.
+
+        Sends no API request.
+        """
         ...

@@ -46,12 +46,12 @@ class AppStatus:
     suspended: bool = False
     pinned_revision: str = ""
     last_sync_time: datetime | None = None
-    last_sync_duration: float = 0.0
     last_result: str = ""
     last_reason: str = ""
     last_message: str = ""
     last_counts: dict[str, int] = field(default_factory=dict)
     reconciles: int = 0
+    last_duration: float = 0.0  # seconds the last sync took
     source_revision: str = ""  # what the source reported at the last poll (dependencies: "current revision")
     waiting: str = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
 
@@ -183,6 +183,11 @@ class Reconciler:
             self.cluster.untrack(self.app.name)
         await self.source.aclose()
 
+    @property
+    def applied(self) -> Rendered | None:
+        """The render last applied (or found in sync); None before the first one."""
+        return self._applied
+
     # -- stages ----------------------------------------------------------------------------
 
     async def poll(self) -> str:
@@ -313,6 +318,7 @@ class Reconciler:
             counts=result.counts,
             applied_digest=rendered.digest if result.ok else None,
             health=str(result.health),
+            trigger=",".join(reasons),
         )
         self._report(result, revision, drift_fix)
         if result.ok:
@@ -330,7 +336,7 @@ class Reconciler:
         self.status.health = result.health
         self.status.sync = SyncStatus.SYNCED if result.ok else SyncStatus.OUT_OF_SYNC
         self.status.last_sync_time = datetime.now(UTC)
-        self.status.last_sync_duration = result.duration
+        self.status.last_duration = result.duration
         self.status.last_result = "succeeded" if result.ok else "failed"
         self.status.last_reason = "" if result.ok else "SyncFailed"
         self.status.last_message = result.message

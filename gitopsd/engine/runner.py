@@ -12,7 +12,7 @@ import anyio
 import structlog
 
 from gitopsd.core.errors import GitopsdError
-from gitopsd.core.models import SyncResult
+from gitopsd.core.models import Manifest, SyncResult
 from gitopsd.core.state import Pin
 from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.protocols import Cluster
@@ -62,6 +62,12 @@ class AppRunner:
     def cluster(self) -> Cluster:
         assert self.reconciler.cluster is not None
         return self.reconciler.cluster
+
+    @property
+    def desired(self) -> list[Manifest] | None:
+        """The manifests last applied (or found in sync); None before the first render."""
+        applied = self.reconciler.applied
+        return list(applied.manifests) if applied is not None else None
 
     async def set_pin(self, pin: Pin) -> None:
         """Suspend/resume or pin to a revision (see :meth:`Reconciler.set_pin`)."""

@@ -7,10 +7,13 @@ discovery, live cache (LIST + WATCH of gitopsd-labelled objects) and SSH tunnel 
 Labels put on every applied object:
 
 - ``app.kubernetes.io/managed-by: gitopsd``: what the live cache watches;
-- ``gitopsd.dev/app: <app>``: ownership; prune deletes only objects carrying it.
+- ``gitopsd.dev/app: <app>``: selection.
 
-Annotations read: ``gitopsd.dev/sync-wave`` (or ``argocd.argoproj.io/sync-wave``) and
-``gitopsd.dev/prune: disabled``.
+Annotation put on every applied object: ``gitopsd.dev/owner: <instance>/<app>`` (ownership:
+see :mod:`gitopsd.kube.ownership`; prune deletes only objects whose live copy names the app).
+
+Annotations read: ``gitopsd.dev/sync-wave`` (or ``argocd.argoproj.io/sync-wave``),
+``gitopsd.dev/prune: disabled`` and ``gitopsd.dev/adopt: "true"``.
 """
 
 from __future__ import annotations
@@ -70,7 +73,14 @@ class KubeClusterPool:
         self._background = Background("clusters")
         self._clusters = {
             name: KubeCluster(
-                name, cluster, health_hook=health, emit=emit, on_request=on_request, background=self._background
+                name,
+                cluster,
+                health_hook=health,
+                emit=emit,
+                on_request=on_request,
+                background=self._background,
+                instance=config.daemon.instance,
+                inventory_namespace=config.daemon.inventory_namespace,
             )
             for name, cluster in config.clusters.items()
         }

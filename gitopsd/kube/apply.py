@@ -5,7 +5,12 @@ namespaced objects without one (and dropped from cluster-scoped ones), read-only
 is removed, and two labels are added to every object:
 
 - ``app.kubernetes.io/managed-by: gitopsd`` (what the live cache watches), and
-- ``gitopsd.dev/app: <app name>`` (ownership: prune deletes only objects carrying it).
+- ``gitopsd.dev/app: <app name>`` (selection),
+
+and the annotation ``gitopsd.dev/owner: <instance>/<app>`` (ownership, see
+:mod:`gitopsd.kube.ownership`: prune deletes only objects whose live copy names this app, and
+no app applies an object another one owns). Shared objects get neither the app label nor the
+owner annotation.
 
 An apply is first sent with ``force=false``. When that reports a conflict with another field
 manager and the app has ``force_conflicts`` (the default), it is sent again with
@@ -33,6 +38,7 @@ from gitopsd.kube.ignore import (
     without_ignored,
     without_managed,
 )
+from gitopsd.kube.ownership import DEFAULT_INSTANCE, OWNER_ANNOTATION, owner_value
 from gitopsd.plugin.config import AppConfig
 
 FIELD_MANAGER = "gitopsd"
@@ -76,8 +82,22 @@ def is_shared(obj: Manifest) -> bool:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(SHARED_ANNOTATION) == "true"
 
 
-def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
-    """``manifest`` ready to apply: namespace, labels, no read-only metadata or status.
+def impersonation(app: AppConfig) -> list[tuple[str, str]] | None:
+    """The ``Impersonate-User``/``Impersonate-Group`` headers of the app's policy, or None."""
+    effective = app.effective_policy
+    if effective is None or not effective[1].impersonate_user:
+        return None
+    rules = effective[1]
+    assert rules.impersonate_user is not None
+    return [("Impersonate-User", rules.impersonate_user)] + [
+        ("Impersonate-Group", group) for group in rules.impersonate_groups
+    ]
+
+
+def prepare(
+    app: AppConfig, manifest: Manifest, resource: Resource, instance: str = DEFAULT_INSTANCE
+) -> Manifest:
+    """``manifest`` ready to apply: namespace, labels, owner, no read-only metadata or status.
 
     Only the top level and ``metadata`` are copied; the rest is shared with ``manifest``
     (rendered manifests are read-only everywhere), which keeps one copy of each spec in memory.
@@ -94,6 +114,10 @@ def prepare(app: AppConfig, manifest: Manifest, resource: Resource) -> Manifest:
     labels = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
     if not is_shared(obj):
         labels[APP_LABEL] = app.name
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            OWNER_ANNOTATION: owner_value(instance, app.name),
+        }
     meta["labels"] = labels
     return without_ignored(app, obj)  # ignore_differences: neither compared nor applied
 
@@ -167,7 +191,7 @@ class Applier:
         self.client = client
         self.cache = cache
 
-    async def _patch(self, d: Desired, *, force: bool, dry_run: bool) -> Manifest:
+    async def _patch(self, app: AppConfig, d: Desired, *, force: bool, dry_run: bool) -> Manifest:
         query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
         if dry_run:
             query.append(("dryRun", "All"))
@@ -178,6 +202,9 @@ class Applier:
             query=query,
             body=d.obj,
             content_type=APPLY_PATCH,
+            # The namespace create_namespace adds is gitopsd's, not the app's (never owned, never
+            # pruned; the policy allowed it): a tenant needs no right to create namespaces.
+            headers=None if is_shared(d.obj) else impersonation(app),
         )
         return answer
 
@@ -192,13 +219,13 @@ class Applier:
             d = Desired(trimmed, d.resource)
         try:
             try:
-                answer = await self._patch(d, force=False, dry_run=dry_run)
+                answer = await self._patch(app, d, force=False, dry_run=dry_run)
             except ApiError as exc:
                 left_to = _fields_left_to_ignored_managers(exc, d.obj)
                 if left_to is not None:
                     # Conflicts only with managers the app ignores: drop those fields, take nothing over.
                     d = Desired(without_fields(d.obj, left_to), d.resource)
-                    answer = await self._patch(d, force=False, dry_run=dry_run)
+                    answer = await self._patch(app, d, force=False, dry_run=dry_run)
                 elif _is_conflict(exc):
                     summary = conflict_summary(exc)
                     if not app.force_conflicts:
@@ -209,15 +236,15 @@ class Applier:
                             f"conflict with another field manager: {summary}",
                         )
                     notes.append(f"took over fields from {summary}")
-                    answer = await self._patch(d, force=True, dry_run=dry_run)
+                    answer = await self._patch(app, d, force=True, dry_run=dry_run)
                 elif _is_immutable(exc) and app.replace_on_immutable and live is not None:
                     notes.append("replaced: an immutable field changed")
                     if not dry_run:
                         await self._delete_and_wait(
-                            d, live, deadline=time.monotonic() + app.timeout
+                            app, d, live, deadline=time.monotonic() + app.timeout
                         )
                     answer = (
-                        await self._patch(d, force=app.force_conflicts, dry_run=dry_run)
+                        await self._patch(app, d, force=app.force_conflicts, dry_run=dry_run)
                         if not dry_run
                         else live
                     )
@@ -236,7 +263,10 @@ class Applier:
             self.cache.record(answer)
         return ObjectResult(d.ref, action, Health.PROGRESSING, "; ".join(notes))
 
-    async def _delete_and_wait(self, d: Desired, live: Manifest, *, deadline: float) -> None:
+    async def _delete_and_wait(
+        self, app: AppConfig, d: Desired, live: Manifest, *, deadline: float
+    ) -> None:
+        headers = impersonation(app)
         meta = d.obj["metadata"]
         path = d.resource.object_path(str(meta.get("namespace") or ""), str(meta["name"]))
         body: dict[str, Any] = {
@@ -248,14 +278,14 @@ class Applier:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            await self.client.request("DELETE", path, body=body)
+            await self.client.request("DELETE", path, body=body, headers=headers)
         except ApiError as exc:
             if exc.status != 404:
                 raise
         attempt = 0
         while time.monotonic() < deadline:
             try:
-                await self.client.request("GET", path)
+                await self.client.request("GET", path, headers=headers)
             except ApiError as exc:
                 if exc.status == 404:
                     self.cache.forget(d.key)

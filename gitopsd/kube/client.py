@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import anyio
@@ -195,20 +195,37 @@ class KubeClient:
         body: Any,
         content_type: str | None,
         limits: aiohttp.ClientTimeout,
+        extra_headers: list[tuple[str, str]] | None = None,
     ) -> aiohttp.ClientResponse:
-        assert self._api is not None, "client not opened"
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        response: aiohttp.ClientResponse = await self._api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=limits,
+        """Send one request on the library's session, with its credentials and TLS settings.
+
+        Not ``ApiClient.call_api``: that folds headers into a dict, and impersonation needs one
+        ``Impersonate-Group`` header per group.
+        """
+        api = self._api
+        assert api is not None, "client not opened"
+        auth: dict[str, str] = {}
+        await api.update_params_for_auth(auth, [], ["BearerToken"])  # refreshes exec/OIDC tokens
+        # A list keeps repeated names (aiohttp sends each); a dict would keep the last one only.
+        headers = [
+            *api.default_headers.items(),
+            *auth.items(),
+            ("Accept", "application/json"),
+            ("Content-Type", content_type or "application/json"),
+            *(extra_headers or ()),
+        ]
+        rest = api.rest_client
+        url = f"{api.configuration.host}{path}" + ("?" + urlencode(query) if query else "")
+        options: dict[str, Any] = {}
+        if rest.proxy:
+            options["proxy"] = rest.proxy
+        if rest.proxy_headers:
+            options["proxy_headers"] = rest.proxy_headers
+        if rest.server_hostname:
+            options["server_hostname"] = rest.server_hostname
+        data = json.dumps(api.sanitize_for_serialization(body)) if body is not None else None
+        response: aiohttp.ClientResponse = await rest.pool_manager.request(
+            method, url, headers=headers, data=data, timeout=limits, **options
         )
         return response
 
@@ -221,8 +238,12 @@ class KubeClient:
         body: Any = None,
         content_type: str | None = None,
         budget: float = RETRY_BUDGET,
+        headers: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """One API call under the cluster's limiter, retried on transient errors; the JSON answer.
+
+        ``headers`` are sent as well (names may repeat), e.g. an app's ``Impersonate-User`` and
+        ``Impersonate-Group`` (:func:`gitopsd.kube.apply.impersonation`).
 
         Raises ApiError for a (final) non-2xx answer and Unreachable when the server cannot be
         reached within ``budget`` seconds.
@@ -235,7 +256,9 @@ class KubeClient:
             delay: float | None
             try:
                 async with self.limiter:
-                    response = await self._send(method, path, query, body, content_type, timeout)
+                    response = await self._send(
+                        method, path, query, body, content_type, timeout, headers
+                    )
                     async with response:
                         raw = await response.read()
                         status = response.status

@@ -3,13 +3,16 @@
 Implements :class:`gitopsd.engine.protocols.Cluster`. A sync:
 
 1. resolves every manifest's resource (discovery, or a CRD in the same render) and prepares
-   it (namespace, labels); an unknown kind or a duplicate fails the sync before any request
-   that changes something;
+   it (namespace, labels, owner); an unknown kind, a duplicate or a breach of the app's
+   policy (:mod:`gitopsd.kube.tenancy`) fails the sync before any request that changes
+   something;
 2. waits for the live cache of every kind in use (its first LIST; later syncs send nothing);
 3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
-   are ``unchanged`` and cost no request; the others are added to the inventory, then
-   applied concurrently; a failed object stops later steps; waited steps must become
-   healthy (CRDs Established, Namespaces Active, each wave) before the next;
+   are ``unchanged`` and cost no request; the others pass the owner checks
+   (:mod:`gitopsd.kube.ownership`), are added to the inventory (SQLite and the cluster
+   record, :mod:`gitopsd.kube.inventory`), then applied concurrently; a failed or refused
+   object stops later steps; waited steps must become healthy (CRDs Established, Namespaces
+   Active, each wave) before the next;
 4. prunes (only after every apply succeeded, :mod:`gitopsd.kube.prune`);
 5. waits for the app to be healthy until ``app.timeout``.
 """
@@ -35,8 +38,8 @@ from gitopsd.core.models import (
     Rendered,
     SyncResult,
 )
-from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff
-from gitopsd.kube.apply import Applier, Desired, is_shared, prepare
+from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff, ObjectState
+from gitopsd.kube.apply import Applier, Desired, impersonation, is_shared, prepare
 from gitopsd.kube.background import Background
 from gitopsd.kube.cache import Key, LiveCache, key_of
 from gitopsd.kube.client import KubeClient, Unreachable, unreachable_error
@@ -51,12 +54,17 @@ from gitopsd.kube.hooks import (
     SYNC_FAIL,
     Hook,
     HookRunner,
+    hook_object,
     regular,
     split,
 )
+from gitopsd.kube.inventory import InventoryRecords
 from gitopsd.kube.normalize import matches
+from gitopsd.kube.objects import object_states
 from gitopsd.kube.order import Step, plan_steps
+from gitopsd.kube.ownership import DEFAULT_INSTANCE
 from gitopsd.kube.prune import Pruner, ref_key
+from gitopsd.kube.tenancy import Checked, OwnershipGate, policy_refusals
 from gitopsd.plugin.config import AppConfig, ClusterConfig
 
 if TYPE_CHECKING:
@@ -90,6 +98,8 @@ class KubeCluster:
         emit: Receives ClusterUnreachable / ClusterReachable events.
         on_request: Called with (cluster, verb, code or "error") per API request (metrics).
         background: Where its long-lived tasks run (the pool's); by default its own.
+        instance: ``[daemon] instance``: the owner annotation is ``<instance>/<app>``.
+        inventory_namespace: ``[daemon] inventory_namespace``: where inventory records live.
     """
 
     def __init__(
@@ -101,6 +111,8 @@ class KubeCluster:
         emit: Callable[[Event], None] | None = None,
         on_request: Callable[[str, str, int | str], None] | None = None,
         background: Background | None = None,
+        instance: str = DEFAULT_INSTANCE,
+        inventory_namespace: str = "gitopsd-system",
     ):
         self.name = name
         self.config = config
@@ -113,8 +125,11 @@ class KubeCluster:
         self.background = background or Background(f"cluster {name}")
         self.cache = LiveCache(self.client, self.drift.on_change, self.background)
         self.applier = Applier(self.client, self.cache)
-        self.pruner = Pruner(self.client, self.cache, self.discovery)
-        self.hooks = HookRunner(self.client, self.discovery, self.cache, lambda: self._health_hook)
+        self.instance = instance
+        self.pruner = Pruner(self.client, self.cache, self.discovery, instance)
+        self.ownership = OwnershipGate(self.client, self.cache, instance, name, self._emit)
+        self.records = InventoryRecords(self.client, inventory_namespace, instance)
+        self.hooks = HookRunner(self.client, self.discovery, self.cache, lambda: self._health_hook, instance)
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         # app name -> (app config, render key, prepared objects): see _prepare_cached
@@ -220,7 +235,7 @@ class KubeCluster:
             except UnknownKind as exc:
                 failed.append(ObjectResult(ref, "failed", Health.UNKNOWN, str(exc)))
                 continue
-            d = Desired(prepare(app, manifest, resource), resource)
+            d = Desired(prepare(app, manifest, resource, self.instance), resource)
             if d.key in seen:
                 failed.append(
                     ObjectResult(
@@ -258,7 +273,7 @@ class KubeCluster:
             )
             if resource is None:
                 return None
-            d = Desired(prepare(app, manifest, resource), resource)
+            d = Desired(prepare(app, manifest, resource, self.instance), resource)
             out[d.key] = d
         return out
 
@@ -293,6 +308,7 @@ class KubeCluster:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         rendered = as_rendered(rendered)
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        inventory = self.records.wrap(app.name, inventory, dry_run=dry_run)
         async with lock:
             self.drift.pause(app.name)
             try:
@@ -344,6 +360,18 @@ class KubeCluster:
             ]
             names = "; ".join(f"{o.ref}: {o.message}" for o in bad)
             return result(False, f"render cannot be applied: {names}", bad + skipped)
+        # Hooks (gitopsd.kube.hooks) are checked against the policy with the rest, before any write.
+        hook_list = split(manifests) if run_hooks else []
+        refused = policy_refusals(app, desired + await self._hooks_as_desired(app, hook_list))
+        if refused:
+            bad_refs = {o.ref for o in refused}
+            skipped = [
+                ObjectResult(d.ref, "skipped", Health.UNKNOWN, "not applied: the render breaks the app's policy")
+                for d in desired
+                if d.ref not in bad_refs
+            ]
+            names = "; ".join(f"{o.ref}: {o.message}" for o in refused)
+            return result(False, f"refused by policy: {names}", refused + skipped)
 
         if not dry_run and self.drift.tracked(app.name):
             self.drift.track(app.name, {d.key: d.obj for d in desired}, None)
@@ -355,9 +383,8 @@ class KubeCluster:
         failure = ""
         steps = plan_steps([d.obj for d in desired])
         by_key = {d.key: d for d in desired}
-        # Hooks (gitopsd.kube.hooks): PreSync after the foundation step (namespaces, CRDs) they
-        # may need, Sync after every step, PostSync once healthy, SyncFail when anything failed.
-        hook_list = split(manifests) if run_hooks else []
+        # Hooks: PreSync after the foundation step (namespaces, CRDs) they may need, Sync after
+        # every step, PostSync once healthy, SyncFail when anything failed.
         hook_results: list[ObjectResult] = []
         pre_at = next((i for i, s in enumerate(steps) if s.name != "foundation"), len(steps))
         for index, step in enumerate(steps):
@@ -429,6 +456,17 @@ class KubeCluster:
         summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do"
         return result(True, summary, objects)
 
+    async def _hooks_as_desired(self, app: AppConfig, hooks: list[Hook]) -> list[Desired]:
+        """The hooks as they would be created, for the policy check (kinds resolved by discovery)."""
+        out = []
+        for hook in hooks:
+            try:
+                resource = await self.discovery.resolve(hook.ref.api_version, hook.ref.kind)
+            except UnknownKind:
+                continue  # reported when the hook runs
+            out.append(Desired(hook_object(app, hook, resource, self.instance), resource))
+        return out
+
     async def _hook_phase(
         self, app: AppConfig, hook_list: list[Hook], phase: str, deadline: float, out: list[ObjectResult], dry_run: bool
     ) -> str:
@@ -462,22 +500,58 @@ class KubeCluster:
         dry_run: bool,
     ) -> str:
         """Apply what differs in one step; the failure message, or ""."""
+        differ: list[tuple[Desired, Manifest | None]] = []
+        for d in step:
+            live = self.cache.get(d.key)
+            if matches(d.obj, live):  # our owner annotation included: ours already
+                results[d.key] = ObjectResult(d.ref, "unchanged", self._object_health(live).health)
+            else:
+                differ.append((d, live))
+        new_namespaces = frozenset(
+            r.ref.name
+            for r in results.values()
+            if r.ref.kind == "Namespace" and r.ref.group == "" and r.action == "created"
+        )
+        checked = await self.ownership.check(app, differ, owned, new_namespaces) if differ else []
+        try:
+            return await self._apply_checked(app, step, checked, inventory, owned, results, dry_run=dry_run)
+        finally:
+            self.ownership.release(app, [c.desired.key for c in checked])
+
+    async def _apply_checked(
+        self,
+        app: AppConfig,
+        step: list[Desired],
+        checked: list[Checked],
+        inventory: Inventory,
+        owned: set[Key],
+        results: dict[Key, ObjectResult],
+        *,
+        dry_run: bool,
+    ) -> str:
+        """The rest of :meth:`_apply_step`, once the owner checks are done."""
+        refused = [c for c in checked if not c.admission.allowed]
+        for c in refused:
+            results[c.desired.key] = ObjectResult(
+                c.desired.ref, c.admission.action, Health.UNKNOWN, c.admission.message
+            )
+        refused_keys = {c.desired.key for c in refused}
         if not dry_run:
             # Everything the render holds is the app's, sent or not (an unchanged object may be
             # missing from a lost or older inventory, and must stay prunable).
-            new = [d.ref for d in step if d.key not in owned and not is_shared(d.obj)]
+            new = [
+                d.ref
+                for d in step
+                if d.key not in owned and d.key not in refused_keys and not is_shared(d.obj)
+            ]
             if new:
                 await inventory.add(new)  # persisted before the apply that may create them
                 owned.update(ref_key(r) for r in new)
-        to_send: list[tuple[Desired, Manifest | None]] = []
-        for d in step:
-            live = self.cache.get(d.key)
-            if matches(d.obj, live):
-                results[d.key] = ObjectResult(d.ref, "unchanged", self._object_health(live).health)
-            else:
-                to_send.append((d, live))
+        to_send = [(c.desired, c.live) for c in checked if c.admission.allowed]
+        adopting = {c.desired.key for c in checked if c.admission.adopted}
+        refusal = "; ".join(f"{c.desired.ref}: {c.admission.message}" for c in refused)
         if not to_send:
-            return ""
+            return f"refused: {refusal}" if refused else ""
         unreachable: list[str] = []
 
         async def one(d: Desired, live: Manifest | None) -> None:
@@ -499,24 +573,33 @@ class KubeCluster:
                 tg.start_soon(one, d, live)
         if unreachable:
             raise Unreachable(unreachable[0])
+        adopted = [d for d, _ in to_send if d.key in adopting and results[d.key].action != "failed"]
+        for d in adopted:
+            old = results[d.key]
+            note = "adopted: it existed without a gitopsd owner"
+            results[d.key] = ObjectResult(d.ref, old.action, old.health, "; ".join(filter(None, [note, old.message])))
+        if adopted and not dry_run:
+            self.ownership.adopted(app, [d.ref for d in adopted])
         failed = [(d, live) for d, live in to_send if results[d.key].action == "failed"]
         if not failed:
-            return ""
+            return f"refused: {refusal}" if refused else ""
         if not dry_run:
             # Nothing was created for a refused object that did not exist: keep the inventory exact.
-            never_created = [d.ref for d, live in failed if live is None and await self._absent(d)]
+            never_created = [d.ref for d, live in failed if live is None and await self._absent(app, d)]
             if never_created:
                 await inventory.remove(never_created)
                 owned.difference_update(ref_key(r) for r in never_created)
-        return "apply failed: " + "; ".join(f"{d.ref}: {results[d.key].message}" for d, _ in failed)
+        message = "apply failed: " + "; ".join(f"{d.ref}: {results[d.key].message}" for d, _ in failed)
+        return f"{message}; refused: {refusal}" if refused else message
 
-    async def _absent(self, d: Desired) -> bool:
+    async def _absent(self, app: AppConfig, d: Desired) -> bool:
         try:
             await self.client.request(
                 "GET",
                 d.resource.object_path(
                     str(d.obj["metadata"].get("namespace") or ""), d.obj["metadata"]["name"]
                 ),
+                headers=impersonation(app),
             )
         except Exception as exc:
             return getattr(exc, "status", None) == 404
@@ -629,6 +712,16 @@ class KubeCluster:
             healths.append(self._object_health(self.cache.get(d.key)).health)
         return Health.worst(healths)
 
+    def object_states(self, app: AppConfig, rendered: Desires) -> list[ObjectState] | None:
+        """See :class:`gitopsd.engine.protocols.DescribesObjects` (no request)."""
+        prepared = self._prepare_cached(app, as_rendered(rendered))
+        if prepared is None:
+            return None
+        reachable = self.client.reachable
+        return object_states(
+            prepared, self.cache.get, lambda g, k: reachable and self.cache.synced(g, k), self._object_health
+        )
+
     def track(self, app: AppConfig, rendered: Desires, on_drift: DriftCallback) -> None:
         """See :meth:`gitopsd.engine.protocols.Cluster.track`."""
         rendered = as_rendered(rendered)
@@ -659,6 +752,7 @@ class KubeCluster:
         started = time.monotonic()
         self._check_reachable()
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        inventory = self.records.wrap(app.name, inventory)
         async with lock:
             self.drift.untrack(app.name)
             try:
@@ -688,6 +782,7 @@ class KubeCluster:
         """See :meth:`gitopsd.engine.protocols.Cluster.untrack`."""
         self.drift.untrack(app_name)
         self._prepared.pop(app_name, None)
+        self.records.forget(app_name)
 
 
 def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:

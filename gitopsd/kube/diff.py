@@ -16,20 +16,34 @@ def _dump(obj: object) -> list[str]:
     return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
 
 
+SECRET_FIELDS = ("data", "stringData")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def _mask_secret(after: Manifest, before: Manifest | None) -> tuple[Manifest, Manifest | None]:
-    """Secret values never printed: ``***``, marked ``(before)``/``(after)`` where they differ (as kubectl does)."""
-    new_data = dict(after.get("data") or {})
-    old_data = dict((before or {}).get("data") or {})
-    for key in set(new_data) | set(old_data):
-        same = new_data.get(key) == old_data.get(key)
-        if key in new_data:
-            new_data[key] = "***" if same else "*** (after)"
-        if key in old_data:
-            old_data[key] = "***" if same else "*** (before)"
-    after = {**after, "data": new_data}
-    if before is not None:
-        before = {**before, "data": old_data}
-    return after, before
+    """Secret values never shown, masked as Argo CD does: a run of ``+`` per distinct value.
+
+    Equal values get the same run and different values different lengths (8, 9, ...), so a
+    reader sees which keys changed without learning anything about the values. The
+    last-applied annotation (which would hold the values) is masked too.
+    """
+    lengths: dict[object, int] = {}
+
+    def mask(value: object) -> str:
+        return "+" * lengths.setdefault(value, 8 + len(lengths))
+
+    def masked(obj: Manifest) -> Manifest:
+        out = dict(obj)
+        for name in SECRET_FIELDS:
+            if isinstance(out.get(name), dict):
+                out[name] = {k: mask(v) for k, v in sorted(out[name].items())}
+        annotations = (out.get("metadata") or {}).get("annotations")
+        if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+            out["metadata"] = {**out["metadata"], "annotations": {**annotations, LAST_APPLIED: "++++++++"}}
+        return out
+
+    new = masked(after)
+    return new, masked(before) if before is not None else None
 
 
 def object_diff(desired: Manifest, live: Manifest | None) -> str:

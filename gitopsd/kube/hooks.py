@@ -44,12 +44,13 @@ import anyio
 import structlog
 
 from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
-from gitopsd.kube.apply import prepare
+from gitopsd.kube.apply import impersonation, prepare
 from gitopsd.kube.cache import APP_LABEL, Key, LiveCache, key_of
 from gitopsd.kube.client import ApiError, KubeClient, Unreachable, backoff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind
 from gitopsd.kube.health import HealthHook, object_health
 from gitopsd.kube.order import WAVE_ANNOTATIONS, wave_of
+from gitopsd.kube.ownership import DEFAULT_INSTANCE, OWNER_ANNOTATION, owner_value
 from gitopsd.plugin.config import AppConfig
 
 log = structlog.get_logger("gitopsd.kube.hooks")
@@ -195,11 +196,13 @@ class HookRunner:
         discovery: Discovery,
         cache: LiveCache,
         health_hook: Callable[[], HealthHook | None],
+        instance: str = DEFAULT_INSTANCE,
     ):
         self.client = client
         self.discovery = discovery
         self.cache = cache
         self._health_hook = health_hook
+        self.instance = instance
 
     async def run_phase(
         self, app: AppConfig, hooks: list[Hook], phase: str, deadline: float, *, dry_run: bool = False
@@ -245,19 +248,27 @@ class HookRunner:
             resource = await self.discovery.resolve(ref.api_version, ref.kind)
         except UnknownKind as exc:
             return ObjectResult(ref, "failed", Health.UNKNOWN, f"{phase} hook: {exc}")
-        obj = _hook_object(app, hook, resource)
+        obj = hook_object(app, hook, resource, self.instance)
         namespace = str(obj["metadata"].get("namespace") or "")
+        headers = impersonation(app)  # a hook is the app's object: the app's policy and RBAC apply
         try:
             await self.cache.wait_synced([resource], within=self.client.config.request_timeout)
             if BEFORE_HOOK_CREATION in hook.delete_policies:
                 await self._delete_previous(app, obj, resource, namespace, deadline)
             try:
-                live = await self.client.request("POST", resource.collection_path(namespace), body=obj)
+                live = await self.client.request("POST", resource.collection_path(namespace), body=obj, headers=headers)
             except ApiError as exc:
                 if exc.status != 409 or not obj["metadata"].get("name"):
                     raise
-                # Kept from an earlier sync (no BeforeHookCreation): the existing object is the hook.
-                live = await self.client.request("GET", resource.object_path(namespace, obj["metadata"]["name"]))
+                # Kept from an earlier sync (no BeforeHookCreation): the existing object is the
+                # hook, if it is this app's; an object of the same name made by someone else is not.
+                live = await self.client.request(
+                    "GET", resource.object_path(namespace, obj["metadata"]["name"]), headers=headers
+                )
+                if not self._ours(app, live):
+                    return ObjectResult(ref, "failed", Health.UNKNOWN, f"{phase} hook: {_foreign(live)}")
+        except ForeignHook as exc:
+            return ObjectResult(ref, "failed", Health.UNKNOWN, f"{phase} hook: {exc}")
         except ApiError as exc:
             return ObjectResult(ref, "failed", Health.UNKNOWN, f"{phase} hook: {exc}")
         live.setdefault("apiVersion", resource.api_version)
@@ -272,7 +283,7 @@ class HookRunner:
             state == "failed" and HOOK_FAILED in hook.delete_policies
         )
         if delete:
-            await self._delete(resource, namespace, str(live["metadata"]["name"]))
+            await self._delete(app, resource, namespace, str(live["metadata"]["name"]))
         if state == "failed":
             return ObjectResult(ref, "failed", Health.DEGRADED, f"{phase} hook failed: {message}".rstrip(": "))
         return ObjectResult(ref, "hook", Health.HEALTHY, f"{phase} hook succeeded" + ("; deleted" if delete else ""))
@@ -285,10 +296,17 @@ class HookRunner:
                 return state, message
             await self.cache.wait_change(min(remaining, 1.0))
 
-    async def _delete(self, resource: Resource, namespace: str, name: str) -> None:
+    def _ours(self, app: AppConfig, live: Manifest | None) -> bool:
+        """Whether ``live`` is a hook object of this app and installation (its owner annotation)."""
+        annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+        return annotations.get(OWNER_ANNOTATION) == owner_value(self.instance, app.name)
+
+    async def _delete(self, app: AppConfig, resource: Resource, namespace: str, name: str) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:
-            await self.client.request("DELETE", resource.object_path(namespace, name), body=body)
+            await self.client.request(
+                "DELETE", resource.object_path(namespace, name), body=body, headers=impersonation(app)
+            )
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -297,19 +315,30 @@ class HookRunner:
         self, app: AppConfig, obj: Manifest, resource: Resource, namespace: str, deadline: float
     ) -> None:
         """BeforeHookCreation: delete this hook's earlier objects and wait until they are gone."""
+        headers = impersonation(app)
         selector = f"{HOOK_OF_LABEL}={app.name},{HOOK_ID_LABEL}={obj['metadata']['labels'][HOOK_ID_LABEL]}"
-        listed = await self.client.request("GET", resource.collection_path(namespace), query=[("labelSelector", selector)])
-        names = [str(i["metadata"]["name"]) for i in listed.get("items") or []]
+        listed = await self.client.request(
+            "GET", resource.collection_path(namespace), query=[("labelSelector", selector)], headers=headers
+        )
+        names = [str(i["metadata"]["name"]) for i in listed.get("items") or [] if self._ours(app, i)]
         name = obj["metadata"].get("name")
         if name and name not in names:
-            names.append(name)  # made before gitopsd ran it (or by hand): same name, same hook
+            try:
+                existing = await self.client.request("GET", resource.object_path(namespace, name), headers=headers)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            else:
+                if not self._ours(app, existing):
+                    raise ForeignHook(_foreign(existing))  # never delete what gitopsd does not own
+                names.append(name)
         for n in names:
-            await self._delete(resource, namespace, n)
+            await self._delete(app, resource, namespace, n)
         attempt = 0
         for n in names:
             while time.monotonic() < deadline:
                 try:
-                    await self.client.request("GET", resource.object_path(namespace, n))
+                    await self.client.request("GET", resource.object_path(namespace, n), headers=headers)
                 except ApiError as exc:
                     if exc.status == 404:
                         self.cache.forget((resource.group, resource.kind, namespace, n))
@@ -319,9 +348,20 @@ class HookRunner:
                 attempt += 1
 
 
-def _hook_object(app: AppConfig, hook: Hook, resource: Resource) -> Manifest:
-    """The hook ready to create: namespace set, hook labels instead of the ownership label."""
-    obj = prepare(app, hook.obj, resource)
+class ForeignHook(Exception):
+    """A hook's fixed name is taken by an object gitopsd does not own: it is neither deleted nor reused."""
+
+
+def _foreign(live: Manifest | None) -> str:
+    meta = (live or {}).get("metadata") or {}
+    owner = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+    who = f"owned by {owner}" if owner else "not managed by gitopsd"
+    return f"{meta.get('name')} exists and is {who}: rename the hook or use generateName"
+
+
+def hook_object(app: AppConfig, hook: Hook, resource: Resource, instance: str = DEFAULT_INSTANCE) -> Manifest:
+    """The hook ready to create: namespace set, owner annotation, hook labels instead of the ownership label."""
+    obj = prepare(app, hook.obj, resource, instance)
     labels = dict(obj["metadata"]["labels"])
     labels.pop(APP_LABEL, None)
     labels[HOOK_OF_LABEL] = app.name

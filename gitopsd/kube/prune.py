@@ -1,9 +1,11 @@
 """Prune: delete what left the render, safely.
 
 Only objects in the app's own inventory are candidates. A candidate is deleted only when
-its live copy carries ``gitopsd.dev/app: <this app>`` and not ``gitopsd.dev/prune:
-disabled``; the DELETE carries the live uid as a precondition, so an object re-created by
-someone else in between is never deleted. Groups are deleted in reverse install order
+its live copy's owner annotation names this app (``gitopsd.dev/owner: <instance>/<app>``,
+:func:`gitopsd.kube.ownership.may_prune`), it is not annotated ``gitopsd.dev/prune:
+disabled``, and it is not a Namespace (unless the app has ``prune_namespaces = true``); the
+DELETE carries the live uid as a precondition, so an object re-created by someone else in
+between is never deleted. Requests are impersonated as the app's policy says. Groups are deleted in reverse install order
 (custom resources first, then workloads, ..., Namespaces and CRDs last). An object leaves
 the inventory only when it is confirmed gone (or is not ours to delete).
 """
@@ -17,11 +19,12 @@ import anyio
 
 from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.engine.protocols import Inventory
-from gitopsd.kube.apply import PRUNE_ANNOTATION
-from gitopsd.kube.cache import APP_LABEL, Key, LiveCache
-from gitopsd.kube.client import ApiError, KubeClient, backoff
+from gitopsd.kube.apply import PRUNE_ANNOTATION, impersonation
+from gitopsd.kube.cache import Key, LiveCache
+from gitopsd.kube.client import ApiError, KubeClient, Unreachable, backoff
 from gitopsd.kube.discovery import Discovery, Resource, UnknownKind
 from gitopsd.kube.order import prune_groups
+from gitopsd.kube.ownership import DEFAULT_INSTANCE, may_prune, owner_value
 from gitopsd.plugin.config import AppConfig
 
 GONE_WAIT = 10.0
@@ -35,10 +38,17 @@ def ref_key(ref: ObjectRef) -> Key:
 class Pruner:
     """Deletes one app's leftover objects on one cluster."""
 
-    def __init__(self, client: KubeClient, cache: LiveCache, discovery: Discovery):
+    def __init__(
+        self,
+        client: KubeClient,
+        cache: LiveCache,
+        discovery: Discovery,
+        instance: str = DEFAULT_INSTANCE,
+    ):
         self.client = client
         self.cache = cache
         self.discovery = discovery
+        self.instance = instance
 
     async def prune(
         self, app: AppConfig, candidates: list[ObjectRef], inventory: Inventory, *, dry_run: bool
@@ -58,13 +68,20 @@ class Pruner:
             gone: list[ObjectRef] = []
             group_results: list[ObjectResult | None] = [None] * len(refs)
 
+            unreachable: list[Unreachable] = []
+
             async def one(
                 i: int,
                 ref: ObjectRef,
                 gone: list[ObjectRef] = gone,
                 out: list[ObjectResult | None] = group_results,
+                unreachable: list[Unreachable] = unreachable,
             ) -> None:
-                result, is_gone = await self._prune_one(app, ref, dry_run=dry_run)
+                try:
+                    result, is_gone = await self._prune_one(app, ref, dry_run=dry_run)
+                except Unreachable as exc:  # raised as itself below, not inside an exception group
+                    unreachable.append(exc)
+                    return
                 out[i] = result
                 if is_gone:
                     gone.append(ref)
@@ -72,6 +89,8 @@ class Pruner:
             async with anyio.create_task_group() as tg:
                 for i, ref in enumerate(refs):
                     tg.start_soon(one, i, ref)
+            if unreachable:
+                raise unreachable[0]  # what is gone leaves the inventory on the next prune
             if gone and not dry_run:
                 await inventory.remove(gone)
             results.extend(r for r in group_results if r is not None)
@@ -79,7 +98,7 @@ class Pruner:
                 break  # do not delete what the failed group's objects may depend on
         return results
 
-    async def _live(self, resource: Resource, ref: ObjectRef) -> Manifest | None:
+    async def _live(self, app: AppConfig, resource: Resource, ref: ObjectRef) -> Manifest | None:
         if self.cache.synced(resource.group, resource.kind):
             cached = self.cache.get(ref_key(ref))
             if cached is not None:
@@ -87,7 +106,7 @@ class Pruner:
         # Not in the cache: it may exist without our labels, so ask.
         try:
             answer: Manifest = await self.client.request(
-                "GET", resource.object_path(ref.namespace, ref.name)
+                "GET", resource.object_path(ref.namespace, ref.name), headers=impersonation(app)
             )
             return answer
         except ApiError as exc:
@@ -104,16 +123,19 @@ class Pruner:
         except UnknownKind:
             return None, True  # its kind is not served any more: nothing of it exists
         try:
-            live = await self._live(resource, ref)
+            live = await self._live(app, resource, ref)
             if live is None:
                 return None, True
             meta = live.get("metadata") or {}
-            if (meta.get("labels") or {}).get(APP_LABEL) != app.name:
+            not_ours = may_prune(live, owner_value(self.instance, app.name))
+            if not_ours:
+                return ObjectResult(ref, "skipped", Health.HEALTHY, not_ours), True
+            if ref.group == "" and ref.kind == "Namespace" and not app.prune_namespaces:
                 return ObjectResult(
                     ref,
                     "skipped",
                     Health.HEALTHY,
-                    f"not deleted: it lacks the label {APP_LABEL}={app.name}",
+                    "not deleted: Namespaces are pruned only with prune_namespaces = true",
                 ), True
             if (meta.get("annotations") or {}).get(PRUNE_ANNOTATION) == "disabled":
                 return ObjectResult(
@@ -131,7 +153,7 @@ class Pruner:
             }
             path = resource.object_path(ref.namespace, ref.name)
             try:
-                await self.client.request("DELETE", path, body=body)
+                await self.client.request("DELETE", path, body=body, headers=impersonation(app))
             except ApiError as exc:
                 if exc.status == 404:
                     self.cache.forget(ref_key(ref))
@@ -141,7 +163,7 @@ class Pruner:
                         ref, "skipped", Health.HEALTHY, "not deleted: replaced by another object"
                     ), True
                 raise
-            if await self._wait_gone(resource, ref, path):
+            if await self._wait_gone(app, resource, ref, path):
                 return ObjectResult(ref, "pruned", Health.MISSING), True
             return ObjectResult(
                 ref, "pruned", Health.PROGRESSING, "deletion in progress (finalizers)"
@@ -149,7 +171,7 @@ class Pruner:
         except ApiError as exc:
             return ObjectResult(ref, "failed", Health.UNKNOWN, f"prune failed: {exc}"), False
 
-    async def _wait_gone(self, resource: Resource, ref: ObjectRef, path: str) -> bool:
+    async def _wait_gone(self, app: AppConfig, resource: Resource, ref: ObjectRef, path: str) -> bool:
         deadline = time.monotonic() + GONE_WAIT
         key = ref_key(ref)
         attempt = 0
@@ -160,7 +182,7 @@ class Pruner:
                 await self.cache.wait_change(min(0.5, deadline - time.monotonic()))
                 continue
             try:
-                await self.client.request("GET", path)
+                await self.client.request("GET", path, headers=impersonation(app))
             except ApiError as exc:
                 if exc.status == 404:
                     return True

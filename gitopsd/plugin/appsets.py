@@ -17,16 +17,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from gitopsd.core.errors import ConfigError
-from gitopsd.plugin.config import PluginTypes
+from gitopsd.plugin.config import (
+    AppConfig,
+    AppSetConfig,
+    Config,
+    PluginTable,
+    PluginTypes,
+    check_name,
+)
 from gitopsd.plugin.interfaces import Generator, GeneratorContext, Params, PluginContext
-
-if TYPE_CHECKING:
-    from gitopsd.plugin.config import AppConfig, AppSetConfig, Config
+from gitopsd.plugin.validation import format_errors, name_list, resolve_app, shape_app
 
 
 class PathParam(str):
@@ -78,7 +83,6 @@ def build_generator(
 ) -> Generator:
     """One generator from a ``{type = ..., ...}`` table (a dict, or a PluginTable whose
     options are validated already). Raises ConfigError naming ``where``."""
-    from gitopsd.plugin.config import PluginTable, _format_errors, _names
 
     type_name: Any
     if isinstance(table, PluginTable):
@@ -91,12 +95,12 @@ def build_generator(
         raise ConfigError([f"{where}.type: missing required key"])
     cls = types.generators.get(type_name)
     if cls is None:
-        raise ConfigError([f"{where}.type: unknown generator type {type_name!r} (available: {_names(types.generators)})"])
+        raise ConfigError([f"{where}.type: unknown generator type {type_name!r} (available: {name_list(types.generators)})"])
     if not isinstance(options, cls.Options):
         try:
             options = cls.Options.model_validate(options or {})
         except ValidationError as exc:
-            raise ConfigError([f"{where}.{e}" for e in _format_errors(exc)]) from None
+            raise ConfigError([f"{where}.{e}" for e in format_errors(exc)]) from None
 
     def build(child: Any, child_where: str) -> Generator:
         return build_generator(child, child_where, appset=appset, types=types, clusters=clusters, plugin=plugin)
@@ -172,13 +176,6 @@ def generate_apps(
 
     The apps carry ``appset`` (this appset's name) and its ``prune_on_remove``.
     """
-    from gitopsd.plugin.config import (
-        AppConfig,
-        _check_name,
-        _format_errors,
-        _resolve_app,
-        _shape_app,
-    )
 
     where = f"appsets.{appset.name}.template"
     errors: list[str] = []
@@ -198,7 +195,7 @@ def generate_apps(
             break
         label = f"{where} (app {name!r})"
         try:
-            _check_name(name)
+            check_name(name)
         except ValueError as exc:
             errors.append(f"{where}.name: {exc}")
             continue
@@ -212,14 +209,14 @@ def generate_apps(
             if key in table:
                 errors.append(f"{where}.{key}: set on the appset, not in its template" if key == "prune_on_remove" else f"{where}.{key}: set by gitopsd")
         table["appset"], table["prune_on_remove"] = appset.name, appset.prune_on_remove
-        shaped = _shape_app(name, table, errors, label)
+        shaped = shape_app(name, table, errors, label)
         try:
             app = AppConfig.model_validate(shaped)
         except ValidationError as exc:
-            errors.extend(f"{label}.{e}" for e in _format_errors(exc))
+            errors.extend(f"{label}.{e}" for e in format_errors(exc))
             continue
         app_errors: list[str] = []
-        apps[name] = _resolve_app(app, config, types, app_errors, label)
+        apps[name] = resolve_app(app, config, types, app_errors, label)
         errors.extend(app_errors)
     if errors:
         raise ConfigError(list(dict.fromkeys(errors)))

@@ -1,13 +1,7 @@
-"""Configuration: a TOML file validated into frozen models, every error at once.
+"""The configuration's models: ``[daemon]``, ``[clusters.*]``, ``[apps.*]``, ``[appsets.*]``, ...
 
-Validation has two parts that always both run, so one kind of error never hides
-another. Pydantic checks the shape of the file (unknown keys, types, durations,
-names). Independently, on the same parsed document, each plugin table is checked
-by its plugin's ``Options`` model (``source``/``render`` by the type they name,
-``[notifiers.NAME]`` likewise, ``[plugins.NAME]`` and ``[apps.X.plugins.NAME]`` by
-the model the plugin declares) and references (app -> cluster, app -> notifiers)
-are resolved. Errors read ``config.toml: apps.web.source.ref: expected a string,
-got an integer`` and are grouped by the table they belong to.
+Frozen pydantic models; :mod:`gitopsd.plugin.loading` reads a TOML file into them and
+:mod:`gitopsd.plugin.validation` holds the checks it shares with appset expansion.
 """
 
 from __future__ import annotations
@@ -15,9 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
-from collections.abc import Collection, Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -26,14 +18,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from gitopsd.core.errors import ConfigError
-from gitopsd.plugin.options import NotifierOptions, Options, Tools
+from gitopsd.plugin.options import Options, Tools
 
 DEFAULT_CONFIG_PATH = Path("/etc/gitopsd/config.toml")
 
@@ -51,7 +42,7 @@ def parse_duration(value: Any) -> float:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration like '30s', '5m' or '1h', got {_type_name(value)}")
+        raise ValueError(f"expected a duration like '30s', '5m' or '1h', got {type_name(value)}")
     text = value.strip()
     pos, total = 0, 0.0
     for match in _DURATION.finditer(text):
@@ -70,7 +61,18 @@ Bool = Annotated[bool, Strict()]
 Int = Annotated[int, Strict()]
 
 
-def _check_name(value: str) -> str:
+def type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def check_name(value: str) -> str:
     if len(value) > 53 or not _NAME.match(value):
         raise ValueError(
             f"invalid name {value!r}: use at most 53 lower-case letters, digits and '-', "
@@ -163,7 +165,41 @@ class DaemonConfig(_Model):
     watch_config: Bool = Field(True, description="Reload when the config file changes.")
     tools: ToolsConfig = ToolsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    read_token_file: Path | None = Field(None, description="File holding a bearer token for read-only access: the app status API and the web page. The API token reads too; with neither, they are refused.")
+    metrics_require_token: Bool = Field(False, description="Require the read (or API) token for /metrics too. /healthz and /readyz stay open.")
+    ui: Bool = Field(True, description="Serve the status web page at /ui/ (login with the read or the API token).")
+    instance: str = Field(
+        "gitopsd",
+        description="Names this installation in the owner annotation `gitopsd.dev/owner: INSTANCE/APP` "
+        "and in inventory records, so two installations on one cluster never touch each other's objects. "
+        "Read at start; changing it makes every object look foreign.",
+    )
+    inventory_namespace: str = Field(
+        "gitopsd-system",
+        description="Namespace (in each target cluster) of the inventory records "
+        "`gitopsd-inventory.INSTANCE.APP`; created on first use, written with the daemon's own credentials.",
+    )
+    default_policy: str | None = Field(
+        None, description="Name of the [policies.*] table applied to apps without `policy`; none: unrestricted."
+    )
     coordination: CoordinationConfig | None = Field(None, description="Share the apps with other members (etcd or Kubernetes Leases); absent: run every app here.")
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME.match(value):
+            raise ValueError(
+                f"invalid instance {value!r}: use at most 63 lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("inventory_namespace")
+    @classmethod
+    def _inventory_namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME.match(value):
+            raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -199,6 +235,46 @@ class ClusterConfig(_Model):
     max_concurrent_requests: Int = Field(32, ge=1, description="API requests in flight to this cluster at most.")
     request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
     labels: dict[str, str] = Field(default_factory=dict, description="Labels the `clusters` appset generator selects on, e.g. `{env = \"prod\"}`.")
+
+
+class PolicyConfig(_Model):
+    """``[policies.NAME]``: what the apps that use it may change, and as whom (see docs/operations.md).
+
+    Checked on every render before any write: a render that breaks it fails, naming each
+    offending object and the rule.
+    """
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description='Globs of the namespaces namespaced objects may target, e.g. ["team-a", "team-a-*"]; empty: none.',
+    )
+    cluster_kinds: list[str] = Field(
+        default_factory=list,
+        description='Cluster-scoped kinds allowed, as "Kind" (any group) or "group/Kind"; default none. '
+        "The app's own Namespace (create_namespace) is allowed when it matches `namespaces`.",
+    )
+    deny_kinds: list[str] = Field(
+        default_factory=list,
+        description='Kinds refused anywhere, as "Kind" (any group) or "group/Kind", '
+        'e.g. ["rbac.authorization.k8s.io/ClusterRoleBinding"].',
+    )
+    impersonate_user: str | None = Field(
+        None,
+        description="Every request for the app's objects carries `Impersonate-User: USER`, so the "
+        "cluster's RBAC decides (the daemon's credentials need the `impersonate` verb).",
+    )
+    impersonate_groups: list[str] = Field(
+        default_factory=list, description="`Impersonate-Group` headers sent with `impersonate_user`."
+    )
+
+    @field_validator("cluster_kinds", "deny_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            name = kind.rpartition("/")[2]
+            if not name or not name[0].isupper() or " " in kind:
+                raise ValueError(f'invalid kind {kind!r}: use "Kind" or "group/Kind", e.g. "rbac.authorization.k8s.io/ClusterRole"')
+        return value
 
 
 class PluginTable(_Model):
@@ -280,6 +356,17 @@ class AppConfig(_Model):
     decrypt: DecryptConfig | None = Field(
         None, description='Decrypt SOPS-encrypted files: {provider = "sops", age_key_file = "..."}.'
     )
+    adopt: Bool = Field(
+        False,
+        description="Take over objects that already exist without a gitopsd owner annotation "
+        '(per object: annotate the manifest `gitopsd.dev/adopt: "true"`). Off: such objects are refused.',
+    )
+    prune_namespaces: Bool = Field(False, description="Let prune delete Namespaces that left the render (and everything in them).")
+    policy: str | None = Field(None, description="Name of the [policies.*] table that limits this app; default: daemon.default_policy.")
+
+    # Resolved from [policies.*] and daemon.default_policy when the config is loaded (see with_policy).
+    _policy_name: str | None = PrivateAttr(None)
+    _policy_rules: PolicyConfig | None = PrivateAttr(None)
 
     @field_validator("namespace")
     @classmethod
@@ -287,6 +374,20 @@ class AppConfig(_Model):
         if len(value) > 63 or not _NAME.match(value):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
+
+    def with_policy(self, name: str | None, rules: PolicyConfig | None) -> AppConfig:
+        """A copy limited by the policy ``name`` (``rules``), or unrestricted with None."""
+        copy = self.model_copy()
+        copy._policy_name = name
+        copy._policy_rules = rules
+        return copy
+
+    @property
+    def effective_policy(self) -> tuple[str, PolicyConfig] | None:
+        """(name, rules) of the policy that limits the app (its own or the default), or None."""
+        if self._policy_name is None or self._policy_rules is None:
+            return None
+        return self._policy_name, self._policy_rules
 
 
 def _parse_max_removals(value: Any) -> int | str:
@@ -340,6 +441,7 @@ class Config(_Model):
         "keys in `[apps.APP.plugins.NAME]`. Once loaded: each declaring plugin's validated options.",
     )
     appsets: dict[str, AppSetConfig] = Field(default_factory=dict)
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict)
 
     def interval(self, app: AppConfig) -> float:
         return app.interval if app.interval is not None else self.daemon.default_interval
@@ -381,417 +483,3 @@ def default_config_path() -> Path:
     return Path(os.environ.get("GITOPSD_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: Path | str, types: PluginTypes) -> Config:
-    """Read and validate ``path``. Raise ConfigError with every problem found."""
-    path = Path(path)
-    label = path.name
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: config file does not exist"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{label}: invalid TOML: {exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{label}: not UTF-8 text"]) from None
-    return validate_config(raw, types, label=label, path=path.resolve())
-
-
-def validate_config(raw: dict[str, Any], types: PluginTypes, *, label: str = "config", path: Path | None = None) -> Config:
-    """Validate a parsed TOML document; see :func:`load_config`.
-
-    The shape check (pydantic) and the plugin/reference check (:func:`_resolve`) both run on
-    every document, so a malformed interval does not hide an unknown cluster or a bad plugin
-    option: the ConfigError lists everything, grouped by table (``apps.web``, ``plugins.x``, ...).
-    """
-    errors: list[str] = []
-    shaped = _shape(raw, errors)
-    config: Config | None
-    try:
-        config = Config.model_validate({**shaped, "path": path})
-    except ValidationError as exc:
-        errors.extend(_format_errors(exc))
-        config = None
-    resolved = _resolve(shaped, types, errors)
-    if errors:
-        raise ConfigError([f"{label}: {e}" for e in _grouped(dict.fromkeys(errors))])
-    assert config is not None
-    apps = {name: app.model_copy(update=resolved.apps[name]) for name, app in config.apps.items()}
-    config = config.model_copy(update={"apps": apps, "notifiers": resolved.notifiers, "plugins": resolved.plugins})
-    if config.appsets:
-        from gitopsd.plugin.appsets import expand_static, merge_apps
-
-        apps, clashes = merge_apps(config.apps, expand_static(config, types, errors))
-        errors.extend(clashes)
-        if errors:
-            raise ConfigError([f"{label}: {e}" for e in _grouped(dict.fromkeys(errors))])
-        config = config.model_copy(update={"apps": apps})
-    return _absolute_paths(config) if config.path is not None else config
-
-
-def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
-    """Move plugin tables' extra keys under ``options`` and put app names in, for the first pass."""
-    shaped = dict(raw)
-    apps = raw.get("apps")
-    if isinstance(apps, dict):
-        new_apps: dict[str, Any] = {}
-        for name, table in apps.items():
-            if isinstance(table, dict) and "appset" in table:
-                errors.append(f"apps.{name}.appset: unknown key (gitopsd sets it on apps an appset generates)")
-                table = {k: v for k, v in table.items() if k != "appset"}
-            new_apps[name] = _shape_app(name, table, errors, f"apps.{name}") if isinstance(table, dict) else table
-        shaped["apps"] = new_apps
-    appsets = raw.get("appsets")
-    if isinstance(appsets, dict):
-        shaped["appsets"] = {
-            name: {**t, "name": name, **({"generators": [_plugin_table(g) if isinstance(g, dict) else g for g in t["generators"]]} if isinstance(t.get("generators"), list) else {})}
-            if isinstance(t, dict) else t
-            for name, t in appsets.items()
-        }
-    for section in ("clusters", "notifiers", "appsets"):
-        tables = raw.get(section)
-        if isinstance(tables, dict):
-            for name in tables:
-                try:
-                    _check_name(name)
-                except ValueError as exc:
-                    errors.append(f"{section}.{name}: {exc}")
-    notifiers = raw.get("notifiers")
-    if isinstance(notifiers, dict):
-        shaped["notifiers"] = {n: _plugin_table(t) if isinstance(t, dict) else t for n, t in notifiers.items()}
-    return shaped
-
-
-def _shape_app(name: str, table: dict[str, Any], errors: list[str], where: str) -> dict[str, Any]:
-    """One ``[apps.NAME]`` table for the first pass: the name in, plugin tables shaped."""
-    try:
-        _check_name(name)
-    except ValueError as exc:
-        errors.append(f"{where}: {exc}")
-    table = {**table, "name": name}
-    for key in ("source", "render"):
-        if isinstance(table.get(key), dict):
-            table[key] = _plugin_table(table[key])
-    return table
-
-
-def _plugin_table(table: dict[str, Any]) -> dict[str, Any]:
-    shaped: dict[str, Any] = {"options": {k: v for k, v in table.items() if k != "type"}}
-    if "type" in table:
-        shaped["type"] = table["type"]
-    return shaped
-
-
-@dataclass
-class _Resolved:
-    """What the second pass produces: validated plugin options, ready to replace the raw tables."""
-
-    plugins: dict[str, Options] = field(default_factory=dict)
-    notifiers: dict[str, PluginTable] = field(default_factory=dict)
-    apps: dict[str, dict[str, Any]] = field(default_factory=dict)  # app name -> AppConfig field updates
-
-
-def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _Resolved:
-    """Second pass, on the shaped document: plugin options by their own models, and references.
-
-    It runs whether or not the shape check passed, so it must not trust the document's shape:
-    anything of the wrong type was reported by the first pass and is skipped here.
-    """
-    resolved = _Resolved()
-    clusters = _tables(shaped.get("clusters"))
-    notifiers = _tables(shaped.get("notifiers"))
-    global_raw = _plugin_tables(shaped.get("plugins"), "plugins", errors)
-    resolved.plugins = _global_plugin_options(global_raw, types, errors)
-    for name, table in notifiers.items():
-        where = f"notifiers.{name}"
-        notifier = _plugin_options(table, types.notifiers, where, "notifier", errors)
-        if notifier is None:
-            continue
-        resolved.notifiers[name] = notifier
-        opts = notifier.options
-        if isinstance(opts, NotifierOptions):
-            from gitopsd.core.events import EVENT_TYPES
-
-            for i, event_name in enumerate(opts.events):
-                if event_name not in EVENT_TYPES:
-                    errors.append(f"{where}.events[{i}]: unknown event {event_name!r}")
-    apps = _tables(shaped.get("apps"))
-    for name, app in apps.items():
-        where = f"apps.{name}"
-        update: dict[str, Any] = {}
-        if isinstance(app.get("source"), dict):
-            update["source"] = _plugin_options(app["source"], types.sources, f"{where}.source", "source", errors)
-        if isinstance(app.get("render"), dict):
-            update["render"] = _plugin_options(app["render"], types.renderers, f"{where}.render", "renderer", errors)
-        cluster = app.get("cluster")
-        if isinstance(cluster, str) and cluster not in clusters:
-            errors.append(f"{where}.cluster: unknown cluster {cluster!r} (defined: {_names(clusters)})")
-        notify = app.get("notify")
-        for i, notifier_name in enumerate(notify if isinstance(notify, list) else []):
-            if isinstance(notifier_name, str) and notifier_name not in notifiers:
-                errors.append(f"{where}.notify[{i}]: unknown notifier {notifier_name!r} (defined: {_names(notifiers)})")
-        update["plugins"] = _app_plugin_options(
-            _plugin_tables(app.get("plugins"), f"{where}.plugins", errors), global_raw, resolved.plugins, types, where, errors
-        )
-        depends_on = app.get("depends_on")
-        for i, dependency in enumerate(depends_on if isinstance(depends_on, list) else []):
-            if isinstance(dependency, str) and dependency not in apps:
-                errors.append(f"{where}.depends_on[{i}]: unknown app {dependency!r} (defined: {_names(apps)})")
-        resolved.apps[name] = update
-    graph = {
-        name: [d for d in app.get("depends_on") or [] if isinstance(d, str)]
-        for name, app in apps.items()
-        if isinstance(app.get("depends_on"), list)
-    }
-    cycle = dependency_cycle(graph)
-    if cycle:
-        errors.append(f"apps.{cycle[0]}.depends_on: dependency cycle: {' -> '.join(cycle)}")
-    return resolved
-
-
-def _global_plugin_options(
-    tables: dict[str, dict[str, Any]], types: PluginTypes, errors: list[str]
-) -> dict[str, Options]:
-    """``[plugins.NAME]``: every installed plugin that declares options gets them (its defaults
-    when there is no table); a table for a plugin that is not installed is an error."""
-    result: dict[str, Options] = {}
-    for name in tables:
-        if name not in types.plugins:
-            errors.append(f"plugins.{name}: no plugin {name!r} is installed (installed: {_names(types.plugins)})")
-    for name in types.plugins:
-        options = _validate_options(types.plugin_options.get(name, Options), tables.get(name, {}), f"plugins.{name}", errors)
-        if options is not None and name in types.plugin_options:
-            result[name] = options
-    return result
-
-
-def _app_plugin_options(
-    tables: dict[str, dict[str, Any]],
-    global_raw: dict[str, dict[str, Any]],
-    global_options: dict[str, Options],
-    types: PluginTypes,
-    where: str,
-    errors: list[str],
-) -> dict[str, Options]:
-    """``[apps.X.plugins.NAME]``: merged key by key over ``[plugins.NAME]``, validated by the same model.
-
-    Only errors about keys the app table sets are reported here; the global table's own
-    problems are reported once, under ``plugins.NAME``.
-    """
-    result = dict(global_options)
-    for name, table in tables.items():
-        if name not in types.plugins:
-            errors.append(f"{where}.plugins.{name}: no plugin {name!r} is installed (installed: {_names(types.plugins)})")
-            continue
-        model = types.plugin_options.get(name, Options)
-        merged = {**global_raw.get(name, {}), **table}
-        options = _validate_options(model, merged, f"{where}.plugins.{name}", errors, only=table.keys())
-        if options is not None and name in types.plugin_options:
-            result[name] = options
-    return result
-
-
-def _tables(value: Any) -> dict[str, dict[str, Any]]:
-    """The entries of a ``{name: table}`` section that are tables (others are shape errors)."""
-    if not isinstance(value, dict):
-        return {}
-    return {name: table for name, table in value.items() if isinstance(table, dict)}
-
-
-def _plugin_tables(value: Any, where: str, errors: list[str]) -> dict[str, dict[str, Any]]:
-    """``[plugins.NAME]`` tables (or an app's); the shape check accepts any value, so check here."""
-    if not isinstance(value, dict):
-        if value is not None:
-            errors.append(f"{where}: expected a table, got {_type_name(value)}")
-        return {}
-    for name, table in value.items():
-        if not isinstance(table, dict):
-            errors.append(f"{where}.{name}: expected a table, got {_type_name(table)}")
-    return _tables(value)
-
-
-def _grouped(errors: Iterable[str]) -> list[str]:
-    """Errors grouped by the table they belong to (``apps.web``, ``daemon``), in order within one."""
-    return sorted(errors, key=lambda e: e.split(":", 1)[0].split(".")[:2])
-
-
-def _resolve_app(app: AppConfig, config: Config, types: PluginTypes, errors: list[str], where: str) -> AppConfig:
-    """An app an appset generated, with its plugin options validated and its references checked."""
-    source = _plugin_options(app.source.model_dump(), types.sources, f"{where}.source", "source", errors)
-    render = (
-        _plugin_options(app.render.model_dump(), types.renderers, f"{where}.render", "renderer", errors)
-        if app.render is not None
-        else None
-    )
-    if app.cluster not in config.clusters:
-        errors.append(f"{where}.cluster: unknown cluster {app.cluster!r} (defined: {_names(config.clusters)})")
-    for i, notifier in enumerate(app.notify):
-        if notifier not in config.notifiers:
-            errors.append(f"{where}.notify[{i}]: unknown notifier {notifier!r} (defined: {_names(config.notifiers)})")
-    global_raw = {name: options.model_dump() for name, options in config.plugins.items()}
-    plugins = _app_plugin_options(
-        _plugin_tables(app.plugins, f"{where}.plugins", errors), global_raw, config.plugins, types, where, errors
-    )
-    return app.model_copy(update={"source": source, "render": render, "plugins": plugins})
-
-
-def _absolute_paths(config: Config) -> Config:
-    """Make relative paths in core sections relative to the config file's directory.
-
-    Plugins resolve their own path options against ``PluginContext.config_dir`` the same way.
-    """
-    assert config.path is not None
-    base = config.path.parent
-
-    def fix(model: BaseModel) -> BaseModel:
-        update: dict[str, Any] = {}
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            if isinstance(value, Path) and not value.is_absolute():
-                update[name] = base / value
-            elif isinstance(value, BaseModel) and not isinstance(value, Options):
-                update[name] = fix(value)
-            elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-                update[name] = [fix(v) for v in value]
-        return model.model_copy(update=update) if update else model
-
-    return config.model_copy(
-        update={
-            "daemon": fix(config.daemon),
-            "clusters": {name: fix(cluster) for name, cluster in config.clusters.items()},
-            "apps": {
-                name: app.model_copy(update={"decrypt": fix(app.decrypt)}) if app.decrypt is not None else app
-                for name, app in config.apps.items()
-            },
-        }
-    )
-
-
-def dependency_cycle(graph: dict[str, list[str]]) -> list[str]:
-    """A cycle in ``depends_on`` as ``[a, b, a]`` (first found, in name order), or ``[]``."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(name: str) -> list[str]:
-        state[name] = 1
-        path.append(name)
-        for dep in graph.get(name, []):
-            if dep not in graph:
-                continue
-            if state.get(dep) == 1:
-                return [*path[path.index(dep) :], dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        path.pop()
-        state[name] = 2
-        return []
-
-    for name in sorted(graph):
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
-    return []
-
-
-def _plugin_options(
-    table: dict[str, Any], registry: Mapping[str, Any], where: str, kind: str, errors: list[str]
-) -> PluginTable | None:
-    """A shaped ``{type, options}`` table validated by the ``Options`` of the type it names."""
-    type_name = table.get("type")
-    if not isinstance(type_name, str):
-        return None  # missing or not a string: the shape check reported it
-    cls = registry.get(type_name)
-    if cls is None:
-        errors.append(f"{where}.type: unknown {kind} type {type_name!r} (available: {_names(registry)})")
-        return None
-    options = _validate_options(cls.Options, table.get("options") or {}, where, errors)
-    return PluginTable(type=type_name, options=options) if options is not None else None
-
-
-def _validate_options(
-    model: type[Options], values: Any, where: str, errors: list[str], only: Container[str] | None = None
-) -> Options | None:
-    """``values`` validated by ``model``; errors go to ``errors`` prefixed with ``where``.
-
-    With ``only``, errors about other top-level keys are left out (they belong to another table).
-    """
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        for key, message in _error_items(exc):
-            if only is not None and key and re.split(r"[.\[]", key, maxsplit=1)[0] not in only:
-                continue
-            path = f"{where}{key}" if key.startswith("[") else f"{where}.{key}" if key else where
-            errors.append(f"{path}: {message}")
-        return None
-
-
-def _names(mapping: Iterable[str]) -> str:
-    return ", ".join(sorted(mapping)) or "none"
-
-
-def _type_name(value: Any) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "a boolean",
-    "bool_parsing": "a boolean",
-    "list_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-    "path_type": "a path string",
-}
-
-
-def _format_errors(exc: ValidationError) -> list[str]:
-    """Pydantic errors -> ``dotted.key: message`` lines in our wording."""
-    return [f"{key}: {message}" if key else message for key, message in _error_items(exc)]
-
-
-def _error_items(exc: ValidationError) -> list[tuple[str, str]]:
-    """Pydantic errors -> ``(dotted.key, message)`` in our wording; the key is empty at the root."""
-    items = []
-    for err in exc.errors(include_url=False):
-        key = ""
-        for part in err["loc"]:
-            if isinstance(part, int):
-                key += f"[{part}]"
-            elif part == "[key]" or str(part).startswith(("function-", "lax-", "json-")):
-                continue  # pydantic's own steps (a dict key's validator, a validator function), not keys
-            else:
-                key += f".{part}" if key else str(part)
-        kind = err["type"]
-        value = err.get("input")
-        if kind == "extra_forbidden":
-            message = "unknown key"
-        elif kind == "missing":
-            message = "missing required key"
-        elif kind in _EXPECTED:
-            message = f"expected {_EXPECTED[kind]}, got {_type_name(value)}"
-        elif kind == "literal_error":
-            message = f"{err['msg'].replace('Input should be', 'expected')}, got {value!r}"
-        elif kind == "value_error":
-            message = err["msg"].removeprefix("Value error, ")
-        else:
-            message = err["msg"]
-        items.append((key, message))
-    return items

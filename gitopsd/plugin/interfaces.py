@@ -123,6 +123,22 @@ class Source(ABC):
         """The branch or tag followed, if any (matched against push webhooks)."""
         return str(getattr(self.options, "ref", "") or "")
 
+    @property
+    def subdir(self) -> str:
+        """The directory inside the source that the app reads; "" (the default) for all of it.
+
+        Push webhooks refresh first the apps whose path a push touched; the web page shows it.
+        """
+        return ""
+
+    @property
+    def version_range(self) -> str:
+        """A version range followed instead of ``ref`` (e.g. a semver range over tags); "" if none.
+
+        A push of a tag refreshes the apps that follow a range (see :mod:`gitopsd.server.push`).
+        """
+        return ""
+
     @abstractmethod
     async def latest_revision(self) -> str:
         """Cheap poll: the newest revision (e.g. one ``git ls-remote``). Raise SourceError on failure."""

@@ -35,7 +35,7 @@ from .status import (
     unsupported_media_type,
 )
 from .store import Store
-from .validation import check_fields, check_type_meta, forbidden, validate
+from .validation import check_fields, check_type_meta, duplicate_fields, forbidden, validate
 
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -106,6 +106,8 @@ class Api:
         self.alloc = Allocator()
         self._rand = random.Random(seed)
         self.on_namespace_delete: Callable[[str], None] | None = None
+        self.schemas: Callable[[ResourceType], tuple[dict[str, Any], dict[str, Any]] | None] | None = None
+        """The OpenAPI schema of a kind, for fieldValidation (set by the Sandbox)."""
 
     # -- helpers -------------------------------------------------------------
     def _out(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +151,12 @@ class Api:
         obj["apiVersion"] = c.rt.api_version
         obj["kind"] = c.rt.kind
         return meta
+
+    def _check_fields(self, c: Call, obj: dict[str, Any]) -> None:
+        mode = c.params.get("fieldValidation")
+        schema = self.schemas(c.rt) if self.schemas is not None else None
+        dups = duplicate_fields(c.body) if mode == "Strict" and c.body[:1] == b"{" else None
+        check_fields(c.rt, obj, mode, c.warnings, schema, dups)
 
     # -- reads ---------------------------------------------------------------
     def get(self, c: Call) -> tuple[int, dict[str, Any]]:
@@ -236,7 +244,7 @@ class Api:
             suffix = "".join(self._rand.choice(string.ascii_lowercase + string.digits) for _ in range(5))
             meta["name"] = meta["generateName"] + suffix
         c.name = meta.get("name") or ""
-        check_fields(c.rt, obj, c.params.get("fieldValidation"), c.warnings)
+        self._check_fields(c, obj)
         if meta.get("managedFields"):
             meta.pop("managedFields")
         obj = copy.deepcopy(obj)
@@ -278,7 +286,7 @@ class Api:
         if c.subresource == "scale":
             return self._write_scale(c, old, body)
         self._check_identity(c, body)
-        check_fields(c.rt, body, c.params.get("fieldValidation"), c.warnings)
+        self._check_fields(c, body)
         rv = body["metadata"].get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(c.rt.plural, c.rt.group, c.name,
@@ -362,7 +370,7 @@ class Api:
             return self._write_scale(c, old, new)
         new = copy.deepcopy(new)
         self._check_identity(c, new)
-        check_fields(c.rt, new, c.params.get("fieldValidation"), c.warnings)
+        self._check_fields(c, new)
         rv = (new.get("metadata") or {}).get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(c.rt.plural, c.rt.group, c.name,
@@ -387,7 +395,7 @@ class Api:
         if c.subresource == "scale":
             raise method_not_allowed("apply is not supported on the scale subresource")
         self._check_identity(c, applied)
-        check_fields(c.rt, applied, c.params.get("fieldValidation"), c.warnings)
+        self._check_fields(c, applied)
         applied["metadata"].pop("resourceVersion", None)
         force = c.params.get("force", "") in ("1", "t", "T", "true", "TRUE", "True")
         sub = "status" if c.subresource == "status" else ""

@@ -26,13 +26,21 @@ from .sandbox import Sandbox
 @click.option("--token", default=None, help="Bearer token (generated when omitted).")
 @click.option("--rollout-delay", type=float, default=0.2, show_default=True,
               help="Seconds until simulated workloads become ready.")
+@click.option("--job-duration", type=float, default=None,
+              help="Seconds a Job's pod runs before it completes (default: the rollout delay).")
+@click.option("--max-events", type=int, default=2000, show_default=True,
+              help="Events kept; the oldest are deleted beyond it (0: record none).")
+@click.option("--protos", "protos", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of the Kubernetes protobuf descriptors (default: .tools/k8s-protos).")
 def sandbox_command(
     port: int, host: str, kubeconfig: Path | None, state: Path | None, faults: str | None, seed: int,
     insecure_http: bool, sans: tuple[str, ...], token: str | None, rollout_delay: float,
+    job_duration: float | None, max_events: int, protos: Path | None,
 ) -> None:
     """Run a Kubernetes API server simulator in the foreground (Ctrl-C stops it)."""
     try:
-        asyncio.run(_serve(port, host, kubeconfig, state, faults, seed, insecure_http, sans, token, rollout_delay))
+        asyncio.run(_serve(port, host, kubeconfig, state, faults, seed, insecure_http, sans, token, rollout_delay,
+                           job_duration, max_events, protos))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
@@ -42,9 +50,11 @@ def sandbox_command(
 async def _serve(
     port: int, host: str, kubeconfig: Path | None, state: Path | None, faults: str | None, seed: int,
     insecure_http: bool, sans: tuple[str, ...], token: str | None, rollout_delay: float,
+    job_duration: float | None = None, max_events: int = 2000, protos: Path | None = None,
 ) -> None:
     sb = Sandbox(tls=not insecure_http, port=port, token=token, extra_sans=sans, faults=faults, seed=seed,
-                 state_file=state, rollout_delay=rollout_delay, host=host)
+                 state_file=state, rollout_delay=rollout_delay, host=host, job_duration=job_duration,
+                 max_events=max_events, protos_dir=protos)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

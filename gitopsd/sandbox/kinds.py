@@ -56,6 +56,11 @@ class ResourceType:
                 {"name": f"{self.plural}/status", "singularName": "", "namespaced": self.namespaced,
                  "kind": self.kind, "verbs": ["get", "patch", "update"]}
             )
+        if self.key == "pods":
+            out += [{"name": f"pods/{sub}", "singularName": "", "namespaced": True, "kind": kind,
+                     "verbs": verbs} for sub, kind, verbs in (
+                ("attach", "PodAttachOptions", ["create", "get"]), ("exec", "PodExecOptions", ["create", "get"]),
+                ("log", "Pod", ["get"]), ("portforward", "PodPortForwardOptions", ["create", "get"]))]
         if self.scale:
             out.append(
                 {"name": f"{self.plural}/scale", "singularName": "", "namespaced": self.namespaced,
@@ -96,6 +101,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     _t("v1", "Service", "services", True, ("svc",), ("all",)),
     _t("v1", "Endpoints", "endpoints", True, ("ep",), status=False, extra=("subsets",)),
     _t("v1", "Pod", "pods", True, ("po",), ("all",)),
+    _t("v1", "Node", "nodes", False, ("no",)),
     _t("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",)),
     _t("v1", "PersistentVolume", "persistentvolumes", False, ("pv",)),
     _t("v1", "ResourceQuota", "resourcequotas", True, ("quota",)),
@@ -151,6 +157,9 @@ class Registry:
         self._by_path: dict[tuple[str, str, str], ResourceType] = {}
         self._groups: dict[str, list[str]] = {}
         self._crd_types: dict[str, list[ResourceType]] = {}
+        self._crd_versions: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.generation = 0
+        """Bumped whenever the served types change (OpenAPI documents are cached per generation)."""
         for rt in BUILTIN:
             self._add(rt)
 
@@ -220,15 +229,20 @@ class Registry:
                 ),
             )
             self._add(rt)
+            self._crd_versions[(group, v["name"], rt.plural)] = v
             added.append(rt)
         self._crd_types[name] = added
+        self.generation += 1
         return added
 
     def remove_crd(self, name: str) -> list[ResourceType]:
         """Stop serving a CRD's types; returns them."""
         removed = self._crd_types.pop(name, [])
+        if removed:
+            self.generation += 1
         for rt in removed:
             self._by_path.pop((rt.group, rt.version, rt.plural), None)
+            self._crd_versions.pop((rt.group, rt.version, rt.plural), None)
             versions = self._groups.get(rt.group, [])
             if rt.version in versions and not any(
                 g == rt.group and v == rt.version for (g, v, _) in self._by_path
@@ -237,6 +251,10 @@ class Registry:
             if not versions:
                 self._groups.pop(rt.group, None)
         return removed
+
+    def crd_version(self, rt: ResourceType) -> dict[str, Any] | None:
+        """The CRD's ``spec.versions[]`` entry a custom resource type was served from."""
+        return self._crd_versions.get((rt.group, rt.version, rt.plural))
 
     # -- discovery documents -------------------------------------------------
     def api_versions(self) -> dict[str, Any]:

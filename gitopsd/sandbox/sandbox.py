@@ -16,15 +16,40 @@ import yaml
 from aiohttp import web
 
 from . import certs
-from .api import Api, Call
+from .api import Api, Call, now_iso
 from .controllers import Controllers
 from .counters import Counters
 from .faults import Faults
 from .kinds import Registry
+from .openapi import OpenApi
 from .server import SandboxServer
 from .store import Store
 
 _BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _node() -> dict[str, Any]:
+    """The sandbox's one node: where every simulated pod is scheduled."""
+    from .workloads import NODE
+
+    return {
+        "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
+                                              "kubernetes.io/arch": "amd64",
+                                              "node-role.kubernetes.io/control-plane": ""}},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": now_iso(),
+                            "lastTransitionTime": now_iso()}],
+            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": NODE}],
+            "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"},
+            "nodeInfo": {"kubeletVersion": "v1.33.0", "containerRuntimeVersion": "containerd://2.0.0",
+                         "osImage": "gitopsd sandbox", "kernelVersion": "6.0.0", "operatingSystem": "linux",
+                         "architecture": "amd64", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                         "bootID": ""},
+        },
+    }
 
 
 class Sandbox:
@@ -49,6 +74,10 @@ class Sandbox:
         bookmark_interval: seconds between BOOKMARK events on idle watches.
         watch_timeout: seconds a watch without ``timeoutSeconds`` stays open before the
             server ends it (clients then reconnect from their last resourceVersion).
+        job_duration: seconds a Job's pod runs before it succeeds (default: ``rollout_delay``).
+        max_events: Events kept (the oldest are deleted beyond it; 0 records none).
+        protos_dir: the Kubernetes protobuf descriptors (default: see
+            :func:`gitopsd.sandbox.protobuf.default_protos_dir`); without them protobuf bodies get 415.
     """
 
     def __init__(
@@ -65,6 +94,9 @@ class Sandbox:
         history: int = 10_000,
         bookmark_interval: float = 5.0,
         watch_timeout: float = 1800.0,
+        job_duration: float | None = None,
+        max_events: int = 2000,
+        protos_dir: str | Path | None = None,
     ) -> None:
         self.tls = tls
         self.host = host
@@ -77,9 +109,13 @@ class Sandbox:
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.registry = Registry()
+        self.openapi = OpenApi(self.registry)
         self.store = Store(history=history)
         self.api = Api(self.store, self.registry, seed=seed)
-        self.controllers = Controllers(self.api, self.store, self.registry, rollout_delay)
+        self.api.schemas = self.openapi.schema_for
+        self.controllers = Controllers(self.api, self.store, self.registry, rollout_delay,
+                                       job_duration, max_events, seed)
+        self.protos_dir = Path(protos_dir) if protos_dir else None
         self.faults = Faults(faults, seed=seed)
         self.counters_obj = Counters()
         self._certs: certs.ServerCerts | None = None
@@ -106,6 +142,11 @@ class Sandbox:
               "provisioner": "sandbox.gitopsd.dev/hostpath", "reclaimPolicy": "Delete",
               "volumeBindingMode": "Immediate"}
         self.api.create(Call(sc_type, None, None, body=json.dumps(sc).encode(), user_agent="kube-apiserver"))
+        node_type = self.registry.lookup("", "v1", "nodes")
+        assert node_type is not None
+        node = _node()
+        _, made = self.api.create(Call(node_type, None, None, body=json.dumps(node).encode(), user_agent="kubelet"))
+        self.store.put("nodes", dict(made, status=node["status"]), "MODIFIED")  # the kubelet's status update
 
     async def start(self) -> Sandbox:
         """Listen, then write the kubeconfig (only once requests are accepted)."""

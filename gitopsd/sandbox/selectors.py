@@ -96,6 +96,12 @@ _EXTRA_FIELDS: dict[str, dict[str, Callable[[dict[str, Any]], str]]] = {
         "involvedObject.name": lambda o: (o.get("involvedObject") or {}).get("name", ""),
         "involvedObject.kind": lambda o: (o.get("involvedObject") or {}).get("kind", ""),
         "involvedObject.uid": lambda o: (o.get("involvedObject") or {}).get("uid", ""),
+        "involvedObject.namespace": lambda o: (o.get("involvedObject") or {}).get("namespace", ""),
+        "involvedObject.apiVersion": lambda o: (o.get("involvedObject") or {}).get("apiVersion", ""),
+        "involvedObject.fieldPath": lambda o: (o.get("involvedObject") or {}).get("fieldPath", ""),
+        "reason": lambda o: o.get("reason", ""),
+        "type": lambda o: o.get("type", ""),
+        "source": lambda o: (o.get("source") or {}).get("component", ""),
     },
 }
 

@@ -6,24 +6,29 @@ import asyncio
 import hmac
 import json
 import logging
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from . import authz
+from . import protobuf, rbac
 from .api import Api, Call
 from .counters import Counters
 from .faults import Faults
 from .kinds import Registry, ResourceType
+from .openapi import OpenApi
 from .status import (
     ApiError,
     bad_request,
     method_not_allowed,
+    not_found,
     status_failure,
     unauthorized,
     unsupported_media_type,
 )
 from .store import Event, Store, dumps
+from .tables import table_version, to_table
+from .workloads import log_text
 
 log = logging.getLogger("gitopsd.sandbox")
 
@@ -40,6 +45,7 @@ VERSION = {
 }
 _PUBLIC = {"/version", "/healthz", "/readyz", "/livez"}
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+_POD_SUBRESOURCES = ("log", "portforward", "exec", "attach")
 
 
 def flag(value: str | None) -> bool:
@@ -73,6 +79,8 @@ class SandboxState(Protocol):
     counters_obj: Counters
     watch_timeout: float
     bookmark_interval: float
+    openapi: OpenApi
+    protos_dir: Path | None
 
     def counters(self) -> dict[str, Any]: ...
 
@@ -88,6 +96,7 @@ class SandboxServer:
 
     def __init__(self, sandbox: SandboxState) -> None:
         self.sb = sandbox
+        self.authorizer = rbac.Authorizer(sandbox.store)
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
 
@@ -104,6 +113,8 @@ class SandboxServer:
         if parts and parts[0] in ("api", "apis"):
             return await self._api(request, parts)
         self.sb.counters_obj.other()
+        if parts and parts[0] == "openapi":
+            return self._openapi(request, parts)
         if path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/")):
             if path == "/version":
                 return _json(VERSION)
@@ -116,6 +127,34 @@ class SandboxServer:
             return path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/"))
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.sb.token.encode())
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+        """``/openapi/v2`` (JSON only) and ``/openapi/v3[/api/v1|/apis/<group>/<version>]``."""
+        oa = self.sb.openapi
+        if request.method != "GET":
+            return _error(method_not_allowed())
+        if parts == ["openapi", "v2"]:
+            accept = request.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept:
+                return _error(ApiError(406, "NotAcceptable",
+                                       f"only the following media types are accepted: application/json (asked for {accept})"))
+            body, digest = oa.v2()
+            return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{digest}"'})
+        if parts == ["openapi", "v3"]:
+            return web.Response(body=oa.v3_index(), content_type="application/json")
+        reg = self.sb.registry
+        gv: tuple[str, str] | None = None
+        if len(parts) == 4 and parts[2] == "api" and reg.has_group_version("", parts[3]):
+            gv = ("", parts[3])
+        elif len(parts) == 5 and parts[2] == "apis" and reg.has_group_version(parts[3], parts[4]):
+            gv = (parts[3], parts[4])
+        if parts[:2] != ["openapi", "v3"] or gv is None:
+            return _error(_NOT_FOUND)
+        body, digest = oa.v3(*gv)
+        headers = {"ETag": f'"{digest}"'}
+        if request.query.get("hash") == digest:
+            headers["Cache-Control"] = "public, immutable"
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     # -- admin ------------------------------------------------------------------
     async def _admin(self, request: web.Request, path: str) -> web.Response:
@@ -185,6 +224,7 @@ class SandboxServer:
             return None
         if sub and not (
             (sub == "status" and rt.status) or (sub == "scale" and rt.scale)
+            or (sub in _POD_SUBRESOURCES and rt.key == "pods")
             or (sub == "finalize" and rt.plural == "namespaces" and not rt.group)
         ):
             return None
@@ -214,17 +254,25 @@ class SandboxServer:
                 return _error(method_not_allowed())
             doc = self._discovery(parts)
             return _json(doc) if doc is not None else _error(_NOT_FOUND)
-        if tuple(parts) == authz.PATH and request.method == "POST":
-            sb.counters_obj.other()
-            try:
-                code, review = authz.review(await request.read())
-            except ApiError as err:
-                return _error(err)
-            return _json(review, code)
+        try:
+            who = rbac.identity(request.headers)  # the admin, or whom it impersonates
+            review = rbac.review_route(parts)
+            if review is not None:
+                sb.counters_obj.other()
+                if request.method != "POST":
+                    return _error(method_not_allowed())
+                code, out = rbac.review(
+                    self.authorizer, who, *review, await request.read(), request.headers.get("Content-Type", "")
+                )
+                return _json(out, code)
+        except ApiError as err:
+            return _error(err)
         route = self._route(parts)
         if route is None:
             sb.counters_obj.other()
             return _error(_NOT_FOUND)
+        if route.sub in _POD_SUBRESOURCES:
+            return self._pod_subresource(request, route)
         params = request.query
         ctype = request.headers.get("Content-Type", "")
         verb = self._verb(request.method, route, params, ctype)
@@ -250,8 +298,17 @@ class SandboxServer:
                 if decision.code:
                     code = decision.code
                     return _error(_fault_error(decision.code, decision.retry_after, route))
+            if who.impersonated:
+                rbac.authorize(
+                    self.authorizer, who, method=request.method, group=route.rt.group, resource=route.rt.plural,
+                    subresource=route.sub, namespace=route.namespace or "", name=route.name or "",
+                    watch=verb == "watch", apply=verb == "apply",
+                    exists=lambda: sb.store.get(route.rt.key, route.namespace or "", route.name or "") is not None,
+                )
             body = await request.read()
-            if body and ("protobuf" in ctype or "cbor" in ctype):
+            if body and ctype.startswith(protobuf.MEDIA_TYPE):
+                body, ctype = self._from_protobuf(body, route)
+            elif body and ("protobuf" in ctype or "cbor" in ctype):
                 raise unsupported_media_type(ctype)
             c = Call(route.rt, route.namespace, route.name, route.sub, dict(params), body, ctype,
                      request.headers.get("User-Agent", ""))
@@ -268,8 +325,15 @@ class SandboxServer:
                 handler = api.update
                 c.subresource = ""
             code, out = handler(c)
-            headers = {"Warning": ", ".join(f'299 - "{w}"' for w in c.warnings)} if c.warnings else None
-            return _json(out, code, headers)
+            if verb in ("get", "list") and not route.sub:
+                tv = table_version(request.headers.get("Accept", ""))
+                if tv:
+                    out = self._table(route.rt, out, tv, params)
+            resp = self._reply(request, route.rt, out, code)
+            for w in c.warnings:
+                escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+                resp.headers.add("Warning", f'299 - "{escaped}"')
+            return resp
         except ApiError as err:
             code = err.code
             return _error(err)
@@ -282,6 +346,59 @@ class SandboxServer:
         finally:
             sb.counters_obj.request(verb, resource, code, dry_run)
             sb.counters_obj.write(request.headers.get("User-Agent", ""), verb, resource, route.namespace or "", route.name or "", code, dry_run)
+
+    def _pod_subresource(self, request: web.Request, route: Route) -> web.Response:
+        """``pods/log`` answers one fixed line per container; streams to containers are 501."""
+        pod = self.sb.store.get("pods", route.namespace or "", route.name or "")
+        resource = f"pods/{route.sub}"
+        if pod is None:
+            self.sb.counters_obj.request("get", resource, 404, False)
+            return _error(not_found("pods", "", route.name or ""))
+        if route.sub != "log":
+            self.sb.counters_obj.request("create", resource, 501, False)
+            return _error(ApiError(501, "NotImplemented",
+                                   f"the gitopsd sandbox runs no containers: {route.sub} to pod "
+                                   f"{route.namespace}/{route.name} is not supported"))
+        container = request.query.get("container")
+        text = log_text(pod, container)
+        if text is None:
+            self.sb.counters_obj.request("get", resource, 400, False)
+            return _error(bad_request(f"container {container} is not valid for pod {route.name}"))
+        self.sb.counters_obj.request("get", resource, 200, False)
+        return web.Response(text=text, content_type="text/plain")
+
+    # -- protobuf -------------------------------------------------------------------------
+    def _codec(self) -> protobuf.Codec:
+        return protobuf.codec(self.sb.protos_dir)
+
+    def _from_protobuf(self, body: bytes, route: Route) -> tuple[bytes, str]:
+        """A protobuf request body as the JSON the API verbs read."""
+        try:
+            obj = self._codec().decode(body)
+        except protobuf.ProtobufUnavailable as exc:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"the sandbox cannot read {protobuf.MEDIA_TYPE} bodies: {exc}; send application/json") from None
+        except Exception as exc:  # a malformed message: protobuf raises its own DecodeError
+            raise bad_request(f"error decoding protobuf request body: {exc}") from None
+        return dumps(obj), "application/json"
+
+    def _reply(self, request: web.Request, rt: ResourceType, out: dict[str, Any], code: int) -> web.Response:
+        """JSON, or protobuf when the client prefers it and the kind has a message."""
+        accept = request.headers.get("Accept", "")
+        if accept.startswith(protobuf.MEDIA_TYPE) and out.get("kind") in (rt.kind, f"{rt.kind}List") and not rt.crd:
+            try:
+                codec = self._codec()
+                if codec.supports(out.get("apiVersion", rt.api_version), rt.kind):
+                    return web.Response(body=codec.encode(out), status=code, content_type=protobuf.MEDIA_TYPE)
+            except protobuf.ProtobufUnavailable:
+                pass  # the client accepts JSON too (it always lists it)
+        return _json(out, code)
+
+    def _table(self, rt: ResourceType, body: dict[str, Any], version: str, params: Any) -> dict[str, Any]:
+        columns = None
+        if rt.crd:
+            columns = (self.sb.registry.crd_version(rt) or {}).get("additionalPrinterColumns") or []
+        return to_table(rt, body, version, params.get("includeObject") or "Metadata", columns)
 
     # -- watch --------------------------------------------------------------------------
     async def _watch(self, request: web.Request, c: Call) -> web.StreamResponse:
@@ -304,6 +421,14 @@ class SandboxServer:
             raise bad_request("invalid timeoutSeconds") from None
         rt = c.rt
         av = rt.api_version
+        tv = table_version(request.headers.get("Accept", ""))
+
+        def line(ev: Event) -> bytes:
+            if tv is None:
+                return ev.line(av)
+            obj = ev.obj if ev.obj.get("apiVersion") == av else dict(ev.obj, apiVersion=av)
+            table = self._table(rt, obj, tv, params)
+            return b'{"type":"' + ev.type.encode() + b'","object":' + dumps(table) + b"}\n"
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         try:
@@ -316,7 +441,7 @@ class SandboxServer:
         try:
             await resp.prepare(request)
             if backlog:
-                await resp.write(b"".join(ev.line(av) for ev in backlog))
+                await resp.write(b"".join(line(ev) for ev in backlog))
             if initial and bookmarks:
                 await resp.write(self._bookmark(rt, {"k8s.io/initial-events-end": "true"}))
             loop = asyncio.get_running_loop()
@@ -332,9 +457,9 @@ class SandboxServer:
                     if bookmarks and loop.time() < deadline:
                         await resp.write(self._bookmark(rt))
                     continue
-                chunks = [event.line(av)]
+                chunks = [line(event)]
                 while not watcher.queue.empty():
-                    chunks.append(watcher.queue.get_nowait().line(av))
+                    chunks.append(line(watcher.queue.get_nowait()))
                 await resp.write(b"".join(chunks))
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):

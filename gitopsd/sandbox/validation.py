@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 from .kinds import ResourceType
+from .openapi import Path, show_path
+from .openapi import unknown_fields as unknown_fields_deep
 from .status import ApiError, bad_request, invalid
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -165,28 +167,62 @@ def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) 
         raise invalid(rt.kind, rt.group, name, causes)
 
 
-def unknown_fields(rt: ResourceType, obj: dict[str, Any]) -> list[str]:
-    """Unknown top-level fields of a built-in object (custom resources accept any)."""
+def unknown_fields(rt: ResourceType, obj: dict[str, Any]) -> list[Path]:
+    """Unknown top-level fields of a built-in object (when no schema is at hand)."""
     if rt.crd:
         return []
-    return [k for k in obj if k not in rt.extra_fields]
+    return [(k,) for k in obj if k not in rt.extra_fields]
 
 
-def check_fields(rt: ResourceType, obj: dict[str, Any], mode: str | None, warnings: list[str]) -> None:
-    """fieldValidation Strict/Warn/Ignore for unknown top-level fields (removes them)."""
-    unknown = unknown_fields(rt, obj)
-    if not unknown:
+def duplicate_fields(body: bytes) -> list[str]:
+    """Keys that appear twice in one JSON object of a request body (Strict validation)."""
+    dups: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                dups.append(k)
+            seen.add(k)
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=hook)
+    except ValueError:
+        return []
+    return dups
+
+
+def _drop(obj: Any, path: Path) -> None:
+    for p in path[:-1]:
+        obj = obj[p]
+    obj.pop(path[-1], None)
+
+
+def check_fields(rt: ResourceType, obj: dict[str, Any], mode: str | None, warnings: list[str],
+                 schema: tuple[dict[str, Any], dict[str, Any]] | None = None,
+                 duplicates: list[str] | None = None) -> None:
+    """fieldValidation Strict/Warn/Ignore for undeclared and duplicate fields.
+
+    With ``schema`` (the kind's OpenAPI schema and definitions) every level is checked,
+    otherwise only the top level. Strict rejects (400, the real server's "strict decoding
+    error"); Warn drops the fields and adds warnings; Ignore drops them silently.
+    """
+    unknown = unknown_fields_deep(obj, *schema) if schema is not None else unknown_fields(rt, obj)
+    if not unknown and not duplicates:
         return
     mode = mode or "Warn"
     if mode not in ("Strict", "Warn", "Ignore"):
         raise bad_request(f"fieldValidation must be one of Ignore, Warn, Strict (got {mode!r})")
     if mode == "Strict":
-        text = ", ".join(f'unknown field "{u}"' for u in unknown)
-        raise bad_request(f"strict decoding error: {text}")
+        text = ", ".join([f'duplicate field "{d}"' for d in duplicates or ()]
+                         + [f'unknown field "{show_path(u)}"' for u in unknown])
+        raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                          f"strict decoding error: {text}")
     for u in unknown:
-        obj.pop(u, None)
+        _drop(obj, u)
         if mode == "Warn":
-            warnings.append(f'unknown field "{u}"')
+            warnings.append(f'unknown field "{show_path(u)}"')
 
 
 def check_type_meta(rt: ResourceType, obj: Any) -> None:

@@ -159,7 +159,7 @@ def run_app(
     config file: a bad option raises ``gitopsd.ConfigError`` listing every problem.
     """
     from gitopsd.daemon.wiring import one_app
-    from gitopsd.plugin.config import validate_config
+    from gitopsd.plugin.loading import validate_config
 
     async def run(
         app_table: dict[str, Any], *, plugins: dict[str, dict[str, Any]] | None = None, dry_run: bool = False

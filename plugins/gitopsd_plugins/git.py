@@ -185,6 +185,14 @@ class GitSource(gitopsd.Source):
         return f"git:{self.normalised}:{self.options.ref or self.options.semver or 'HEAD'}:{self.options.path}"
 
     @property
+    def subdir(self) -> str:
+        return self.options.path
+
+    @property
+    def version_range(self) -> str:
+        return str(self.options.semver or "")
+
+    @property
     def repo(self) -> _Repo:
         """The shared per-repository state (mirror path, counters used by tests and metrics)."""
         return self._repo

@@ -97,6 +97,10 @@ class OCISource(gitopsd.Source):
         self._registry: Registry | None = None
 
     @property
+    def subdir(self) -> str:
+        return self.options.path
+
+    @property
     def ref(self) -> str:
         return str(self.options.tag or self.options.semver or self.options.digest or "")
 

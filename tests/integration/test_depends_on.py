@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gitopsd.plugin.config import load_config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 

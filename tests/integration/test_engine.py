@@ -16,8 +16,9 @@ import pytest
 from gitopsd.core.events import Event
 from gitopsd.core.models import SyncStatus
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import Config, load_config
+from gitopsd.plugin.config import Config
 from gitopsd.plugin.hookspecs import hookimpl
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 

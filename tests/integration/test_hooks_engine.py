@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gitopsd.plugin.config import load_config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 

@@ -18,7 +18,7 @@ from gitopsd.core.errors import InternalError
 from gitopsd.core.events import Event
 from gitopsd.core.models import Artifact
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import load_config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from tests.integration.test_engine import DEPLOYMENT, Recorder, run_daemon, wait_for, write_config
 
@@ -48,7 +48,8 @@ async def test_the_kit_reports_the_events_the_daemon_emits(
     for manifests, _ in SCENARIO:
         git_repo.commit({"web/app.yaml": manifests})
         seen = len(recorded_events)
-        await run_app({"name": "web", "namespace": "kit", "timeout": "3s", "prune": True, "source": source})
+        # Another app name than the daemon's below: one cluster, one installation, one owner per name.
+        await run_app({"name": "kit-web", "namespace": "kit", "timeout": "3s", "prune": True, "source": source})
         kit_steps.append(shape(recorded_events[seen:]))
 
     # The same scenario in the daemon, on a new branch of the same repository.

@@ -16,7 +16,8 @@ import pytest
 from gitopsd.core.errors import RenderError
 from gitopsd.core.models import Artifact
 from gitopsd.engine import decrypt
-from gitopsd.plugin.config import AppConfig, DecryptConfig, PluginTable, load_config
+from gitopsd.plugin.config import AppConfig, DecryptConfig, PluginTable
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.sandbox import Sandbox
 from tests.conftest import require_tool

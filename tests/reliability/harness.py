@@ -252,6 +252,36 @@ def live_owned(sandbox: SandboxProc) -> dict[str, list[ObjKey]]:
     return out
 
 
+OWNER = "gitopsd.dev/owner"
+
+
+def live_by_owner(sandbox: SandboxProc) -> dict[str, list[ObjKey]]:
+    """Live objects by their ``gitopsd.dev/owner`` annotation ("<instance>/<app>"; "" for none)."""
+    out: dict[str, list[ObjKey]] = {}
+    for (group, kind), path in KIND_PATHS.items():
+        r = sandbox.client.get(path)
+        r.raise_for_status()
+        for item in r.json().get("items") or []:
+            meta = item["metadata"]
+            owner = (meta.get("annotations") or {}).get(OWNER, "")
+            out.setdefault(owner, []).append((group, kind, meta.get("namespace", ""), meta["name"]))
+    return out
+
+
+def cluster_records(sandbox: SandboxProc, namespace: str = "gitopsd-system") -> dict[str, set[ObjKey]]:
+    """The inventory records in the cluster: {"<instance>/<app>": {(group, kind, ns, name)}}."""
+    r = sandbox.client.get(f"/api/v1/namespaces/{namespace}/configmaps", params={"labelSelector": "gitopsd.dev/inventory=true"})
+    if r.status_code == 404:
+        return {}
+    r.raise_for_status()
+    out: dict[str, set[ObjKey]] = {}
+    for item in r.json().get("items") or []:
+        data = item.get("data") or {}
+        refs = {tuple(json.loads(line)) for line in (data.get("objects") or "").splitlines() if line.strip()}
+        out[f"{data['instance']}/{data['app']}"] = {(g, k, ns, n) for g, _v, k, ns, n in refs}
+    return out
+
+
 def log_events(log: Path) -> list[dict[str, Any]]:
     """The events the daemon logged (JSON lines of logger gitopsd.core.events)."""
     events = []

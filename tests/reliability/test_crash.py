@@ -13,8 +13,10 @@ from bench.procs import SandboxProc
 from tests.conftest import require_tool
 from tests.reliability.harness import (
     Env,
+    cluster_records,
     configmap,
     integrity_check,
+    live_by_owner,
     live_owned,
     local_app,
     standard_app,
@@ -92,6 +94,13 @@ def test_kill_9_during_applies(tmp_path: Path) -> None:
         inventories = state_inventories(env.state_dir)
         live_sets = {app: set(objs) for app, objs in live.items()}
         assert live_sets == {n: inventories.get(n, set()) for n in names}, "inventory differs from what is live"
+        # Ownership: every object an app has live carries its owner annotation, and the inventory
+        # record in the cluster says the same as SQLite.
+        by_owner = {owner: set(objs) for owner, objs in live_by_owner(sandbox).items() if owner}
+        assert by_owner == {f"gitopsd/{n}": live_sets[n] for n in names}, "owner annotations differ from the app labels"
+        assert cluster_records(sandbox) == {f"gitopsd/{n}": inventories.get(n, set()) for n in names}, (
+            "the cluster's inventory records differ from SQLite"
+        )
         for i in range(APPS):
             owned = {o[3] for o in live_sets[f"app-{i}"]}
             want = {d["metadata"]["name"] for d in desired(i, final)}  # the namespace gitopsd creates is not owned

@@ -152,6 +152,13 @@ def test_no_secret_leaks_anywhere(tmp_path: Path, receiver: Receiver) -> None:
         for path in ("/api/v1/apps", "/api/v1/apps/vault", "/api/v1/apps/private-git", "/healthz", "/readyz",
                      "/metrics", "/api/v1/nope"):
             responses.append(daemon.client.get(path).text)
+        # The web page: the login answer, the list, each app page (objects, diff, events, history).
+        login = daemon.client.post("/ui/login", data={"token": SECRETS["api_token"]})
+        assert login.status_code == 303 and SECRETS["api_token"] not in str(login.headers)
+        for path in ("/ui/", "/ui/apps/vault", "/ui/apps/private-git"):
+            page = daemon.client.get(path)
+            assert page.status_code == 200 and "<h1>" in page.text, path
+            responses.append(page.text)
         wait_for(lambda: len(receiver.requests) >= 4, 20, "notifications to arrive")
         time.sleep(1.0)
     finally:

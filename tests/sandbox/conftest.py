@@ -115,3 +115,16 @@ def kubectl(sandbox: Sandbox, kubectl_path: str, tmp_path: Path) -> Kubectl:
     cache = tmp_path / "kubectl-cache"
     cache.mkdir()
     return Kubectl(kubectl_path, sandbox.kubeconfig, cache)
+
+
+def require_protos() -> Path:
+    """The Kubernetes protobuf descriptors (scripts/install-tools.sh); CI fails when missing."""
+    from gitopsd.sandbox.protobuf import default_protos_dir
+
+    path = default_protos_dir()
+    if path.is_dir() and any(path.glob("*.pb")):
+        return path
+    message = f"no Kubernetes protobuf descriptors in {path} (run scripts/install-tools.sh)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from .conftest import Http
@@ -415,3 +416,25 @@ async def _eventually(http: Http, call: Any, code: int) -> None:
             return
         await _sleep(0.05)
     raise AssertionError(f"never got {code}")
+
+
+async def test_events_are_capped_oldest_first() -> None:
+    from gitopsd.sandbox import Sandbox
+
+    async with Sandbox(tls=False, rollout_delay=0.01, max_events=5) as sb:
+        async with aiohttp.ClientSession() as session:
+            http = Http(session, sb)
+            await http.call("POST", DEPLOY, deployment("many", replicas=3))
+
+            async def names() -> list[str]:
+                _, evs = await http.call("GET", "/api/v1/namespaces/default/events")
+                return [e["reason"] for e in evs["items"]]
+
+            for _ in range(100):
+                _, dep = await http.call("GET", DEPLOY + "/many")
+                if (dep.get("status") or {}).get("availableReplicas") == 3:
+                    break
+                await _sleep(0.05)
+            reasons = await names()
+            assert len(reasons) == 5  # 3 pods x 4 + 3 creates + 1 scale were recorded, the oldest deleted
+            assert "ScalingReplicaSet" not in reasons and "Started" in reasons

@@ -64,5 +64,6 @@ def test_cli_rejects_a_bad_fault_spec() -> None:
 def test_cli_help_lists_options(flag: str) -> None:
     out = subprocess.run([sys.executable, "-m", "gitopsd.sandbox", flag], capture_output=True, text=True,
                          timeout=30, cwd=ROOT)
-    for option in ("--port", "--kubeconfig", "--state", "--faults", "--seed", "--insecure-http", "--san"):
+    for option in ("--port", "--kubeconfig", "--state", "--faults", "--seed", "--insecure-http", "--san",
+                   "--job-duration", "--max-events", "--protos"):
         assert option in out.stdout

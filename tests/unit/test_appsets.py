@@ -12,7 +12,8 @@ import pytest
 from gitopsd.core.errors import ConfigError
 from gitopsd.daemon.appsets import guard
 from gitopsd.plugin.appsets import PathParam
-from gitopsd.plugin.config import AppSetConfig, Config, load_config
+from gitopsd.plugin.config import AppSetConfig, Config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 
 BASE = """

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gitopsd.core.errors import ConfigError
-from gitopsd.plugin.config import load_config, parse_duration
+from gitopsd.plugin.config import parse_duration
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +129,7 @@ def test_check_command_exit_codes(tmp_path) -> None:
     ok = subprocess.run([sys.executable, "-m", "gitopsd", "check", "-c", str(good)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "ok (1 apps, 1 clusters, 0 notifiers)" in ok.stdout
+    assert "warning: apps.web: no policy: the app may change any object" in ok.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text(VALID.replace('namespace = "web"', "namespace = 3"))
     failed = subprocess.run([sys.executable, "-m", "gitopsd", "check", "-c", str(bad)], capture_output=True, text=True)

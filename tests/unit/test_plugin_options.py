@@ -11,7 +11,7 @@ import gitopsd
 from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import SyncFailed
 from gitopsd.core.models import Health, HealthStatus
-from gitopsd.plugin.config import validate_config
+from gitopsd.plugin.loading import validate_config
 from gitopsd.plugin.manager import PluginError, PluginManager
 
 

@@ -183,9 +183,13 @@ def test_wheel_has_exactly_the_two_import_packages(tmp_path: Path) -> None:
     )
     wheel = next(tmp_path.glob("gitopsd-*.whl"))
     with zipfile.ZipFile(wheel) as z:
-        top = {name.split("/")[0] for name in z.namelist() if not name.split("/")[0].endswith(".dist-info")}
+        names = set(z.namelist())
+        top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
         entry_points = z.read(next(n for n in z.namelist() if n.endswith("entry_points.txt"))).decode()
     assert top == {"gitopsd", "gitopsd_plugins"}
+    # the web page's templates and assets are package data: served from the wheel, no CDN
+    for asset in ("templates/list.html", "templates/app_main.html", "static/app.js", "static/app.css"):
+        assert f"gitopsd/server/ui/{asset}" in names, asset
     assert "[gitopsd]" in entry_points and "local = gitopsd_plugins.local" in entry_points
 
 

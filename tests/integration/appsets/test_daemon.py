@@ -16,6 +16,7 @@ from gitopsd.core.events import Event
 from gitopsd.core.models import SyncStatus
 from gitopsd.sandbox import Sandbox
 from tests.integration.ops.conftest import (
+    API_TOKEN,
     Env,
     GitRepo,
     configmap,
@@ -131,7 +132,8 @@ async def test_push_webhook_refreshes_the_appset_at_once(env: Env, sandboxes: di
         assert response.status_code == 202, response.text
         assert "appset:svc" in response.json()["refreshed"]
         await wait_for(lambda: synced(daemon, expected("web", "queue")), timeout=60)
-        listed = (await http.get(f"{env.base_url}/api/v1/apps/queue-west")).json()
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        listed = (await http.get(f"{env.base_url}/api/v1/apps/queue-west", headers=auth)).json()
         assert (listed["appset"], listed["cluster"], listed["sync"]) == ("svc", "west", "Synced")
 
 

@@ -22,7 +22,7 @@ async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Kube
     await kubectl("apply", "--server-side", "--validate=false", "-f", "-", stdin=json.dumps(cm))
     ours = configmap("shared", key="from-git")
 
-    strict = app_config(namespace="default", force_conflicts=False)
+    strict = app_config(namespace="default", force_conflicts=False, adopt=True)
     refused = await env.cluster.sync(strict, [ours], env.inventory())
     assert not refused.ok
     (obj,) = refused.objects
@@ -30,12 +30,12 @@ async def test_conflict_with_kubectl_forced_and_reported(env: Env, kubectl: Kube
     assert obj.message == "conflict with another field manager: kubectl: .data.key"
     assert (await get_json(kubectl, "configmap", "shared"))["data"]["key"] == "from-kubectl"
 
-    forcing = app_config(namespace="default")  # force_conflicts defaults to true
+    forcing = app_config(namespace="default", adopt=True)  # force_conflicts defaults to true
     taken = await env.cluster.sync(forcing, [ours], env.inventory())
     assert taken.ok, taken.message
     (obj,) = taken.objects
     assert obj.action == "changed"
-    assert obj.message == "took over fields from kubectl: .data.key"
+    assert obj.message == "adopted: it existed without a gitopsd owner; took over fields from kubectl: .data.key"
     live = await get_json(kubectl, "configmap", "shared", "--show-managed-fields")
     assert live["data"]["key"] == "from-git"
     owners = {m["manager"]: m for m in live["metadata"]["managedFields"]}

@@ -241,3 +241,24 @@ async def test_pod_hooks_must_succeed(env: Env) -> None:
     failed = await env.cluster.sync(app, [deployment("web"), pod("check", "Sync", fail=True), job("cleanup", "SyncFail")], env.inventory())
     assert not failed.ok and failed.message.startswith("Sync hook failed: Pod default/check-")
     assert len(await jobs(env, "cleanup-")) == 1
+
+
+async def test_a_hook_that_breaks_the_policy_refuses_the_sync_before_any_write(env: Env) -> None:
+    from gitopsd.plugin.config import PolicyConfig
+
+    rules = PolicyConfig(namespaces=["team-a"], deny_kinds=["batch/Job"])
+    app = app_config(namespace="team-a").with_policy("team-a", rules)
+    env.sb.reset_counters()
+    result = await env.cluster.sync(app, [deployment("web"), job("migrate", "PreSync")], env.inventory())
+    assert not result.ok and "refused by policy" in result.message and "Job" in result.message
+    assert env.sb.counters()["writes"] == 0
+
+
+async def test_a_fixed_hook_name_taken_by_a_foreign_object_is_neither_deleted_nor_reused(env: Env, kubectl: Any) -> None:
+    foreign = job("migrate", "PreSync", generate=False)
+    foreign["metadata"]["annotations"] = {}  # made by hand: no hook, no owner
+    await kubectl("apply", "-f", "-", stdin=yaml.safe_dump(foreign))
+    result = await env.cluster.sync(app_config(), [deployment("web"), job("migrate", "PreSync", generate=False)], env.inventory())
+    assert not result.ok and "migrate exists and is not managed by gitopsd" in result.message
+    left = await jobs(env, "migrate")
+    assert len(left) == 1 and HOOK_OF_LABEL not in (left[0]["metadata"].get("labels") or {})

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from gitopsd.kube import APP_LABEL
+from gitopsd.kube.ownership import OWNER_ANNOTATION
 
 from .conftest import Env, Kubectl, app_config, configmap, deployment, get_json, namespace
 
@@ -60,28 +61,31 @@ async def test_empty_render_never_prunes_unless_allowed(env: Env, kubectl: Kubec
     assert await env.inventory().current() == []
 
 
-async def test_objects_without_our_label_are_never_deleted(env: Env, kubectl: Kubectl) -> None:
+async def test_objects_not_owned_by_the_app_are_never_deleted(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="default", prune=True)
     await env.cluster.sync(
         app,
-        [configmap("mine"), configmap("unlabelled"), configmap("other-app"), configmap("pinned")],
+        [configmap("mine"), configmap("unowned"), configmap("other-app"), configmap("pinned")],
         env.inventory(),
     )
-    # Out of band: one object loses our ownership label, one is claimed by another app,
-    # one is marked prune-disabled.
-    await kubectl("label", "configmap", "unlabelled", f"{APP_LABEL}-")
-    await kubectl("label", "--overwrite", "configmap", "other-app", f"{APP_LABEL}=someone-else")
+    # Out of band: one object loses its owner annotation, one is given to another owner by
+    # hand (the app label still says ours), one is marked prune-disabled.
+    await kubectl("annotate", "configmap", "unowned", f"{OWNER_ANNOTATION}-")
+    await kubectl("annotate", "--overwrite", "configmap", "other-app", f"{OWNER_ANNOTATION}=gitopsd/someone-else")
     await kubectl("annotate", "configmap", "pinned", "gitopsd.dev/prune=disabled")
+    assert (await get_json(kubectl, "configmap", "other-app"))["metadata"]["labels"][APP_LABEL] == "web"
 
     result = await env.cluster.sync(app, [configmap("mine")], env.inventory())
     assert result.ok, result.message
     assert names(result, "pruned") == set()
     assert names(result, "skipped") == {
-        "ConfigMap default/unlabelled",
+        "ConfigMap default/unowned",
         "ConfigMap default/other-app",
         "ConfigMap default/pinned",
     }
-    for name in ("unlabelled", "other-app", "pinned"):
+    messages = {str(o.ref): o.message for o in result.objects}
+    assert messages["ConfigMap default/other-app"] == "not deleted: owned by gitopsd/someone-else, not by gitopsd/web"
+    for name in ("unowned", "other-app", "pinned"):
         await get_json(kubectl, "configmap", name)
     # They are no longer this app's: a later sync does not look at them again.
     assert [str(r) for r in await env.inventory().current()] == ["ConfigMap default/mine"]
@@ -97,8 +101,19 @@ async def test_objects_of_other_apps_are_not_candidates(env: Env, kubectl: Kubec
     await get_json(kubectl, "configmap", "two-cm")
 
 
-async def test_namespace_and_contents_pruned_in_reverse_order(env: Env, kubectl: Kubectl) -> None:
+async def test_namespaces_are_pruned_only_when_the_app_says_so(env: Env, kubectl: Kubectl) -> None:
     app = app_config(namespace="team", prune=True)
+    await env.cluster.sync(app, [namespace("team"), configmap("c")], env.inventory())
+    result = await env.cluster.sync(app, [configmap("elsewhere", namespace="default")], env.inventory())
+    assert result.ok, result.message
+    assert names(result, "pruned") == {"ConfigMap team/c"}
+    assert names(result, "skipped") == {"Namespace team"}
+    live = await get_json(kubectl, "namespace", "team")
+    assert "deletionTimestamp" not in live["metadata"]
+
+
+async def test_namespace_and_contents_pruned_in_reverse_order(env: Env, kubectl: Kubectl) -> None:
+    app = app_config(namespace="team", prune=True, prune_namespaces=True)
     await env.cluster.sync(
         app, [namespace("team"), configmap("c"), deployment("d")], env.inventory()
     )

@@ -19,11 +19,13 @@ import pytest
 
 from gitopsd.core.events import Event
 from gitopsd.daemon.supervisor import Daemon
-from gitopsd.plugin.config import Config, load_config
+from gitopsd.plugin.config import Config
+from gitopsd.plugin.loading import load_config
 from gitopsd.plugin.manager import PluginManager
 from gitopsd.server.systemd import SystemdNotifier
 
 API_TOKEN = "api-token-0123456789abcdef"
+READ_TOKEN = "read-token-fedcba9876543210"
 GITHUB_SECRET = "gh-webhook-secret-42"
 GITLAB_TOKEN = "gl-webhook-token-42"
 GITEA_SECRET = "gitea-webhook-secret-42"
@@ -101,6 +103,7 @@ class Env:
         self.state = root / "state"
         for name, value in (
             ("token", API_TOKEN),
+            ("read-token", READ_TOKEN),
             ("github", GITHUB_SECRET),
             ("gitlab", GITLAB_TOKEN),
             ("gitea", GITEA_SECRET),
@@ -112,7 +115,9 @@ class Env:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def daemon_toml(self, *, token: bool = True, hooks: bool = True, extra: str = "", watch: bool = False) -> str:
+    def daemon_toml(
+        self, *, token: bool = True, hooks: bool = True, extra: str = "", watch: bool = False, read_token: bool = False
+    ) -> str:
         lines = [
             "[daemon]",
             f'state_dir = "{self.state}"',
@@ -124,6 +129,8 @@ class Env:
         ]
         if token:
             lines.append('api_token_file = "token"')
+        if read_token:
+            lines.append('read_token_file = "read-token"')
         lines.append(extra)
         if hooks:
             lines += [

@@ -8,7 +8,15 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from .conftest import API_TOKEN, GITHUB_SECRET, GITLAB_TOKEN, Env, github_signature, running
+from .conftest import (
+    API_TOKEN,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    READ_TOKEN,
+    Env,
+    github_signature,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -20,9 +28,10 @@ async def test_health_ready_and_json_404(env: Env, http: httpx.AsyncClient) -> N
         assert r.status_code == 200 and r.json() == {"status": "ok"}
         r = await http.get(f"{env.base_url}/readyz")
         assert r.status_code == 200 and r.json()["status"] == "ready"
-        r = await http.get(f"{env.base_url}/api/v1/apps")
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        r = await http.get(f"{env.base_url}/api/v1/apps", headers=auth)
         assert r.status_code == 200 and r.json() == {"apps": []}
-        r = await http.get(f"{env.base_url}/api/v1/apps/nope")
+        r = await http.get(f"{env.base_url}/api/v1/apps/nope", headers=auth)
         assert r.status_code == 404 and r.json() == {"error": "no app named 'nope'"}
         r = await http.get(f"{env.base_url}/no/such/thing")
         assert r.status_code == 404 and "no such endpoint" in r.json()["error"]
@@ -176,3 +185,38 @@ async def test_metrics_are_exposed_and_move(env: Env, http: httpx.AsyncClient) -
         assert _sample(r.text, "gitopsd_webhook_requests_total", provider="github", outcome="unauthorized") == 1
         assert _sample(r.text, "gitopsd_kube_requests_total", cluster="prod", verb="patch", code="200") == 1
         assert "python_gc_objects_collected_total" not in r.text  # a registry of its own, not the global one
+
+
+async def test_reads_need_a_token_and_the_read_token_only_reads(env: Env, http: httpx.AsyncClient) -> None:
+    config = env.write(env.daemon_toml(read_token=True))
+    base = env.base_url
+    async with running(env, config):
+        for path in ("/api/v1/apps", "/api/v1/apps/web"):
+            r = await http.get(base + path)
+            assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer"), path
+            r = await http.get(base + path, headers={"Authorization": f"Bearer {READ_TOKEN}x"})
+            assert r.status_code == 401, path
+        for token in (READ_TOKEN, API_TOKEN):
+            r = await http.get(base + "/api/v1/apps", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200 and r.json() == {"apps": []}
+        r = await http.post(base + "/api/v1/apps/web/refresh", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        assert r.status_code == 403 and "read token" in r.json()["error"]
+        # health, readiness and metrics stay open by default
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await http.get(base + path)).status_code == 200, path
+
+
+async def test_reads_are_refused_without_any_token(env: Env, http: httpx.AsyncClient) -> None:
+    config = env.write(env.daemon_toml(token=False))
+    async with running(env, config):
+        r = await http.get(f"{env.base_url}/api/v1/apps", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert r.status_code == 403 and "read_token_file" in r.json()["error"]
+
+
+async def test_metrics_can_require_the_token(env: Env, http: httpx.AsyncClient) -> None:
+    config = env.write(env.daemon_toml(read_token=True, extra="metrics_require_token = true"))
+    async with running(env, config):
+        assert (await http.get(f"{env.base_url}/metrics")).status_code == 401
+        r = await http.get(f"{env.base_url}/metrics", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        assert r.status_code == 200 and "gitopsd_" in r.text
+        assert (await http.get(f"{env.base_url}/healthz")).status_code == 200

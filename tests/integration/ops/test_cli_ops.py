@@ -30,12 +30,12 @@ async def gitopsd(config: Path, *args: str) -> Result:
     return await anyio.to_thread.run_sync(lambda: runner.invoke(cli, ["-c", str(config), *args], catch_exceptions=False))
 
 
-def app_config(env: Env, sandbox: Sandbox, *, token: bool = True) -> str:
+def app_config(env: Env, sandbox: Sandbox, *, token: bool = True, read_token: bool = False) -> str:
     app = env.root / "apps" / "web"
     app.mkdir(parents=True, exist_ok=True)
     (app / "cm.yaml").write_text(configmap("web", v="1"))
     return (
-        env.daemon_toml(token=token)
+        env.daemon_toml(token=token, read_token=read_token)
         + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
         + '[apps.web]\ncluster = "sb"\nnamespace = "web"\nsource = {type = "local", path = "apps/web"}\n'
     )
@@ -92,7 +92,17 @@ async def test_mutating_commands_without_a_token(env: Env, sandbox: Sandbox) -> 
     async with running(env, config):
         result = await gitopsd(env.path, "suspend", "web")
         assert result.exit_code == 1 and "HTTP 403" in result.output and "api_token_file" in result.output
-        assert (await gitopsd(env.path, "status")).exit_code == 0  # reading needs no token
+        result = await gitopsd(env.path, "status")  # reading needs a token too
+        assert result.exit_code == 1 and "HTTP 403" in result.output and "read_token_file" in result.output
+
+
+async def test_read_token_reads_but_cannot_change(env: Env, sandbox: Sandbox) -> None:
+    config = env.write(app_config(env, sandbox, token=False, read_token=True))
+    async with running(env, config):
+        result = await gitopsd(env.path, "status")
+        assert result.exit_code == 0 and "web" in result.output, result.output
+        result = await gitopsd(env.path, "suspend", "web")
+        assert result.exit_code == 1 and "HTTP 403" in result.output and "read token" in result.output
 
 
 async def test_daemon_not_running(env: Env) -> None:

@@ -1,0 +1,285 @@
+"""The daemon seen through :class:`gitopsd.server.view.AppsView`: what the API and web page read and trigger.
+
+A thin adapter: it reads the runners' status, the state store and the clusters' live
+caches, keeps a bounded ring of recent events per app (fed by the event bus), and turns
+operator actions into pins and triggers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import anyio
+import structlog
+
+from gitopsd.core.events import Event
+from gitopsd.core.models import HistoryEntry, ObjectRef, SyncStatus
+from gitopsd.core.state import HISTORY_KEPT, Pin, StateStore
+from gitopsd.daemon.appsets import AppSetController
+from gitopsd.engine.protocols import ClusterPool, DescribesObjects
+from gitopsd.engine.runner import AppRunner
+from gitopsd.plugin.config import Config
+from gitopsd.server.view import (
+    ACTIONS,
+    ActionRefused,
+    AppNotFound,
+    AppSummary,
+    DiffView,
+    ObjectView,
+    PushTarget,
+)
+
+
+class _HasRunner(Protocol):
+    @property
+    def runner(self) -> AppRunner: ...
+
+
+class ViewedDaemon(Protocol):
+    """What the view reads of the daemon (:class:`gitopsd.daemon.supervisor.Daemon`)."""
+
+    @property
+    def apps(self) -> Mapping[str, _HasRunner]: ...
+
+    @property
+    def appsets(self) -> AppSetController: ...
+
+    @property
+    def stopping(self) -> anyio.Event: ...
+
+    @property
+    def store(self) -> StateStore | None: ...
+
+    @property
+    def pool(self) -> ClusterPool | None: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def ready(self) -> anyio.Event: ...
+
+log = structlog.get_logger("gitopsd.daemon.view")
+
+EVENTS_KEPT = 50
+"""Recent events kept in memory per app (and for daemon-wide events)."""
+
+
+class EventLog:
+    """A bounded ring of recent events per app; wakes whoever waits for a change."""
+
+    def __init__(self, size: int = EVENTS_KEPT):
+        self._size = size
+        self._rings: dict[str, deque[Event]] = {}
+        self._changed = anyio.Event()
+
+    def record(self, event: Event) -> None:
+        """Keep ``event`` (the event bus calls this for every event)."""
+        ring = self._rings.get(event.app)
+        if ring is None:
+            ring = self._rings[event.app] = deque(maxlen=self._size)
+        ring.append(event)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def recent(self, app: str, limit: int) -> list[Event]:
+        """The newest ``limit`` events of ``app`` ("" for daemon-wide ones), newest first."""
+        ring = self._rings.get(app)
+        return list(reversed(ring))[:limit] if ring else []
+
+    def forget(self, app: str) -> None:
+        self._rings.pop(app, None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next event, or ``timeout`` seconds."""
+        changed = self._changed
+        with anyio.move_on_after(timeout):
+            await changed.wait()
+
+
+class DaemonView:
+    """:class:`gitopsd.server.view.AppsView` over a running daemon."""
+
+    def __init__(self, daemon: ViewedDaemon, events: EventLog):
+        self._daemon = daemon
+        self._events = events
+        self._reached: set[str] = set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._daemon.stopping.is_set()
+
+    def not_ready(self) -> list[str]:
+        daemon = self._daemon
+        reasons = []
+        if daemon.stopping.is_set():
+            reasons.append("stopping")
+        if not daemon.ready.is_set():
+            reasons.append("starting")
+        elif daemon.pool is not None:
+            # A cluster counts once reached: readiness does not flap with a later outage.
+            for name in sorted({app.cluster for app in daemon.config.apps.values()} - self._reached):
+                try:
+                    reachable = daemon.pool.get(name).reachable
+                except Exception:
+                    reachable = False
+                if reachable:
+                    self._reached.add(name)
+                else:
+                    reasons.append(f"cluster {name} not reached yet")
+        return reasons
+
+    async def members_report(self) -> dict[str, Any] | None:
+        """Coordination (:class:`gitopsd.server.members.MembersView`): the coordinator's report, or None."""
+        coordinator = getattr(self._daemon, "coordinator", None)
+        return await coordinator.report() if coordinator is not None else None
+
+    def _runner(self, name: str) -> AppRunner:
+        running = self._daemon.apps.get(name)
+        if running is None:
+            raise AppNotFound(f"no app named {name!r}")
+        return running.runner
+
+    @staticmethod
+    def _summary(runner: AppRunner) -> AppSummary:
+        s = runner.status
+        source = runner.source
+        return AppSummary(
+            name=s.name,
+            cluster=s.cluster,
+            namespace=s.namespace,
+            source_type=runner.app.source.type,
+            source_url=source.url,
+            source_ref=source.ref,
+            source_path=source.subdir,
+            revision=s.revision,
+            sync=s.sync,
+            health=s.health,
+            suspended=s.suspended,
+            pinned_revision=s.pinned_revision,
+            self_heal=runner.app.self_heal,
+            last_sync_time=s.last_sync_time,
+            last_duration=s.last_duration,
+            last_result=s.last_result,
+            last_message=s.last_message,
+            last_counts=dict(s.last_counts),
+            reconciles=s.reconciles,
+            waiting=s.waiting,
+            appset=runner.app.appset,
+        )
+
+    def apps(self) -> list[AppSummary]:
+        apps = self._daemon.apps
+        return [self._summary(apps[name].runner) for name in sorted(apps)]
+
+    def app(self, name: str) -> AppSummary:
+        return self._summary(self._runner(name))
+
+    async def history(self, name: str, limit: int) -> list[HistoryEntry]:
+        self._runner(name)
+        assert self._daemon.store is not None
+        return await self._daemon.store.history(name, limit)
+
+    def events(self, name: str, limit: int) -> list[Event]:
+        return self._events.recent(name, limit)
+
+    async def objects(self, name: str) -> list[ObjectView]:
+        runner = self._runner(name)
+        desired = runner.desired
+        if desired is None:
+            return []
+        states = None
+        if isinstance(runner.cluster, DescribesObjects):
+            states = runner.cluster.object_states(runner.app, desired)
+        if states is None:  # the cluster cannot tell yet: the objects, status unknown
+            return [ObjectView(ObjectRef.from_manifest(m)) for m in desired]
+        return [
+            ObjectView(
+                ref=s.ref,
+                wave=s.wave,
+                step=s.step,
+                health=s.health.health,
+                health_message=s.health.message,
+                sync=SyncStatus.UNKNOWN if s.in_sync is None else SyncStatus.SYNCED if s.in_sync else SyncStatus.OUT_OF_SYNC,
+                live_exists=s.live_exists,
+            )
+            for s in states
+        ]
+
+    async def inventory(self, name: str) -> list[ObjectRef]:
+        self._runner(name)
+        assert self._daemon.store is not None
+        return sorted(await self._daemon.store.inventory(name))
+
+    async def diff(self, name: str) -> list[DiffView]:
+        runner = self._runner(name)
+        applied = runner.reconciler.applied
+        if applied is None:
+            return []
+        return [DiffView(d.ref, d.diff, d.live_exists) for d in await runner.cluster.diff(runner.app, applied)]
+
+    async def act(self, name: str, action: str, revision: str = "") -> str:
+        runner = self._runner(name)
+        if action not in ACTIONS:
+            raise ActionRefused(f"no such action: {action}", status=404)
+        if action in ("refresh", "sync"):
+            runner.trigger.fire(action, force=True)
+        elif action == "suspend":
+            await runner.set_pin(Pin(suspended=True, revision=runner.status.pinned_revision))
+        elif action == "resume":
+            await runner.set_pin(Pin())
+            runner.trigger.fire("resume", force=True)  # also after a rollback pin without suspension
+        else:
+            assert self._daemon.store is not None
+            history = await self._daemon.store.history(name, HISTORY_KEPT)
+            resolved = resolve_revision(revision, history) if revision else None
+            if resolved is None:
+                raise ActionRefused(
+                    f"revision {revision!r} is not a unique, successfully applied revision in {name}'s history"
+                )
+            await runner.set_pin(Pin(suspended=False, revision=resolved))
+            return resolved
+        return ""
+
+    async def wait_changed(self, timeout: float) -> None:
+        await self._events.wait(timeout)
+
+    def push_targets(self) -> Sequence[PushTarget]:
+        return [
+            PushTarget(name, r.runner.source.url, r.runner.source.ref, r.runner.source.version_range, r.runner.source.subdir)
+            for name, r in self._daemon.apps.items()
+        ]
+
+    def fire(self, names: Sequence[str], reason: str) -> None:
+        if self._daemon.stopping.is_set():
+            return
+        for name in names:
+            running = self._daemon.apps.get(name)
+            if running is not None:
+                running.runner.trigger.fire(reason)
+
+    def appset_push_targets(self) -> Sequence[tuple[str, str, str]]:
+        return self._daemon.appsets.push_targets()
+
+    def refresh_appsets(self, names: Sequence[str]) -> None:
+        self._daemon.appsets.poke(list(names))
+
+
+def resolve_revision(wanted: str, history: list[HistoryEntry]) -> str | None:
+    """The successfully applied revision in ``history`` that ``wanted`` names.
+
+    Exact match first; else a unique prefix of the whole revision or of its hash part
+    (``main@sha1:<hex>``: a prefix of ``<hex>``, at least 7 characters).
+    """
+    applied = list(dict.fromkeys(h.revision for h in history if h.result == "succeeded"))
+    if wanted in applied:
+        return wanted
+    candidates = []
+    for revision in applied:
+        digest = revision.rpartition(":")[2]
+        if revision.startswith(wanted) or (len(wanted) >= 7 and digest.startswith(wanted)):
+            candidates.append(revision)
+    return candidates[0] if len(candidates) == 1 else None
+
