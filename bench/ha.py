@@ -38,6 +38,7 @@ from bench.procs import DaemonProc, SandboxProc, free_port, toml_str
 from tests.coord.harness import EtcdCluster
 
 RESULTS = Path(__file__).resolve().parent / "results"
+READ_TOKEN = "bench-ha-read-token"
 
 
 def log(message: str) -> None:
@@ -70,6 +71,7 @@ class Member:
             "watch_config = false",
             'log_format = "json"',
             'log_level = "warning"',
+            f"read_token_file = {toml_str(work / 'read-token')}",
             "",
             "[daemon.coordination]",
             'backend = "etcd"',
@@ -95,7 +97,7 @@ class Member:
 
     def get(self, path: str) -> Any:
         try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=30)
+            r = httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=30, headers={"Authorization": f"Bearer {READ_TOKEN}"})
             return r.json() if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -125,6 +127,8 @@ def run(apps_n: int, objects: int, ttl: float, kills: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gitopsd-bench-ha-"))
     log(f"work directory {work}")
     repo = gen.generate(work / "repo", apps_n, objects)
+    (work / "read-token").write_text(READ_TOKEN)
+    (work / "read-token").chmod(0o600)
     names = sorted(s.name for s in repo.specs)
     sandbox = SandboxProc.start(work / "sandbox", rollout_delay=0.05)
     etcd = EtcdCluster(work / "etcd")

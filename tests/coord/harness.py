@@ -187,6 +187,9 @@ class TcpProxy:
         self._listener.close()
 
 
+READ_TOKEN = "coordination-test-read-token"
+AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
+
 CONFIGMAP = """\
 apiVersion: v1
 kind: ConfigMap
@@ -217,9 +220,14 @@ class Member:
         self.port = free_port()
         self.log = self.dir / "gitopsd.log"
         self.config = self.dir / "config.toml"
+        token_file = base / "read-token"  # shared by the members: fan-out reads the others with it
+        if not token_file.exists():
+            token_file.write_text(READ_TOKEN)
+            token_file.chmod(0o600)
         text = textwrap.dedent(f"""
             [daemon]
             state_dir = "{self.dir / 'state'}"
+            read_token_file = "{token_file}"
             listen = "127.0.0.1:{self.port}"
             default_interval = "1h"
             shutdown_timeout = "10s"
@@ -273,7 +281,7 @@ class Member:
         return self.proc.wait(timeout)
 
     def get(self, path: str) -> Any:
-        r = httpx.get(self.url + path, timeout=10)
+        r = httpx.get(self.url + path, timeout=10, headers=AUTH)
         r.raise_for_status()
         return r.json()
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from gitopsd.sandbox import Sandbox
-from tests.coord.harness import EtcdCluster, Member, TcpProxy, app_of, member_of, write_apps
+from tests.coord.harness import AUTH, EtcdCluster, Member, TcpProxy, app_of, member_of, write_apps
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.ha]
 
@@ -45,7 +45,7 @@ def kube(sb: Sandbox) -> httpx.AsyncClient:
 async def get(member: Member, path: str) -> Any:
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            r = await client.get(member.url + path)
+            r = await client.get(member.url + path, headers=AUTH)
             return r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
