@@ -248,6 +248,7 @@ class Member:
                 cluster = "sandbox"
                 namespace = "{app}"
                 create_namespace = true
+                prune = true
                 source = {{ type = "local", path = "{directory}" }}
                 """)
         self.config.write_text(text)

@@ -344,3 +344,31 @@ async def test_an_etcd_outage_stops_every_member_and_nothing_is_applied_twice_af
 
 async def _has_event(member: Member, name: str) -> bool:
     return bool(member.events(name))
+
+
+async def test_the_new_owner_prunes_what_the_old_one_applied(tmp_path: Path, sandbox: Sandbox, etcd: EtcdCluster) -> None:
+    """Handover reads the app's inventory record from the cluster: prune stays correct across members."""
+    apps = write_apps(tmp_path, 6)
+    for directory in apps.values():
+        (directory / "extra.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {x: '1'}\n")
+    members = start_members(tmp_path, apps, [etcd_coordination(etcd.endpoints)] * 2)
+    try:
+        await wait_for("convergence", lambda: converged(sandbox, apps))
+        await wait_for("every app held", lambda: all_held(members, apps))
+        held = await holders(members)
+        assert held is not None
+        old = next(m for m in members if m.name == held["a00"])
+        new = next(m for m in members if m is not old)
+        assert await anyio.to_thread.run_sync(old.terminate) == 0
+        await wait_for("a00 moved", lambda: all_held([new], ["a00"], by={new.name}), timeout=60)
+        (apps["a00"] / "extra.yaml").unlink()  # the new owner never applied it, yet must prune it
+
+        async def pruned() -> bool:
+            async with kube(sandbox) as k:
+                return (await k.get("/api/v1/namespaces/a00/configmaps/extra")).status_code == 404
+
+        await wait_for("extra pruned by the new owner", pruned, timeout=60)
+        deletes = [w for w in sandbox.counters()["write_log"] if w["verb"] == "delete" and w["name"] == "extra"]
+        assert [member_of(w["client"]) for w in deletes] == [new.name]
+    finally:
+        stop(members)
