@@ -16,6 +16,7 @@ again the member joins with a new lease and takes apps like a new member would.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -118,6 +119,7 @@ class Coordinator:
         self.members: list[MemberInfo] = []
         self.holders: dict[str, str] = {}  # app -> member, as last read
         self._renew_at = 0.0
+        self._lease_lost: str | None = None  # set by the renewal task when the backend says the lease is gone
         # After a join, take no app until the member list has been stable for a while (at most
         # 3 TTLs): members started together then agree at once instead of trading apps.
         self._settle_until = 0.0
@@ -141,7 +143,31 @@ class Coordinator:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self, stopping: anyio.Event) -> None:
-        """Join, renew, rebalance, until ``stopping``; then the caller :meth:`leave`\\ s."""
+        """Join, renew, rebalance, until ``stopping``; then the caller :meth:`leave`\\ s.
+
+        Renewal runs in its own task: a long rebalance (taking hundreds of apps) never
+        delays it.
+        """
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew, stopping, name="coordination-renew")
+            await self._main(stopping)
+            tg.cancel_scope.cancel()
+
+    async def _renew(self, stopping: anyio.Event) -> None:
+        interval = self.config.lease_ttl / 3
+        while not stopping.is_set():
+            if self.joined and self._lease_lost is None and time.monotonic() >= self._renew_at:
+                try:
+                    await self.backend.keepalive()
+                    self._renew_at = time.monotonic() + interval
+                except LeaseLost as exc:
+                    self._lease_lost = str(exc)
+                except CoordinationUnavailable as exc:
+                    log.warning("lease renewal failed; retrying", error=str(exc))
+                    self._renew_at = time.monotonic() + min(0.5, interval / 2)
+            await self._sleep(stopping, max(0.02, min(self._renew_at - time.monotonic(), 0.25)))
+
+    async def _main(self, stopping: anyio.Event) -> None:
         interval = self.config.lease_ttl / 3
         while not stopping.is_set():
             if not self.joined:
@@ -151,10 +177,11 @@ class Coordinator:
                     log.warning("cannot join the coordination backend; retrying", backend=self.backend.kind, error=str(exc))
                     await self._sleep(stopping, min(1.0, interval))
                     continue
-                self.joined = True
+                self._lease_lost = None
                 self._renew_at = time.monotonic() + interval
                 self._settle_until = time.monotonic() + self.config.lease_ttl
                 self._settle_cap = time.monotonic() + 3 * self.config.lease_ttl
+                self.joined = True
                 log.info("joined", member=self.member, backend=self.backend.kind, mode=self.config.mode)
                 if self.lost:
                     self.lost = False
@@ -164,16 +191,9 @@ class Coordinator:
                             data={"member": self.member, "backend": self.backend.kind},
                         )
                     )
-            if time.monotonic() >= self._renew_at:
-                try:
-                    await self.backend.keepalive()
-                    self._renew_at = time.monotonic() + interval
-                except LeaseLost as exc:
-                    await self._lose(str(exc))
-                    continue
-                except CoordinationUnavailable as exc:
-                    log.warning("lease renewal failed; retrying", error=str(exc))
-                    self._renew_at = time.monotonic() + min(0.5, interval / 2)
+            if self._lease_lost is not None:
+                await self._lose(self._lease_lost)
+                continue
             if not self.backend.valid(self.margin):
                 await self._lose(f"lease not renewed within {self.config.lease_ttl:g}s")
                 continue
@@ -239,11 +259,16 @@ class Coordinator:
 
     async def _take(self, name: str) -> None:
         async with self._limiter:
-            if not self.backend.valid(self.margin) or await self.backend.acquire(_lock(name)) is False:
+            try:
+                if not self.backend.valid(self.margin) or not await self.backend.acquire(_lock(name)):
+                    return
+            except (CoordinationUnavailable, LeaseLost) as exc:
+                log.debug("app lock not taken", app=name, error=str(exc))  # the next round tries again
                 return
         app = self.daemon.config.apps.get(name)
         if app is None or name in self.held or self.daemon.stopping.is_set():
-            await self.backend.release(_lock(name))
+            with contextlib.suppress(CoordinationUnavailable, LeaseLost):
+                await self.backend.release(_lock(name))
             return
         self.held.add(name)
         if name not in self.daemon.apps:
