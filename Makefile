@@ -11,7 +11,7 @@ UV_VERSION := 0.13.8
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --quiet --custom-compile-command "make lock"
 export PATH := $(CURDIR)/.tools:$(PATH)
 
-.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full clean lock lock-upgrade
+.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full bench-ha clean lock lock-upgrade
 
 setup: $(STAMP) tools
 
@@ -72,6 +72,10 @@ bench: setup
 
 bench-full: setup
 	$(BIN)/python -m bench.run --apps 1000 --objects 5
+
+# 3 members x 1000 apps over a 3-node etcd (Debian etcd-server): converge, join, failover.
+bench-ha: setup
+	$(BIN)/python -m bench.ha --apps 1000 --objects 5
 
 clean:
 	rm -rf .demo dist build

@@ -87,6 +87,14 @@ class DaemonClient:
     def apps(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "/api/v1/apps")["apps"])
 
+    def members(self) -> dict[str, Any]:
+        """``GET /api/v1/members``: ``{"coordination": bool, "members": [...], ...}``."""
+        return dict(self._request("GET", "/api/v1/members"))
+
+    def all_apps(self) -> dict[str, Any]:
+        """``GET /api/v1/members/apps``: every member's apps (``member`` on each), and unreachable members."""
+        return dict(self._request("GET", "/api/v1/members/apps"))
+
     def app(self, name: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/api/v1/apps/{name}"))
 

@@ -27,6 +27,7 @@ _SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("[daemon]", cfg.DaemonConfig, {"tools", "webhooks"}),
     ("[daemon.tools]", cfg.ToolsConfig, set()),
     ("[daemon.webhooks]", cfg.WebhooksConfig, set()),
+    ("[daemon.coordination]", cfg.CoordinationConfig, set()),
     ("[clusters.NAME]", cfg.ClusterConfig, {"ssh"}),
     ("[clusters.NAME.ssh]", cfg.SSHConfig, set()),
     ("[apps.NAME]", cfg.AppConfig, {"name", "appset"}),

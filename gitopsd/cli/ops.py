@@ -75,12 +75,15 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
     """Every app: cluster, revision, sync, health, last sync age, message."""
     _with_config(ctx, config_path)
     client = _client(ctx)
-    apps = _call(client.apps)
     windows = _call(client.windows)
+    members = _call(client.members)
+    coordinated = bool(members.get("coordination"))
+    everywhere = _call(client.all_apps) if coordinated else {}
+    apps = everywhere["apps"] if coordinated else _call(client.apps)
     if output == "json":
         click.echo(json.dumps(apps, indent=2))
         return
-    rows = [["APP", "CLUSTER", "REVISION", "SYNC", "HEALTH", "LAST SYNC", "MESSAGE"]]
+    rows = [["APP", *(["MEMBER"] if coordinated else []), "CLUSTER", "REVISION", "SYNC", "HEALTH", "LAST SYNC", "MESSAGE"]]
     for app in apps:
         sync = app["sync"] + (" (suspended)" if app["suspended"] else "") + (" (pinned)" if app["pinned_revision"] else "")
         message = app["last_sync"]["message"].splitlines()[0] if app["last_sync"]["message"] else ""
@@ -93,8 +96,8 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
             revision = hold.get("revision") or ""
             message = (hold.get("message") or message).replace(revision, short_revision(revision)) if revision else hold.get("message") or message
         rows.append(
-            [app["name"], app["cluster"], short_revision(app["revision"]) or "-", sync, app["health"],
-             age(app["last_sync"]["time"]), message[:80]]
+            [app["name"], *([app.get("member") or "-"] if coordinated else []), app["cluster"],
+             short_revision(app["revision"]) or "-", sync, app["health"], age(app["last_sync"]["time"]), message[:80]]
         )
     click.echo(table(rows))
     if windows:
@@ -102,6 +105,22 @@ def status(ctx: click.Context, output: str, config_path: str | None) -> None:
         rows = [["WINDOW", "KIND", "OPEN SINCE", "UNTIL"]]
         rows += [[w["name"], w["kind"], w["start"][:16].replace("T", " "), w["end"][:16].replace("T", " ")] for w in windows]
         click.echo(table(rows))
+    if coordinated:
+        _print_members(members, everywhere)
+
+
+def _print_members(members: dict[str, Any], everywhere: dict[str, Any]) -> None:
+    """The member list under ``gitopsd status`` (with coordination)."""
+    click.echo("")
+    rows = [["MEMBER", "URL", "APPS", "LEASE AGE"]]
+    for m in members["members"]:
+        lease = "-" if m["lease_age"] is None else f"{m['lease_age']:.0f}s"
+        rows.append([m["name"] + (" (this)" if m["self"] else ""), m["advertise_url"] or "-", str(len(m["apps"])), lease])
+    click.echo(table(rows))
+    for error in everywhere.get("errors", []):
+        click.echo(f"member {error['member']} did not answer ({error['url'] or 'no advertise_url'}): {error['error']}", err=True)
+    if everywhere.get("unowned"):
+        click.echo(f"apps no member holds right now: {', '.join(everywhere['unowned'])}", err=True)
 
 
 def _action(name: str, doc: str) -> click.Command:

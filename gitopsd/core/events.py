@@ -285,3 +285,15 @@ class SyncWindowClosed(Event):
 class ChatCommand(Event):
     """An operator command arrived from chat (a Slack slash command): ``data["user"]``, ``data["command"]``,
     ``data["allowed"]`` and ``data["result"]``."""
+
+
+@_event("coordination-lost", Severity.ERROR)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationLost(Event):
+    """This member could not renew its lease with the coordination backend (etcd or Kubernetes Leases) before it expired: it stopped writing to every app it held (others may take them); ``data`` has ``member``, ``backend`` and ``apps`` (the apps it stopped). It rejoins when the backend answers again."""
+
+
+@_event("coordination-restored")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationRestored(Event):
+    """A member that had lost its lease joined again with a new one; ``data`` has ``member`` and ``backend``."""

@@ -27,6 +27,7 @@ from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.control import DaemonControl
+from gitopsd.daemon.coordination import Coordinator, open_backend
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, open_runtime
@@ -119,6 +120,8 @@ class Daemon:
         )
         self.cache_sweep_interval = CACHE_SWEEP_INTERVAL
         self._evictions_counted = 0
+        self.coordinator: Coordinator | None = None
+        """Set while running with ``[daemon.coordination]``: decides which apps run here."""
 
     @property
     def store(self) -> StateStore | None:
@@ -176,6 +179,9 @@ class Daemon:
                     windows=self.windows,
                 )
             )
+            coordination = self.config.daemon.coordination
+            if coordination is not None:
+                self.coordinator = Coordinator(self, open_backend(coordination, self.runtime.pool), coordination)
             self.api = ApiServer(self.view, self.config.daemon, secrets, self.metrics)
             await self.api.start()
             stack.push_async_callback(self.api.aclose)
@@ -194,8 +200,12 @@ class Daemon:
             self.config = await self.appsets.start(self.config)  # appsets that read a repository
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for app in self.config.apps.values():
-                    self._start(app)
+                coordinating = anyio.CancelScope()
+                if self.coordinator is None:
+                    for app in self.config.apps.values():
+                        self._start(app)
+                else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
+                    tg.start_soon(self._coordinate, coordinating, name="coordination")
                 tg.start_soon(self.appsets.run, name="appsets")
                 if self.config.daemon.watch_config and self.config.path is not None:
                     tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
@@ -210,10 +220,18 @@ class Daemon:
                         await result
                 await self.stopping.wait()
                 self.systemd.stopping()
+                coordinating.cancel()
                 await self._shutdown_apps()
+                if self.coordinator is not None:
+                    await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
                 tg.cancel_scope.cancel()
             await self.bus.drain(self.config.daemon.shutdown_timeout)
             bus_tg.cancel_scope.cancel()
+
+    async def _coordinate(self, scope: anyio.CancelScope) -> None:
+        assert self.coordinator is not None
+        with scope:
+            await self.coordinator.run(self.stopping)
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
@@ -270,6 +288,8 @@ class Daemon:
         assert self.runtime is not None
         runner = AppRunner(self.runtime.reconciler(app), config)
         runner.gate = self.gate
+        if self.coordinator is not None:
+            runner.reconciler.fence = self.coordinator.fence_for(app.name)
         return runner
 
     async def _run_app(self, running: _Running) -> None:
@@ -298,6 +318,28 @@ class Daemon:
             log.exception("closing a source failed", app=name)
             if failures is not None:
                 failures.append(f"apps.{name}: closing its source failed: {type(exc).__name__}: {exc}")
+
+    def start_app(self, app: AppConfig) -> None:
+        """Start ``app``'s runner here (the coordinator calls it for the apps this member owns)."""
+        self._start(app)
+
+    async def stop_app_gracefully(self, name: str, timeout: float | None = None) -> None:
+        """Stop ``name`` here (it moves to another member): its in-flight reconcile may finish
+        within ``timeout`` (default ``daemon.shutdown_timeout``), then the runner is cancelled."""
+        running = self.apps.pop(name, None)
+        if running is None:
+            return
+        running.runner.trigger.fire("stop")
+        locked = False
+        with anyio.move_on_after(self.config.daemon.shutdown_timeout if timeout is None else timeout):
+            await running.runner.busy.acquire()  # no new reconcile starts; the one in flight ends
+            locked = True
+        running.scope.cancel()
+        await running.done.wait()
+        if locked:
+            running.runner.busy.release()
+        await running.runner.reconciler.aclose()
+        self.metrics.forget_app(name)
 
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
@@ -393,7 +435,11 @@ class Daemon:
         except Exception as exc:
             raise ConfigError([f"notifiers: cannot create a notifier: {type(exc).__name__}: {exc}"]) from None
         try:  # everything that can fail happens before the first app is stopped
-            runners = {name: self._make_runner(new.apps[name], new) for name in added + changed}
+            runners = {
+                name: self._make_runner(new.apps[name], new)
+                for name in added + changed
+                if self.coordinator is None or self.coordinator.owns(name)
+            }
         except Exception as exc:
             raise ConfigError([f"apps: cannot create an app's source: {type(exc).__name__}: {exc}"]) from None
         if changed_clusters and (changed or added):
@@ -401,15 +447,18 @@ class Daemon:
         for key in ("listen", "state_dir", "max_body_bytes", "instance", "inventory_namespace"):
             if getattr(old.daemon, key) != getattr(new.daemon, key):
                 log.warning("daemon setting changed: restart gitopsd to apply it", setting=f"daemon.{key}")
+        ran_here = set(self.apps)
         failures: list[str] = []
         async with anyio.create_task_group() as stops:  # concurrently: a source may take a while to close
             for name in removed + changed:
-                stops.start_soon(self._stop_app, name, failures)
+                if name in self.apps:  # with coordination, only the apps running here
+                    stops.start_soon(self._stop_app, name, failures)
         if failures:
             # A plugin failed to let go of an app: run the stopped apps again as they were, and
             # report the reload as failed (the daemon keeps the previous config).
             for name in removed + changed:
-                self._start(old.apps[name])
+                if name in ran_here:
+                    self._start(old.apps[name])
             raise ConfigError(failures)
         self.config = new
         self.windows.configure(new.windows)
@@ -424,11 +473,12 @@ class Daemon:
             self.bus.set_routes(routes)
         self.notifiers = notifiers
         for name in added + changed:
-            self._start(new.apps[name], runners[name])
+            if name in runners:  # with coordination, the coordinator places the others
+                self._start(new.apps[name], runners[name])
         for name in removed:
             self.metrics.forget_app(name)
             self.events.forget(name)
-            if old.apps[name].prune_on_remove and self._tg is not None:
+            if old.apps[name].prune_on_remove and self._tg is not None and (self.coordinator is None or name in ran_here):
                 self._tg.start_soon(self._prune_removed, old.apps[name], name=f"prune:{name}")
         summary = {"added": added, "removed": removed, "changed": changed}
         self.metrics.reload("ok")

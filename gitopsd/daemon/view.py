@@ -136,6 +136,11 @@ class DaemonView:
                     reasons.append(f"cluster {name} not reached yet")
         return reasons
 
+    async def members_report(self) -> dict[str, Any] | None:
+        """Coordination (:class:`gitopsd.server.members.MembersView`): the coordinator's report, or None."""
+        coordinator = getattr(self._daemon, "coordinator", None)
+        return await coordinator.report() if coordinator is not None else None
+
     def _runner(self, name: str) -> AppRunner:
         running = self._daemon.apps.get(name)
         if running is None:

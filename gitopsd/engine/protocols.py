@@ -70,8 +70,13 @@ class Cluster(Protocol):
         *,
         dry_run: bool = False,
         run_hooks: bool = True,
+        fence: Callable[[], bool] | None = None,
     ) -> SyncResult:
         """Make the cluster match ``rendered``: order, apply what differs, prune, wait for health.
+
+        ``fence``: when given, called before each apply step, hook phase and prune; once it
+        returns False nothing more is written and the result fails with "fenced" (a
+        coordination member that lost its app lock; see :mod:`gitopsd.coord`).
 
         ``run_hooks``: run the sync hooks among the manifests (PreSync, Sync, PostSync,
         SyncFail; see :mod:`gitopsd.kube.hooks`). The engine passes False when it only

@@ -159,6 +159,9 @@ class Reconciler:
         if app.approval is not None and store is not None:
             self.approvals = ApprovalGate(app, store, self._event, self.windows.now, lambda: self.wake("approved", False))
         self._window_reported: tuple[str, str] = ("", "")
+        self.fence: Callable[[], bool] | None = None
+        """Coordination (several members): True while this member holds the app's lock. The daemon
+        sets it; the cluster checks it before each write phase (see ``Cluster.sync``)."""
 
     def _event(self, cls: type[Event], *, data: dict[str, Any] | None = None, **fields: Any) -> None:
         """Emit ``cls`` for this app, with the context every notifier wants in ``data``."""
@@ -316,6 +319,9 @@ class Reconciler:
         if self.status.waiting:
             log.info("sync held by dependencies", detail=self.status.waiting)
             return None
+        if self.fence is not None and not dry_run and not self.fence():
+            log.warning("not syncing: this member does not hold the app's coordination lock")
+            return None
         return await self._sync(cluster, rendered, reasons, dry_run)
 
     # -- change control (approvals, sync windows) --------------------------------------------
@@ -397,9 +403,10 @@ class Reconciler:
         drift_fix = "drift" in reasons and revision == self.status.revision
         if not drift_fix and not dry_run:
             self._event(ev.SyncStarted, revision=revision, message=f"syncing {revision} ({', '.join(reasons)})")
+        fencing = {"fence": self.fence} if self.fence is not None and not dry_run else {}
         try:
             result = await cluster.sync(
-                self.app, rendered, StateInventory(store, self.app.name), dry_run=dry_run, run_hooks=not drift_fix
+                self.app, rendered, StateInventory(store, self.app.name), dry_run=dry_run, run_hooks=not drift_fix, **fencing
             )
         except ApplyError as exc:
             if not dry_run:

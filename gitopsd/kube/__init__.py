@@ -23,6 +23,7 @@ from collections.abc import Callable
 import anyio
 
 from gitopsd.core.events import Event
+from gitopsd.core.version import user_agent
 from gitopsd.kube.apply import FIELD_MANAGER, PRUNE_ANNOTATION
 from gitopsd.kube.background import Background
 from gitopsd.kube.cache import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -83,6 +84,9 @@ class KubeClusterPool:
             )
             for name, cluster in config.clusters.items()
         }
+        if config.daemon.coordination is not None:  # tell the API servers which member is writing
+            for kube in self._clusters.values():
+                kube.client.user_agent = user_agent(config.daemon.coordination.member)
 
     async def __aenter__(self) -> KubeClusterPool:
         await self._background.open()

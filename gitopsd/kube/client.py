@@ -175,6 +175,8 @@ class KubeClient:
         self.unreachable_since: float | None = None
         self.server = ""
         """The API server URL from the kubeconfig (before any tunnel)."""
+        self.user_agent = USER_AGENT
+        """Sent with every request; names the member when coordination is on (set before :meth:`open`)."""
 
     async def open(self, *, host_override: str | None = None, unix_socket: str | None = None) -> None:
         """Load the kubeconfig; with ``host_override`` (a tunnel's local URL) TLS still checks the real name.
@@ -196,7 +198,7 @@ class KubeClient:
             configuration.host = host_override
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
         self._api = k8s_client.ApiClient(configuration=configuration)
-        self._api.user_agent = USER_AGENT
+        self._api.user_agent = self.user_agent
         if unix_socket is not None:
             rest = self._api.rest_client
             tcp = rest.pool_manager

@@ -177,6 +177,7 @@ class KubeCluster(SyncPipeline):
         *,
         dry_run: bool = False,
         run_hooks: bool = True,
+        fence: Callable[[], bool] | None = None,
     ) -> SyncResult:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         rendered = as_rendered(rendered)
@@ -185,7 +186,7 @@ class KubeCluster(SyncPipeline):
         async with lock:
             self.drift.pause(app.name)
             try:
-                return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks)
+                return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks, fence=fence)
             except Unreachable as exc:
                 raise unreachable_error(self.name, str(exc).split(": ", 1)[-1]) from None
             finally:

@@ -56,6 +56,8 @@ from gitopsd.plugin.config import AppConfig, ClusterConfig
 UNREACHABLE_GRACE = 5.0
 """A sync fails at once (ClusterUnreachable) only when the cluster has been unreachable this long."""
 
+FENCED = "fenced: this member no longer holds the app's coordination lock"
+
 
 class SyncPipeline:
     """One sync of one app into the cluster (see the module docstring for the steps)."""
@@ -96,9 +98,20 @@ class SyncPipeline:
             )
 
     async def _sync(
-        self, app: AppConfig, rendered: Rendered, inventory: Inventory, *, dry_run: bool, run_hooks: bool
+        self,
+        app: AppConfig,
+        rendered: Rendered,
+        inventory: Inventory,
+        *,
+        dry_run: bool,
+        run_hooks: bool,
+        fence: Callable[[], bool] | None = None,
     ) -> SyncResult:
         manifests = rendered.manifests
+
+        def fenced() -> str:
+            """Coordination: "" while this member may write the app (checked before each write phase)."""
+            return "" if dry_run or fence is None or fence() else FENCED
         started = time.monotonic()
         deadline = started + app.timeout
         self._check_reachable()
@@ -159,6 +172,9 @@ class SyncPipeline:
                 failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
                 skip_from = index if failure else skip_from  # a failed PreSync: nothing more applied
             if not failure:
+                failure = fenced()
+                skip_from = index if failure else skip_from  # this step is not applied either
+            if not failure:
                 step_desired = [by_key[key_of(o)] for o in step.objects]
                 step_desired = await self._refresh_hinted(step_desired)
                 failure = await self._apply_step(
@@ -175,6 +191,8 @@ class SyncPipeline:
                         )
                 break
         if hook_list and not failure:
+            failure = fenced()
+        if hook_list and not failure:
             if pre_at == len(steps):
                 failure = await self._hook_phase(app, hook_list, PRE_SYNC, deadline, hook_results, dry_run)
             if not failure:
@@ -183,6 +201,8 @@ class SyncPipeline:
         pruned: list[ObjectResult] = []
         desired_keys = set(by_key)
         leftovers = [r for r in previous if ref_key(r) not in desired_keys]
+        if not failure and leftovers:
+            failure = fenced()
         if not failure and leftovers:
             if not desired and not app.allow_empty:
                 failure = (

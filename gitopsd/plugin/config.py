@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -20,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     Strict,
     field_validator,
+    model_validator,
 )
 
 from gitopsd.plugin.options import Options, Tools
@@ -104,6 +106,49 @@ class ToolsConfig(_Model):
         return Tools(git=self.git, helm=self.helm, kubectl=self.kubectl, kustomize=self.kustomize, sops=self.sops)
 
 
+class CoordinationConfig(_Model):
+    """``[daemon.coordination]``: several gitopsd members share the apps through etcd or Kubernetes Leases.
+
+    Absent (the default), gitopsd runs every app itself, as a single bastion. See
+    docs/operations.md, "Running several bastions".
+    """
+
+    backend: Literal["etcd", "kubernetes"] = Field(description='"etcd" (v3 JSON gateway) or "kubernetes" (coordination.k8s.io/v1 Leases).')
+    endpoints: list[str] = Field(default_factory=list, description='etcd: client URLs, e.g. ["https://10.0.0.1:2379"]; tried in turn.')
+    ca_file: Path | None = Field(None, description="etcd: CA bundle that signs the servers' certificates.")
+    cert_file: Path | None = Field(None, description="etcd: client certificate (TLS client authentication).")
+    key_file: Path | None = Field(None, description="etcd: the client certificate's private key.")
+    username: str | None = Field(None, description="etcd: user for etcd authentication (with password_file).")
+    password_file: Path | None = Field(None, description="etcd: file holding the user's password.")
+    cluster: str | None = Field(None, description="kubernetes: the [clusters.*] entry whose API server holds the Leases.")
+    namespace: str = Field("gitopsd-system", description="kubernetes: namespace of the Lease objects (must exist).")
+    member: str = Field("", description="This member's name, unique among members; empty: the host name.")
+    mode: Literal["shard", "standby"] = Field("shard", description='"shard": apps spread over live members (rendezvous hashing); "standby": one leader runs every app.')
+    lease_ttl: Duration = Field(10.0, ge=1.0, description="A member that has not renewed its lease for this long is gone; its apps move.")
+    advertise_url: str = Field("", description="This member's API URL (e.g. http://10.0.0.5:9420), for fan-out and `gitopsd status`.")
+    weight: float = Field(1.0, gt=0, description="shard: this member's relative share of the apps.")
+    prefix: str = Field("/gitopsd", description="etcd: key prefix; members of one installation share it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_member(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("member"):
+            return {**data, "member": socket.gethostname().lower()}
+        return data
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> CoordinationConfig:
+        if self.backend == "etcd" and not self.endpoints:
+            raise ValueError('backend "etcd" needs endpoints = ["https://HOST:2379", ...]')
+        if self.backend == "kubernetes" and not self.cluster:
+            raise ValueError('backend "kubernetes" needs cluster = "NAME" (a [clusters.*] entry)')
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class DaemonConfig(_Model):
     """``[daemon]``: process-wide settings."""
 
@@ -137,6 +182,7 @@ class DaemonConfig(_Model):
     default_policy: str | None = Field(
         None, description="Name of the [policies.*] table applied to apps without `policy`; none: unrestricted."
     )
+    coordination: CoordinationConfig | None = Field(None, description="Share the apps with other members (etcd or Kubernetes Leases); absent: run every app here.")
 
     @field_validator("instance")
     @classmethod

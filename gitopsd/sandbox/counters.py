@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -19,7 +20,12 @@ class Counters:
          "dry_run_writes": n,
          "discovery": n,                   # /api, /apis, /api/v1, /apis/g, /apis/g/v
          "discovery_paths": {"/api": n, ...},
-         "other": n}                       # /version, /healthz, /openapi, ... (admin endpoints are not counted)
+         "other": n,                       # /version, /healthz, /openapi, ... (admin endpoints are not counted)
+         "write_log": [{"time", "client", "verb", "resource", "namespace", "name"}, ...]}
+
+    ``write_log`` holds every successful, non-dry-run write in order (``time`` is the
+    server's ``time.monotonic()``; ``client`` the User-Agent): tests tell the members of a
+    coordination group apart by it (``gitopsd/<version> (member NAME)``).
     """
 
     def __init__(self) -> None:
@@ -30,10 +36,18 @@ class Counters:
         self._requests: Counter[tuple[str, str, int, bool]] = Counter()
         self._discovery: Counter[str] = Counter()
         self._other = 0
+        self._writes: list[dict[str, Any]] = []
 
     def request(self, verb: str, resource: str, code: int, dry_run: bool) -> None:
         """Count one API request."""
         self._requests[(verb, resource, code, dry_run)] += 1
+
+    def write(self, client: str, verb: str, resource: str, namespace: str, name: str, code: int, dry_run: bool) -> None:
+        """Log one request if it is a successful write (see ``write_log``)."""
+        if verb in WRITE_VERBS and not dry_run and 200 <= code < 300:
+            self._writes.append(
+                {"time": time.monotonic(), "client": client, "verb": verb, "resource": resource, "namespace": namespace, "name": name}
+            )
 
     def discovery(self, path: str) -> None:
         """Count one discovery request."""
@@ -66,4 +80,5 @@ class Counters:
             "discovery": sum(self._discovery.values()),
             "discovery_paths": dict(self._discovery),
             "other": self._other,
+            "write_log": list(self._writes),
         }

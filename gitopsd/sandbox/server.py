@@ -345,6 +345,7 @@ class SandboxServer:
             return _error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
         finally:
             sb.counters_obj.request(verb, resource, code, dry_run)
+            sb.counters_obj.write(request.headers.get("User-Agent", ""), verb, resource, route.namespace or "", route.name or "", code, dry_run)
 
     def _pod_subresource(self, request: web.Request, route: Route) -> web.Response:
         """``pods/log`` answers one fixed line per container; streams to containers are 501."""

@@ -49,6 +49,7 @@ from gitopsd.core.version import __version__
 from gitopsd.plugin.config import DaemonConfig
 from gitopsd.server import push as pushes
 from gitopsd.server.auth import Access, ApiSecrets, bearer
+from gitopsd.server.members import add_member_routes
 from gitopsd.server.metrics import CONTENT_TYPE, Metrics
 from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound, AppSummary, AppsView
 
@@ -149,6 +150,8 @@ class ApiServer:
             from gitopsd.server.ui import WebUI
 
             WebUI(self).register(app)
+        # coordination (server/members.py): /api/v1/members and every member's apps
+        add_member_routes(app, self.view, self._apps_json, lambda r: self._authorize(r, Access.READ), self._peer_token)
         return app
 
     async def start(self) -> None:
@@ -253,6 +256,9 @@ class ApiServer:
         refused = self._authorize(request, Access.READ)
         if refused is not None:
             return refused
+        return web.json_response({"apps": await self._apps_json(), "windows": self.view.open_windows()})
+
+    async def _apps_json(self) -> list[dict[str, Any]]:
         apps = []
         for summary in self.view.apps():
             try:
@@ -260,7 +266,12 @@ class ApiServer:
             except AppNotFound:  # removed by a reload meanwhile
                 continue
             apps.append(app_json(summary, history))
-        return web.json_response({"apps": apps, "windows": self.view.open_windows()})
+        return apps
+
+    def _peer_token(self) -> str | None:
+        """The token this member reads other members' APIs with (members share the config)."""
+        token = self.secrets.read_token or self.secrets.token
+        return token.reveal() if token is not None else None
 
     async def get_app(self, request: web.Request) -> web.Response:
         refused = self._authorize(request, Access.READ)

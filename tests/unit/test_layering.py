@@ -21,10 +21,11 @@ LAYERS: dict[str, set[str]] = {
     "core": set(),
     "plugin": {"core"},
     "engine": {"core", "plugin"},
-    "kube": {"core", "plugin", "engine"},
+    "coord": {"core", "plugin"},
+    "kube": {"core", "plugin", "engine", "coord"},
     "server": {"core", "plugin"},  # the daemon reaches it only through server/view.py's AppsView
-    "daemon": {"core", "plugin", "engine", "kube", "server"},
-    "cli": {"", "core", "plugin", "engine", "kube", "server", "daemon", "sandbox"},
+    "daemon": {"core", "plugin", "engine", "coord", "kube", "server"},
+    "cli": {"", "core", "plugin", "engine", "coord", "kube", "server", "daemon", "sandbox"},
     "sandbox": set(),
     "testing": {"", "core", "plugin", "engine", "server", "daemon", "sandbox"},
     "": {"core", "plugin"},  # gitopsd/__init__.py: the public surface for plugin authors
