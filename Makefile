@@ -11,7 +11,7 @@ UV_VERSION := 0.13.8
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --quiet --custom-compile-command "make lock"
 export PATH := $(CURDIR)/.tools:$(PATH)
 
-.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full clean lock lock-upgrade
+.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full bench-10k clean lock lock-upgrade
 
 setup: $(STAMP) tools
 
@@ -71,6 +71,9 @@ bench: setup
 
 bench-full: setup
 	$(BIN)/python -m bench.run --apps 1000 --objects 5
+
+bench-10k: setup
+	$(BIN)/python -m bench.run --apps 10000 --objects 5 --repos 10 --skip-baseline --timeout 420 --drift-samples 10 --push-samples 5
 
 clean:
 	rm -rf .demo dist build

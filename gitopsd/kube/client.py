@@ -21,11 +21,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 import structlog
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
+from gitopsd.kube import k8s
 from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
@@ -136,7 +135,7 @@ class KubeClient:
         self._on_request = on_request
         self.config = config
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_requests)
-        self._api: k8s_client.ApiClient | None = None
+        self._api: Any = None  # kubernetes_asyncio's ApiClient (kube/k8s.py: loaded without its models)
         self._loader: Any = None
         self._on_reachable = on_reachable
         self.reachable = True
@@ -146,8 +145,9 @@ class KubeClient:
 
     async def open(self, *, host_override: str | None = None) -> None:
         """Load the kubeconfig; with ``host_override`` (a tunnel's local URL) TLS still checks the real name."""
-        configuration = type.__call__(k8s_client.Configuration)
-        self._loader = await k8s_config.load_kube_config(
+        configuration_type, api_client_type, load_kube_config = k8s.load()
+        configuration = type.__call__(configuration_type)
+        self._loader = await load_kube_config(
             config_file=str(self.config.kubeconfig),
             context=self.config.context,
             client_configuration=configuration,
@@ -159,7 +159,7 @@ class KubeClient:
                 configuration.tls_server_name = urlsplit(self.server).hostname
             configuration.host = host_override
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
-        self._api = k8s_client.ApiClient(configuration=configuration)
+        self._api = api_client_type(configuration=configuration)
         self._api.user_agent = USER_AGENT
 
     async def close(self) -> None:
