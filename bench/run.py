@@ -178,7 +178,9 @@ class EventTail:
         self.buffer = lines.pop()
         out = []
         for line in lines:
-            if b'"gitopsd.core.events"' not in line:
+            # Events, and the runner's "reconcile failed" warnings (some failures, such as a
+            # missing tool, emit no event).
+            if b'"gitopsd.core.events"' not in line and b'"reconcile failed"' not in line:
                 continue
             try:
                 out.append(json.loads(line))
@@ -224,9 +226,15 @@ def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: 
                 ok_at[app] = max(ok_at.get(app, 0.0), _event_time(event))
                 failed.pop(app, None)
                 last_progress = time.monotonic()
+            elif event.get("event") == "reconcile failed" and not event.get("name"):
+                # Progress is a new app failing; the same app retrying is not.
+                if app not in failed:
+                    last_progress = time.monotonic()
+                failed[app] = f"{event.get('reason')}: {str(event.get('error'))[:300]}"
             elif event.get("name") in FAILURE_EVENTS:
+                if app not in failed:
+                    last_progress = time.monotonic()
                 failed[app] = f"{event.get('name')} {event.get('reason')}: {str(event.get('message'))[:300]}"
-                last_progress = time.monotonic()
         now = time.monotonic()
         if failed and len(ok_at) + len(failed) >= apps and now - last_progress > min(stall, 15.0):
             stopped_on_failures = True

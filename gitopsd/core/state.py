@@ -208,6 +208,19 @@ class StateStore:
 
         await self._run(write)
 
+    async def move_revision(self, app: str, revision: str, applied_digest: str) -> None:
+        """Set the applied revision of an app whose manifests a new revision left as they were (no history entry)."""
+        now = datetime.now(UTC).isoformat()
+
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(
+                    "UPDATE apps SET revision = ?, applied_digest = ?, updated = ? WHERE name = ?",
+                    (revision, applied_digest, now, app),
+                )
+
+        await self._run(write)
+
     async def set_pin(self, app: str, pin: Pin) -> None:
         def write(c: sqlite3.Connection) -> None:
             with c:

@@ -205,7 +205,9 @@ class Reconciler:
 
     async def render(self, revision: str | None = None) -> Rendered:
         """Poll (unless ``revision`` is given), fetch and render: what ``gitopsd render`` prints."""
-        artifact = await self.fetch(revision or await self.poll())
+        return await self._render(await self.fetch(revision or await self.poll()))
+
+    async def _render(self, artifact: Artifact) -> Rendered:
         try:
             return await stages.render(self.workspace, self.app, artifact)
         except RenderError as exc:
@@ -266,7 +268,20 @@ class Reconciler:
             if cluster.in_sync(self.app, applied) is not False:
                 self.status.sync = SyncStatus.SYNCED
                 return None
-        rendered = await self.render(revision)
+        artifact = await self.fetch(revision)
+        rendered: Rendered | None = None
+        if quick and applied is not None and applied.revision == self.status.revision:
+            # A new revision that changes none of the app's inputs: keep the manifests.
+            rendered = await stages.carry_over(self.workspace, self.app, self.source, applied, artifact)
+            if rendered is not None and cluster.in_sync(self.app, rendered) is not False:
+                await self._need_store().move_revision(self.app.name, revision, rendered.digest)
+                self.status.revision = revision
+                self._remember(rendered)
+                self.status.sync = SyncStatus.SYNCED
+                log.debug("new revision changes none of the app's inputs: not rendered again")
+                return None
+        if rendered is None:
+            rendered = await self._render(artifact)
         if quick and revision == self.status.revision and cluster.in_sync(self.app, rendered):
             # A restart, or a re-render of what is applied: nothing to send.
             self._remember(rendered)

@@ -31,6 +31,7 @@ from gitopsd import (
 )
 from gitopsd.core.proc import run
 
+from ._inputs import kustomize_inputs
 from ._render import parse_stream
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -60,6 +61,9 @@ class KustomizeRenderer(Renderer):
         if self.options.enable_helm:
             argv += ["--enable-helm", f"--helm-command={tools.require('helm')}"]
         return argv
+
+    def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
+        return kustomize_inputs(artifact.path)
 
     async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
         path = artifact.path
