@@ -264,8 +264,20 @@ class DaemonProc:
             with contextlib.suppress(httpx.HTTPError):
                 if self.client.get("/healthz").status_code == 200:
                     return time.monotonic() - self.started
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise RuntimeError(f"gitopsd did not answer /healthz within {timeout} s: see {self.log}")
+
+    def wait_readyz(self, timeout: float = 60.0) -> float | None:
+        """Wait until /readyz answers 200; seconds since start, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"gitopsd exited with {self.proc.returncode}: see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if self.client.get("/readyz").status_code == 200:
+                    return time.monotonic() - self.started
+            time.sleep(0.02)
+        return None
 
     def apps(self) -> list[dict[str, Any]]:
         """GET /api/v1/apps."""
