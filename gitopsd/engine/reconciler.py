@@ -162,17 +162,14 @@ class Reconciler:
 
     async def load(self) -> None:
         """Read the persisted pin and last sync record into the status (once, before reconciling)."""
-        store = self._need_store()
-        pin = await store.pin(self.app.name)
-        self.status.suspended = pin.suspended or self.app.suspended
-        self.status.pinned_revision = pin.revision
-        record = await store.app(self.app.name)
-        if record is not None:
-            self.status.revision = record.revision
-            self._last_seen_revision = record.revision
-        last = await store.history(self.app.name, 1)
-        if last:
-            self._health_degraded = last[0].health in _DEGRADED
+        start = await self._need_store().app_start(self.app.name)
+        self.status.suspended = start.pin.suspended or self.app.suspended
+        self.status.pinned_revision = start.pin.revision
+        if start.record is not None:
+            self.status.revision = start.record.revision
+            self._last_seen_revision = start.record.revision
+        if start.last_health is not None:
+            self._health_degraded = start.last_health in _DEGRADED
 
     async def aclose(self) -> None:
         """Stop tracking drift and close the source."""
