@@ -73,7 +73,7 @@ bench-full: setup
 	$(BIN)/python -m bench.run --apps 1000 --objects 5
 
 bench-10k: setup
-	$(BIN)/python -m bench.run --apps 10000 --objects 5 --repos 10 --skip-baseline --timeout 420 --drift-samples 10 --push-samples 5
+	$(BIN)/python -m bench.run --apps 10000 --objects 5 --repos 10 --skip-baseline --timeout 420 --stall 300 --drift-samples 10 --push-samples 5
 
 clean:
 	rm -rf .demo dist build
