@@ -54,6 +54,7 @@ from bench.procs import (
     line_count,
     memory_kib,
     metric_sum,
+    third_party_plugins,
     toml_str,
     tool_env,
     wait_idle,
@@ -742,6 +743,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "interval_s": interval,
         "rollout_delay_s": args.rollout_delay,
         "machine": machine_info(),
+        "plugins_disabled": os.environ.get("GITOPSD_DISABLE_PLUGINS", ",".join(third_party_plugins())),
         "notes": [],
     }
     log(f"workdir {workdir}")

@@ -122,10 +122,11 @@ async def carry_over(workspace: Workspace, app: AppConfig, source: Source, appli
     True when the source lists the files changed between the two revisions
     (:meth:`Source.changed_paths`), the renderer lists what it reads (:meth:`Renderer.inputs`),
     and none of those files is among them. The manifests (and the render key, so the kube
-    layer's memo stays valid) are kept. Post-render hooks may read anything, so an app with
-    them always renders.
+    layer's memo stays valid) are kept, post-render hooks' output included: the hooks see
+    the app, its manifests and their options, never the revision, so they would return the
+    same again.
     """
-    if workspace.plugins.hooks.has_post_render or applied.revision == artifact.revision:
+    if applied.revision == artifact.revision:
         return None
     changed = await source.changed_paths(applied.revision, artifact.revision)
     if changed is None:
