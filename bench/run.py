@@ -205,7 +205,8 @@ def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: 
     got there; /metrics is scraped only to confirm, so the measurement costs the daemon
     almost nothing. The wait is bounded: it stops at ``timeout``, and earlier when every app
     not yet converged has reported a failure (fetch, render or sync) and no app has made
-    progress for ``stall`` seconds; the failures are printed.
+    progress for ``stall`` seconds (progress: an app reaching a step it had not reached,
+    such as ``sync-started``); the failures are printed.
     """
     ready = daemon.wait_ready()
     readyz = daemon.wait_readyz()
@@ -213,6 +214,7 @@ def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: 
     tail = EventTail(daemon.log)
     ok_at: dict[str, float] = {}
     failed: dict[str, str] = {}
+    seen: set[tuple[str, Any]] = set()
     deadline = time.monotonic() + timeout
     done, last_check, last_report = 0, 0.0, 0.0
     last_progress = time.monotonic()
@@ -224,6 +226,10 @@ def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: 
             app = event.get("app")
             if not app:
                 continue
+            step = (app, event.get("name") or event.get("event"))
+            if step not in seen:  # an app reached a new step (sync-started, ...): progress
+                seen.add(step)
+                last_progress = time.monotonic()
             if event.get("name") in ("sync-succeeded", "health-recovered"):
                 ok_at[app] = max(ok_at.get(app, 0.0), _event_time(event))
                 failed.pop(app, None)
