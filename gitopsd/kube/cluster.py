@@ -557,7 +557,7 @@ class KubeCluster:
                 )
             if self.client.unreachable_for() > UNREACHABLE_GRACE:
                 raise unreachable_error(self.name, "lost while waiting for health")
-            await self.cache.wait_change(min(remaining, 1.0))
+            await self.cache.wait_change(min(remaining, 1.0), keys=[d.key for d in waiting])
 
     async def diff(self, app: AppConfig, rendered: Desires) -> list[ObjectDiff]:
         """See :meth:`gitopsd.engine.protocols.Cluster.diff`."""
