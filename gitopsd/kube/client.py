@@ -161,6 +161,7 @@ class KubeClient:
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
         self._api = api_client_type(configuration=configuration)
         self._api.user_agent = USER_AGENT
+        _resolve_env_once(self._api.rest_client, configuration.host)
 
     async def close(self) -> None:
         if self._api is not None:
@@ -293,6 +294,35 @@ class KubeClient:
                 raw = await response.read()
             raise _api_error(response.status, raw)
         return response
+
+
+def _resolve_env_once(rest: Any, host: str) -> None:
+    """Read the proxy environment once instead of on every request.
+
+    kubernetes-asyncio opens its aiohttp session with ``trust_env=True``, so aiohttp looks
+    up ``~/.netrc`` in a worker thread and parses the proxy variables on *every* request:
+    half of the client's CPU per apply (bench: 0.85-1.10 -> 0.40-0.53 ms per request). The
+    server's proxy from ``HTTPS_PROXY``/``NO_PROXY`` is resolved here, once, and the
+    lookups are turned off. A kubeconfig ``proxy-url`` still wins; netrc credentials were
+    never sent with a bearer token or client certificate anyway, and kubectl ignores them.
+    A proxy variable with credentials keeps aiohttp's own handling.
+    """
+    session = getattr(rest, "pool_manager", None)
+    if session is None or not getattr(session, "_trust_env", False):
+        return
+    if not rest.proxy:
+        from aiohttp.helpers import get_env_proxy_for_url
+        from yarl import URL
+
+        try:
+            proxy, auth = get_env_proxy_for_url(URL(host))
+        except (LookupError, ValueError):
+            proxy, auth = None, None
+        if auth is not None:
+            return
+        if proxy is not None:
+            rest.proxy = str(proxy)
+    session._trust_env = False
 
 
 def _describe(exc: BaseException) -> str:
