@@ -11,7 +11,7 @@ UV_VERSION := 0.13.8
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --quiet --custom-compile-command "make lock"
 export PATH := $(CURDIR)/.tools:$(PATH)
 
-.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full bench-ha clean lock lock-upgrade
+.PHONY: setup tools test lint typecheck layering pytest smoke-wheel dist demo bench bench-full bench-ha bench-10k clean lock lock-upgrade
 
 setup: $(STAMP) tools
 
@@ -76,6 +76,9 @@ bench-full: setup
 # 3 members x 1000 apps over a 3-node etcd (Debian etcd-server): converge, join, failover.
 bench-ha: setup
 	$(BIN)/python -m bench.ha --apps 1000 --objects 5
+
+bench-10k: setup
+	$(BIN)/python -m bench.run --apps 10000 --objects 5 --repos 10 --skip-baseline --timeout 420 --stall 300 --drift-samples 10 --push-samples 5
 
 clean:
 	rm -rf .demo dist build

@@ -209,3 +209,32 @@ def generate(root: Path, apps: int, objects: int) -> Repo:
     repo = Repo(bare, work, specs)
     repo.commit_and_push(f"{apps} apps x {objects} objects")
     return repo
+
+
+def generate_repos(root: Path, apps: int, objects: int, repos: int = 1) -> list[Repo]:
+    """``repos`` repositories sharing the N apps in contiguous blocks (``root`` itself when there is one).
+
+    App names stay global (``app-0000`` .. ``app-NNNN``), so every size keeps one namespace per app.
+    """
+    if repos <= 1:
+        return [generate(root, apps, objects)]
+    specs = app_specs(apps, objects)
+    size = -(-apps // repos)
+    out = []
+    for k in range(repos):
+        block = specs[k * size:(k + 1) * size]
+        if not block:
+            break
+        sub = root / f"repo-{k:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        bare, work = sub / "origin.git", sub / "work"
+        git(sub, "init", "-q", "--bare", "-b", "main", str(bare))
+        git(sub, "init", "-q", "-b", "main", str(work))
+        git(work, "remote", "add", "origin", bare.resolve().as_uri())
+        for spec in block:
+            write_app(work, spec)
+        (work / "README.md").write_text(f"Benchmark repository {k}: {len(block)} apps x {objects} objects.\n")
+        repo = Repo(bare, work, block)
+        repo.commit_and_push(f"{len(block)} apps x {objects} objects")
+        out.append(repo)
+    return out

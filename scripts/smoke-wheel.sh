@@ -86,7 +86,7 @@ for path in set(walk(tomllib.load(open(config, "rb")))):
         f.write("https://hooks.example.invalid/stub\n" if path.endswith("url") else "stub\n")
     os.chmod(path, 0o600)
 PY
-"$g" check -c "$work/etc/config.toml" | grep -q ": ok (3 apps, 2 clusters, 2 notifiers)" || { "$g" check -c "$work/etc/config.toml"; fail "check"; }
+"$g" check -c "$work/etc/config.toml" | grep -q ": ok (5 apps, 2 clusters, 2 notifiers)" || { "$g" check -c "$work/etc/config.toml"; fail "check"; }
 
 step "gitopsd sandbox (from the wheel), then gitopsd sync of a local app into it"
 "$g" sandbox --kubeconfig "$work/sandbox.kubeconfig" --rollout-delay 0.05 >"$work/sandbox.log" 2>&1 &

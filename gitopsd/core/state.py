@@ -123,6 +123,16 @@ class Pin:
     revision: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AppStart:
+    """What the state knows about an app when it starts (see :meth:`StateStore.app_start`)."""
+
+    record: AppRecord | None
+    pin: Pin
+    last_health: str | None
+    """The health recorded with the last sync; None without history."""
+
+
 class StateStore:
     """The state database. Open with ``await StateStore.open(state_dir)``; all methods are async.
 
@@ -134,6 +144,7 @@ class StateStore:
         self._conn = conn
         self.path = path
         self._limiter = anyio.CapacityLimiter(1)
+        self._preloaded: dict[str, AppStart] = {}
 
     @classmethod
     async def open(cls, state_dir: Path) -> StateStore:
@@ -179,6 +190,39 @@ class StateStore:
             return [HistoryEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
         return await self._run(read)
+
+    async def preload(self, apps: Iterable[str]) -> None:
+        """Read what :meth:`app_start` returns for every app in ``apps`` in one go (daemon start-up)."""
+        names = set(apps)
+
+        def read(c: sqlite3.Connection) -> dict[str, AppStart]:
+            records = {
+                r[0]: AppRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]))
+                for r in c.execute("SELECT name, revision, applied_digest, updated FROM apps")
+                if r[0] in names
+            }
+            pins = {r[0]: Pin(bool(r[1]), r[2]) for r in c.execute("SELECT app, suspended, revision FROM pins") if r[0] in names}
+            health = {
+                r[0]: r[1]
+                for r in c.execute(
+                    "SELECT app, health FROM history WHERE id IN (SELECT MAX(id) FROM history GROUP BY app)"
+                )
+                if r[0] in names
+            }
+            return {n: AppStart(records.get(n), pins.get(n, Pin()), health.get(n)) for n in names}
+
+        self._preloaded = await self._run(read)
+
+    async def app_start(self, app: str) -> AppStart:
+        """What an app needs when it starts: its record, its pin and the health of its last sync.
+
+        Served once from :meth:`preload` when it ran, else read now.
+        """
+        start = self._preloaded.pop(app, None)
+        if start is not None:
+            return start
+        last = await self.history(app, 1)
+        return AppStart(await self.app(app), await self.pin(app), last[0].health if last else None)
 
     async def pin(self, app: str) -> Pin:
         def read(c: sqlite3.Connection) -> Pin:
@@ -285,6 +329,19 @@ class StateStore:
                         "applied_digest = excluded.applied_digest, updated = excluded.updated",
                         (app, revision, applied_digest, now),
                     )
+
+        await self._run(write)
+
+    async def move_revision(self, app: str, revision: str, applied_digest: str) -> None:
+        """Set the applied revision of an app whose manifests a new revision left as they were (no history entry)."""
+        now = datetime.now(UTC).isoformat()
+
+        def write(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(
+                    "UPDATE apps SET revision = ?, applied_digest = ?, updated = ? WHERE name = ?",
+                    (revision, applied_digest, now, app),
+                )
 
         await self._run(write)
 

@@ -200,6 +200,8 @@ class Daemon:
             self.config = await self.appsets.start(self.config)  # appsets that read a repository
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if self.store is not None:  # one read for every app instead of three per app
+                    await self.store.preload(self.config.apps)
                 coordinating = anyio.CancelScope()
                 if self.coordinator is None:
                     for app in self.config.apps.values():

@@ -76,9 +76,15 @@ class DependencyGate:
 
     def __init__(self, runners: Callable[[], Mapping[str, Dependant]]):
         self._runners = runners
+        # Apps last told to wait: settled() looks only at them, so that with thousands of
+        # apps and no depends_on a reconcile costs no walk over every app.
+        self._waiting: set[str] = set()
 
     def waiting_for(self, app: AppConfig) -> str:
         """"" when every dependency of ``app`` is ready, else ``waiting for db (OutOfSync, Degraded)``."""
+        if not app.depends_on:
+            self._waiting.discard(app.name)
+            return ""
         runners = self._runners()
         pending = []
         for name in app.depends_on:
@@ -86,10 +92,20 @@ class DependencyGate:
             why = "not running" if runner is None else not_ready(runner.status)
             if why:
                 pending.append(f"{name} ({why})")
+        if pending:
+            self._waiting.add(app.name)
+        else:
+            self._waiting.discard(app.name)
         return "waiting for " + ", ".join(pending) if pending else ""
 
     def settled(self, name: str) -> None:
         """``name`` finished a reconcile: wake the apps waiting for it (they check again)."""
-        for runner in self._runners().values():
-            if runner.status.waiting and name in runner.app.depends_on:
+        if not self._waiting:
+            return
+        runners = self._runners()
+        for waiting in list(self._waiting):
+            runner = runners.get(waiting)
+            if runner is None:
+                self._waiting.discard(waiting)
+            elif runner.status.waiting and name in runner.app.depends_on:
                 runner.trigger.fire(f"dependency {name}")

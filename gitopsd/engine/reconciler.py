@@ -179,17 +179,14 @@ class Reconciler:
 
     async def load(self) -> None:
         """Read the persisted pin and last sync record into the status (once, before reconciling)."""
-        store = self._need_store()
-        pin = await store.pin(self.app.name)
-        self.status.suspended = pin.suspended or self.app.suspended
-        self.status.pinned_revision = pin.revision
-        record = await store.app(self.app.name)
-        if record is not None:
-            self.status.revision = record.revision
-            self._last_seen_revision = record.revision
-        last = await store.history(self.app.name, 1)
-        if last:
-            self._health_degraded = last[0].health in _DEGRADED
+        start = await self._need_store().app_start(self.app.name)
+        self.status.suspended = start.pin.suspended or self.app.suspended
+        self.status.pinned_revision = start.pin.revision
+        if start.record is not None:
+            self.status.revision = start.record.revision
+            self._last_seen_revision = start.record.revision
+        if start.last_health is not None:
+            self._health_degraded = start.last_health in _DEGRADED
         if self.approvals is not None:
             await self.approvals.load()
 
@@ -229,7 +226,9 @@ class Reconciler:
 
     async def render(self, revision: str | None = None) -> Rendered:
         """Poll (unless ``revision`` is given), fetch and render: what ``gitopsd render`` prints."""
-        artifact = await self.fetch(revision or await self.poll())
+        return await self._render(await self.fetch(revision or await self.poll()))
+
+    async def _render(self, artifact: Artifact) -> Rendered:
         try:
             return await stages.render(self.workspace, self.app, artifact)
         except RenderError as exc:
@@ -299,7 +298,20 @@ class Reconciler:
             if cluster.in_sync(self.app, applied) is not False:
                 self.status.sync = SyncStatus.SYNCED
                 return None
-        rendered = await self.render(revision)
+        artifact = await self.fetch(revision)
+        rendered: Rendered | None = None
+        if quick and applied is not None and applied.revision == self.status.revision:
+            # A new revision that changes none of the app's inputs: keep the manifests.
+            rendered = await stages.carry_over(self.workspace, self.app, self.source, applied, artifact)
+            if rendered is not None and cluster.in_sync(self.app, rendered) is not False:
+                await self._need_store().move_revision(self.app.name, revision, rendered.digest)
+                self.status.revision = revision
+                self._remember(rendered)
+                self.status.sync = SyncStatus.SYNCED
+                log.debug("new revision changes none of the app's inputs: not rendered again")
+                return None
+        if rendered is None:
+            rendered = await self._render(artifact)
         if self.approvals is not None and rendered.revision != revision:
             # The source gave other content than the revision approved (a local directory
             # changed meanwhile): never apply it; the next poll asks for approval of it.

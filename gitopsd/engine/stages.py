@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,6 +136,44 @@ async def _render_manifests(
         except Exception as exc:
             raise RenderError(f"app {app.name}: a post-render hook failed: {type(exc).__name__}: {exc}") from exc
     return with_app_namespace(app, manifests) if app.create_namespace and manifests else manifests
+
+
+async def carry_over(workspace: Workspace, app: AppConfig, source: Source, applied: Rendered, artifact: Artifact) -> Rendered | None:
+    """``applied`` moved to ``artifact``'s revision when the change cannot affect its render; else None.
+
+    True when the source lists the files changed between the two revisions
+    (:meth:`Source.changed_paths`), the renderer lists what it reads (:meth:`Renderer.inputs`),
+    and none of those files is among them. The manifests (and the render key, so the kube
+    layer's memo stays valid) are kept, post-render hooks' output included: the hooks see
+    the app, its manifests and their options, never the revision, so they would return the
+    same again.
+    """
+    if applied.revision == artifact.revision:
+        return None
+    changed = await source.changed_paths(applied.revision, artifact.revision)
+    if changed is None:
+        return None
+    try:
+        inputs = workspace.renderer_for(app, artifact).inputs(artifact, app)
+    except RenderError:
+        return None
+    if inputs is None or touches(changed, inputs):
+        return None
+    return Rendered(artifact, applied.manifests, applied.key)
+
+
+def touches(changed: set[str], inputs: set[str]) -> bool:
+    """True when a changed path is one of ``inputs``, inside one, or contains one (all relative, POSIX)."""
+    norm = {posixpath.normpath(i) for i in inputs}
+    for path in changed:
+        path = posixpath.normpath(path)
+        for i in norm:
+            if i == ".":
+                if path != ".." and not path.startswith("../"):
+                    return True
+            elif path == i or path.startswith(i + "/") or i.startswith(path + "/"):
+                return True
+    return False
 
 
 def with_app_namespace(app: AppConfig, manifests: list[Manifest]) -> list[Manifest]:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -202,6 +202,7 @@ class LiveCache:
         self._on_change = on_change
         self._background = background
         self._objects: dict[Key, Manifest] = {}
+        self._key_waiters: dict[Key, set[asyncio.Event]] = {}
         self._informers: dict[tuple[str, str], Informer] = {}
         self._changed = asyncio.Event()
 
@@ -249,17 +250,37 @@ class LiveCache:
 
     # -- changes --------------------------------------------------------------------------
 
-    async def wait_change(self, at_most: float) -> None:
-        """Return at the next change of any object, or after ``at_most`` seconds."""
-        event = self._changed
+    async def wait_change(self, at_most: float, keys: Iterable[Key] | None = None) -> None:
+        """Return at the next change of any object (or of one of ``keys``), or after ``at_most`` seconds.
+
+        With ``keys``, a change of another object does not wake the caller: a thousand apps
+        waiting for their own objects' health are not all woken by every watch event.
+        """
+        if keys is None:
+            event = self._changed
+        else:
+            event = asyncio.Event()
+            watched = list(keys)
+            for key in watched:
+                self._key_waiters.setdefault(key, set()).add(event)
         try:
             await asyncio.wait_for(event.wait(), at_most)
         except TimeoutError:
             pass
+        finally:
+            if keys is not None:
+                for key in watched:
+                    waiters = self._key_waiters.get(key)
+                    if waiters is not None:
+                        waiters.discard(event)
+                        if not waiters:
+                            del self._key_waiters[key]
 
     def _signal(self, key: Key, obj: Manifest | None) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        for event in self._key_waiters.get(key, ()):
+            event.set()
         try:
             self._on_change(key, obj)
         except Exception:  # a listener bug must not kill the watch

@@ -21,11 +21,10 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import anyio
 import structlog
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
+from gitopsd.kube import k8s
 from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
@@ -168,7 +167,7 @@ class KubeClient:
         self._on_request = on_request
         self.config = config
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_requests)
-        self._api: k8s_client.ApiClient | None = None
+        self._api: Any = None  # kubernetes_asyncio's ApiClient (kube/k8s.py: loaded without its models)
         self._loader: Any = None
         self._on_reachable = on_reachable
         self.reachable = True
@@ -184,8 +183,9 @@ class KubeClient:
         With ``unix_socket`` (the SSH tunnel's local end) every connection goes to that socket;
         TLS, its CA and the server name check are unchanged.
         """
-        configuration = type.__call__(k8s_client.Configuration)
-        self._loader = await k8s_config.load_kube_config(
+        configuration_type, api_client_type, load_kube_config = k8s.load()
+        configuration = type.__call__(configuration_type)
+        self._loader = await load_kube_config(
             config_file=str(self.config.kubeconfig),
             context=self.config.context,
             client_configuration=configuration,
@@ -197,7 +197,7 @@ class KubeClient:
                 configuration.tls_server_name = urlsplit(self.server).hostname
             configuration.host = host_override
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
-        self._api = k8s_client.ApiClient(configuration=configuration)
+        self._api = api_client_type(configuration=configuration)
         self._api.user_agent = self.user_agent
         if unix_socket is not None:
             rest = self._api.rest_client
@@ -210,6 +210,8 @@ class KubeClient:
                 read_bufsize=2**21,
             )
             await tcp.close()
+        else:
+            _resolve_env_once(self._api.rest_client, configuration.host)
 
     async def close(self) -> None:
         if self._api is not None:
@@ -369,6 +371,35 @@ class KubeClient:
                 raw = await response.read()
             raise _api_error(response.status, raw)
         return response
+
+
+def _resolve_env_once(rest: Any, host: str) -> None:
+    """Read the proxy environment once instead of on every request.
+
+    kubernetes-asyncio opens its aiohttp session with ``trust_env=True``, so aiohttp looks
+    up ``~/.netrc`` in a worker thread and parses the proxy variables on *every* request:
+    half of the client's CPU per apply (bench: 0.85-1.10 -> 0.40-0.53 ms per request). The
+    server's proxy from ``HTTPS_PROXY``/``NO_PROXY`` is resolved here, once, and the
+    lookups are turned off. A kubeconfig ``proxy-url`` still wins; netrc credentials were
+    never sent with a bearer token or client certificate anyway, and kubectl ignores them.
+    A proxy variable with credentials keeps aiohttp's own handling.
+    """
+    session = getattr(rest, "pool_manager", None)
+    if session is None or not getattr(session, "_trust_env", False):
+        return
+    if not rest.proxy:
+        from aiohttp.helpers import get_env_proxy_for_url
+        from yarl import URL
+
+        try:
+            proxy, auth = get_env_proxy_for_url(URL(host))
+        except (LookupError, ValueError):
+            proxy, auth = None, None
+        if auth is not None:
+            return
+        if proxy is not None:
+            rest.proxy = str(proxy)
+    session._trust_env = False
 
 
 def _describe(exc: BaseException) -> str:

@@ -294,7 +294,7 @@ class HookRunner:
             remaining = deadline - time.monotonic()
             if state != "running" or remaining <= 0:
                 return state, message
-            await self.cache.wait_change(min(remaining, 1.0))
+            await self.cache.wait_change(min(remaining, 1.0), keys=[key])
 
     def _ours(self, app: AppConfig, live: Manifest | None) -> bool:
         """Whether ``live`` is a hook object of this app and installation (its owner annotation)."""

@@ -437,7 +437,7 @@ class SyncPipeline:
                 )
             if self.client.unreachable_for() > UNREACHABLE_GRACE:
                 raise unreachable_error(self.name, "lost while waiting for health")
-            await self.cache.wait_change(min(remaining, 1.0))
+            await self.cache.wait_change(min(remaining, 1.0), keys=[d.key for d in waiting])
 
 
 def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:

@@ -232,6 +232,18 @@ class Source(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
         """Release resources (connections, watchers). Called when the app stops."""
 
+    async def changed_paths(self, old: str, new: str) -> set[str] | None:
+        """Optional: the files that differ between revisions ``old`` and ``new``.
+
+        Paths are POSIX, relative to this app's artifact directory (``Artifact.path``);
+        files outside it start with ``../`` (a repository's other directories). A new
+        revision whose changes miss every input of an app's renderer
+        (:meth:`Renderer.inputs`) is not rendered again: the app keeps its manifests and
+        only moves to the new revision. Return None (the default) when the source cannot
+        tell; then every new revision is rendered.
+        """
+        return None
+
 
 class Renderer(ABC):
     """Turns an artifact into manifests. Subclass, set ``Options``, register via ``gitopsd_renderer_types``.
@@ -255,6 +267,16 @@ class Renderer(ABC):
     @abstractmethod
     async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
         """Render ``artifact`` for ``app``. Raise RenderError naming the file/document on bad input."""
+
+    def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
+        """Optional: what :meth:`render` reads, as POSIX paths relative to ``artifact.path``.
+
+        ``"."`` is the artifact directory itself (and everything under it); ``"../base"``
+        a directory or file beside it (a Kustomize base, a local Helm dependency). Used with
+        :meth:`Source.changed_paths` to skip renders a new revision cannot change. Return
+        None (the default) when the renderer cannot tell; then it always renders.
+        """
+        return None
 
 
 class Notifier(ABC):

@@ -40,6 +40,8 @@ from ._gitcmd import GitRunner
 from ._semver import SemverRange, highest
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_MAX_DIFF_FILES = 2000
+"""More changed files than this between two revisions: changed_paths() does not tell (every app renders)."""
 _REVISION = re.compile(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
 _SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
 
@@ -134,6 +136,9 @@ class _Repo:
     # them, so a new revision costs a few git commands in all, not a few per app.
     commits: set[str] = field(default_factory=set)
     root_trees: dict[str, str] = field(default_factory=dict)
+    # ``git diff --name-only`` between two commits (None: could not tell), for every app.
+    diffs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    diff_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     def remember(self, sha: str, root_tree: str | None = None) -> None:
         """Record that ``sha`` is in the mirror (and its root tree); bounded."""
@@ -317,6 +322,45 @@ class GitSource(gitopsd.Source):
         if len(parts) != 3:
             return {}
         return {"message": parts[0], "author": parts[1], "date": parts[2]}
+
+    async def changed_paths(self, old: str, new: str) -> set[str] | None:
+        """Files changed between two revisions (one ``git diff --name-only`` per pair, shared by every app)."""
+        a, b = _REVISION.match(old), _REVISION.match(new)
+        if not a or not b:
+            return None
+        files = await self._diff(a["sha"], b["sha"])
+        if files is None:
+            return None
+        prefix = self.options.path.strip("/")
+        if prefix in ("", "."):
+            return set(files)
+        up = "../" * (prefix.count("/") + 1)
+        cut = len(prefix) + 1
+        return {f[cut:] if f.startswith(prefix + "/") else ("." if f == prefix else up + f) for f in files}
+
+    async def _diff(self, old_sha: str, new_sha: str) -> tuple[str, ...] | None:
+        repo = self._repo
+        key = (old_sha, new_sha)
+        if key in repo.diffs:
+            return repo.diffs[key]
+        async with repo.diff_lock:
+            if key in repo.diffs:
+                return repo.diffs[key]
+            files: tuple[str, ...] | None
+            try:
+                out = await self.runner()(
+                    "diff", "--name-only", "--no-renames", "-z", old_sha, new_sha, "--",
+                    cwd=repo.mirror, what="git diff",
+                )
+                files = tuple(f for f in out.stdout.decode("utf-8", "surrogateescape").split("\0") if f)
+                if len(files) > _MAX_DIFF_FILES:
+                    files = None  # a change this big re-renders everything anyway
+            except SourceError:
+                files = None  # the old commit may be gone from the mirror: render
+            if len(repo.diffs) > 256:
+                repo.diffs.clear()
+            repo.diffs[key] = files
+            return files
 
     async def _has_commit(self, sha: str) -> bool:
         if sha in self._repo.commits:

@@ -40,6 +40,7 @@ from gitopsd import (
 from gitopsd.core.proc import run
 from gitopsd.core.yamlio import SafeLoader
 
+from ._inputs import helm_inputs
 from ._render import inside, parse_stream, refuse_escaping_symlinks
 
 
@@ -101,6 +102,9 @@ class HelmTemplateRenderer(Renderer):
             "KUBECONFIG": os.devnull,
             "HELM_NAMESPACE": "",
         }
+
+    def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
+        return helm_inputs(artifact.path)
 
     async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
         chart = artifact.path

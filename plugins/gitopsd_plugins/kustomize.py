@@ -38,6 +38,7 @@ from gitopsd import (
 )
 from gitopsd.core.proc import run
 
+from ._inputs import kustomize_inputs
 from ._kustomize_remote import KUSTOMIZATION_FILES, remote_references
 from ._render import parse_stream
 
@@ -82,6 +83,9 @@ class KustomizeRenderer(Renderer):
         if self.options.enable_helm:
             argv += ["--enable-helm", f"--helm-command={tools.require('helm')}"]
         return argv
+
+    def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
+        return kustomize_inputs(artifact.path)
 
     async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
         path = artifact.path

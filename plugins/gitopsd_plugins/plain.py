@@ -64,6 +64,9 @@ class PlainRenderer(Renderer):
 
     Options = PlainOptions
 
+    def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
+        return {"."}
+
     async def render(self, artifact: Artifact, app: AppConfig) -> list[Manifest]:
         return await anyio.to_thread.run_sync(
             render_directory, artifact.path, self.options.recursive, list(self.options.exclude)

@@ -98,3 +98,26 @@ async def test_kill_during_writes_never_leaves_a_half_batch(tmp_path: Path) -> N
         assert batches, "the writer wrote nothing before it was killed"
         assert set(batches.values()) == {500}, f"a batch was half-written: {batches}"
         await store.close()
+
+
+async def test_preload_answers_what_the_per_app_reads_answer(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    a, b = "main@sha1:" + "a" * 40, "main@sha1:" + "b" * 40
+    await store.record_sync("web", revision=a, result="succeeded", message="ok", counts={},
+                            applied_digest="sha256:x", health="Healthy")
+    await store.record_sync("web", revision=b, result="failed", message="boom", counts={}, health="Degraded")
+    await store.record_sync("api", revision=a, result="succeeded", message="ok", counts={},
+                            applied_digest="sha256:y", health="Healthy")
+    await store.set_pin("api", Pin(suspended=True))
+    await store.move_revision("api", b, "sha256:z")
+    names = ["web", "api", "new"]
+    direct = {n: await store.app_start(n) for n in names}
+    await store.preload(names)
+    preloaded = {n: await store.app_start(n) for n in names}
+    assert preloaded == direct
+    assert direct["web"].last_health == "Degraded" and direct["web"].record is not None
+    assert direct["web"].record.revision == a
+    assert direct["api"].pin.suspended and direct["api"].record is not None
+    assert (direct["api"].record.revision, direct["api"].record.applied_digest) == (b, "sha256:z")
+    assert direct["new"].record is None and direct["new"].last_health is None
+    await store.close()

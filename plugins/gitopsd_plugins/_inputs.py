@@ -1,0 +1,97 @@
+"""What a Kustomize or Helm render reads outside its own directory (``Renderer.inputs``).
+
+Both walk the files that can name other directories (kustomization files, ``Chart.yaml``)
+and return the directories they reach, relative to the artifact directory. The scan is
+conservative: any string that climbs out with ``..`` counts as an input, and a file that
+cannot be read or parsed makes the answer "cannot tell" (None, so the app renders).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_MAX_DIRS = 200
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def kustomize_inputs(root: Path) -> set[str] | None:
+    """``.`` plus every directory or file outside ``root`` its kustomizations refer to (recursively)."""
+    inputs = {"."}
+    todo = ["."]
+    seen: set[str] = set()
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        if len(seen) > _MAX_DIRS:
+            return None
+        directory = root / rel
+        found = next((directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
+        if found is None:
+            continue
+        try:
+            doc = _load(found)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        for text in _strings(doc):
+            text = text.strip()
+            if not text or "\n" in text or "://" in text or text.startswith("/"):
+                continue
+            target = posixpath.normpath(posixpath.join(rel, text))
+            if target == ".." or target.startswith("../"):
+                inputs.add(target)
+            if target != rel and (root / target).is_dir():
+                todo.append(target)  # a base, overlay or component: its own references count too
+    return inputs
+
+
+def helm_inputs(chart: Path) -> set[str] | None:
+    """``.`` plus the local (``file://``) dependencies of the chart named in ``Chart.yaml``, recursively."""
+    inputs = {"."}
+    todo = ["."]
+    seen: set[str] = set()
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        if len(seen) > _MAX_DIRS:
+            return None
+        path = chart / rel / "Chart.yaml"
+        if not path.is_file():
+            continue
+        try:
+            doc = _load(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        deps = doc.get("dependencies") if isinstance(doc, dict) else None
+        for dep in deps if isinstance(deps, list) else []:
+            repo = str(dep.get("repository") or "") if isinstance(dep, dict) else ""
+            if not repo.startswith("file://"):
+                continue
+            target = posixpath.normpath(posixpath.join(rel, repo.removeprefix("file://")))
+            if target == ".." or target.startswith("../"):
+                inputs.add(target)
+            todo.append(target)
+    return inputs
