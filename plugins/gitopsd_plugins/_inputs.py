@@ -9,7 +9,7 @@ cannot be read or parsed makes the answer "cannot tell" (None, so the app render
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,14 @@ def _load(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def kustomize_inputs(root: Path) -> set[str] | None:
-    """``.`` plus every directory or file outside ``root`` its kustomizations refer to (recursively)."""
+class _Unknown(Exception):
+    """A file that cannot be read or parsed: the inputs cannot be told."""
+
+
+def _closure(root: Path, references: Callable[[str], list[str]]) -> set[str] | None:
+    """``.`` plus every path outside ``root`` reachable through ``references(rel)`` (which
+    returns the paths, relative to ``root``, that the directory ``rel`` refers to); None when
+    a file cannot be read or the walk grows past ``_MAX_DIRS`` directories."""
     inputs = {"."}
     todo = ["."]
     seen: set[str] = set()
@@ -46,52 +52,59 @@ def kustomize_inputs(root: Path) -> set[str] | None:
         seen.add(rel)
         if len(seen) > _MAX_DIRS:
             return None
-        directory = root / rel
-        found = next((directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
-        if found is None:
-            continue
         try:
-            doc = _load(found)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            targets = references(rel)
+        except _Unknown:
             return None
-        for text in _strings(doc):
-            text = text.strip()
-            if not text or "\n" in text or "://" in text or text.startswith("/"):
-                continue
-            target = posixpath.normpath(posixpath.join(rel, text))
-            if target == ".." or target.startswith("../"):
-                inputs.add(target)
-            if target != rel and (root / target).is_dir():
-                todo.append(target)  # a base, overlay or component: its own references count too
-    return inputs
-
-
-def helm_inputs(chart: Path) -> set[str] | None:
-    """``.`` plus the local (``file://``) dependencies of the chart named in ``Chart.yaml``, recursively."""
-    inputs = {"."}
-    todo = ["."]
-    seen: set[str] = set()
-    while todo:
-        rel = todo.pop()
-        if rel in seen:
-            continue
-        seen.add(rel)
-        if len(seen) > _MAX_DIRS:
-            return None
-        path = chart / rel / "Chart.yaml"
-        if not path.is_file():
-            continue
-        try:
-            doc = _load(path)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            return None
-        deps = doc.get("dependencies") if isinstance(doc, dict) else None
-        for dep in deps if isinstance(deps, list) else []:
-            repo = str(dep.get("repository") or "") if isinstance(dep, dict) else ""
-            if not repo.startswith("file://"):
-                continue
-            target = posixpath.normpath(posixpath.join(rel, repo.removeprefix("file://")))
+        for target in targets:
             if target == ".." or target.startswith("../"):
                 inputs.add(target)
             todo.append(target)
     return inputs
+
+
+def _read(path: Path) -> Any:
+    try:
+        return _load(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raise _Unknown(str(path)) from None
+
+
+def kustomize_inputs(root: Path) -> set[str] | None:
+    """``.`` plus every directory or file outside ``root`` its kustomizations refer to (recursively)."""
+
+    def references(rel: str) -> list[str]:
+        directory = root / rel
+        found = next((directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
+        if found is None:
+            return []
+        out = []
+        for text in _strings(_read(found)):
+            text = text.strip()
+            if not text or "\n" in text or "://" in text or text.startswith("/"):
+                continue
+            target = posixpath.normpath(posixpath.join(rel, text))
+            if target == ".." or target.startswith("../") or (target != rel and (root / target).is_dir()):
+                out.append(target)  # outside the app, or a base, overlay or component to follow
+        return out
+
+    return _closure(root, references)
+
+
+def helm_inputs(chart: Path) -> set[str] | None:
+    """``.`` plus the local (``file://``) dependencies of the chart named in ``Chart.yaml``, recursively."""
+
+    def references(rel: str) -> list[str]:
+        path = chart / rel / "Chart.yaml"
+        if not path.is_file():
+            return []
+        doc = _read(path)
+        deps = doc.get("dependencies") if isinstance(doc, dict) else None
+        out = []
+        for dep in deps if isinstance(deps, list) else []:
+            repo = str(dep.get("repository") or "") if isinstance(dep, dict) else ""
+            if repo.startswith("file://"):
+                out.append(posixpath.normpath(posixpath.join(rel, repo.removeprefix("file://"))))
+        return out
+
+    return _closure(chart, references)
