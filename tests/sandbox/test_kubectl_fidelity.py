@@ -16,26 +16,10 @@ import pytest
 from gitopsd.sandbox import Sandbox
 
 from .conftest import Kubectl
+from .test_kubectl import DEPLOYMENT
 
 pytestmark = pytest.mark.anyio
 
-DEPLOYMENT = textwrap.dedent("""\
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata:
-      name: web
-      labels: {app: web}
-    spec:
-      replicas: 2
-      selector: {matchLabels: {app: web}}
-      template:
-        metadata: {labels: {app: web}}
-        spec:
-          containers:
-          - name: app
-            image: nginx:1.27
-            ports: [{containerPort: 80}]
-    """)
 
 
 def _bad_token(sandbox: Sandbox, kubectl: Kubectl) -> Kubectl:
