@@ -105,9 +105,14 @@ def object_manifest(app: str, index: int, revision: str = "1", namespace: str | 
     }
 
 
+def _yaml(doc: dict) -> str:
+    # libyaml's emitter: the pure-Python one made generating 10,000 apps take minutes.
+    return yaml.dump(doc, Dumper=yaml.CSafeDumper, sort_keys=False)
+
+
 def _dump(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(_yaml(doc))
 
 
 def write_app(root: Path, spec: AppSpec, revisions: dict[int, str] | None = None) -> None:
@@ -144,11 +149,11 @@ def write_app(root: Path, spec: AppSpec, revisions: dict[int, str] | None = None
         tpl = base / "templates"
         tpl.mkdir(parents=True, exist_ok=True)
         ns_tpl = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "{{ .Release.Namespace }}"}}
-        (tpl / "namespace.yaml").write_text(yaml.safe_dump(ns_tpl, sort_keys=False))
+        (tpl / "namespace.yaml").write_text(_yaml(ns_tpl))
         for i in range(spec.objects):
             doc = object_manifest(spec.name, i, revisions.get(i, "1"))
             doc["metadata"]["namespace"] = "{{ .Release.Namespace }}"
-            text = yaml.safe_dump(doc, sort_keys=False)
+            text = _yaml(doc)
             if doc["kind"] == "Deployment":
                 text = text.replace("replicas: 2", "replicas: {{ .Values.replicas }}")
                 text = text.replace("image: nginx:1.27", "image: {{ .Values.image | quote }}")
