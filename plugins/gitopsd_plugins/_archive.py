@@ -123,6 +123,7 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
         raise SourceError(f"{where}: not a tar archive: {exc}", reason="InvalidArchive") from None
     total, count = already
     links: list[tuple[str, str]] = []
+    ready: set[str] = set()  # directories (relative) checked by _check_parents and made
     with archive:
         try:
             for member in archive:
@@ -141,16 +142,23 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
                         raise SourceError(
                             f"{where}: archive expands to more than {max_bytes} bytes (limit)", reason="TooLarge"
                         )
-                    _check_parents(root, name, where)
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    parent = posixpath.dirname(name)
+                    if parent not in ready:
+                        # Checked once per directory: no symlink is made before every file is
+                        # written, and a directory checked here stays one until then.
+                        _check_parents(root, name, where)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        ready.add(parent)
                     source = archive.extractfile(member)
                     if source is None:
                         continue
-                    if target.is_symlink() or target.exists():
-                        raise SourceError(f"{where}: archive member {name!r} appears twice", reason="UnsafeArchive")
-                    with source, open(target, "xb") as out:
+                    try:  # O_EXCL: an existing file, directory or symlink (not followed) is refused
+                        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                    except FileExistsError:
+                        raise SourceError(f"{where}: archive member {name!r} appears twice", reason="UnsafeArchive") from None
+                    with source, open(fd, "wb") as out:
                         shutil.copyfileobj(source, out)
-                    os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+                        os.fchmod(out.fileno(), 0o755 if member.mode & 0o111 else 0o644)
                 elif member.issym():
                     link = member.linkname
                     resolved = posixpath.join(posixpath.dirname(name), link)
