@@ -86,15 +86,9 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
 
         try:
             data = build(node)
-        except _Slow:
-            self.constructed_objects = {}
+        except (_Slow, TypeError):  # TypeError: an unhashable key, which PyYAML's constructor names
             self.nodes = None
             return super().construct_document(node)
-        except TypeError:  # an unhashable key: PyYAML's constructor says so, with its position
-            self.constructed_objects = {}
-            self.nodes = None
-            return super().construct_document(node)
-        self.constructed_objects = {}
         self.nodes = count[0]
         return data
 
