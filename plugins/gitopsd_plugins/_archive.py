@@ -26,10 +26,13 @@ DEFAULT_MAX_MEMBERS = 100_000
 
 
 def cache_entry(cache: Path, name: str, where: str) -> Path:
-    """``cache / name``, refusing a name that would resolve anywhere but directly inside ``cache``."""
-    real_cache = cache.resolve()
-    entry = (cache / name).resolve()
-    if "/" in name or name in ("", ".", "..") or entry.parent != real_cache:
+    """``cache / name``, refusing a name that would resolve anywhere but directly inside ``cache``.
+
+    A single name (no ``/``, ``.`` or ``..``) that is not a symlink resolves to the real cache
+    directory plus that name: one ``lstat``, not a ``realpath`` of every component (this runs
+    for every app at every new revision).
+    """
+    if "/" in name or "\0" in name or name in ("", ".", "..") or os.path.islink(cache / name):
         raise SourceError(f"{where}: cache entry {name!r} would leave the cache {cache}", reason="UnsafeArchive")
     return cache / name
 

@@ -487,7 +487,12 @@ class GitSource(gitopsd.Source):
             )
         # The path is looked up in the extracted tree (shared by every app), as git would:
         # a symlink is not a directory, and is not followed on the way.
-        kind = _tree_kind(dest, path)
+        kinds: dict[tuple[str, str], str] = self.ctx.shared.get("git-tree-kinds", dict)
+        kind = kinds.get((root_tree, path)) or _tree_kind(dest, path)
+        if kind == "tree" and (root_tree, path) not in kinds:  # a tree's content never changes
+            if len(kinds) > 65536:
+                kinds.clear()
+            kinds[(root_tree, path)] = kind
         if kind != "tree":
             what = "is not a directory" if kind else "does not exist"
             raise SourceError(
