@@ -201,10 +201,31 @@ def compact(value: Any) -> Any:
     string per key cuts their memory by about a third (bench 1000x5).
     """
     if isinstance(value, dict):
-        return {sys.intern(k) if isinstance(k, str) else k: compact(v) for k, v in value.items()}
+        return _compact_dict(value)
     if isinstance(value, list):
-        return [compact(v) for v in value]
+        return _compact_list(value)
     return value
+
+
+# compact() runs on every live object the kube cache keeps: scalars (most values) are
+# passed over inline rather than by a call each.
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _compact_dict(value: dict[Any, Any]) -> dict[Any, Any]:
+    intern = sys.intern
+    out = {}
+    for k, v in value.items():
+        if type(v) not in _SCALARS:
+            v = compact(v)
+        out[intern(k) if isinstance(k, str) else k] = v
+    return out
+
+
+def _compact_list(value: list[Any]) -> list[Any]:
+    return [v if type(v) in _SCALARS else compact(v) for v in value]
 
 
 def _unshare(value: Any) -> Any:

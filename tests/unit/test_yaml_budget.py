@@ -135,3 +135,18 @@ def test_unknown_tag_and_unhashable_key_keep_pyyaml_errors() -> None:
         load_all("a: !Ref x\n", "tag.yaml")
     with pytest.raises(RenderError, match=r"key.yaml: document 0 line 1: invalid YAML: found unhashable key"):
         load_all("? [a]\n: b\n", "key.yaml")
+
+
+def test_compact_interns_keys_at_every_depth() -> None:
+    from gitopsd.core.yamlio import compact
+
+    def fresh(text: str) -> str:
+        return "".join(list(text))  # an equal string that is not the interned one
+
+    key = fresh("containerPort")
+    assert key is not sys.intern("containerPort")
+    value = {fresh("spec"): {fresh("ports"): [{key: 80, fresh("name"): None}, [{fresh("deep"): 1.5}]]}, 1: True}
+    out = compact(value)
+    assert out == value
+    keys = [next(iter(out)), *out["spec"], *out["spec"]["ports"][0], *out["spec"]["ports"][1][0]]
+    assert all(k is sys.intern(k) for k in keys)
