@@ -155,6 +155,7 @@ class GitRunner:
         what: str = "git",
         env: Mapping[str, str] | None = None,
         config: Sequence[str] = (),
+        stdin: bytes | None = None,
     ) -> Completed:
         """Run ``git <args>``; translate failures into SourceError with a reason."""
         argv: list[str] = [self.git]
@@ -162,7 +163,8 @@ class GitRunner:
             argv += ["-c", item]
         argv += list(args)
         try:
-            return await run(argv, timeout=self.timeout, cwd=cwd, env={**self.env, **(env or {})}, what=what)
+            return await run(argv, timeout=self.timeout, cwd=cwd, env={**self.env, **(env or {})}, stdin=stdin,
+                             what=what)
         except CommandFailed as exc:
             where = f" {self.display_url}" if self.display_url else ""
             if exc.returncode is None and "timed out" in str(exc):

@@ -14,13 +14,16 @@ instead the new tree's directory is made from the previous one's:
 4. every symlink of the result is resolved for real (a chain may leave the tree), the
    size and member limits count the whole tree, and the directory is renamed into place.
 
-Anything unusual (a submodule, a very large change, a previous directory that is gone or
-cannot be read, git failing) answers "cannot": the caller extracts the whole tree.
+The previous tree is the one the repository extracted last; after a restart, the newest
+tree in the cache that the repository's mirror holds (:func:`newest_known_tree`). Anything
+unusual (a submodule, a very large change, a previous directory that is gone or cannot be
+read, git failing) answers "cannot": the caller extracts the whole tree.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -39,6 +42,7 @@ MAX_CHANGES = 2000
 """More changed entries than this: extract the whole tree (it is no longer a small change)."""
 MAX_PATH_BYTES = 100_000
 """The changed paths go to ``git archive`` as arguments: above this many bytes, the whole tree."""
+_TREE_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _ZERO_MODE = "000000"
 _GITLINK = "160000"
 
@@ -158,6 +162,37 @@ async def build_from_previous(
         return None
     skip = {c.path for c in changes if c.existed}
     return await anyio.to_thread.run_sync(_build, git, mirror, previous, new_tree, dest, skip, added, where, max_bytes)
+
+
+async def newest_known_tree(git: GitRunner, mirror: Path, trees: Path, exclude: str) -> str | None:
+    """The most recently extracted tree under ``trees`` that ``mirror`` holds (None if none).
+
+    After a restart nothing says which tree was extracted last for a repository: this finds
+    a base for :func:`build_from_previous` with one directory listing and one ``git
+    cat-file --batch-check`` for the newest few trees.
+    """
+    names = await anyio.to_thread.run_sync(_newest_trees, trees, exclude)
+    if not names:
+        return None
+    try:
+        out = await git("cat-file", "--batch-check=%(objectname) %(objecttype)", cwd=mirror,
+                        stdin="\n".join(names).encode() + b"\n", what="git cat-file")
+    except SourceError:
+        return None
+    known = {line.split(" ")[0] for line in out.stdout.decode("ascii", "replace").splitlines() if line.endswith(" tree")}
+    return next((name for name in names if name in known), None)
+
+
+def _newest_trees(trees: Path, exclude: str, limit: int = 32) -> list[str]:
+    found = []
+    try:
+        with os.scandir(trees) as entries:
+            for entry in entries:
+                if entry.name != exclude and _TREE_ID.match(entry.name) and entry.is_dir(follow_symlinks=False):
+                    found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+    except OSError:
+        return []
+    return [name for _, name in sorted(found, reverse=True)[:limit]]
 
 
 def _build(git: GitRunner, mirror: Path, previous: Path, new_tree: str, dest: Path, skip: set[str],

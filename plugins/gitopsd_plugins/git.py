@@ -39,7 +39,7 @@ from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_
 
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
-from ._gittree import build_from_previous
+from ._gittree import build_from_previous, newest_known_tree
 from ._semver import SemverRange, highest
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -464,6 +464,8 @@ class GitSource(gitopsd.Source):
         async with lock:
             if not dest.is_dir():
                 previous = repo.last_tree
+                if previous is None:  # the first new tree since the start: any extracted one will do
+                    previous = await newest_known_tree(git, repo.mirror, trees, root_tree)
                 size = None
                 if previous is not None and previous != root_tree:  # a new commit: reuse the unchanged files
                     size = await build_from_previous(

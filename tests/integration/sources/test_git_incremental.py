@@ -158,3 +158,29 @@ def test_parse_raw_diff() -> None:
     submodule = f":000000 160000 {zero} {'c' * 40} A\0vendor/lib\0".encode()
     assert parse_raw_diff(submodule) is None
     assert parse_raw_diff(b"garbage\0") is None
+
+
+async def test_after_a_restart_the_newest_extracted_tree_is_the_base(ctx: PluginContext, repo: Repo, tmp_path: Path) -> None:
+    src = GitSource(GitOptions(url=repo.bare.as_uri(), ref="main", path="deploy", poll_cache=0), ctx)
+    repo.commit("keep", {"keep.yaml": "k: 1\n"})
+    repo.push()
+    first = await fetch_latest(src)
+    # Another repository's tree in the same cache, extracted later: not in this mirror, so not a base.
+    other = tmp_path / "other"
+    other.mkdir()
+    git("init", "-q", "-b", "main", cwd=other)
+    (other / "x.yaml").write_text("x: 1\n")
+    git("add", "-A", cwd=other)
+    git("commit", "-q", "-m", "x", cwd=other)
+    other_src = GitSource(GitOptions(url=other.as_uri(), ref="main"), ctx)
+    await other_src.fetch(await other_src.latest_revision())
+    repo.commit("two", {"deploy/cm.yaml": CONFIGMAP.format(name="cm", value="2")})
+    repo.push()
+    # A restart: a new context (nothing shared in memory), the same cache on disk.
+    restarted = PluginContext(state_dir=ctx.state_dir, config_dir=ctx.config_dir, tools=ctx.tools)
+    src2 = GitSource(GitOptions(url=repo.bare.as_uri(), ref="main", path="deploy", poll_cache=0), restarted)
+    second = await fetch_latest(src2)
+    assert snapshot(second) == whole_extraction(repo, tmp_path)
+    assert src2.repo.full_extractions == 0
+    assert (second / "keep.yaml").stat().st_ino == (first / "keep.yaml").stat().st_ino
+    assert (second / "deploy" / "cm.yaml").stat().st_ino != (first / "deploy" / "cm.yaml").stat().st_ino
