@@ -26,10 +26,13 @@ DEFAULT_MAX_MEMBERS = 100_000
 
 
 def cache_entry(cache: Path, name: str, where: str) -> Path:
-    """``cache / name``, refusing a name that would resolve anywhere but directly inside ``cache``."""
-    real_cache = cache.resolve()
-    entry = (cache / name).resolve()
-    if "/" in name or name in ("", ".", "..") or entry.parent != real_cache:
+    """``cache / name``, refusing a name that would resolve anywhere but directly inside ``cache``.
+
+    A single name (no ``/``, ``.`` or ``..``) that is not a symlink resolves to the real cache
+    directory plus that name: one ``lstat``, not a ``realpath`` of every component (this runs
+    for every app at every new revision).
+    """
+    if "/" in name or "\0" in name or name in ("", ".", "..") or os.path.islink(cache / name):
         raise SourceError(f"{where}: cache entry {name!r} would leave the cache {cache}", reason="UnsafeArchive")
     return cache / name
 
@@ -74,13 +77,16 @@ def extract_tar_stream(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_members: int = DEFAULT_MAX_MEMBERS,
     mode: str = "r|*",
-) -> None:
+) -> int:
     """Like :func:`extract_tar`, reading ``stream`` sequentially (a pipe): memory stays bounded and
-    the limits stop the extraction as soon as they are crossed, whatever the archive's size."""
+    the limits stop the extraction as soon as they are crossed, whatever the archive's size.
+
+    Returns the bytes of regular files extracted (what ``max_bytes`` bounds)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
     try:
-        _extract_into(stream, mode, tmp, where, max_bytes, max_members)
+        total, _ = extract_tar_stream_into(stream, tmp, where=where, max_bytes=max_bytes,
+                                           max_members=max_members, mode=mode)
         try:
             os.rename(tmp, dest)
         except OSError:
@@ -89,16 +95,38 @@ def extract_tar_stream(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    return total
 
 
-def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_bytes: int, max_members: int) -> None:
+def extract_tar_stream_into(
+    stream: IO[bytes],
+    root: Path,
+    *,
+    where: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    mode: str = "r|*",
+    already: tuple[int, int] = (0, 0),
+) -> tuple[int, int]:
+    """Extract into the existing directory ``root`` (private to the caller, not yet visible to
+    readers) with every check of :func:`extract_tar`; return (bytes of regular files, members),
+    counting from ``already`` (what ``root`` holds), which the limits include.
+
+    A member may not replace anything already in ``root`` ("appears twice"), and no file is
+    written through a symlink already there. Symlinks are checked against ``root`` as a whole.
+    """
+    return _extract_into(stream, mode, root, where, max_bytes, max_members, already)
+
+
+def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_bytes: int,
+                  max_members: int, already: tuple[int, int] = (0, 0)) -> tuple[int, int]:
     try:
         archive = tarfile.open(fileobj=stream, mode=mode)  # type: ignore[call-overload]
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise SourceError(f"{where}: not a tar archive: {exc}", reason="InvalidArchive") from None
-    total = 0
-    count = 0
+    total, count = already
     links: list[tuple[str, str]] = []
+    ready: set[str] = set()  # directories (relative) checked by _check_parents and made
     with archive:
         try:
             for member in archive:
@@ -117,16 +145,23 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
                         raise SourceError(
                             f"{where}: archive expands to more than {max_bytes} bytes (limit)", reason="TooLarge"
                         )
-                    _check_parents(root, name, where)
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    parent = posixpath.dirname(name)
+                    if parent not in ready:
+                        # Checked once per directory: no symlink is made before every file is
+                        # written, and a directory checked here stays one until then.
+                        _check_parents(root, name, where)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        ready.add(parent)
                     source = archive.extractfile(member)
                     if source is None:
                         continue
-                    if target.is_symlink() or target.exists():
-                        raise SourceError(f"{where}: archive member {name!r} appears twice", reason="UnsafeArchive")
-                    with source, open(target, "xb") as out:
+                    try:  # O_EXCL: an existing file, directory or symlink (not followed) is refused
+                        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                    except FileExistsError:
+                        raise SourceError(f"{where}: archive member {name!r} appears twice", reason="UnsafeArchive") from None
+                    with source, open(fd, "wb") as out:
                         shutil.copyfileobj(source, out)
-                    os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+                        os.fchmod(out.fileno(), 0o755 if member.mode & 0o111 else 0o644)
                 elif member.issym():
                     link = member.linkname
                     resolved = posixpath.join(posixpath.dirname(name), link)
@@ -160,9 +195,15 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
             os.symlink(link, target)
         except OSError as exc:
             raise SourceError(f"{where}: cannot create symlink {name!r}: {exc.strerror}", reason="UnsafeArchive") from None
-    # A chain of symlinks may still resolve outside: check every one for real.
+    check_symlinks(root, [name for name, _ in links], where)
+    return total, count
+
+
+def check_symlinks(root: Path, names: list[str], where: str) -> None:
+    """Resolve each symlink ``names`` (relative to ``root``) for real: a chain of symlinks, each
+    pointing inside, may still resolve outside ``root``; refuse that (UnsafeArchive)."""
     real_root = root.resolve()
-    for name, _ in links:
+    for name in names:
         real = (root / name).resolve()
         if real != real_root and real_root not in real.parents:
             raise SourceError(f"{where}: symlink {name!r} resolves outside the artifact", reason="UnsafeArchive")

@@ -23,8 +23,9 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, TypeVar
 
 import anyio.to_thread
 
@@ -33,6 +34,10 @@ from gitopsd.core.proc import Completed, run
 from gitopsd.core.secrets import REDACTOR
 
 from ._archive import extract_tar_stream
+
+T = TypeVar("T")
+_MAX_TRAILER = 1024 * 1024
+"""Bytes git may write after the end-of-archive marker (tar pads its last record) before we stop it."""
 
 CREDENTIAL_HELPER = """#!/bin/sh
 # gitopsd: git credential helper. git writes the request on stdin (never in argv, where any
@@ -150,6 +155,7 @@ class GitRunner:
         what: str = "git",
         env: Mapping[str, str] | None = None,
         config: Sequence[str] = (),
+        stdin: bytes | None = None,
     ) -> Completed:
         """Run ``git <args>``; translate failures into SourceError with a reason."""
         argv: list[str] = [self.git]
@@ -157,7 +163,8 @@ class GitRunner:
             argv += ["-c", item]
         argv += list(args)
         try:
-            return await run(argv, timeout=self.timeout, cwd=cwd, env={**self.env, **(env or {})}, what=what)
+            return await run(argv, timeout=self.timeout, cwd=cwd, env={**self.env, **(env or {})}, stdin=stdin,
+                             what=what)
         except CommandFailed as exc:
             where = f" {self.display_url}" if self.display_url else ""
             if exc.returncode is None and "timed out" in str(exc):
@@ -166,18 +173,25 @@ class GitRunner:
             raise SourceError(f"{what}{where}: {detail}", reason=classify(detail)) from None
 
 
-    async def archive(self, tree: str, *, cwd: Path, dest: Path, where: str, max_bytes: int) -> None:
+    async def archive(self, tree: str, *, cwd: Path, dest: Path, where: str, max_bytes: int) -> int:
         """``git archive --format=tar <tree>`` extracted into ``dest`` while git writes it.
 
         The archive is never held in memory: it is piped into the safe extractor, which stops
-        (and git is killed) as soon as ``max_bytes`` of file content is crossed.
+        (and git is killed) as soon as ``max_bytes`` of file content is crossed. Returns the
+        bytes of the files extracted.
         """
-        argv = [self.git, "archive", "--format=tar", tree]
-        env = {**os.environ, **self.env}
-        await anyio.to_thread.run_sync(self._archive_sync, argv, env, cwd, dest, where, max_bytes)
+        return await anyio.to_thread.run_sync(
+            self.archive_sync, tree, cwd, lambda stream: extract_tar_stream(stream, dest, where=where, max_bytes=max_bytes)
+        )
 
-    def _archive_sync(self, argv: list[str], env: dict[str, str], cwd: Path, dest: Path, where: str,
-                      max_bytes: int) -> None:
+    def archive_sync(self, tree: str, cwd: Path, sink: Callable[[IO[bytes]], T], paths: Sequence[str] = ()) -> T:
+        """Run ``git archive --format=tar <tree> [-- paths]`` (in a worker thread) and feed its
+        output to ``sink``; ``paths`` are literal (no glob). Git is killed when ``sink`` raises
+        SourceError or after the timeout."""
+        argv = [self.git, "--literal-pathspecs", "archive", "--format=tar", tree]
+        if paths:
+            argv += ["--", *paths]
+        env = {**os.environ, **self.env}
         timed_out = threading.Event()
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd)
@@ -190,7 +204,16 @@ class GitRunner:
             timer.start()
             try:
                 assert proc.stdout is not None
-                extract_tar_stream(proc.stdout, dest, where=where, max_bytes=max_bytes)
+                result = sink(proc.stdout)
+                # The tar reader stops at the end-of-archive marker; git may still be writing the
+                # padding after it. Read that too: closing the pipe first kills git with SIGPIPE.
+                drained = 0
+                while drained <= _MAX_TRAILER and (chunk := proc.stdout.read(65536)):
+                    drained += len(chunk)
+                if drained > _MAX_TRAILER:
+                    proc.kill()
+                    raise SourceError(f"git archive {self.display_url}: data after the end of the archive",
+                                      reason="InvalidArchive")
             except SourceError:
                 proc.kill()  # over a limit or hostile: stop git now
                 if proc.wait() in (0, -signal.SIGKILL) and not timed_out.is_set():
@@ -207,6 +230,7 @@ class GitRunner:
                 detail = REDACTOR.scrub(err.read().decode("utf-8", "replace"))[-4000:].strip()
                 raise SourceError(f"git archive {self.display_url}: {detail or f'exited with {code}'}",
                                   reason=classify(detail))
+        return result
 
 
 def _credential_helper(cache_root: Path) -> Path:

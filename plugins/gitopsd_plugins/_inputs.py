@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
+from gitopsd import RenderError
+from gitopsd.core.yamlio import load_all
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MAX_DIRS = 200
@@ -30,12 +31,17 @@ def _strings(node: Any) -> Iterator[str]:
             yield from _strings(value)
 
 
-def _load(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
 class _Unknown(Exception):
     """A file that cannot be read or parsed: the inputs cannot be told."""
+
+
+def _load(path: Path) -> Any:
+    """The one document of ``path``, with the limits of a render (an alias bomb in a
+    kustomization must not cost more here than in kustomize)."""
+    docs = load_all(path.read_text(encoding="utf-8"), path.name)
+    if len(docs) > 1:
+        raise _Unknown(str(path))
+    return docs[0][1] if docs else None
 
 
 def _closure(root: Path, references: Callable[[str], list[str]]) -> set[str] | None:
@@ -66,7 +72,7 @@ def _closure(root: Path, references: Callable[[str], list[str]]) -> set[str] | N
 def _read(path: Path) -> Any:
     try:
         return _load(path)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, RenderError):
         raise _Unknown(str(path)) from None
 
 

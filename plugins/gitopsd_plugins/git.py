@@ -12,7 +12,9 @@ Sharing (per daemon, through ``ctx.shared``):
 - The artifact is the tree of the commit, extracted with ``git archive`` (safe tar
   extraction) into ``state_dir/cache/git-trees/<tree id>``: content-addressed, so apps and
   commits with the same tree share one directory. ``Artifact.path`` is ``path`` inside it
-  (the whole tree is there, so kustomize overlays can reach ``../base``).
+  (the whole tree is there, so kustomize overlays can reach ``../base``). A new commit's
+  tree is built from the previous one's: unchanged files are hard-linked, only the changed
+  ones are extracted (``_gittree``), so a push costs what it changed, not the repository.
 
 Revisions look like ``main@sha1:<40 hex>`` (``sha1:<40 hex>`` for a pinned commit).
 """
@@ -37,6 +39,7 @@ from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_
 
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
+from ._gittree import build_from_previous, newest_known_tree
 from ._semver import SemverRange, highest
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -139,6 +142,9 @@ class _Repo:
     # ``git diff --name-only`` between two commits (None: could not tell), for every app.
     diffs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     diff_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    # The root tree extracted last: the next commit's tree is built from it (see _gittree).
+    last_tree: str | None = None
+    full_extractions: int = 0
 
     def remember(self, sha: str, root_tree: str | None = None) -> None:
         """Record that ``sha`` is in the mirror (and its root tree); bounded."""
@@ -454,12 +460,28 @@ class GitSource(gitopsd.Source):
         dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
         sizes: dict[str, int] = self.ctx.shared.get("git-tree-sizes", dict)
+        where = f"git {self.options.url} at {revision}"
         async with lock:
             if not dest.is_dir():
-                await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=f"git {self.options.url} at {revision}",
-                                  max_bytes=self.options.max_size)
+                previous = repo.last_tree
+                if previous is None:  # the first new tree since the start: any extracted one will do
+                    previous = await newest_known_tree(git, repo.mirror, trees, root_tree)
+                size = None
+                if previous is not None and previous != root_tree:  # a new commit: reuse the unchanged files
+                    size = await build_from_previous(
+                        git, repo.mirror, trees / previous, previous, root_tree, dest, where=where,
+                        max_bytes=self.options.max_size,
+                    )
+                if size is None:
+                    size = await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=where,
+                                             max_bytes=self.options.max_size)
+                    repo.full_extractions += 1
+                if len(sizes) > 4096:
+                    sizes.clear()  # bounded; a tree found without its size is measured again
+                sizes[root_tree] = size
             elif root_tree not in sizes:  # extracted by an app with a larger max_size (or before a restart)
                 sizes[root_tree] = await anyio.to_thread.run_sync(_files_size, dest)
+            repo.last_tree = root_tree
         if sizes.get(root_tree, 0) > self.options.max_size:
             raise SourceError(
                 f"git {self.options.url} at {revision}: archive expands to more than {self.options.max_size} bytes (limit)",
@@ -467,7 +489,12 @@ class GitSource(gitopsd.Source):
             )
         # The path is looked up in the extracted tree (shared by every app), as git would:
         # a symlink is not a directory, and is not followed on the way.
-        kind = _tree_kind(dest, path)
+        kinds: dict[tuple[str, str], str] = self.ctx.shared.get("git-tree-kinds", dict)
+        kind = kinds.get((root_tree, path)) or _tree_kind(dest, path)
+        if kind == "tree" and (root_tree, path) not in kinds:  # a tree's content never changes
+            if len(kinds) > 65536:
+                kinds.clear()
+            kinds[(root_tree, path)] = kind
         if kind != "tree":
             what = "is not a directory" if kind else "does not exist"
             raise SourceError(

@@ -8,7 +8,7 @@ relative paths, then document order). Errors name the file and document index.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import anyio.to_thread
 from pydantic import Field
@@ -16,8 +16,6 @@ from pydantic import Field
 import gitopsd
 from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
 from gitopsd.core.yamlio import YamlBudget, manifests_from_yaml
-
-from ._render import refuse_escaping_symlinks
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -27,32 +25,59 @@ class PlainOptions(Options):
     exclude: list[str] = Field(default_factory=list, description="Glob patterns (relative paths) to skip.")
 
 
-def _files(root: Path, recursive: bool, exclude: list[str]) -> list[Path]:
+def _scan(root: Path, recursive: bool, exclude: list[str]) -> list[tuple[str, str]]:
+    """``(relative POSIX path, path)`` of the manifest files under ``root``, sorted by relative path.
+
+    One walk does two jobs: it refuses the first symlink anywhere under ``root`` (hidden
+    directories included) that resolves outside it, as :func:`refuse_escaping_symlinks`
+    does, and it lists the files to read: ``.yaml``/``.yml``/``.json`` names, in non-hidden
+    subdirectories when ``recursive``, not matching ``exclude``. Symlinked directories are
+    checked, never descended into. Directory entries say their type, so a plain file costs
+    no stat call.
+    """
     if not root.is_dir():
         raise RenderError(f"plain: path {root} does not exist or is not a directory")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for name in filenames:
-            path = Path(dirpath, name)
-            rel = path.relative_to(root)
-            if name.endswith(SUFFIXES) and not any(rel.match(p) for p in exclude):
-                found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    real_root = root.resolve()
+    found: list[tuple[str, str]] = []
+
+    def walk(directory: str, rel_dir: str, collect: bool) -> None:
+        with os.scandir(directory) as it:
+            entries = list(it)
+        dirs = [e for e in entries if e.is_dir()]
+        files = [e for e in entries if not e.is_dir()]
+        for entry in dirs + files:  # the order of os.walk: the first bad symlink is the one named
+            if entry.is_symlink():
+                target = Path(entry.path).resolve()
+                if target != real_root and real_root not in target.parents:
+                    raise RenderError(f"plain: {rel_dir}{entry.name} is a symlink to {os.readlink(entry.path)}, "
+                                      "outside the app's directory")
+        if collect:
+            for entry in files:
+                rel = rel_dir + entry.name
+                if entry.name.endswith(SUFFIXES) and not (exclude and any(PurePosixPath(rel).match(p) for p in exclude)):
+                    found.append((rel, entry.path))
+        for entry in dirs:
+            if not entry.is_symlink():
+                sub = collect and recursive and not entry.name.startswith(".")
+                walk(entry.path, f"{rel_dir}{entry.name}/", sub)
+
+    walk(os.fspath(root), "", True)
+    found.sort()
+    return found
 
 
 def render_directory(root: Path, recursive: bool = True, exclude: list[str] | None = None) -> list[Manifest]:
     """All manifests under ``root``: the whole plain renderer, synchronous."""
-    if root.is_dir():
-        refuse_escaping_symlinks(root, "plain")
     manifests: list[Manifest] = []
     budget = YamlBudget()  # one for the whole directory: many small bombs add up
-    for path in _files(root, recursive, exclude or []):
-        rel = path.relative_to(root).as_posix()
+    for rel, path in _scan(root, recursive, exclude or []):
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if budget.bytes + size > budget.max_bytes:  # before reading it
+                budget.add_bytes(size, rel)
+            data = file.read()
         try:
-            if budget.bytes + path.stat().st_size > budget.max_bytes:  # before reading it
-                budget.add_bytes(path.stat().st_size, rel)
-            text = path.read_text(encoding="utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise RenderError(f"{rel}: not UTF-8 text") from None
         manifests.extend(manifests_from_yaml(text, rel, budget))

@@ -45,3 +45,14 @@ def test_helm_inputs_follow_local_dependencies(tmp_path: Path) -> None:
     )
     (tmp_path / "lib" / "Chart.yaml").write_text("apiVersion: v2\nname: lib\nversion: 0.1.0\n")
     assert helm_inputs(tmp_path / "chart") == {".", "../lib"}
+
+
+def test_an_alias_bomb_in_a_kustomization_means_cannot_tell(tmp_path: Path) -> None:
+    """The scan parses with a render's YAML limits: a bomb is not walked (2,000,000 strings) but
+    answered with None (the app renders, and kustomize reports the file)."""
+    levels = ["a0: &a0 [" + ", ".join(["x"] * 20) + "]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 20) + "]" for i in range(1, 5)]
+    (tmp_path / "kustomization.yaml").write_text("\n".join(levels) + "\nresources: [cm.yaml]\n")
+    assert kustomize_inputs(tmp_path) is None
+    (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml]\n---\nresources: [../elsewhere]\n")
+    assert kustomize_inputs(tmp_path) is None  # two documents: not a kustomization kustomize reads

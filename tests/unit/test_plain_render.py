@@ -94,3 +94,19 @@ def test_render_unknown_app_exits_1() -> None:
         capture_output=True, text=True,
     )
     assert result.returncode == 1 and "no app named 'nope' (apps: guestbook, redis)" in result.stderr
+
+
+def test_one_walk_still_refuses_symlinks_in_every_directory(tmp_path: Path) -> None:
+    """Files are read from non-hidden directories only, but an escaping symlink anywhere is refused."""
+    app = tmp_path / "app"
+    (app / ".hidden").mkdir(parents=True)
+    (app / "sub").mkdir()
+    (app / "cm.yaml").write_text(cm("a"))
+    (tmp_path / "secret.yaml").write_text(cm("secret"))
+    (app / "sub" / "inside.yaml").symlink_to("../cm.yaml")  # inside the app: fine, and read
+    assert [m["metadata"]["name"] for m in render_directory(app)] == ["a", "a"]
+    (app / ".hidden" / "leak.yaml").symlink_to("../../secret.yaml")
+    for recursive in (True, False):
+        with pytest.raises(RenderError, match=r"plain: \.hidden/leak\.yaml is a symlink to \.\./\.\./secret\.yaml"):
+            render_directory(app, recursive=recursive)
+

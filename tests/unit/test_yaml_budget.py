@@ -65,3 +65,88 @@ def test_document_and_byte_budgets(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match=r"b.yaml: YAML budget max_bytes exceeded: [\d,]+ bytes of YAML "
                                           r"\(limit [\d,]+ for the whole render\)"):
         manifests_from_yaml(docs, "b.yaml", budget)
+
+
+# -- the quick constructor (yamlio._Loader): same values as PyYAML's, same limits ----------------
+
+EVERY_KIND = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: every-kind, labels: {a: "1"}}
+data:
+  str: text
+  quoted: "123"
+  int: 42
+  octal: 0o17
+  float: 1.5
+  bool: yes
+  null: ~
+  date: 2024-01-02
+  time: 2024-01-02T03:04:05Z
+  binary: !!binary aGVsbG8=
+  list: [1, two, {three: 3}]
+  1: int key
+  dup: first
+  dup: last
+  anchored: &s shared scalar
+  again: *s
+---
+base: &base {a: 1, b: 2}
+merged:
+  <<: *base
+  c: 3
+tagged_set: !!set {x, y}
+omap: !!omap [{k: v}]
+---
+list: &l [1, 2]
+twice: [*l, *l]
+"""
+
+
+def test_quick_constructor_gives_what_pyyaml_gives() -> None:
+    import yaml
+
+    expected = [d for d in yaml.safe_load_all(EVERY_KIND) if d is not None]
+    got = [doc for _, doc in load_all(EVERY_KIND, "every.yaml")]
+    assert got == expected
+    # Keys are interned (the memory saving of yamlio.compact) on either path.
+    for doc in got:
+        for key in doc:
+            if isinstance(key, str):
+                assert key is sys.intern(key)
+    # The aliased list became two separate lists (no shared objects handed out).
+    assert got[2]["twice"][0] is not got[2]["twice"][1]
+
+
+def test_quick_constructor_still_counts_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document without aliases is still bounded by MAX_EXPANDED_NODES (it counts its nodes)."""
+    import gitopsd.core.yamlio as yamlio
+
+    monkeypatch.setattr(yamlio, "MAX_EXPANDED_NODES", 20)
+    small = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\n"
+    assert load_all(small, "small.yaml")
+    big = small + "data: {" + ", ".join(f"k{i}: v" for i in range(10)) + "}\n"
+    with pytest.raises(RenderError, match=r"big.yaml: document 0: YAML aliases expand to more than 20 nodes"):
+        load_all(big, "big.yaml")
+
+
+def test_unknown_tag_and_unhashable_key_keep_pyyaml_errors() -> None:
+    with pytest.raises(RenderError, match=r"tag.yaml: document 0 line 1: invalid YAML: could not determine a constructor"):
+        load_all("a: !Ref x\n", "tag.yaml")
+    with pytest.raises(RenderError, match=r"key.yaml: document 0 line 1: invalid YAML: found unhashable key"):
+        load_all("? [a]\n: b\n", "key.yaml")
+
+
+def test_compact_interns_keys_at_every_depth() -> None:
+    from gitopsd.core.yamlio import compact
+
+    def fresh(text: str) -> str:
+        return "".join(list(text))  # an equal string that is not the interned one
+
+    key = fresh("containerPort")
+    assert key is not sys.intern("containerPort")
+    value = {fresh("spec"): {fresh("ports"): [{key: 80, fresh("name"): None}, [{fresh("deep"): 1.5}]]}, 1: True}
+    out = compact(value)
+    assert out == value
+    keys = [next(iter(out)), *out["spec"], *out["spec"]["ports"][0], *out["spec"]["ports"][1][0]]
+    assert all(k is sys.intern(k) for k in keys)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitopsd import SourceError
-from gitopsd_plugins._archive import extract_tar
+from gitopsd_plugins._archive import extract_tar, extract_tar_stream_into
 from gitopsd_plugins._semver import Range, RangeError, highest
 
 from .conftest import tar_gz
@@ -83,3 +83,29 @@ def test_good_archive(tmp_path: Path) -> None:
     data = tar_gz({"a/b.yaml": "b", "c.yaml": "c"}, symlinks={"a/link.yaml": "../c.yaml"})
     extract_tar(data, tmp_path / "ok", where="t")
     assert (tmp_path / "ok" / "a" / "link.yaml").read_text() == "c"
+
+
+def test_duplicates_modes_and_writing_through_an_existing_symlink(tmp_path: Path) -> None:
+    twice = [tarfile.TarInfo("a/x.yaml"), tarfile.TarInfo("a/x.yaml")]
+    for info in twice:
+        info.size = 1
+    with pytest.raises(SourceError, match=r"archive member 'a/x.yaml' appears twice"):
+        extract_tar(_tar(twice), tmp_path / "dup", where="t")
+    over_dir = [tarfile.TarInfo("a/x.yaml"), tarfile.TarInfo("a")]
+    over_dir[0].size = over_dir[1].size = 1
+    with pytest.raises(SourceError, match=r"archive member 'a' appears twice"):
+        extract_tar(_tar(over_dir), tmp_path / "dir", where="t")
+    modes = [tarfile.TarInfo("run.sh"), tarfile.TarInfo("cm.yaml")]
+    modes[0].mode, modes[1].mode = 0o775, 0o664
+    extract_tar(_tar(modes), tmp_path / "modes", where="t")
+    assert [oct((tmp_path / "modes" / n).stat().st_mode & 0o777) for n in ("run.sh", "cm.yaml")] == ["0o755", "0o644"]
+    # Into a tree that already holds a symlink (what a new commit's tree is built on): a file
+    # under it is refused, even when its directory was checked for an earlier member.
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "d").symlink_to("real")
+    members = [tarfile.TarInfo("first.yaml"), tarfile.TarInfo("d/x.yaml")]
+    members[0].size = members[1].size = 1
+    with pytest.raises(SourceError, match=r"archive member 'd/x.yaml' is written through a symlink"):
+        extract_tar_stream_into(io.BytesIO(_tar(members)), root, where="t")
+    assert not (root / "real" / "x.yaml").exists()
