@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ Listener = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of plain data (an object to change before it is stored).
+
+    A pickle round trip: the same result as ``copy.deepcopy`` for JSON-like values, about
+    three times faster, which matters on every write.
+    """
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
 
 
 @dataclass(eq=False, slots=True)
