@@ -447,20 +447,20 @@ class SandboxServer:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             interval = sb.bookmark_interval
+            last = loop.time()  # of the last write: a bookmark follows `interval` without one
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                now = loop.time()
+                if now >= deadline:
                     break
-                try:
-                    event: Event = await asyncio.wait_for(watcher.queue.get(), min(remaining, interval))
-                except TimeoutError:
-                    if bookmarks and loop.time() < deadline:
+                if watcher.pending:
+                    await resp.write(b"".join([line(ev) for ev in watcher.take()]))
+                    last = loop.time()
+                elif now >= last + interval:
+                    if bookmarks:
                         await resp.write(self._bookmark(rt))
-                    continue
-                chunks = [line(event)]
-                while not watcher.queue.empty():
-                    chunks.append(line(watcher.queue.get_nowait()))
-                await resp.write(b"".join(chunks))
+                    last = now
+                else:
+                    await watcher.wait(min(deadline, last + interval))
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass

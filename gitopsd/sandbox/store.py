@@ -12,7 +12,7 @@ import json
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .status import expired
@@ -58,21 +58,65 @@ class Event:
         return cached
 
 
-@dataclass(eq=False)
 class Watcher:
-    """A subscription to one storage key, optionally one namespace, with a filter."""
+    """A subscription to one storage key, optionally one namespace, with a filter.
 
-    key: str
-    namespace: str | None
-    predicate: Callable[[dict[str, Any]], bool] | None
-    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    Events wait in ``pending`` until the stream takes them (all at once, one write); the
+    stream sleeps in :meth:`wait` without a timer per event: one timer, armed for the
+    next bookmark or the end of the watch, wakes it when nothing happens.
+    """
+
+    __slots__ = ("_timer", "_timer_at", "_waiter", "key", "namespace", "pending", "predicate")
+
+    def __init__(self, key: str, namespace: str | None,
+                 predicate: Callable[[dict[str, Any]], bool] | None) -> None:
+        self.key, self.namespace, self.predicate = key, namespace, predicate
+        self.pending: list[Event] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def offer(self, event: Event) -> None:
-        if self.namespace is not None and event.namespace != self.namespace:
-            return
+        """Queue ``event`` if it passes the filter (the store matched key and namespace)."""
         if self.predicate is not None and not self.predicate(event.obj):
             return
-        self.queue.put_nowait(event)
+        self.pending.append(event)
+        self._wake()
+
+    def take(self) -> list[Event]:
+        """The pending events, oldest first; none remain pending."""
+        out, self.pending = self.pending, []
+        return out
+
+    async def wait(self, until: float) -> None:
+        """Return once an event is pending, or at the loop time ``until`` (perhaps a little earlier)."""
+        if self.pending:
+            return
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._timer_at > until:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = loop.call_at(until, self._ring), until
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        """Cancel the timer (the stream ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Store:
@@ -85,7 +129,8 @@ class Store:
         self._history_size = history
         self.window_start = 1
         """Oldest resourceVersion a watch may start from (older ones are Expired)."""
-        self._watchers: dict[str, set[Watcher]] = {}
+        self._watchers: dict[str, dict[str | None, set[Watcher]]] = {}
+        """key -> namespace (None: all namespaces) -> watchers."""
         self._listeners: list[Listener] = []
         self._owners: dict[str, set[tuple[str, str, str]]] = {}
 
@@ -176,8 +221,11 @@ class Store:
         self._history.append(event)
         if len(self._history) > self._history_size:
             self.window_start = self._history.popleft().rv
-        for watcher in self._watchers.get(event.key, ()):
-            watcher.offer(event)
+        by_ns = self._watchers.get(event.key)
+        if by_ns:
+            for ns in (None, event.namespace):
+                for watcher in by_ns.get(ns, ()):
+                    watcher.offer(event)
         for listener in self._listeners:
             listener(event.key, event.type, event.obj, old)
 
@@ -215,18 +263,22 @@ class Store:
                         continue
                     if predicate is None or predicate(event.obj):
                         backlog.append(event)
-        self._watchers.setdefault(key, set()).add(watcher)
+        self._watchers.setdefault(key, {}).setdefault(namespace, set()).add(watcher)
         return watcher, backlog
 
     def unwatch(self, watcher: Watcher) -> None:
         """End a subscription."""
-        watchers = self._watchers.get(watcher.key)
-        if watchers:
+        watcher.close()
+        by_ns = self._watchers.get(watcher.key, {})
+        watchers = by_ns.get(watcher.namespace)
+        if watchers is not None:
             watchers.discard(watcher)
+            if not watchers:
+                del by_ns[watcher.namespace]
 
     def watcher_count(self) -> int:
         """Open watches."""
-        return sum(len(w) for w in self._watchers.values())
+        return sum(len(w) for by_ns in self._watchers.values() for w in by_ns.values())
 
     def drop_key(self, key: str) -> list[dict[str, Any]]:
         """Delete every object of a key (a CRD went away); returns the deleted objects."""
