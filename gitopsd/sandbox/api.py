@@ -10,6 +10,7 @@ import base64
 import json
 import random
 import string
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,9 +47,16 @@ STRATEGIC = "application/strategic-merge-patch+json"
 _NS_KEY = "namespaces"
 
 
+_NOW: tuple[int, str] = (0, "")
+
+
 def now_iso() -> str:
     """The current time as the API server writes it (RFC 3339, seconds)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _NOW
+    second = int(time.time())
+    if _NOW[0] != second:  # formatted once per second: every write stamps times
+        _NOW = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _NOW[1]
 
 
 @dataclass

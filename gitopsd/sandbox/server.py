@@ -401,7 +401,16 @@ class SandboxServer:
                     return web.Response(body=codec.encode(out), status=code, content_type=protobuf.MEDIA_TYPE)
             except protobuf.ProtobufUnavailable:
                 pass  # the client accepts JSON too (it always lists it)
-        return _json(out, code)
+        return web.Response(body=self._json_body(rt, out), status=code, content_type="application/json")
+
+    def _json_body(self, rt: ResourceType, out: dict[str, Any]) -> bytes:
+        """``out`` as JSON, with stored objects (alone or as list items) from the store's cache."""
+        store = self.sb.store
+        items = out.get("items")
+        if isinstance(items, list) and out.get("kind") == f"{rt.kind}List":
+            head = dumps({k: v for k, v in out.items() if k != "items"})
+            return b"".join([head[:-1], b',"items":[', b",".join([store.json_of(rt.key, o) for o in items]), b"]}"])
+        return store.json_of(rt.key, out)
 
     def _table(self, rt: ResourceType, body: dict[str, Any], version: str, params: Any) -> dict[str, Any]:
         columns = None

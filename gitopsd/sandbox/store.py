@@ -43,19 +43,30 @@ class Event:
     namespace: str
     rv: int
     obj: dict[str, Any]
-    _lines: dict[str, bytes] | None = None
+    _av: str | None = None
+    _line: bytes = b""
+    _more: dict[str, bytes] | None = None  # lines for other apiVersions (rare)
 
     def line(self, api_version: str | None = None) -> bytes:
         """The watch line ``{"type":..,"object":..}\\n``, cached per apiVersion."""
         av = api_version or self.obj.get("apiVersion", "")
-        if self._lines is None:
-            self._lines = {}
-        cached = self._lines.get(av)
+        if av == self._av:
+            return self._line
+        cached = self._more.get(av) if self._more is not None else None
         if cached is None:
             obj = self.obj if self.obj.get("apiVersion") == av else dict(self.obj, apiVersion=av)
             cached = b'{"type":"' + self.type.encode() + b'","object":' + dumps(obj) + b"}\n"
-            self._lines[av] = cached
+            if self._av is None:
+                self._av, self._line = av, cached
+            else:
+                if self._more is None:
+                    self._more = {}
+                self._more[av] = cached
         return cached
+
+    def object_json(self, api_version: str | None = None) -> bytes:
+        """The object's JSON: a slice of the watch line, so both are serialised once."""
+        return self.line(api_version)[len(self.type) + 20 : -2]
 
 
 class Watcher:
@@ -133,6 +144,8 @@ class Store:
         """key -> namespace (None: all namespaces) -> watchers."""
         self._listeners: list[Listener] = []
         self._owners: dict[str, set[tuple[str, str, str]]] = {}
+        self._latest: dict[tuple[str, str, str], Event] = {}
+        """The event that stored each current object: its JSON is cached there (see :meth:`json_of`)."""
 
     # -- reads --------------------------------------------------------------
     def get(self, key: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -147,6 +160,15 @@ class Store:
             objs = by_ns.get(ns, {})
             for name in sorted(objs):
                 yield objs[name]
+
+    def json_of(self, key: str, obj: dict[str, Any]) -> bytes:
+        """``obj`` as compact JSON; a stored object is serialised once per version (and
+        shares those bytes with its watch events)."""
+        meta = obj.get("metadata") or {}
+        event = self._latest.get((key, meta.get("namespace", ""), meta.get("name", "")))
+        if event is not None and event.obj is obj:
+            return event.object_json()
+        return dumps(obj)
 
     def count(self, key: str | None = None) -> int:
         """Number of stored objects (of one key, or all)."""
@@ -183,7 +205,9 @@ class Store:
         old = bucket.get(name)
         bucket[name] = obj
         self._index_owners(key, old, obj)
-        self._emit(Event(event_type, key, ns, rv, obj), old)
+        event = Event(event_type, key, ns, rv, obj)
+        self._latest[(key, ns, name)] = event
+        self._emit(event, old)
         return obj
 
     def remove(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +218,7 @@ class Store:
         old = bucket.pop(name, None)
         if not bucket:
             self._objects.get(key, {}).pop(ns, None)
+        self._latest.pop((key, ns, name), None)
         rv = self.next_rv()
         gone = dict(obj, metadata=dict(meta, resourceVersion=str(rv)))
         self._index_owners(key, old, None)
