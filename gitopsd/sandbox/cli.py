@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,12 +41,23 @@ def sandbox_command(
 ) -> None:
     """Run a Kubernetes API server simulator in the foreground (Ctrl-C stops it)."""
     try:
-        asyncio.run(_serve(port, host, kubeconfig, state, faults, seed, insecure_http, sans, token, rollout_delay,
-                           job_duration, max_events, protos))
+        _run(_serve(port, host, kubeconfig, state, faults, seed, insecure_http, sans, token, rollout_delay,
+                     job_duration, max_events, protos))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop when it is installed (its TLS and sockets are in C: less CPU per
+    request and far less memory per open watch than asyncio's SSL protocol), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 async def _serve(

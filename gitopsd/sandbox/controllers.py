@@ -19,13 +19,12 @@ StatefulSets/DaemonSets/ReplicaSets stay unready and a Job end ``Failed``
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from .api import Api, now_iso
 from .kinds import Registry
-from .store import Store
+from .store import Store, clone
 from .workloads import FAIL_ANNOTATION, Workloads, should_fail
 
 _DEPLOY = "deployments.apps"
@@ -111,7 +110,7 @@ class Controllers:
                 return
             if current["metadata"].get("generation") != generation:
                 return
-            new = fn(copy.deepcopy(current))
+            new = fn(clone(current))
             if new is not None and new != current:
                 self.store.put(key, new, "MODIFIED")
 

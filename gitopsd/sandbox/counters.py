@@ -8,6 +8,8 @@ from typing import Any
 
 from .faults import WRITE_VERBS
 
+_WRITE_FIELDS = ("time", "client", "verb", "resource", "namespace", "name")
+
 
 class Counters:
     """Counts API requests by ``(verb, resource, code, dryRun)`` and discovery requests by path.
@@ -36,7 +38,7 @@ class Counters:
         self._requests: Counter[tuple[str, str, int, bool]] = Counter()
         self._discovery: Counter[str] = Counter()
         self._other = 0
-        self._writes: list[dict[str, Any]] = []
+        self._writes: list[tuple[float, str, str, str, str, str]] = []
 
     def request(self, verb: str, resource: str, code: int, dry_run: bool) -> None:
         """Count one API request."""
@@ -45,9 +47,7 @@ class Counters:
     def write(self, client: str, verb: str, resource: str, namespace: str, name: str, code: int, dry_run: bool) -> None:
         """Log one request if it is a successful write (see ``write_log``)."""
         if verb in WRITE_VERBS and not dry_run and 200 <= code < 300:
-            self._writes.append(
-                {"time": time.monotonic(), "client": client, "verb": verb, "resource": resource, "namespace": namespace, "name": name}
-            )
+            self._writes.append((time.monotonic(), client, verb, resource, namespace, name))  # tuples: a third of the memory of dicts
 
     def discovery(self, path: str) -> None:
         """Count one discovery request."""
@@ -80,5 +80,5 @@ class Counters:
             "discovery": sum(self._discovery.values()),
             "discovery_paths": dict(self._discovery),
             "other": self._other,
-            "write_log": list(self._writes),
+            "write_log": [dict(zip(_WRITE_FIELDS, w, strict=True)) for w in self._writes],
         }

@@ -46,6 +46,8 @@ _KEYS = {kind: f"{plural}.{_RBAC}" for kind, plural in (
     ("Role", "roles"), ("ClusterRole", "clusterroles"),
     ("RoleBinding", "rolebindings"), ("ClusterRoleBinding", "clusterrolebindings"),
 )}
+_RBAC_KEYS = frozenset(_KEYS.values())
+_MAX_DECISIONS = 10_000
 _PUBLIC_PATHS = ("/api", "/api/*", "/apis", "/apis/*", "/version", "/version/*", "/healthz", "/healthz/*",
                  "/livez", "/livez/*", "/readyz", "/readyz/*", "/openapi/*")
 _AUTHZ_GROUP = "authorization.k8s.io"
@@ -141,6 +143,13 @@ class Authorizer:
 
     def __init__(self, store: Store):
         self.store = store
+        self._decisions: dict[tuple[Identity, Attributes], bool] = {}
+        """Decisions so far; forgotten whenever a Role, ClusterRole or binding changes."""
+        store.add_listener(self._changed)
+
+    def _changed(self, key: str, _type: str, _obj: Any, _old: Any) -> None:
+        if key in _RBAC_KEYS:
+            self._decisions.clear()
 
     def _subject_matches(self, who: Identity, subject: Mapping[str, Any], binding_ns: str) -> bool:
         kind, name = subject.get("kind"), subject.get("name")
@@ -174,10 +183,16 @@ class Authorizer:
                     yield from self._role_rules(binding.get("roleRef") or {}, namespace)
 
     def allowed(self, who: Identity, attrs: Attributes) -> bool:
-        """Whether ``who`` may do ``attrs``."""
+        """Whether ``who`` may do ``attrs`` (cached until the RBAC objects change)."""
         if MASTERS in who.groups:
             return True
-        return any(rule_allows(rule, attrs) for rule in self.rules(who, attrs.namespace))
+        decision = self._decisions.get((who, attrs))
+        if decision is None:
+            decision = any(rule_allows(rule, attrs) for rule in self.rules(who, attrs.namespace))
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()
+            self._decisions[(who, attrs)] = decision
+        return decision
 
 
 def forbidden_error(who: Identity, attrs: Attributes, plural_group: str = "") -> ApiError:

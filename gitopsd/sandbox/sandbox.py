@@ -119,7 +119,7 @@ class Sandbox:
         self.faults = Faults(faults, seed=seed)
         self.counters_obj = Counters()
         self._certs: certs.ServerCerts | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._tmp: Path | None = None
         self.kubeconfig: Path = Path()
         self.ca_pem: bytes = b""
@@ -158,8 +158,7 @@ class Sandbox:
             self.ca_pem = self._certs.ca_pem
             ssl_ctx = self._certs.ssl_context()
         server = SandboxServer(self)
-        self._runner = web.AppRunner(server.app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.5)
+        self._runner = web.ServerRunner(server.server(), handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

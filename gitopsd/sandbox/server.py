@@ -46,6 +46,7 @@ VERSION = {
 _PUBLIC = {"/version", "/healthz", "/readyz", "/livez"}
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
 _POD_SUBRESOURCES = ("log", "portforward", "exec", "attach")
+_MAX_BODY = 16 * 1024 * 1024
 
 
 def flag(value: str | None) -> bool:
@@ -97,11 +98,19 @@ class SandboxServer:
     def __init__(self, sandbox: SandboxState) -> None:
         self.sb = sandbox
         self.authorizer = rbac.Authorizer(sandbox.store)
-        self.app = web.Application(client_max_size=16 * 1024 * 1024)
-        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    def server(self) -> web.Server:
+        """aiohttp's low-level server for :meth:`handle` (no router or middlewares: one handler
+        takes every path, so the Application layer would be pure overhead on each request)."""
+        loop = asyncio.get_running_loop()
+
+        def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY)
+
+        return web.Server(self.handle, request_factory=request, access_log=None)
 
     # -- entry -----------------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         if not self._authorized(request, path):
             if not path.startswith("/sandbox/"):
@@ -121,14 +130,14 @@ class SandboxServer:
             return web.Response(text="ok", content_type="text/plain")
         return _error(_NOT_FOUND)
 
-    def _authorized(self, request: web.Request, path: str) -> bool:
+    def _authorized(self, request: web.BaseRequest, path: str) -> bool:
         header = request.headers.get("Authorization", "")
         if not header:
             return path in _PUBLIC or path.startswith(("/healthz/", "/readyz/", "/livez/"))
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.sb.token.encode())
 
-    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+    def _openapi(self, request: web.BaseRequest, parts: list[str]) -> web.Response:
         """``/openapi/v2`` (JSON only) and ``/openapi/v3[/api/v1|/apis/<group>/<version>]``."""
         oa = self.sb.openapi
         if request.method != "GET":
@@ -157,7 +166,7 @@ class SandboxServer:
         return web.Response(body=body, content_type="application/json", headers=headers)
 
     # -- admin ------------------------------------------------------------------
-    async def _admin(self, request: web.Request, path: str) -> web.Response:
+    async def _admin(self, request: web.BaseRequest, path: str) -> web.Response:
         if path == "/sandbox/counters":
             if request.method == "GET":
                 return _json(self.sb.counters())
@@ -246,7 +255,7 @@ class SandboxServer:
             return "delete" if route.name else "deletecollection"
         return "unknown"
 
-    async def _api(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
+    async def _api(self, request: web.BaseRequest, parts: list[str]) -> web.StreamResponse:
         sb = self.sb
         if (parts[0] == "api" and len(parts) <= 2) or (parts[0] == "apis" and len(parts) <= 3):
             sb.counters_obj.discovery(request.path)
@@ -347,7 +356,7 @@ class SandboxServer:
             sb.counters_obj.request(verb, resource, code, dry_run)
             sb.counters_obj.write(request.headers.get("User-Agent", ""), verb, resource, route.namespace or "", route.name or "", code, dry_run)
 
-    def _pod_subresource(self, request: web.Request, route: Route) -> web.Response:
+    def _pod_subresource(self, request: web.BaseRequest, route: Route) -> web.Response:
         """``pods/log`` answers one fixed line per container; streams to containers are 501."""
         pod = self.sb.store.get("pods", route.namespace or "", route.name or "")
         resource = f"pods/{route.sub}"
@@ -382,7 +391,7 @@ class SandboxServer:
             raise bad_request(f"error decoding protobuf request body: {exc}") from None
         return dumps(obj), "application/json"
 
-    def _reply(self, request: web.Request, rt: ResourceType, out: dict[str, Any], code: int) -> web.Response:
+    def _reply(self, request: web.BaseRequest, rt: ResourceType, out: dict[str, Any], code: int) -> web.Response:
         """JSON, or protobuf when the client prefers it and the kind has a message."""
         accept = request.headers.get("Accept", "")
         if accept.startswith(protobuf.MEDIA_TYPE) and out.get("kind") in (rt.kind, f"{rt.kind}List") and not rt.crd:
@@ -392,7 +401,16 @@ class SandboxServer:
                     return web.Response(body=codec.encode(out), status=code, content_type=protobuf.MEDIA_TYPE)
             except protobuf.ProtobufUnavailable:
                 pass  # the client accepts JSON too (it always lists it)
-        return _json(out, code)
+        return web.Response(body=self._json_body(rt, out), status=code, content_type="application/json")
+
+    def _json_body(self, rt: ResourceType, out: dict[str, Any]) -> bytes:
+        """``out`` as JSON, with stored objects (alone or as list items) from the store's cache."""
+        store = self.sb.store
+        items = out.get("items")
+        if isinstance(items, list) and out.get("kind") == f"{rt.kind}List":
+            head = dumps({k: v for k, v in out.items() if k != "items"})
+            return b"".join([head[:-1], b',"items":[', b",".join([store.json_of(rt.key, o) for o in items]), b"]}"])
+        return store.json_of(rt.key, out)
 
     def _table(self, rt: ResourceType, body: dict[str, Any], version: str, params: Any) -> dict[str, Any]:
         columns = None
@@ -401,7 +419,7 @@ class SandboxServer:
         return to_table(rt, body, version, params.get("includeObject") or "Metadata", columns)
 
     # -- watch --------------------------------------------------------------------------
-    async def _watch(self, request: web.Request, c: Call) -> web.StreamResponse:
+    async def _watch(self, request: web.BaseRequest, c: Call) -> web.StreamResponse:
         sb = self.sb
         params = c.params
         if c.name:
@@ -447,20 +465,20 @@ class SandboxServer:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             interval = sb.bookmark_interval
+            last = loop.time()  # of the last write: a bookmark follows `interval` without one
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                now = loop.time()
+                if now >= deadline:
                     break
-                try:
-                    event: Event = await asyncio.wait_for(watcher.queue.get(), min(remaining, interval))
-                except TimeoutError:
-                    if bookmarks and loop.time() < deadline:
+                if watcher.pending:
+                    await resp.write(b"".join([line(ev) for ev in watcher.take()]))
+                    last = loop.time()
+                elif now >= last + interval:
+                    if bookmarks:
                         await resp.write(self._bookmark(rt))
-                    continue
-                chunks = [line(event)]
-                while not watcher.queue.empty():
-                    chunks.append(line(watcher.queue.get_nowait()))
-                await resp.write(b"".join(chunks))
+                    last = now
+                else:
+                    await watcher.wait(min(deadline, last + interval))
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .status import expired
@@ -24,6 +25,15 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of plain data (an object to change before it is stored).
+
+    A pickle round trip: the same result as ``copy.deepcopy`` for JSON-like values, about
+    three times faster, which matters on every write.
+    """
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+
+
 @dataclass(eq=False, slots=True)
 class Event:
     """One change: ADDED, MODIFIED or DELETED of one object at ``rv``."""
@@ -33,36 +43,91 @@ class Event:
     namespace: str
     rv: int
     obj: dict[str, Any]
-    _lines: dict[str, bytes] | None = None
+    _av: str | None = None
+    _line: bytes = b""
+    _more: dict[str, bytes] | None = None  # lines for other apiVersions (rare)
 
     def line(self, api_version: str | None = None) -> bytes:
         """The watch line ``{"type":..,"object":..}\\n``, cached per apiVersion."""
         av = api_version or self.obj.get("apiVersion", "")
-        if self._lines is None:
-            self._lines = {}
-        cached = self._lines.get(av)
+        if av == self._av:
+            return self._line
+        cached = self._more.get(av) if self._more is not None else None
         if cached is None:
             obj = self.obj if self.obj.get("apiVersion") == av else dict(self.obj, apiVersion=av)
             cached = b'{"type":"' + self.type.encode() + b'","object":' + dumps(obj) + b"}\n"
-            self._lines[av] = cached
+            if self._av is None:
+                self._av, self._line = av, cached
+            else:
+                if self._more is None:
+                    self._more = {}
+                self._more[av] = cached
         return cached
 
+    def object_json(self, api_version: str | None = None) -> bytes:
+        """The object's JSON: a slice of the watch line, so both are serialised once."""
+        return self.line(api_version)[len(self.type) + 20 : -2]
 
-@dataclass(eq=False)
+
 class Watcher:
-    """A subscription to one storage key, optionally one namespace, with a filter."""
+    """A subscription to one storage key, optionally one namespace, with a filter.
 
-    key: str
-    namespace: str | None
-    predicate: Callable[[dict[str, Any]], bool] | None
-    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    Events wait in ``pending`` until the stream takes them (all at once, one write); the
+    stream sleeps in :meth:`wait` without a timer per event: one timer, armed for the
+    next bookmark or the end of the watch, wakes it when nothing happens.
+    """
+
+    __slots__ = ("_timer", "_timer_at", "_waiter", "key", "namespace", "pending", "predicate")
+
+    def __init__(self, key: str, namespace: str | None,
+                 predicate: Callable[[dict[str, Any]], bool] | None) -> None:
+        self.key, self.namespace, self.predicate = key, namespace, predicate
+        self.pending: list[Event] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def offer(self, event: Event) -> None:
-        if self.namespace is not None and event.namespace != self.namespace:
-            return
+        """Queue ``event`` if it passes the filter (the store matched key and namespace)."""
         if self.predicate is not None and not self.predicate(event.obj):
             return
-        self.queue.put_nowait(event)
+        self.pending.append(event)
+        self._wake()
+
+    def take(self) -> list[Event]:
+        """The pending events, oldest first; none remain pending."""
+        out, self.pending = self.pending, []
+        return out
+
+    async def wait(self, until: float) -> None:
+        """Return once an event is pending, or at the loop time ``until`` (perhaps a little earlier)."""
+        if self.pending:
+            return
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._timer_at > until:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = loop.call_at(until, self._ring), until
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        """Cancel the timer (the stream ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _ring(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Store:
@@ -75,9 +140,12 @@ class Store:
         self._history_size = history
         self.window_start = 1
         """Oldest resourceVersion a watch may start from (older ones are Expired)."""
-        self._watchers: dict[str, set[Watcher]] = {}
+        self._watchers: dict[str, dict[str | None, set[Watcher]]] = {}
+        """key -> namespace (None: all namespaces) -> watchers."""
         self._listeners: list[Listener] = []
         self._owners: dict[str, set[tuple[str, str, str]]] = {}
+        self._latest: dict[tuple[str, str, str], Event] = {}
+        """The event that stored each current object: its JSON is cached there (see :meth:`json_of`)."""
 
     # -- reads --------------------------------------------------------------
     def get(self, key: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -92,6 +160,15 @@ class Store:
             objs = by_ns.get(ns, {})
             for name in sorted(objs):
                 yield objs[name]
+
+    def json_of(self, key: str, obj: dict[str, Any]) -> bytes:
+        """``obj`` as compact JSON; a stored object is serialised once per version (and
+        shares those bytes with its watch events)."""
+        meta = obj.get("metadata") or {}
+        event = self._latest.get((key, meta.get("namespace", ""), meta.get("name", "")))
+        if event is not None and event.obj is obj:
+            return event.object_json()
+        return dumps(obj)
 
     def count(self, key: str | None = None) -> int:
         """Number of stored objects (of one key, or all)."""
@@ -128,7 +205,9 @@ class Store:
         old = bucket.get(name)
         bucket[name] = obj
         self._index_owners(key, old, obj)
-        self._emit(Event(event_type, key, ns, rv, obj), old)
+        event = Event(event_type, key, ns, rv, obj)
+        self._latest[(key, ns, name)] = event
+        self._emit(event, old)
         return obj
 
     def remove(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +218,7 @@ class Store:
         old = bucket.pop(name, None)
         if not bucket:
             self._objects.get(key, {}).pop(ns, None)
+        self._latest.pop((key, ns, name), None)
         rv = self.next_rv()
         gone = dict(obj, metadata=dict(meta, resourceVersion=str(rv)))
         self._index_owners(key, old, None)
@@ -166,8 +246,11 @@ class Store:
         self._history.append(event)
         if len(self._history) > self._history_size:
             self.window_start = self._history.popleft().rv
-        for watcher in self._watchers.get(event.key, ()):
-            watcher.offer(event)
+        by_ns = self._watchers.get(event.key)
+        if by_ns:
+            for ns in (None, event.namespace):
+                for watcher in by_ns.get(ns, ()):
+                    watcher.offer(event)
         for listener in self._listeners:
             listener(event.key, event.type, event.obj, old)
 
@@ -205,18 +288,22 @@ class Store:
                         continue
                     if predicate is None or predicate(event.obj):
                         backlog.append(event)
-        self._watchers.setdefault(key, set()).add(watcher)
+        self._watchers.setdefault(key, {}).setdefault(namespace, set()).add(watcher)
         return watcher, backlog
 
     def unwatch(self, watcher: Watcher) -> None:
         """End a subscription."""
-        watchers = self._watchers.get(watcher.key)
-        if watchers:
+        watcher.close()
+        by_ns = self._watchers.get(watcher.key, {})
+        watchers = by_ns.get(watcher.namespace)
+        if watchers is not None:
             watchers.discard(watcher)
+            if not watchers:
+                del by_ns[watcher.namespace]
 
     def watcher_count(self) -> int:
         """Open watches."""
-        return sum(len(w) for w in self._watchers.values())
+        return sum(len(w) for by_ns in self._watchers.values() for w in by_ns.values())
 
     def drop_key(self, key: str) -> list[dict[str, Any]]:
         """Delete every object of a key (a CRD went away); returns the deleted objects."""

@@ -23,7 +23,6 @@ sync is scheduled at most once per object at a time.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import random
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .events import Recorder
-from .store import Store
+from .store import Store, clone
 
 FAIL_ANNOTATION = "sandbox.gitopsd.dev/fail"
 REVISION = "deployment.kubernetes.io/revision"
@@ -334,7 +333,7 @@ class Workloads:
         """A pod that runs once ends: Succeeded, or Failed with the failure trigger."""
         now = self.now()
         failed = should_fail(pod)
-        status = copy.deepcopy(pod.get("status") or {})
+        status = clone(pod.get("status") or {})
         status["phase"] = "Failed" if failed else "Succeeded"
         for c in status.get("conditions") or []:
             if c["type"] in ("Ready", "ContainersReady"):
@@ -353,7 +352,7 @@ class Workloads:
         ns, name = meta.get("namespace", ""), meta["name"]
         spec = dep.get("spec") or {}
         replicas = int(spec.get("replicas", 1))
-        template = copy.deepcopy(spec.get("template") or {})
+        template = clone(spec.get("template") or {})
         tlabels = (template.get("metadata") or {}).get("labels") or {}
         h = template_hash(template)
         rss = self._owned(dep, RS)
@@ -370,7 +369,7 @@ class Workloads:
                    if k not in (REVISION, "kubectl.kubernetes.io/last-applied-configuration")}
         if new is None and not spec.get("paused"):
             template.setdefault("metadata", {})["labels"] = dict(tlabels, **{HASH_LABEL: h})
-            selector = copy.deepcopy(spec.get("selector") or {})
+            selector = clone(spec.get("selector") or {})
             selector.setdefault("matchLabels", {})[HASH_LABEL] = h
             fresh: Obj = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
                   "metadata": {"name": f"{name}-{h}", "namespace": ns, "labels": dict(tlabels, **{HASH_LABEL: h}),

@@ -85,6 +85,34 @@ async def test_impersonated_requests_follow_role_bindings(http: Http) -> None:
     assert (await call(http, "GET", CM.format(ns="team"), groups=("devs",)))[0] == 400
 
 
+async def test_decisions_follow_rbac_changes_at_once(http: Http) -> None:
+    """The same request by the same user, before and after each RBAC change (decisions are cached)."""
+    path = CM.format(ns="default")
+
+    async def status() -> int:
+        return (await call(http, "GET", path, user="carol"))[0]
+
+    assert await status() == 403
+    await create(http, f"{RBAC}/clusterroles", role("reader", [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]},
+    ]))
+    assert await status() == 403  # a role alone grants nothing
+    await create(http, f"{RBAC}/namespaces/default/rolebindings", binding("reader", "ClusterRole", "reader", [
+        {"kind": "User", "name": "carol", "apiGroup": "rbac.authorization.k8s.io"},
+    ], ns="default"))
+    assert await status() == 200
+    code, _ = await call(http, "PATCH", f"{RBAC}/clusterroles/reader", {"rules": [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]}, ctype="application/merge-patch+json")
+    assert code == 200
+    assert await status() == 403  # the role changed
+    code, _ = await call(http, "PATCH", f"{RBAC}/clusterroles/reader", {"rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]}, ctype="application/merge-patch+json")
+    assert await status() == 200
+    code, _ = await call(http, "DELETE", f"{RBAC}/namespaces/default/rolebindings/reader")
+    assert code == 200
+    assert await status() == 403  # the binding went away
+
+
 async def test_apply_that_creates_needs_create_too(http: Http) -> None:
     await create(http, f"{RBAC}/clusterroles", role("patcher", [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]},

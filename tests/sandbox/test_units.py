@@ -78,3 +78,59 @@ def test_fault_specs_are_deterministic() -> None:
     assert seq_a == [b.decide("apply", "configmaps").code for _ in range(50)]
     assert 0 < seq_a.count(500) < 50
     assert a.decide("get", "configmaps").code == 0
+
+
+def test_clone_is_a_deep_independent_copy() -> None:
+    from gitopsd.sandbox.store import clone
+
+    obj = {"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"ports": [{"port": 80}]}, "n": 1.5, "b": None}
+    copy = clone(obj)
+    assert copy == obj
+    copy["metadata"]["labels"]["x"] = "2"
+    copy["spec"]["ports"].append({"port": 81})
+    assert obj == {"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"ports": [{"port": 80}]}, "n": 1.5, "b": None}
+
+
+def test_stored_json_is_shared_with_events_and_never_stale() -> None:
+    from gitopsd.sandbox.store import Store, dumps
+
+    store = Store()
+    v1 = store.put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": "a", "namespace": "ns"}, "data": {"k": "é"}}, "ADDED")
+    _, backlog = store.watch("configmaps", None, None, 1)
+    event = backlog[-1]
+    assert event.obj is v1
+    assert store.json_of("configmaps", v1) == dumps(v1) == event.object_json()
+    assert event.line() == b'{"type":"ADDED","object":' + dumps(v1) + b"}\n"
+    assert event.object_json("v9") == dumps(dict(v1, apiVersion="v9"))
+    v2 = store.put("configmaps", dict(v1, data={"k": "2"}, metadata=dict(v1["metadata"])), "MODIFIED")
+    assert store.json_of("configmaps", v2) == dumps(v2)
+    assert store.json_of("configmaps", v1) == dumps(v1)  # an older version is not the stored one
+    gone = store.remove("configmaps", v2)
+    assert store.json_of("configmaps", v2) == dumps(v2)
+    assert store.json_of("configmaps", gone) == dumps(gone)
+    assert not store._latest  # nothing is kept for a deleted object
+
+
+def test_apply_bodies_json_or_yaml() -> None:
+    from gitopsd.sandbox.api import _decode_apply
+
+    assert _decode_apply(b' {"data": {"a": "1"}, "n": 1e3}') == {"data": {"a": "1"}, "n": 1000.0}
+    assert _decode_apply(b"{data: {a: '1'}}") == {"data": {"a": "1"}}  # YAML flow style, not JSON
+    assert _decode_apply(b"data:\n  a: '1'\n") == {"data": {"a": "1"}}
+    with pytest.raises(ApiError) as err:
+        _decode_apply(b"data: [\n")
+    assert err.value.code == 400
+
+
+def test_now_iso_is_the_current_second() -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from gitopsd.sandbox.api import now_iso
+
+    first = now_iso()
+    stamp = datetime.strptime(first, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - stamp) < timedelta(seconds=2)
+    time.sleep(1.05)  # formatted once per second: the next second gets a new string
+    assert now_iso() > first

@@ -128,3 +128,27 @@ async def test_watch_timeout_ends_the_stream(http: Http) -> None:
     body = await asyncio.wait_for(resp.read(), 5)
     assert body == b""
     assert http.sb.store.watcher_count() == 0
+
+
+async def test_a_namespace_watch_sees_only_its_namespace(http: Http) -> None:
+    await http.call("POST", "/api/v1/namespaces", {"metadata": {"name": "elsewhere"}})
+    async with watch(http, CM, resourceVersion=http.sb.store.rv) as q:
+        await http.call("POST", "/api/v1/namespaces/elsewhere/configmaps", cm("far", "elsewhere"))
+        await http.call("POST", CM, cm("near"))
+        ev = await next_event(q)
+        assert (ev["object"]["metadata"]["namespace"], ev["object"]["metadata"]["name"]) == ("default", "near")
+
+
+async def test_events_in_a_burst_arrive_in_order_then_bookmarks_resume(http: Http) -> None:
+    # the sandbox fixture sends a bookmark after 0.2 s without a write on the stream
+    async with watch(http, CM, allowWatchBookmarks="true", resourceVersion=http.sb.store.rv) as q:
+        for i in range(5):
+            await http.call("POST", CM, cm(f"burst-{i}"))
+        names = [(await next_event(q))["object"]["metadata"]["name"] for _ in range(5)]
+        assert names == [f"burst-{i}" for i in range(5)]
+        for _ in range(2):  # the idle timer is armed again after each bookmark
+            ev = await next_event(q, skip_bookmarks=False)
+            assert ev["type"] == "BOOKMARK"
+        await http.call("PATCH", CM + "/burst-0", {"data": {"k": "new"}}, "application/merge-patch+json")
+        ev = await next_event(q)
+        assert ev["type"] == "MODIFIED" and ev["object"]["data"] == {"k": "new"}
