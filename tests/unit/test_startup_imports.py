@@ -48,6 +48,8 @@ NOT_AT_START: dict[str, str] = {
 # (or an eager import of a heavy one) shows up here first. Raise it only with a reason.
 MAX_MODULES = 740
 
+APPS = 25  # none has a policy: more config warnings than the daemon logs one by one
+
 SCRIPT = r"""
 import sys, json, anyio
 from pathlib import Path
@@ -92,7 +94,7 @@ def _config(tmp_path: Path) -> Path:
     apps = "".join(
         f'[apps.app-{i}]\ncluster = "c"\nnamespace = "ns-{i}"\n'
         f'source = {{ type = "git", url = "file://{tmp_path}/missing.git", ref = "main", path = "apps/{i}" }}\n\n'
-        for i in range(3)
+        for i in range(APPS)
     )
     config = tmp_path / "config.toml"
     config.write_text(
@@ -103,15 +105,23 @@ def _config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def modules_at_ready(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def started(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[dict[str, object]]]:
+    """(the modules imported at readiness, the daemon's log lines) of one start."""
     tmp_path = tmp_path_factory.mktemp("startup")
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(_config(tmp_path))], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
     modules: list[str] = json.loads(proc.stdout.splitlines()[-1])
     assert "gitopsd.daemon.supervisor" in modules and "gitopsd_plugins.git" in modules
-    return modules
+    logs = [json.loads(line) for line in lines if line.startswith('{"')]
+    return modules, logs
+
+
+@pytest.fixture(scope="module")
+def modules_at_ready(started: tuple[list[str], list[dict[str, object]]]) -> list[str]:
+    return started[0]
 
 
 @pytest.mark.parametrize("heavy", sorted(NOT_AT_START))
@@ -125,3 +135,13 @@ def test_module_count(modules_at_ready: list[str]) -> None:
     assert len(modules_at_ready) <= MAX_MODULES, (
         f"{len(modules_at_ready)} modules imported before the daemon is ready (at most {MAX_MODULES})"
     )
+
+
+def test_config_warnings_are_capped(started: tuple[list[str], list[dict[str, object]]]) -> None:
+    """A line per unrestricted app would cost a second of start-up at 10,000 apps: 20, then a count."""
+    from gitopsd.daemon.supervisor import CONFIG_WARNINGS_LOGGED
+
+    logs = started[1]
+    one_by_one = [e for e in logs if e.get("event") == "config warning"]
+    assert len(one_by_one) == CONFIG_WARNINGS_LOGGED < APPS
+    assert [e["count"] for e in logs if e.get("event") == "more config warnings"] == [APPS - CONFIG_WARNINGS_LOGGED]
