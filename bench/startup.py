@@ -3,14 +3,23 @@
     python -m bench.startup --apps 1000 [--runs 3]
 
 The apps are the benchmark's (bench/gen.py, one object each) on the sandbox. Each run starts
-a fresh daemon on a fresh state directory, waits for /readyz, and stops it. Also reports
-``python -X importtime`` of the daemon's imports (the cumulative time of the top module).
+a fresh daemon on a fresh state directory, waits for /readyz, records the daemon's CPU
+seconds at that moment, and stops it. Also reports ``python -X importtime`` of the daemon's
+imports (the sum of the top-level entries), their CPU seconds and the number of modules
+they load.
+
+Python compiles a module's source on every import when it may not write bytecode
+(``PYTHONDONTWRITEBYTECODE``, set in some development shells): an installed gitopsd has its
+``.pyc`` files (pip writes them), so by default the daemon and the import measurements run
+with a bytecode cache in the work directory (``PYTHONPYCACHEPREFIX``), warmed once before
+the first measurement. ``--no-bytecode-cache`` measures with the environment as it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -21,61 +30,95 @@ import uuid
 from pathlib import Path
 
 from bench import gen
-from bench.procs import DaemonProc, SandboxProc, free_port, tool_env, write_git_wrapper
+from bench.procs import DaemonProc, SandboxProc, cpu_times, free_port, tool_env, write_git_wrapper
 from bench.run import log, write_config
 
 DAEMON_IMPORTS = "import gitopsd.cli.main, gitopsd.daemon.supervisor, gitopsd.kube, gitopsd.kube.k8s as k; k.load()"
+"""What ``gitopsd run`` imports before it serves (the plugins' modules come on top)."""
+
+_MEASURE = DAEMON_IMPORTS + "; import resource, sys; r = resource.getrusage(resource.RUSAGE_SELF); " \
+    "print(r.ru_utime + r.ru_stime, len(sys.modules))"
+_WARM = DAEMON_IMPORTS + "; from gitopsd.plugin.manager import PluginManager; PluginManager()"
 
 
-def import_time() -> float:
-    """Seconds ``python -X importtime`` reports for the daemon's imports (sum of the top-level entries)."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", DAEMON_IMPORTS],
-                         capture_output=True, text=True, check=True).stderr
+def bytecode_env(env: dict[str, str], cache: Path | None) -> dict[str, str]:
+    """``env`` with Python allowed to write (and read) bytecode under ``cache`` (None: unchanged)."""
+    if cache is None:
+        return env
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
+def import_time(env: dict[str, str]) -> tuple[float, float, int]:
+    """(seconds ``python -X importtime`` reports for the daemon's imports, their CPU seconds, modules loaded)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", _MEASURE],
+                          capture_output=True, text=True, check=True, env=env)
     total = 0
-    for line in out.splitlines():
+    for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", line)
         if m and not m[2].startswith(" "):
             total += int(m[1])
-    return total / 1e6
+    cpu, modules = proc.stdout.split()
+    return total / 1e6, float(cpu), int(modules)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.split("\n\n")[0])
     p.add_argument("--apps", type=int, default=1000)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--no-bytecode-cache", action="store_true",
+                   help="Do not give Python a bytecode cache (measure the environment as it is).")
+    p.add_argument("--keep", action="store_true", help="Keep the work directory (config, logs, state) and print its path.")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gitopsd-startup-"))
+    cache = None if args.no_bytecode_cache else work / "pycache"
+    env = bytecode_env(dict(os.environ), cache)
     sandbox = SandboxProc.start(work / "sandbox")
     try:
         repo = gen.generate(work / "repo", args.apps, 1)
         token = uuid.uuid4().hex
         (work / "token").write_text(token)
         (work / "secret").write_text(uuid.uuid4().hex)
+        for name in ("token", "secret"):
+            (work / name).chmod(0o600)  # the daemon refuses secret files others may read
         wrapper = write_git_wrapper(work / "bin", work / "git.log")
-        healthz, readyz = [], []
+        if cache is not None:
+            subprocess.run([sys.executable, "-c", _WARM], check=True, env=env)
+        daemon_env = bytecode_env(tool_env([work / "bin"]), cache)
+        healthz, readyz, cpu = [], [], []
         for k in range(args.runs):
             port = free_port()
             config = write_config(work / f"gitopsd-{k}.toml", repo_url=repo.url, specs=repo.specs,
                                   kubeconfig=sandbox.kubeconfig, state_dir=work / f"state-{k}", port=port,
                                   token_file=work / "token", hook_secret_file=work / "secret", git=wrapper,
                                   interval=3600)
-            daemon = DaemonProc.start(config, port, token, work / f"gitopsd-{k}.log", env=tool_env([work / "bin"]))
+            daemon = DaemonProc.start(config, port, token, work / f"gitopsd-{k}.log", env=daemon_env)
             try:
                 healthz.append(daemon.wait_ready())
                 readyz.append(daemon.wait_readyz() or float("nan"))
+                cpu.append(cpu_times(daemon.pid).own)
             finally:
                 daemon.stop()
-            log(f"run {k}: /healthz {healthz[-1]:.2f} s, /readyz {readyz[-1]:.2f} s")
-        imports = [import_time() for _ in range(args.runs)]
-        result = {"apps": args.apps, "healthz_s": [round(x, 2) for x in healthz],
+            log(f"run {k}: /healthz {healthz[-1]:.2f} s, /readyz {readyz[-1]:.2f} s, daemon CPU at ready {cpu[-1]:.2f} s")
+        imports = [import_time(env) for _ in range(args.runs)]
+        result = {"apps": args.apps, "bytecode_cache": cache is not None,
+                  "healthz_s": [round(x, 2) for x in healthz],
                   "readyz_s": [round(x, 2) for x in readyz],
                   "readyz_median_s": round(statistics.median(readyz), 2),
-                  "importtime_s": [round(x, 3) for x in imports],
-                  "importtime_median_s": round(statistics.median(imports), 3)}
+                  "cpu_at_ready_s": [round(x, 2) for x in cpu],
+                  "importtime_s": [round(x[0], 3) for x in imports],
+                  "importtime_median_s": round(statistics.median(x[0] for x in imports), 3),
+                  "import_cpu_median_s": round(statistics.median(x[1] for x in imports), 3),
+                  "import_modules": imports[0][2],
+                  "load_average": list(os.getloadavg())}
         print(json.dumps(result))
     finally:
         sandbox.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 failure or invalid input, 2 usage error (click's own).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from pathlib import Path
@@ -290,18 +291,29 @@ def plugins(obj: Context) -> None:
 @_pass_config_path
 def run(obj: Context) -> None:
     """Run the daemon in the foreground until SIGTERM (systemd runs this)."""
-    from gitopsd.daemon.supervisor import Daemon
-
-    config = obj.load()
-    configure_logging(config.daemon.log_format, config.daemon.log_level)
-
-    async def main() -> None:
-        await Daemon(config, obj.plugins).run()
-
+    # What the start allocates (config, modules, one runner per app) lives as long as the
+    # daemon: collecting garbage while building it finds none and costs a tenth of the start
+    # at 10,000 apps. At ready, collection resumes and skips these objects (gc.freeze).
+    gc.disable()
     try:
+        from gitopsd.daemon.supervisor import Daemon
+
+        config = obj.load()
+        configure_logging(config.daemon.log_format, config.daemon.log_level)
+
+        async def main() -> None:
+            await Daemon(config, obj.plugins, on_ready=_collect_from_now_on).run()
+
         anyio.run(main)
     except GitopsdError as exc:
         _fail(str(exc))
+    finally:
+        gc.enable()
+
+
+def _collect_from_now_on(daemon: object) -> None:
+    gc.freeze()
+    gc.enable()
 
 
 def main() -> None:

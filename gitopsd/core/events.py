@@ -89,6 +89,9 @@ EVENT_TYPES: dict[str, type[Event]] = {}
 """Every documented event class by its name (filled by :func:`_event`)."""
 
 
+# The event classes below add no fields: they inherit Event's generated __init__, __eq__ and
+# __repr__ (which use the instance's own class), and ``__slots__ = ()`` keeps them frozen and
+# without a __dict__. A @dataclass on each would generate those methods again, at every import.
 def _event(name: str, severity: Severity = Severity.INFO):  # type: ignore[no-untyped-def]
     def register(cls: type[Event]) -> type[Event]:
         cls.name = name
@@ -100,123 +103,143 @@ def _event(name: str, severity: Severity = Severity.INFO):  # type: ignore[no-un
 
 
 @_event("revision-detected")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RevisionDetected(Event):
     """A source reports a revision different from the one last applied (or the first one)."""
 
+    __slots__ = ()
+
 
 @_event("fetch-failed", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FetchFailed(Event):
     """Polling or fetching the source failed (auth, unknown ref, network, timeout, verification)."""
 
+    __slots__ = ()
+
 
 @_event("render-failed", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RenderFailed(Event):
     """The renderer or a post-render hook failed; nothing was applied."""
 
+    __slots__ = ()
+
 
 @_event("sync-started")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncStarted(Event):
     """A sync that will change the cluster begins (not emitted for no-op reconciles)."""
 
+    __slots__ = ()
+
 
 @_event("sync-succeeded")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncSucceeded(Event):
     """A sync applied a new revision or changed objects, and the app became healthy."""
 
+    __slots__ = ()
+
 
 @_event("sync-failed", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncFailed(Event):
     """A sync failed: an apply error, a prune error, or a health timeout. ``data`` names the objects."""
 
+    __slots__ = ()
+
 
 @_event("drift-detected", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DriftDetected(Event):
     """Live objects no longer match what was applied and self-heal is off for the app."""
 
+    __slots__ = ()
+
 
 @_event("drift-corrected", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DriftCorrected(Event):
     """Self-heal re-applied objects that had been changed or deleted out of band."""
 
+    __slots__ = ()
+
 
 @_event("health-degraded", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class HealthDegraded(Event):
     """The app's health became Degraded, Missing or Unknown (emitted once per transition)."""
 
+    __slots__ = ()
+
 
 @_event("health-recovered")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class HealthRecovered(Event):
     """The app's health became Healthy again after a health-degraded event."""
 
+    __slots__ = ()
+
 
 @_event("pruned")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Pruned(Event):
     """Objects that left the desired state were deleted from the cluster; ``data["objects"]`` lists them."""
 
+    __slots__ = ()
+
 
 @_event("adopted")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Adopted(Event):
     """Existing objects without a gitopsd owner were taken over (``adopt``); ``data["objects"]`` lists them."""
 
+    __slots__ = ()
+
 
 @_event("app-suspended")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AppSuspended(Event):
     """Reconciliation of the app was suspended (API, CLI or rollback pin)."""
 
+    __slots__ = ()
+
 
 @_event("app-resumed")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AppResumed(Event):
     """Reconciliation of a suspended app was resumed."""
 
+    __slots__ = ()
+
 
 @_event("config-reloaded")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigReloaded(Event):
     """A new configuration was validated and applied; ``data`` lists added, removed and changed apps."""
 
+    __slots__ = ()
+
 
 @_event("config-reload-failed", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigReloadFailed(Event):
     """A new configuration was invalid; the running one stays. ``data["errors"]`` lists every error."""
 
+    __slots__ = ()
+
 
 @_event("notifier-failed", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class NotifierFailed(Event):
     """A notifier gave up on a message (permanent error) or dropped queued events (full queue)."""
 
+    __slots__ = ()
+
 
 @_event("cluster-unreachable", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterUnreachable(Event):
     """A cluster's API server could not be reached; its apps are marked Unknown until it is back."""
 
+    __slots__ = ()
+
 
 @_event("cluster-reachable")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterReachable(Event):
     """A cluster that was unreachable answers again."""
 
+    __slots__ = ()
+
 
 @_event("appset-guard", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AppSetGuard(Event):
     """An appset suddenly generated no apps, or would remove more than its ``max_removals``: nothing was removed (new apps were still added); ``data`` has ``appset``, ``removed`` (the apps kept), ``previous`` and ``generated``."""
+
+    __slots__ = ()
 
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:
@@ -224,9 +247,10 @@ class AppSetGuard(Event):
 
 
 @_event("appset-failed", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AppSetFailed(Event):
     """An appset could not be expanded (fetch failed, undefined placeholder, invalid or clashing app): its apps stay as they were; ``data["appset"]`` names it, ``data["errors"]`` lists the problems."""
+
+    __slots__ = ()
 
     @property
     def dedupe_key(self) -> tuple[str, str, str, str]:
@@ -234,7 +258,6 @@ class AppSetFailed(Event):
 
 
 @_event("approval-requested")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRequested(Event):
     """A new revision of an app with ``approval`` waits for a person's yes; nothing is applied yet.
 
@@ -243,57 +266,67 @@ class ApprovalRequested(Event):
     ``expires`` (ISO time) and ``previous`` (the revision still applied).
     """
 
+    __slots__ = ()
+
 
 @_event("approval-granted")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalGranted(Event):
     """A pending revision was approved (``data["by"]`` names who: ``slack:U123`` or ``api``); it is applied next."""
 
+    __slots__ = ()
+
 
 @_event("approval-rejected", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRejected(Event):
     """A pending revision was rejected (reason ``Rejected``) or nobody decided in time (``Timeout``).
 
     The app stays at the revision it had.
     """
 
+    __slots__ = ()
+
 
 @_event("approval-superseded")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalSuperseded(Event):
     """A newer revision replaced a pending request (``data["by"]`` is the newer revision); it is asked again."""
 
+    __slots__ = ()
+
 
 @_event("approval-refused", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRefused(Event):
     """Someone not allowed to decide tried to (``data["by"]``), or the revision was no longer pending."""
 
+    __slots__ = ()
+
 
 @_event("sync-window-closed", Severity.WARNING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncWindowClosed(Event):
     """A sync window holds the app's automatic syncs: ``data["window"]`` and ``data["until"]`` (ISO time).
 
     Sent once per window and revision; the sync runs when the window ends.
     """
 
+    __slots__ = ()
+
 
 @_event("chat-command")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ChatCommand(Event):
     """An operator command arrived from chat (a Slack slash command): ``data["user"]``, ``data["command"]``,
     ``data["allowed"]`` and ``data["result"]``."""
 
+    __slots__ = ()
+
 
 @_event("coordination-lost", Severity.ERROR)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinationLost(Event):
     """This member could not renew its lease with the coordination backend (etcd or Kubernetes Leases) before it expired: it stopped writing to every app it held (others may take them); ``data`` has ``member``, ``backend`` and ``apps`` (the apps it stopped). It rejoins when the backend answers again."""
 
+    __slots__ = ()
+
 
 @_event("coordination-restored")
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinationRestored(Event):
     """A member that had lost its lease joined again with a new one; ``data`` has ``member`` and ``backend``."""
+
+    __slots__ = ()

@@ -53,6 +53,10 @@ log = structlog.get_logger("gitopsd.daemon")
 CACHE_SWEEP_INTERVAL = 60.0
 """Seconds between two measurements (and evictions) of the cache budget."""
 
+CONFIG_WARNINGS_LOGGED = 20
+"""Config warnings logged one by one at start; the rest are counted (a line per app costs a
+second at 10,000 apps without a policy)."""
+
 
 
 def _connection(config: Config, cluster: str) -> Any:
@@ -163,8 +167,11 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
         secrets = ApiSecrets.load(self.config)  # an unreadable secret file stops the start here
-        for warning in config_warnings(self.config):  # unrestricted apps, apps rendering the same objects
+        warnings = config_warnings(self.config)  # unrestricted apps, apps rendering the same objects
+        for warning in warnings[:CONFIG_WARNINGS_LOGGED]:
             log.warning("config warning", warning=warning)
+        if len(warnings) > CONFIG_WARNINGS_LOGGED:
+            log.warning("more config warnings", count=len(warnings) - CONFIG_WARNINGS_LOGGED, hint="gitopsd check lists them all")
         self.cache_budget.clean_leftovers()
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)

@@ -110,30 +110,24 @@ class DaemonView:
     def __init__(self, daemon: ViewedDaemon, events: EventLog):
         self._daemon = daemon
         self._events = events
-        self._reached: set[str] = set()
 
     @property
     def stopping(self) -> bool:
         return self._daemon.stopping.is_set()
 
     def not_ready(self) -> list[str]:
+        """Ready: started (config, state, cluster clients, API, every app's runner) and not stopping.
+
+        Clusters are not part of it: no request is needed to start, and an unreachable
+        cluster is reported by its apps, ``cluster-unreachable`` events and the metrics
+        (docs/operations.md, "Start-up and readiness").
+        """
         daemon = self._daemon
         reasons = []
         if daemon.stopping.is_set():
             reasons.append("stopping")
         if not daemon.ready.is_set():
             reasons.append("starting")
-        elif daemon.pool is not None:
-            # A cluster counts once reached: readiness does not flap with a later outage.
-            for name in sorted({app.cluster for app in daemon.config.apps.values()} - self._reached):
-                try:
-                    reachable = daemon.pool.get(name).reachable
-                except Exception:
-                    reachable = False
-                if reachable:
-                    self._reached.add(name)
-                else:
-                    reasons.append(f"cluster {name} not reached yet")
         return reasons
 
     async def members_report(self) -> dict[str, Any] | None:

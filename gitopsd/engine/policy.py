@@ -106,15 +106,21 @@ def config_warnings(config: Config) -> list[str]:
     syncs second fails with SharedResource).
     """
     out = []
-    seen: dict[tuple[str, str, str, str], str] = {}
+    by_target: dict[tuple[str, str], list[str]] = {}
     for name, app in config.apps.items():
-        same = (app.cluster, app.namespace, repr(app.source), repr(app.render))
-        first = seen.setdefault(same, name)
-        if first != name:
-            out.append(
-                f"apps.{name}: renders the same objects as apps.{first} into cluster {app.cluster} "
-                "(same source, render and namespace): only one of them can own them (SharedResource)"
-            )
+        by_target.setdefault((app.cluster, app.namespace), []).append(name)
+    for names in by_target.values():
+        if len(names) < 2:
+            continue  # alone in its namespace: no need to compare (repr) its source and render
+        seen: dict[tuple[str, str], str] = {}
+        for name in names:
+            app = config.apps[name]
+            first = seen.setdefault((repr(app.source), repr(app.render)), name)
+            if first != name:
+                out.append(
+                    f"apps.{name}: renders the same objects as apps.{first} into cluster {app.cluster} "
+                    "(same source, render and namespace): only one of them can own them (SharedResource)"
+                )
     for name, app in config.apps.items():
         effective = app.effective_policy
         if effective is None:

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 from gitopsd.plugin.config import WindowConfig
 
 Clock = Callable[[], datetime]
@@ -57,6 +55,8 @@ class Block:
 
 def last_opening(window: WindowConfig, now: datetime) -> tuple[datetime, datetime]:
     """``(start, end)`` (UTC) of the latest opening of ``window`` that started at or before ``now``."""
+    from croniter import croniter  # only when windows are configured
+
     zone = ZoneInfo(window.timezone)
     local = now.astimezone(zone)
     it = croniter(window.schedule, local + timedelta(seconds=1))
@@ -69,6 +69,8 @@ def last_opening(window: WindowConfig, now: datetime) -> tuple[datetime, datetim
 
 def next_opening(window: WindowConfig, now: datetime) -> datetime:
     """When ``window`` opens next after ``now`` (UTC)."""
+    from croniter import croniter
+
     zone = ZoneInfo(window.timezone)
     start: datetime = croniter(window.schedule, now.astimezone(zone)).get_next(datetime)
     return start.astimezone(UTC)

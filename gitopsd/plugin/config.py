@@ -82,7 +82,7 @@ def check_name(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class WebhooksConfig(_Model):
@@ -406,6 +406,8 @@ class AppConfig(_Model):
 
     def with_policy(self, name: str | None, rules: PolicyConfig | None) -> AppConfig:
         """A copy limited by the policy ``name`` (``rules``), or unrestricted with None."""
+        if name == self._policy_name and rules is self._policy_rules:
+            return self  # frozen: nothing to copy
         copy = self.model_copy()
         copy._policy_name = name
         copy._policy_rules = rules

@@ -137,6 +137,7 @@ class PluginContext:
     """``daemon.strict_secret_permissions``: pass it to :func:`gitopsd.read_secret_file` as ``strict``."""
     evictable: set[str] = field(default_factory=set)
     """Names of the cache directories registered with ``cache_dir(name, evictable=True)``."""
+    _cache_dirs: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
     def cache_dir(self, name: str, *, evictable: bool = False) -> Path:
         """The plugin cache directory ``name`` (created on first use).
@@ -147,8 +148,11 @@ class PluginContext:
         ``.extract-*`` name and renamed into place. Entries no app uses may then be deleted,
         least recently used first, and ``.extract-*`` leftovers are removed at start.
         """
-        path = (self.cache_root or self.state_dir / "cache") / name
-        path.mkdir(parents=True, exist_ok=True)
+        path = self._cache_dirs.get(name)
+        if path is None:  # once per name: every app's source asks at start (a path join and a mkdir each)
+            path = (self.cache_root or self.state_dir / "cache") / name
+            path.mkdir(parents=True, exist_ok=True)
+            self._cache_dirs[name] = path
         if evictable:
             self.evictable.add(name)
         return path

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import Distribution, entry_points
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
@@ -187,6 +187,10 @@ class Hooks:
                     log.warning("event hook failed", plugin=impl.plugin_name, error=str(exc))
 
 
+def _dist_name(dist: Distribution | None) -> str:
+    return dist.name if dist is not None else "?"
+
+
 def _code_name(plugin: object) -> str:
     return getattr(plugin, "__name__", None) or type(plugin).__name__
 
@@ -215,7 +219,9 @@ class PluginManager:
     ):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
-        self._dists: dict[str, tuple[str, str]] = {}
+        # Where each plugin comes from: (distribution, version), or the entry point's Distribution,
+        # read only by info(): parsing a distribution's METADATA costs more than loading the plugin.
+        self._dists: dict[str, tuple[str, str] | Distribution | None] = {}
         if disable is None:
             disable = [n.strip() for n in os.environ.get("GITOPSD_DISABLE_PLUGINS", "").split(",") if n.strip()]
         for name in disable:
@@ -250,9 +256,7 @@ class PluginManager:
 
     def _load_entry_points(self, builtins_only: bool) -> None:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist else "?"
-            version = ep.dist.version if ep.dist else ""
-            if builtins_only and dist != BUILTIN_DISTRIBUTION:
+            if builtins_only and _dist_name(ep.dist) != BUILTIN_DISTRIBUTION:
                 continue
             if self.pm.is_blocked(ep.name) or self.pm.get_plugin(ep.name) is not None:
                 continue
@@ -260,10 +264,10 @@ class PluginManager:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
             except pluggy.PluginValidationError as exc:
-                raise PluginError(f"plugin {ep.name!r} from {dist}: {exc}") from None
+                raise PluginError(f"plugin {ep.name!r} from {_dist_name(ep.dist)}: {exc}") from None
             except Exception as exc:
-                raise PluginError(f"plugin {ep.name!r} from {dist} failed to load: {exc}") from exc
-            self._dists[ep.name] = (dist, version)
+                raise PluginError(f"plugin {ep.name!r} from {_dist_name(ep.dist)} failed to load: {exc}") from exc
+            self._dists[ep.name] = ep.dist
 
     def _trace(self) -> None:
         started: list[float] = []  # a stack: hook calls nest
@@ -294,7 +298,8 @@ class PluginManager:
                 func = getattr(plugin, hook_name, None)
                 if func is not None and hook_name in hooks:
                     types[kind] = tuple(sorted((func() or {}).keys()))
-            dist, version = self._dists.get(name, ("?", ""))
+            source = self._dists.get(name)
+            dist, version = source if isinstance(source, tuple) else (_dist_name(source), source.version if source else "")
             options = tuple(self.types.plugin_options[name].model_fields) if name in self.types.plugin_options else ()
             result.append(PluginInfo(name, dist, version, hooks, types, options))
         return sorted(result, key=lambda p: p.name)

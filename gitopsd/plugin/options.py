@@ -18,7 +18,7 @@ from gitopsd.core.events import Severity
 class Options(BaseModel):
     """Base of every plugin options model: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True, slots=True)

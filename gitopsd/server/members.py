@@ -17,13 +17,15 @@ The server reads the group through the view's optional ``members_report()`` (see
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import httpx
 from aiohttp import web
 
 from gitopsd.core.version import user_agent
+
+if TYPE_CHECKING:
+    import httpx
 
 FAN_OUT_TIMEOUT = 5.0
 
@@ -71,6 +73,8 @@ def add_member_routes(
         current = await report()
         if current is None:
             return web.json_response({"apps": [dict(a, member="") for a in await local_apps()], "errors": []})
+        import httpx  # only for the fan-out to other members (coordination)
+
         apps = [dict(a, member=current["member"]) for a in await local_apps()]
         errors: list[dict[str, str]] = []
 

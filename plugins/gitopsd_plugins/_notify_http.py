@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from gitopsd import USER_AGENT, NotifyError
 from gitopsd.core.secrets import REDACTOR
+
+if TYPE_CHECKING:  # httpx is imported where it is used: the daemon starts without it
+    import httpx
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 def make_client(timeout: float) -> httpx.AsyncClient:
     """One client per notifier instance: pooled connections, no redirects, our user agent."""
+    import httpx
+
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
@@ -58,6 +62,8 @@ def short_body(response: httpx.Response, limit: int = 120) -> str:
 
 def transport_error(what: str, exc: httpx.HTTPError) -> NotifyError:
     """A transient NotifyError for a timeout or connection failure, without the URL."""
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return NotifyError(f"{what}: timed out ({type(exc).__name__})")
     # httpx messages may quote the request URL; keep only the class and a scrubbed,

@@ -16,13 +16,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 
 from gitopsd import USER_AGENT, ConfigError, Secret, SourceError, read_secret_file
 from gitopsd.core.secrets import check_secret_permissions
+
+if TYPE_CHECKING:  # httpx is imported where it is used: the daemon starts without it
+    import httpx
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
@@ -105,6 +107,8 @@ class Registry:
     """One registry host; one instance may be shared by many sources."""
 
     def __init__(self, host: str, *, insecure: bool, credentials: Credentials, timeout: float):
+        import httpx
+
         self.host = host
         self.base = f"{'http' if insecure else 'https'}://{host}"
         self.credentials = credentials
@@ -142,12 +146,16 @@ class Registry:
         """Basic credentials go to an https realm, or over http only to this registry's own host
         when it is configured ``insecure`` (a loopback test registry); never to a plain-http
         realm elsewhere, where anyone on the path could read them."""
+        import httpx
+
         url = httpx.URL(realm)
         if url.scheme == "https":
             return True
         return url.scheme == "http" and self.base.startswith("http://") and url.host == httpx.URL(self.base).host
 
     async def _token(self, challenge: str, *, renew: bool = False) -> str | None:
+        import httpx
+
         params = dict(_CHALLENGE.findall(challenge))
         realm = params.pop("realm", None)
         if not realm:
@@ -179,6 +187,8 @@ class Registry:
 
     async def request(self, what: str, path: str, *, accept: str = "", stream_limit: int | None = None) -> httpx.Response:
         """GET ``/v2/<path>`` with auth and a deadline; errors are SourceErrors naming ``what``."""
+        import httpx
+
         url = f"{self.base}/v2/{path}"
         headers = {"Accept": accept} if accept else {}
         try:

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import anyio
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 import gitopsd
@@ -121,6 +120,8 @@ class HelmChartSource(gitopsd.Source):
     # -- https repositories -------------------------------------------------------------
 
     async def _http_get(self, url: str, what: str, limit: int) -> bytes:
+        import httpx
+
         o = self.options
         if url.startswith("http://") and not o.insecure:
             raise SourceError(f"helm {o.repo}: {what} is on plain http (set insecure = true)", reason="InvalidConfig")
@@ -160,6 +161,8 @@ class HelmChartSource(gitopsd.Source):
     def _may_send_credentials(self, url: str) -> bool:
         """Credentials go to the repository's own origin (scheme, host, port) only, unless
         ``pass_credentials``: index.yaml may name any host for a chart archive (CVE-2021-32690)."""
+        import httpx
+
         if self.options.pass_credentials:
             return True
         target, repo = httpx.URL(url), httpx.URL(self.options.repo)

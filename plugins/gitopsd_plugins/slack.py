@@ -44,9 +44,8 @@ import json
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 from pydantic import Field, model_validator
 
@@ -72,7 +71,11 @@ from ._slack_blocks import (
     build_message,
     decided,
 )
-from ._slack_socket import SocketModeClient
+
+if TYPE_CHECKING:  # httpx is imported where it is used: the daemon starts without it
+    import httpx
+
+    from ._slack_socket import SocketModeClient
 
 log = structlog.get_logger("gitopsd_plugins.slack")
 
@@ -239,6 +242,8 @@ class SlackNotifier(Notifier):
             )
 
     async def _send_webhook(self, payload: dict[str, Any]) -> None:
+        import httpx
+
         assert self._webhook is not None
         what = f"Slack webhook {self.name}"
         try:
@@ -253,6 +258,8 @@ class SlackNotifier(Notifier):
         self, event: Event, payload: dict[str, Any], *, broadcast: bool = False
     ) -> str | None:
         """chat.postMessage in the (app, revision) thread; returns the message's ts."""
+        import httpx
+
         assert self._token is not None
         what = f"Slack chat.postMessage to {self.options.channel}"
         body: dict[str, Any] = {"channel": self.options.channel, "unfurl_links": False, **payload}
@@ -315,6 +322,8 @@ class SlackNotifier(Notifier):
 
         Read methods (usergroups.*) take form fields, write methods JSON.
         """
+        import httpx
+
         assert self._token is not None
         what = f"Slack {method}"
         url = self.options.api_url.rstrip("/") + "/" + method
@@ -385,6 +394,9 @@ class SlackNotifier(Notifier):
         """Keep the Socket Mode connection (only with ``app_token_file``)."""
         if self._app_token is None:
             return
+        # aiohttp's websocket client: imported only for Socket Mode
+        from ._slack_socket import SocketModeClient
+
         self.socket = SocketModeClient(self._app_token, self.options.api_url, self.on_envelope)
         await self.socket.run()
 

@@ -23,15 +23,17 @@ import hashlib
 import hmac
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import Event, Notifier, NotifierOptions, Secret, read_secret_file
 
 from ._notify_http import http_error, make_client, transport_error
+
+if TYPE_CHECKING:  # httpx is imported where it is used: the daemon starts without it
+    import httpx
 
 SIGNATURE_HEADER = "X-Gitopsd-Signature-256"
 
@@ -122,6 +124,8 @@ class WebhookNotifier(Notifier):
         ).encode()
 
     async def send(self, event: Event) -> None:
+        import httpx
+
         body = self.body(event)
         headers = {
             **self.options.headers,

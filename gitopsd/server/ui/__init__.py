@@ -21,11 +21,11 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
-import jinja2
 import structlog
 from aiohttp import web
 
@@ -34,6 +34,9 @@ from gitopsd.server.auth import Access, ApiSecrets, bearer
 from gitopsd.server.ui.forge import commit_url, short_revision
 from gitopsd.server.ui.sessions import COOKIE, Session, Sessions
 from gitopsd.server.view import ACTIONS, AppNotFound, AppSummary, AppsView
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 class UIHost(Protocol):
@@ -160,6 +163,8 @@ def list_digest(keys: dict[str, tuple[Any, ...]]) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # on the first page view, not at the daemon's start
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -178,7 +183,11 @@ class WebUI:
     def __init__(self, server: UIHost):
         self.server = server
         self.sessions = Sessions()
-        self.env = _environment()
+
+    @cached_property
+    def env(self) -> jinja2.Environment:
+        """The page templates' environment, built on the first page view."""
+        return _environment()
 
     @property
     def view(self) -> AppsView:

@@ -1,0 +1,180 @@
+"""The start-up budget of ``gitopsd run``, as counts: what the daemon has imported once it is ready.
+
+Import time is most of the daemon's start (docs/operations.md, "Start-up and readiness").
+A fresh interpreter (a subprocess) runs the ``gitopsd run`` command; a thread in it polls
+/readyz and lists ``sys.modules`` the moment the daemon is ready (the API serves, every app's
+runner started), then sends the process SIGTERM.
+What a config without appsets, sync windows, coordination, notifiers, SSH tunnels or
+Helm/OCI sources does not need must not be there yet: it is imported when first used.
+A wall-clock budget would flake on a shared machine; a module list does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Loaded only by the feature that needs them: a module or package with all its submodules, or
+# (a name ending in ".") only the submodules of a package.
+NOT_AT_START: dict[str, str] = {
+    "jinja2": "templates of the web page (first page view) and of appsets",
+    "httpx": "notifiers, Helm and OCI downloads, the member fan-out",
+    "pygments": "httpx's command line",
+    "croniter": "sync windows",
+    "asyncssh": "clusters behind an SSH tunnel",
+    "cryptography": "the sandbox's certificates",
+    "google.protobuf": "the sandbox's protobuf bodies",
+    "tomlkit": "gitopsd import",
+    "kubernetes_asyncio.client.api": "kubernetes-asyncio's generated API classes (never used)",
+    "kubernetes_asyncio.client.models.": "kubernetes-asyncio's generated models (kube/k8s.py keeps them out)",
+    "gitopsd.sandbox": "gitopsd sandbox",
+    "gitopsd.testing": "the testing kit",
+    "gitopsd.cli.importers": "gitopsd import",
+    "gitopsd.cli.docgen": "the documentation generator",
+    "gitopsd.cli.ops": "the CLI's commands that talk to a running daemon",
+    "gitopsd.cli.daemon_client": "the CLI's commands that talk to a running daemon",
+    "gitopsd.coord.etcd": "coordination through etcd",
+    "gitopsd.kube.leases": "coordination through Kubernetes Leases",
+    "gitopsd.kube.tunnel": "clusters behind an SSH tunnel",
+    "gitopsd_plugins._slack_socket": "Slack's Socket Mode (a Slack notifier with an app token)",
+}
+
+# Everything imported at readiness, with some headroom: a new dependency on the start path
+# (or an eager import of a heavy one) shows up here first. Raise it only with a reason.
+MAX_MODULES = 740
+
+APPS = 25  # none has a policy: more config warnings than the daemon logs one by one
+
+SCRIPT = r"""
+import gc, json, os, signal, socket, sys, threading, time
+from gitopsd.cli.main import cli
+
+seen = {}
+
+def ready(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+            return s.recv(64).split(b" ")[1] == b"200"
+    except OSError:
+        return False
+
+def probe(port):
+    deadline = time.monotonic() + 60
+    while not ready(port):
+        if time.monotonic() > deadline:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        time.sleep(0.01)
+    while "modules" not in seen:
+        try:
+            seen["modules"] = sorted(sys.modules)
+        except RuntimeError:  # a runner imported something meanwhile
+            pass
+    seen["gc"] = [gc.isenabled(), gc.get_freeze_count()]
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=probe, args=(int(sys.argv[2]),), daemon=True).start()
+try:
+    cli(["run", "-c", sys.argv[1]], prog_name="gitopsd")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(json.dumps(seen))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(tmp_path: Path, port: int) -> Path:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    apps = "".join(
+        f'[apps.app-{i}]\ncluster = "c"\nnamespace = "ns-{i}"\n'
+        f'source = {{ type = "git", url = "file://{tmp_path}/missing.git", ref = "main", path = "apps/{i}" }}\n\n'
+        for i in range(APPS)
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nlisten = "127.0.0.1:{port}"\nlog_format = "json"\n'
+        f'default_interval = "1h"\n\n[clusters.c]\nkubeconfig = "{kubeconfig}"\n\n{apps}'
+    )
+    return config
+
+
+def _third_party_plugins() -> str:
+    """Installed plugins that are not gitopsd's own (the development venv has the example plugin)."""
+    return ",".join(
+        ep.name for ep in entry_points(group="gitopsd") if ep.dist is None or ep.dist.name != "gitopsd"
+    )
+
+
+Started = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Started:
+    """What a thread of ``gitopsd run`` saw when /readyz first answered 200, and the daemon's log lines."""
+    tmp_path = tmp_path_factory.mktemp("startup")
+    port = _free_port()
+    env = {**os.environ, "GITOPSD_DISABLE_PLUGINS": _third_party_plugins()}
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(_config(tmp_path, port)), str(port)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    seen: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    assert "gitopsd.daemon.supervisor" in seen["modules"] and "gitopsd_plugins.git" in seen["modules"]
+    logs = [json.loads(line) for line in (proc.stdout + proc.stderr).splitlines() if line.startswith('{"')]
+    return seen, logs
+
+
+@pytest.fixture(scope="module")
+def modules_at_ready(started: Started) -> list[str]:
+    modules: list[str] = started[0]["modules"]
+    return modules
+
+
+@pytest.mark.parametrize("heavy", sorted(NOT_AT_START))
+def test_not_imported_before_ready(modules_at_ready: list[str], heavy: str) -> None:
+    prefix = heavy if heavy.endswith(".") else heavy + "."
+    loaded = [m for m in modules_at_ready if m == heavy or m.startswith(prefix)]
+    assert not loaded, f"{heavy} ({NOT_AT_START[heavy]}) is imported before the daemon is ready: {loaded[:5]}"
+
+
+def test_module_count(modules_at_ready: list[str]) -> None:
+    assert len(modules_at_ready) <= MAX_MODULES, (
+        f"{len(modules_at_ready)} modules imported before the daemon is ready (at most {MAX_MODULES})"
+    )
+
+
+def test_collection_resumes_at_ready(started: Started) -> None:
+    """``gitopsd run`` collects no garbage while it starts, and from ready on skips what the start built."""
+    enabled, frozen = started[0]["gc"]
+    assert enabled and frozen > 10_000
+
+
+def test_config_warnings_are_capped(started: Started) -> None:
+    """A line per unrestricted app would cost a second of start-up at 10,000 apps: 20, then a count."""
+    from gitopsd.daemon.supervisor import CONFIG_WARNINGS_LOGGED
+
+    logs = started[1]
+    one_by_one = [e for e in logs if e.get("event") == "config warning"]
+    assert len(one_by_one) == CONFIG_WARNINGS_LOGGED < APPS
+    assert [e["count"] for e in logs if e.get("event") == "more config warnings"] == [APPS - CONFIG_WARNINGS_LOGGED]
