@@ -211,6 +211,15 @@ class LiveCache:
     def get(self, key: Key) -> Manifest | None:
         return self._objects.get(key)
 
+    def version(self, key: Key) -> str | None:
+        """The cached object's resourceVersion ("" if it has none), or None when it is absent.
+
+        Two reads with the same non-empty version saw the same object: a verdict about it
+        (in sync or not) can be remembered until the version changes.
+        """
+        obj = self._objects.get(key)
+        return None if obj is None else _rv(obj)
+
     def synced(self, group: str, kind: str) -> bool:
         informer = self._informers.get((group, kind))
         return informer is not None and informer.synced.is_set()

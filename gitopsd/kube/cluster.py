@@ -38,7 +38,6 @@ from gitopsd.kube.hooks import (
     HookRunner,
 )
 from gitopsd.kube.inventory import InventoryRecords
-from gitopsd.kube.normalize import matches
 from gitopsd.kube.objects import object_states
 from gitopsd.kube.ownership import DEFAULT_INSTANCE
 from gitopsd.kube.pipeline import SyncPipeline
@@ -228,7 +227,7 @@ class KubeCluster(SyncPipeline):
         for d in prepared.values():
             if not self.cache.synced(d.resource.group, d.resource.kind):
                 return None
-            if not matches(d.obj, self.cache.get(d.key)):
+            if not self.desired.matches(d, self.cache):
                 return False
         return True
 
