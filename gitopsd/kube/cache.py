@@ -21,6 +21,7 @@ import structlog
 
 from gitopsd.core.models import Manifest
 from gitopsd.core.yamlio import compact
+from gitopsd.kube import admission
 from gitopsd.kube.background import Background
 from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
@@ -265,6 +266,7 @@ class LiveCache:
         With ``keys``, a change of another object does not wake the caller: a thousand apps
         waiting for their own objects' health are not all woken by every watch event.
         """
+        admission.waiting()  # only waiting on the cluster now: the app's apply slot goes to the next app
         if keys is None:
             event = self._changed
         else:

@@ -25,6 +25,7 @@ from gitopsd.core.models import (
     SyncResult,
 )
 from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff, ObjectState
+from gitopsd.kube.admission import Admission
 from gitopsd.kube.apply import Applier
 from gitopsd.kube.background import Background
 from gitopsd.kube.cache import LiveCache
@@ -95,6 +96,7 @@ class KubeCluster(SyncPipeline):
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         self.desired = DesiredObjects(self.discovery, instance)
+        self.admission = Admission(config.max_concurrent_syncs or 2 * config.max_concurrent_requests)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class KubeCluster(SyncPipeline):
         rendered = as_rendered(rendered)
         lock = self._sync_locks.setdefault(app.name, anyio.Lock())
         inventory = self.records.wrap(app.name, inventory, dry_run=dry_run)
-        async with lock:
+        async with lock, self.admission.admit():  # gitopsd.kube.admission: a bounded, fair apply path
             self.drift.pause(app.name)
             try:
                 return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks, fence=fence)
