@@ -96,6 +96,7 @@ class KubeCluster(SyncPipeline):
         self.tunnel: Tunnel | None = None
         self._sync_locks: dict[str, anyio.Lock] = {}
         self.desired = DesiredObjects(self.discovery, instance)
+        self.drift.matcher = self.desired.judge  # one comparison per live version, for drift and in_sync
         self.admission = Admission(config.max_concurrent_syncs or 2 * config.max_concurrent_requests)
 
     # -- lifecycle ------------------------------------------------------------------------

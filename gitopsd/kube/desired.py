@@ -49,10 +49,8 @@ class DesiredObjects:
             self._drop_verdicts(memo[2])
 
     def _drop_verdicts(self, prepared: dict[Key, Desired]) -> None:
-        for key, d in prepared.items():
-            verdict = self._verdicts.get(key)
-            if verdict is not None and verdict[0] is d.obj:
-                del self._verdicts[key]
+        for key in prepared:
+            self._verdicts.pop(key, None)
 
     def matches(self, d: Desired, cache: LiveCache) -> bool:
         """Whether the live copy of ``d`` matches it (:func:`gitopsd.kube.normalize.matches`).
@@ -65,11 +63,20 @@ class DesiredObjects:
         if version is None:
             return False
         memo = self._verdicts.get(d.key)
-        if memo is not None and version and memo[0] is d.obj and memo[1] == version:
-            return memo[2]
-        verdict = matches(d.obj, cache.get(d.key))
+        if memo is not None and version and memo[1] == version:
+            if memo[0] is d.obj:
+                return memo[2]
+            if memo[0] == d.obj:  # the same object prepared again (a sync prepares its own copy)
+                self._verdicts[d.key] = (d.obj, version, memo[2])
+                return memo[2]
+        return self.judge(d.key, d.obj, cache.get(d.key))
+
+    def judge(self, key: Key, desired: Manifest, live: Manifest | None) -> bool:
+        """``matches(desired, live)``, remembered for :meth:`matches` (drift checks judge too)."""
+        verdict = matches(desired, live)
+        version = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
         if version:
-            self._verdicts[d.key] = (d.obj, version, verdict)
+            self._verdicts[key] = (desired, version, verdict)
         return verdict
 
     @staticmethod

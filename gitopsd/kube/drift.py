@@ -40,6 +40,8 @@ class DriftTracker:
     def __init__(self) -> None:
         self._apps: dict[str, _Tracked] = {}
         self._by_key: dict[Key, set[str]] = {}
+        self.matcher: Callable[[Key, Manifest, Manifest | None], bool] = lambda key, desired, live: matches(desired, live)
+        """How a tracked object is compared (the cluster shares its verdicts with ``in_sync``)."""
 
     def track(self, app: str, desired: dict[Key, Manifest], on_drift: DriftCallback | None) -> None:
         """Track ``desired`` for ``app`` (replacing what it tracked); keeps a pause in progress."""
@@ -96,7 +98,7 @@ class DriftTracker:
             self._check(app, entry, key, obj)
 
     def _check(self, app: str, entry: _Tracked, key: Key, obj: Manifest | None) -> None:
-        if matches(entry.desired[key], obj) or entry.on_drift is None:
+        if self.matcher(key, entry.desired[key], obj) or entry.on_drift is None:
             return
         entry.pending.add(key)
         if not entry.scheduled:

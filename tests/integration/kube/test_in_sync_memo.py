@@ -52,6 +52,21 @@ async def test_an_idle_apps_check_is_remembered_until_the_live_object_changes(
     assert env.cluster.in_sync(app, rendered) is True
     assert compared == []
 
+    # Drift checks and in_sync share their verdicts: a watch event is compared once.
+    drifted: list[object] = []
+    env.cluster.track(app, rendered, drifted.append)
+    compared.clear()
+    await env.cluster.client.request(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/cfg",
+        body={"data": {"k": "again"}},
+        content_type="application/merge-patch+json",
+    )
+    await eventually(lambda: drifted, within=10)
+    assert compared == ["cfg"]
+    assert env.cluster.in_sync(app, rendered) is False
+    assert compared == ["cfg"]
+
     # A new render (other desired objects) is never judged by the old verdicts.
     edited = Rendered.of([deployment("api"), configmap("cfg", k="other")])
     assert env.cluster.in_sync(app, edited) is False
