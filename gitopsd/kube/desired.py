@@ -66,7 +66,7 @@ class DesiredObjects:
         if memo is not None and version and memo[1] == version:
             if memo[0] is d.obj:
                 return memo[2]
-            if memo[0] == d.obj:  # the same object prepared again (a sync prepares its own copy)
+            if _same_prepared(memo[0], d.obj):  # prepared again from the same manifest (a sync prepares its own copy)
                 self._verdicts[d.key] = (d.obj, version, memo[2])
                 return memo[2]
         return self.judge(d.key, d.obj, cache.get(d.key))
@@ -158,3 +158,17 @@ class DesiredObjects:
             d = Desired(prepare(app, manifest, resource, self.instance), resource)
             out[d.key] = d
         return out
+
+
+def _same_prepared(a: Manifest, b: Manifest) -> bool:
+    """Whether ``a`` and ``b`` were prepared from the same manifest: :func:`gitopsd.kube.apply.prepare`
+    copies only the top level and ``metadata``, so every other value is the same object.
+
+    Identity, not ``==``, for the rest: ``1 == True == 1.0`` in Python, while the comparison
+    with the live object tells them apart.
+    """
+    return (
+        a.keys() == b.keys()
+        and all(value is b[key] for key, value in a.items() if key != "metadata")
+        and a.get("metadata") == b.get("metadata")
+    )

@@ -67,6 +67,14 @@ async def test_an_idle_apps_check_is_remembered_until_the_live_object_changes(
     assert env.cluster.in_sync(app, rendered) is False
     assert compared == ["cfg"]
 
+    # A tracked app's sync: the drift check after it (on the sync's own prepared copy) is
+    # the comparison in_sync reuses.
+    result = await env.cluster.sync(app, rendered, env.inventory())
+    assert result.ok, result.message
+    compared.clear()
+    assert env.cluster.in_sync(app, rendered) is True
+    assert compared == []
+
     # A new render (other desired objects) is never judged by the old verdicts.
     edited = Rendered.of([deployment("api"), configmap("cfg", k="other")])
     assert env.cluster.in_sync(app, edited) is False
