@@ -8,6 +8,8 @@ source changes, resume, rollback), on the interval, and with backoff after failu
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import structlog
 
@@ -35,7 +37,9 @@ class AppRunner:
         self.trigger = Trigger()
         self.reconciler = reconciler
         reconciler.wake = self._wake  # drift (self-heal), resume and rollback ask for a reconcile
-        self.busy = anyio.Lock()  # held during each reconcile, so a caller can wait for the one in flight
+        # Held during each reconcile, so a caller can wait for the one in flight (asyncio's
+        # lock: no waiter queue until someone waits, where anyio's allocates one per app).
+        self.busy = asyncio.Lock()
         self._failures = 0
 
     @property
@@ -85,23 +89,29 @@ class AppRunner:
         # Every log line of this task (plugins' included) carries the app and its cluster.
         structlog.contextvars.bind_contextvars(app=self.app.name, cluster=self.app.cluster)
         await self.reconciler.load()
+        changes = self.source.changes()
+        if changes is None:
+            # A polled source (git, OCI, helm): the app is one task, asleep on its trigger.
+            await self._loop(stopping)
+            return
         async with anyio.create_task_group() as tg:
-            changes = self.source.changes()
-            if changes is not None:
-                tg.start_soon(self._follow_changes, changes, name=f"app:{self.app.name}:changes")
-            wake = Wake(["start"])
-            while not stopping.is_set():
-                if wake.fired_at and not {"webhook", "refresh"}.isdisjoint(wake.reasons):
-                    # Someone says the source changed: a cached poll from before that is stale.
-                    self.source.invalidate(before=wake.fired_at)
-                async with self.busy:
-                    await self.reconcile(wake.reasons, force=wake.force)
-                if self.gate is not None:
-                    self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
-                if stopping.is_set():
-                    break
-                wake = await self.trigger.wait(self._next_delay())
+            tg.start_soon(self._follow_changes, changes, name=f"app:{self.app.name}:changes")
+            await self._loop(stopping)
             tg.cancel_scope.cancel()
+
+    async def _loop(self, stopping: anyio.Event) -> None:
+        wake = Wake(["start"])
+        while not stopping.is_set():
+            if wake.fired_at and not {"webhook", "refresh"}.isdisjoint(wake.reasons):
+                # Someone says the source changed: a cached poll from before that is stale.
+                self.source.invalidate(before=wake.fired_at)
+            async with self.busy:
+                await self.reconcile(wake.reasons, force=wake.force)
+            if self.gate is not None:
+                self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
+            if stopping.is_set():
+                break
+            wake = await self.trigger.wait(self._next_delay())
 
     async def reconcile(self, reasons: list[str], *, force: bool = False) -> SyncResult | None:
         """One reconcile; failures are already reported by the Reconciler and only counted here."""

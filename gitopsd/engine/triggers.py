@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from dataclasses import dataclass
-
-import anyio
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +23,19 @@ class Trigger:
     ``fire(reason)`` may be called from anywhere on the event loop (interval timers, the
     webhook receiver, a file watcher, drift callbacks, the API); ``wait(timeout)`` returns
     a :class:`Wake` with the reasons gathered, or ``["interval"]`` when the timeout passed first.
+
+    An idle app costs one timer on the event loop's heap and one future while it waits:
+    no event object, no cancel scope (bench 300x5: the no-op round spent a fifth of its
+    CPU entering and leaving ``anyio.move_on_after``).
     """
 
+    __slots__ = ("_fired_at", "_reasons", "_waiter", "force")
+
     def __init__(self) -> None:
-        self._event = anyio.Event()
         self._reasons: list[str] = []
         self.force = False
         self._fired_at = 0.0
+        self._waiter: asyncio.Future[None] | None = None  # only while wait() is waiting
 
     def fire(self, reason: str, *, force: bool = False) -> None:
         """Ask for a reconcile. ``force`` makes it sync even if nothing seems changed (refresh)."""
@@ -38,16 +43,27 @@ class Trigger:
             self._reasons.append(reason)
         self.force = self.force or force
         self._fired_at = time.monotonic()
-        self._event.set()
+        _wake(self._waiter)
 
     async def wait(self, timeout: float) -> Wake:
         """Wait for a fire or ``timeout`` seconds; return what woke us, and reset."""
-        with anyio.move_on_after(timeout):
-            await self._event.wait()
+        if not self._reasons:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(max(timeout, 0.0), _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         wake = Wake(self._reasons or ["interval"], self.force, self._fired_at)
         self._reasons, self.force, self._fired_at = [], False, 0.0
-        self._event = anyio.Event()
         return wake
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def aligned(interval: float, jitter: float, key: str, now: float | None = None) -> float:

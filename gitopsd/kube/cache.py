@@ -5,6 +5,12 @@ Each kind an app applies gets one informer: a paginated LIST filtered by
 with bookmarks, resumed from the last resourceVersion when it ends, re-listed on 410
 Expired, and restarted when it stays silent past its own inactivity deadline (watches can
 hang silently). Readers (in_sync, health, drift, the apply decision) never send requests.
+
+Objects are kept as compact JSON text, not as dicts: a live Deployment as nested dicts,
+lists and strings takes about three times the memory of its JSON (bench 1000x5: the live
+cache was the largest holder of memory). :meth:`LiveCache.get` parses a fresh copy (a
+caller may keep or change it); :meth:`LiveCache.version` answers without parsing, which is
+all an idle app's check needs (:meth:`gitopsd.kube.desired.DesiredObjects.matches`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import anyio
 import structlog
 
 from gitopsd.core.models import Manifest
-from gitopsd.core.yamlio import compact
+from gitopsd.kube import admission
 from gitopsd.kube.background import Background
 from gitopsd.kube.client import ApiError, KubeClient, backoff
 from gitopsd.kube.discovery import Resource
@@ -41,6 +47,10 @@ _PAGE = 500
 
 Key = tuple[str, str, str, str]
 """(group, kind, namespace, name): an object's identity whatever version serves it."""
+
+
+_Stored = tuple[str, str]
+"""(resourceVersion, the object as compact JSON text)."""
 
 
 def key_of(obj: Manifest) -> Key:
@@ -201,7 +211,7 @@ class LiveCache:
         self.client = client
         self._on_change = on_change
         self._background = background
-        self._objects: dict[Key, Manifest] = {}
+        self._objects: dict[Key, _Stored] = {}
         self._key_waiters: dict[Key, set[asyncio.Event]] = {}
         self._informers: dict[tuple[str, str], Informer] = {}
         self._changed = asyncio.Event()
@@ -209,7 +219,18 @@ class LiveCache:
     # -- reading (no requests) ------------------------------------------------------------
 
     def get(self, key: Key) -> Manifest | None:
-        return self._objects.get(key)
+        """The live object (a copy of its own: parsed at each call), or None."""
+        stored = self._objects.get(key)
+        return None if stored is None else json.loads(stored[1])  # type: ignore[no-any-return]
+
+    def version(self, key: Key) -> str | None:
+        """The cached object's resourceVersion ("" if it has none), or None when it is absent.
+
+        Two reads with the same non-empty version saw the same object: a verdict about it
+        (in sync or not) can be remembered until the version changes.
+        """
+        stored = self._objects.get(key)
+        return None if stored is None else stored[0]
 
     def synced(self, group: str, kind: str) -> bool:
         informer = self._informers.get((group, kind))
@@ -256,6 +277,7 @@ class LiveCache:
         With ``keys``, a change of another object does not wake the caller: a thousand apps
         waiting for their own objects' health are not all woken by every watch event.
         """
+        admission.waiting()  # only waiting on the cluster now: the app's apply slot goes to the next app
         if keys is None:
             event = self._changed
         else:
@@ -294,7 +316,8 @@ class LiveCache:
         obj = _slim(obj)
         key = key_of(obj)
         old = self._objects.get(key)
-        if old is not None and not _not_older(_rv(obj), _rv(old)):
+        rv = _rv(obj)
+        if old is not None and not _not_older(rv, old[0]):
             return
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
@@ -303,13 +326,13 @@ class LiveCache:
                 del self._objects[key]
                 self._signal(key, None)
             return
-        self._objects[key] = obj
-        if old is None or _rv(old) != _rv(obj):
+        self._objects[key] = _stored(rv, obj)
+        if old is None or old[0] != rv:
             self._signal(key, obj)
 
     def _delete(self, key: Key, rv: str = "") -> None:
         old = self._objects.get(key)
-        if old is None or (rv and not _not_older(rv, _rv(old))):
+        if old is None or (rv and not _not_older(rv, old[0])):
             return
         del self._objects[key]
         self._signal(key, None)
@@ -335,22 +358,28 @@ class LiveCache:
         obj = _slim(obj)
         key = key_of(obj)
         old = self._objects.get(key)
-        self._objects[key] = obj
-        if old is None or _rv(old) != _rv(obj):
+        rv = _rv(obj)
+        self._objects[key] = _stored(rv, obj)
+        if old is None or old[0] != rv:
             self._signal(key, obj)
 
 
+def _stored(rv: str, obj: Manifest) -> _Stored:
+    # ASCII-escaped (the default), the text takes one byte per character.
+    return (rv, json.dumps(obj, separators=(",", ":")))
+
+
 def _slim(obj: Manifest) -> Manifest:
-    """``obj`` without ``metadata.managedFields`` and with shared key strings.
+    """``obj`` without ``metadata.managedFields``.
 
     Nothing reads managed fields from the cache, and they are often as large as the rest of
-    the object (bench 1000x5: peak RSS 273 -> 246 MiB); see :func:`gitopsd.core.yamlio.compact`.
+    the object (bench 1000x5: peak RSS 273 -> 246 MiB).
     """
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta and not keeps_managed_fields(obj):
         # Kept only where ignore_differences names field managers (gitopsd.kube.ignore).
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-    return compact(obj)  # type: ignore[no-any-return]
+    return obj
 
 
 def object_labels(obj: Manifest) -> dict[str, Any]:

@@ -8,12 +8,12 @@ read the watch-fed live cache (:mod:`gitopsd.kube.cache`) without a request.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import anyio
 import structlog
 
 from gitopsd.core.errors import ApplyError
@@ -25,6 +25,7 @@ from gitopsd.core.models import (
     SyncResult,
 )
 from gitopsd.engine.protocols import DriftCallback, Inventory, ObjectDiff, ObjectState
+from gitopsd.kube.admission import Admission
 from gitopsd.kube.apply import Applier
 from gitopsd.kube.background import Background
 from gitopsd.kube.cache import LiveCache
@@ -38,7 +39,6 @@ from gitopsd.kube.hooks import (
     HookRunner,
 )
 from gitopsd.kube.inventory import InventoryRecords
-from gitopsd.kube.normalize import matches
 from gitopsd.kube.objects import object_states
 from gitopsd.kube.ownership import DEFAULT_INSTANCE
 from gitopsd.kube.pipeline import SyncPipeline
@@ -94,8 +94,10 @@ class KubeCluster(SyncPipeline):
         self.records = InventoryRecords(self.client, inventory_namespace, instance)
         self.hooks = HookRunner(self.client, self.discovery, self.cache, lambda: self._health_hook, instance)
         self.tunnel: Tunnel | None = None
-        self._sync_locks: dict[str, anyio.Lock] = {}
+        self._sync_locks: dict[str, asyncio.Lock] = {}  # asyncio's: no waiter queue until one waits
         self.desired = DesiredObjects(self.discovery, instance)
+        self.drift.matcher = self.desired.judge  # one comparison per live version, for drift and in_sync
+        self.admission = Admission(config.max_concurrent_syncs or 2 * config.max_concurrent_requests)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -181,9 +183,9 @@ class KubeCluster(SyncPipeline):
     ) -> SyncResult:
         """See :meth:`gitopsd.engine.protocols.Cluster.sync`."""
         rendered = as_rendered(rendered)
-        lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        lock = self._sync_locks.get(app.name) or self._sync_locks.setdefault(app.name, asyncio.Lock())
         inventory = self.records.wrap(app.name, inventory, dry_run=dry_run)
-        async with lock:
+        async with lock, self.admission.admit():  # gitopsd.kube.admission: a bounded, fair apply path
             self.drift.pause(app.name)
             try:
                 return await self._sync(app, rendered, inventory, dry_run=dry_run, run_hooks=run_hooks, fence=fence)
@@ -228,7 +230,7 @@ class KubeCluster(SyncPipeline):
         for d in prepared.values():
             if not self.cache.synced(d.resource.group, d.resource.kind):
                 return None
-            if not matches(d.obj, self.cache.get(d.key)):
+            if not self.desired.matches(d, self.cache):
                 return False
         return True
 
@@ -285,7 +287,7 @@ class KubeCluster(SyncPipeline):
         """Delete every object the removed app owned (see ``PrunesRemovedApps``), same rules as prune."""
         started = time.monotonic()
         self._check_reachable()
-        lock = self._sync_locks.setdefault(app.name, anyio.Lock())
+        lock = self._sync_locks.get(app.name) or self._sync_locks.setdefault(app.name, asyncio.Lock())
         inventory = self.records.wrap(app.name, inventory)
         async with lock:
             self.drift.untrack(app.name)

@@ -39,7 +39,11 @@ class DriftTracker:
 
     def __init__(self) -> None:
         self._apps: dict[str, _Tracked] = {}
-        self._by_key: dict[Key, set[str]] = {}
+        # key -> the app tracking it, or the apps (rare: two apps render one object); a set
+        # per key would cost ~200 bytes per tracked object
+        self._by_key: dict[Key, str | set[str]] = {}
+        self.matcher: Callable[[Key, Manifest, Manifest | None], bool] = lambda key, desired, live: matches(desired, live)
+        """How a tracked object is compared (the cluster shares its verdicts with ``in_sync``)."""
 
     def track(self, app: str, desired: dict[Key, Manifest], on_drift: DriftCallback | None) -> None:
         """Track ``desired`` for ``app`` (replacing what it tracked); keeps a pause in progress."""
@@ -53,7 +57,13 @@ class DriftTracker:
                 entry.on_drift = old.on_drift
         self._apps[app] = entry
         for key in desired:
-            self._by_key.setdefault(key, set()).add(app)
+            held = self._by_key.get(key)
+            if held is None or held == app:
+                self._by_key[key] = app
+            elif isinstance(held, str):
+                self._by_key[key] = {held, app}
+            else:
+                held.add(app)
 
     def untrack(self, app: str) -> None:
         entry = self._apps.pop(app, None)
@@ -61,10 +71,12 @@ class DriftTracker:
             return
         for key in entry.desired:
             apps = self._by_key.get(key)
-            if apps is not None:
+            if apps == app:
+                del self._by_key[key]
+            elif isinstance(apps, set):
                 apps.discard(app)
-                if not apps:
-                    del self._by_key[key]
+                if len(apps) == 1:
+                    self._by_key[key] = apps.pop()
 
     def tracked(self, app: str) -> bool:
         return app in self._apps
@@ -88,7 +100,8 @@ class DriftTracker:
         entry.changed_while_paused.clear()
 
     def on_change(self, key: Key, obj: Manifest | None) -> None:
-        for app in tuple(self._by_key.get(key, ())):
+        held = self._by_key.get(key)
+        for app in (held,) if isinstance(held, str) else tuple(held or ()):
             entry = self._apps[app]
             if entry.paused:
                 entry.changed_while_paused.add(key)
@@ -96,7 +109,7 @@ class DriftTracker:
             self._check(app, entry, key, obj)
 
     def _check(self, app: str, entry: _Tracked, key: Key, obj: Manifest | None) -> None:
-        if matches(entry.desired[key], obj) or entry.on_drift is None:
+        if self.matcher(key, entry.desired[key], obj) or entry.on_drift is None:
             return
         entry.pending.add(key)
         if not entry.scheduled:

@@ -244,6 +244,13 @@ class ClusterConfig(_Model):
     max_concurrent_requests: Int = Field(32, ge=1, description="API requests in flight to this cluster at most.")
     request_timeout: Duration = Field(30.0, description='Timeout of one API request.')
     labels: dict[str, str] = Field(default_factory=dict, description="Labels the `clusters` appset generator selects on, e.g. `{env = \"prod\"}`.")
+    max_concurrent_syncs: Int = Field(
+        0,
+        ge=0,
+        description="Apps of this cluster in their apply phase at once; the others wait their turn, in "
+        "arrival order, holding only their render (an app waiting for health gives its turn away). "
+        "0: twice `max_concurrent_requests`.",
+    )
 
 
 class PolicyConfig(_Model):
