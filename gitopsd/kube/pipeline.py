@@ -7,10 +7,11 @@ A sync:
    or a breach of the app's policy (:mod:`gitopsd.kube.tenancy`, hooks included) fails the
    sync before any request that changes something;
 2. waits for the live cache of every kind in use (its first LIST; later syncs send nothing);
-3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
-   are ``unchanged`` and cost no request; the others pass the owner checks
-   (:mod:`gitopsd.kube.ownership`), are added to the inventory (SQLite and the cluster
-   record, :mod:`gitopsd.kube.inventory`), then applied concurrently; a failed or refused
+3. adds the render's new objects to the inventory (SQLite and the cluster record,
+   :mod:`gitopsd.kube.inventory`) in one write before the first apply, then walks the ordered
+   steps (:mod:`gitopsd.kube.order`): objects that already match the cache are ``unchanged``
+   and cost no request; the others pass the owner checks (:mod:`gitopsd.kube.ownership`; a
+   refused or unsent object leaves the inventory again), then are applied concurrently; a failed or refused
    object stops later steps; waited steps must become healthy (CRDs Established, Namespaces
    Active, each wave) before the next; sync hooks run between them (:mod:`gitopsd.kube.hooks`);
 4. prunes (only after every apply succeeded, :mod:`gitopsd.kube.prune`);
@@ -49,6 +50,7 @@ from gitopsd.kube.hooks import (
 from gitopsd.kube.inventory import InventoryRecords
 from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
+from gitopsd.kube.ownership import owner_of
 from gitopsd.kube.prune import Pruner, ref_key
 from gitopsd.kube.tenancy import Checked, OwnershipGate, policy_refusals
 from gitopsd.plugin.config import AppConfig, ClusterConfig
@@ -158,6 +160,7 @@ class SyncPipeline:
 
         previous = await inventory.current()
         owned = {ref_key(r) for r in previous}
+        ahead: set[Key] = set()  # added to the inventory before the first step, not yet by their own
         results: dict[Key, ObjectResult] = {}
         failure = ""
         steps = plan_steps([d.obj for d in desired])
@@ -175,6 +178,8 @@ class SyncPipeline:
                 failure = fenced()
                 skip_from = index if failure else skip_from  # this step is not applied either
             if not failure:
+                if index == 0 and not dry_run:
+                    ahead = await self._add_ahead(app, desired, inventory, owned)
                 step_desired = [by_key[key_of(o)] for o in step.objects]
                 step_desired = await self._refresh_hinted(step_desired)
                 failure = await self._apply_step(
@@ -190,6 +195,10 @@ class SyncPipeline:
                             d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
                         )
                 break
+        # Added ahead but never sent (refused, or in a step a failure left out): taken out again.
+        unsent = [by_key[k].ref for k in ahead - owned]
+        if unsent and not fenced():
+            await inventory.remove(unsent)
         if hook_list and not failure:
             failure = fenced()
         if hook_list and not failure:
@@ -267,6 +276,29 @@ class SyncPipeline:
             out.append(d)
         await self._watch_kinds(d.resource for d in out)
         return out
+
+    async def _add_ahead(
+        self, app: AppConfig, desired: list[Desired], inventory: Inventory, owned: set[Key]
+    ) -> set[Key]:
+        """Add the render's new objects to the inventory at once (one write per sync, not one per step).
+
+        Only those the owner checks should admit: absent from the live cache, or this app's there.
+        Each step still checks its objects and adds what it sends (a no-op for these, which then
+        join ``owned``); one it refuses, or one a failure leaves unsent, leaves the inventory
+        again at the end of the sync. ``owned`` is not changed here: the owner checks see the
+        inventory as it was before the sync.
+        """
+        owner = self.ownership.owner(app)
+        new = [
+            d
+            for d in desired
+            if d.key not in owned
+            and not is_shared(d.obj)
+            and ((live := self.cache.get(d.key)) is None or owner_of(live) == owner)
+        ]
+        if new:
+            await inventory.add([d.ref for d in new])  # persisted before the apply that may create them
+        return {d.key for d in new}
 
     async def _apply_step(
         self,
