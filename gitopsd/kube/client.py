@@ -9,6 +9,7 @@ status code (and ``Retry-After``) is visible and nothing is deserialised into mo
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import random
 import ssl
@@ -166,7 +167,10 @@ class KubeClient:
         self.name = name
         self._on_request = on_request
         self.config = config
-        self.limiter = anyio.CapacityLimiter(config.max_concurrent_requests)
+        # asyncio's semaphore: anyio's CapacityLimiter yields to the loop on every acquire
+        # (a checkpoint per request) and tracks borrowers, which nothing here needs.
+        self.limiter = asyncio.Semaphore(config.max_concurrent_requests)
+        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
         self._api: Any = None  # kubernetes_asyncio's ApiClient (kube/k8s.py: loaded without its models)
         self._loader: Any = None
         self._on_reachable = on_reachable
@@ -276,7 +280,7 @@ class KubeClient:
             options["proxy_headers"] = rest.proxy_headers
         if rest.server_hostname:
             options["server_hostname"] = rest.server_hostname
-        data = json.dumps(api.sanitize_for_serialization(body)) if body is not None else None
+        data = _encode(body) if body is not None else None
         response: aiohttp.ClientResponse = await rest.pool_manager.request(
             method, url, headers=headers, data=data, timeout=limits, **options
         )
@@ -302,7 +306,7 @@ class KubeClient:
         reached within ``budget`` seconds.
         """
         deadline = time.monotonic() + budget
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        timeout = self._timeout
         attempt = 0
         reloaded = False
         while True:
@@ -371,6 +375,18 @@ class KubeClient:
                 raw = await response.read()
             raise _api_error(response.status, raw)
         return response
+
+
+def _json_default(value: Any) -> Any:
+    # YAML reads unquoted timestamps as dates: sent as ISO 8601 (kubernetes-asyncio did the same).
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encode(body: Any) -> bytes:
+    """A request body as compact JSON (manifests are plain data: no model objects to convert)."""
+    return json.dumps(body, separators=(",", ":"), default=_json_default).encode()
 
 
 def _resolve_env_once(rest: Any, host: str) -> None:
