@@ -9,7 +9,6 @@ status code (and ``Retry-After``) is visible and nothing is deserialised into mo
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import random
 import ssl
@@ -23,6 +22,7 @@ import aiohttp
 import anyio
 import structlog
 
+from gitopsd.core import jsonio
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
 from gitopsd.kube import k8s
@@ -280,7 +280,7 @@ class KubeClient:
             options["proxy_headers"] = rest.proxy_headers
         if rest.server_hostname:
             options["server_hostname"] = rest.server_hostname
-        data = _encode(body) if body is not None else None
+        data = jsonio.dumps(body) if body is not None else None
         response: aiohttp.ClientResponse = await rest.pool_manager.request(
             method, url, headers=headers, data=data, timeout=limits, **options
         )
@@ -336,7 +336,7 @@ class KubeClient:
                 self._count(method, status)
                 self._mark(True)
                 if 200 <= status < 300:
-                    return json.loads(raw) if raw else {}
+                    return jsonio.loads(raw) if raw else {}
                 error = _api_error(status, raw)
                 if status == 401 and not reloaded and self._loader is not None:
                     # Exec-plugin and OIDC tokens expire: load the credentials once more.
@@ -375,18 +375,6 @@ class KubeClient:
                 raw = await response.read()
             raise _api_error(response.status, raw)
         return response
-
-
-def _json_default(value: Any) -> Any:
-    # YAML reads unquoted timestamps as dates: sent as ISO 8601 (kubernetes-asyncio did the same).
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _encode(body: Any) -> bytes:
-    """A request body as compact JSON (manifests are plain data: no model objects to convert)."""
-    return json.dumps(body, separators=(",", ":"), default=_json_default).encode()
 
 
 def _resolve_env_once(rest: Any, host: str) -> None:
