@@ -7,11 +7,12 @@ A sync:
    or a breach of the app's policy (:mod:`gitopsd.kube.tenancy`, hooks included) fails the
    sync before any request that changes something;
 2. waits for the live cache of every kind in use (its first LIST; later syncs send nothing);
-3. adds the render's new objects to the inventory (SQLite and the cluster record,
-   :mod:`gitopsd.kube.inventory`) in one write before the first apply, then walks the ordered
-   steps (:mod:`gitopsd.kube.order`): objects that already match the cache are ``unchanged``
-   and cost no request; the others pass the owner checks (:mod:`gitopsd.kube.ownership`; a
-   refused or unsent object leaves the inventory again), then are applied concurrently; a failed or refused
+3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
+   are ``unchanged`` and cost no request; the others pass the owner checks
+   (:mod:`gitopsd.kube.ownership`), are added to the inventory (SQLite and the cluster
+   record, :mod:`gitopsd.kube.inventory`; the objects of a namespace the foundation step
+   creates in the same write as that namespace, and taken out again if never sent), then
+   applied concurrently; a failed or refused
    object stops later steps; waited steps must become healthy (CRDs Established, Namespaces
    Active, each wave) before the next; sync hooks run between them (:mod:`gitopsd.kube.hooks`);
 4. prunes (only after every apply succeeded, :mod:`gitopsd.kube.prune`);
@@ -50,7 +51,6 @@ from gitopsd.kube.hooks import (
 from gitopsd.kube.inventory import InventoryRecords
 from gitopsd.kube.normalize import matches
 from gitopsd.kube.order import Step, plan_steps
-from gitopsd.kube.ownership import owner_of
 from gitopsd.kube.prune import Pruner, ref_key
 from gitopsd.kube.tenancy import Checked, OwnershipGate, policy_refusals
 from gitopsd.plugin.config import AppConfig, ClusterConfig
@@ -160,7 +160,7 @@ class SyncPipeline:
 
         previous = await inventory.current()
         owned = {ref_key(r) for r in previous}
-        ahead: set[Key] = set()  # added to the inventory before the first step, not yet by their own
+        ahead: set[Key] = set()  # added with the namespace that holds them, not yet by their own step
         results: dict[Key, ObjectResult] = {}
         failure = ""
         steps = plan_steps([d.obj for d in desired])
@@ -178,12 +178,15 @@ class SyncPipeline:
                 failure = fenced()
                 skip_from = index if failure else skip_from  # this step is not applied either
             if not failure:
-                if index == 0 and not dry_run:
-                    ahead = await self._add_ahead(app, desired, inventory, owned)
                 step_desired = [by_key[key_of(o)] for o in step.objects]
                 step_desired = await self._refresh_hinted(step_desired)
+                beyond = (
+                    [by_key[key_of(o)] for after in steps[index + 1 :] for o in after.objects]
+                    if step.name == "foundation"
+                    else []
+                )
                 failure = await self._apply_step(
-                    app, step_desired, inventory, owned, results, dry_run=dry_run
+                    app, step_desired, inventory, owned, results, dry_run=dry_run, later=beyond, ahead=ahead
                 )
             if not failure and step.wait and not dry_run and index < len(steps) - 1:
                 failure = await self._wait_healthy(step, step_desired, results, deadline)
@@ -195,7 +198,7 @@ class SyncPipeline:
                             d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
                         )
                 break
-        # Added ahead but never sent (refused, or in a step a failure left out): taken out again.
+        # Added with their namespace but never sent (refused, or in a step a failure left out): taken out again.
         unsent = [by_key[k].ref for k in ahead - owned]
         if unsent and not fenced():
             await inventory.remove(unsent)
@@ -277,29 +280,6 @@ class SyncPipeline:
         await self._watch_kinds(d.resource for d in out)
         return out
 
-    async def _add_ahead(
-        self, app: AppConfig, desired: list[Desired], inventory: Inventory, owned: set[Key]
-    ) -> set[Key]:
-        """Add the render's new objects to the inventory at once (one write per sync, not one per step).
-
-        Only those the owner checks should admit: absent from the live cache, or this app's there.
-        Each step still checks its objects and adds what it sends (a no-op for these, which then
-        join ``owned``); one it refuses, or one a failure leaves unsent, leaves the inventory
-        again at the end of the sync. ``owned`` is not changed here: the owner checks see the
-        inventory as it was before the sync.
-        """
-        owner = self.ownership.owner(app)
-        new = [
-            d
-            for d in desired
-            if d.key not in owned
-            and not is_shared(d.obj)
-            and ((live := self.cache.get(d.key)) is None or owner_of(live) == owner)
-        ]
-        if new:
-            await inventory.add([d.ref for d in new])  # persisted before the apply that may create them
-        return {d.key for d in new}
-
     async def _apply_step(
         self,
         app: AppConfig,
@@ -309,8 +289,15 @@ class SyncPipeline:
         results: dict[Key, ObjectResult],
         *,
         dry_run: bool,
+        later: list[Desired] | None = None,
+        ahead: set[Key] | None = None,
     ) -> str:
-        """Apply what differs in one step; the failure message, or ""."""
+        """Apply what differs in one step; the failure message, or "".
+
+        ``later`` (the objects of the steps after the foundation step): those in a namespace this
+        step creates are added to the inventory with it, in the same write (nothing can own an
+        object in a namespace that does not exist yet), and their keys to ``ahead``.
+        """
         differ: list[tuple[Desired, Manifest | None]] = []
         for d in step:
             live = self.cache.get(d.key)
@@ -325,7 +312,9 @@ class SyncPipeline:
         )
         checked = await self.ownership.check(app, differ, owned, new_namespaces) if differ else []
         try:
-            return await self._apply_checked(app, step, checked, inventory, owned, results, dry_run=dry_run)
+            return await self._apply_checked(
+                app, step, checked, inventory, owned, results, dry_run=dry_run, later=later or [], ahead=ahead
+            )
         finally:
             self.ownership.release(app, [c.desired.key for c in checked])
 
@@ -339,6 +328,8 @@ class SyncPipeline:
         results: dict[Key, ObjectResult],
         *,
         dry_run: bool,
+        later: list[Desired],
+        ahead: set[Key] | None,
     ) -> str:
         """The rest of :meth:`_apply_step`, once the owner checks are done."""
         refused = [c for c in checked if not c.admission.allowed]
@@ -355,9 +346,13 @@ class SyncPipeline:
                 for d in step
                 if d.key not in owned and d.key not in refused_keys and not is_shared(d.obj)
             ]
-            if new:
-                await inventory.add(new)  # persisted before the apply that may create them
+            inside = _in_new_namespaces(checked, later, owned) if ahead is not None else []
+            if new or inside:
+                # persisted before the apply that may create them
+                await inventory.add(new + [d.ref for d in inside])
                 owned.update(ref_key(r) for r in new)
+                if ahead is not None:
+                    ahead.update(d.key for d in inside)
         to_send = [(c.desired, c.live) for c in checked if c.admission.allowed]
         adopting = {c.desired.key for c in checked if c.admission.adopted}
         refusal = "; ".join(f"{c.desired.ref}: {c.admission.message}" for c in refused)
@@ -470,6 +465,26 @@ class SyncPipeline:
             if self.client.unreachable_for() > UNREACHABLE_GRACE:
                 raise unreachable_error(self.name, "lost while waiting for health")
             await self.cache.wait_change(min(remaining, 1.0), keys=[d.key for d in waiting])
+
+
+def _in_new_namespaces(checked: list[Checked], later: list[Desired], owned: set[Key]) -> list[Desired]:
+    """The objects of ``later`` in a namespace ``checked`` creates (this app's own, absent, allowed)."""
+    creating = {
+        c.desired.ref.name
+        for c in checked
+        if c.desired.ref.kind == "Namespace"
+        and c.desired.ref.group == ""
+        and c.live is None
+        and c.admission.allowed
+        and not is_shared(c.desired.obj)
+    }
+    if not creating:
+        return []
+    return [
+        d
+        for d in later
+        if d.key not in owned and not is_shared(d.obj) and str(d.obj["metadata"].get("namespace") or "") in creating
+    ]
 
 
 def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:

@@ -72,7 +72,7 @@ async def test_the_record_is_written_once_per_sync_and_not_when_unchanged(env: E
     local = CountingInventory(env.store, "web")
     first = await env.cluster.sync(app, shop(), local)
     assert first.ok and first.counts["created"] == 3, first.message
-    assert len(record_writes(env.sb)) == 1  # not one per step
+    assert len(record_writes(env.sb)) == 1  # not one per step: the namespace's objects come with it
     record = await read_record(env.cluster.client, RECORDS, "gitopsd", "web")
     assert record is not None and {r.name for r in record.refs} == {"shop", "settings", "web"}
     assert local.calls == {"current": 1, "add": 1}  # one read at the first sync, one write
@@ -87,7 +87,8 @@ async def test_the_record_is_written_once_per_sync_and_not_when_unchanged(env: E
     env.sb.reset_counters()
     grown = await env.cluster.sync(app, shop(configmap("extra", "shop"), service("api", "shop")), local)
     assert grown.ok and grown.counts["created"] == 2, grown.message
-    assert len(record_writes(env.sb)) == 1 and local.calls == {"add": 1}
+    # The namespace exists: each step adds its own objects (after their owner checks).
+    assert len(record_writes(env.sb)) == 2 and local.calls == {"add": 2}
 
     env.sb.reset_counters()
     local.calls.clear()
@@ -114,21 +115,35 @@ async def test_a_refused_object_does_not_stay_in_the_inventory(env: Env, kubectl
 
 
 async def test_objects_a_failed_step_leaves_unsent_leave_the_inventory(env: Env) -> None:
-    app = app_config(namespace="default")
+    app = app_config(namespace="shop")
+    manifests = [
+        namespace("shop"),
+        service("api", "shop", **{"gitopsd.dev/sync-wave": "0"}),
+        deployment("web", namespace="shop", **{"gitopsd.dev/sync-wave": "1"}),
+    ]
     env.sb.set_faults({"rules": [{"verb": "apply", "resource": "services", "error_rate": 1.0, "code": 400}]})
     try:
-        result = await env.cluster.sync(
-            app,
-            [service("api", "default", **{"gitopsd.dev/sync-wave": "0"}), deployment("web", **{"gitopsd.dev/sync-wave": "1"})],
-            env.inventory(),
-        )
+        # The Deployment is added to the inventory with its namespace (one write), then never sent.
+        result = await env.cluster.sync(app, manifests, env.inventory())
     finally:
         env.sb.set_faults(None)
     assert not result.ok
-    assert by_ref(result)["Service default/api"][0] == "failed", by_ref(result)
-    assert by_ref(result)["Deployment.apps default/web"][0] == "skipped", by_ref(result)
-    assert await env.store.inventory("web") == []  # neither was created
-    assert await read_record(env.cluster.client, RECORDS, "gitopsd", "web") is None
-    ok = await env.cluster.sync(app, [service("api", "default")], env.inventory())
+    assert by_ref(result)["Service shop/api"][0] == "failed", by_ref(result)
+    assert by_ref(result)["Deployment.apps shop/web"][0] == "skipped", by_ref(result)
+    assert [r.name for r in await env.store.inventory("web")] == ["shop"]  # neither was created
+    record = await read_record(env.cluster.client, RECORDS, "gitopsd", "web")
+    assert record is not None and {r.name for r in record.refs} == {"shop"}
+    ok = await env.cluster.sync(app, manifests, env.inventory())
     assert ok.ok, ok.message
-    assert [r.name for r in await env.store.inventory("web")] == ["api"]
+    assert sorted(r.name for r in await env.store.inventory("web")) == ["api", "shop", "web"]
+
+
+async def test_objects_of_an_existing_namespace_are_added_by_their_own_step(env: Env, kubectl: Kubectl) -> None:
+    app = app_config(namespace="default")
+    assert (await env.cluster.sync(app, [configmap("first")], env.inventory())).ok
+    await kubectl_apply(kubectl, by_hand("foreign"))
+    env.sb.reset_counters()
+    # The refused ConfigMap stops the steps after it: the Deployment is never in the inventory.
+    result = await env.cluster.sync(app, [configmap("first"), configmap("foreign"), deployment("web")], env.inventory())
+    assert not result.ok and by_ref(result)["Deployment.apps default/web"][0] == "skipped"
+    assert record_writes(env.sb) == []
