@@ -22,6 +22,7 @@ import aiohttp
 import anyio
 import structlog
 
+from gitopsd.core import jsonio
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
 from gitopsd.kube import k8s
@@ -166,7 +167,11 @@ class KubeClient:
         self.name = name
         self._on_request = on_request
         self.config = config
+        # anyio's limiter: its checkpoint on every acquire lets the watches and answers in
+        # flight run between requests (asyncio's semaphore saved little CPU, and the converge
+        # times measured with it were longer, though within this machine's noise).
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_requests)
+        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
         self._api: Any = None  # kubernetes_asyncio's ApiClient (kube/k8s.py: loaded without its models)
         self._loader: Any = None
         self._on_reachable = on_reachable
@@ -276,7 +281,7 @@ class KubeClient:
             options["proxy_headers"] = rest.proxy_headers
         if rest.server_hostname:
             options["server_hostname"] = rest.server_hostname
-        data = json.dumps(api.sanitize_for_serialization(body)) if body is not None else None
+        data = jsonio.dumps(body) if body is not None else None
         response: aiohttp.ClientResponse = await rest.pool_manager.request(
             method, url, headers=headers, data=data, timeout=limits, **options
         )
@@ -302,7 +307,7 @@ class KubeClient:
         reached within ``budget`` seconds.
         """
         deadline = time.monotonic() + budget
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        timeout = self._timeout
         attempt = 0
         reloaded = False
         while True:
@@ -332,7 +337,7 @@ class KubeClient:
                 self._count(method, status)
                 self._mark(True)
                 if 200 <= status < 300:
-                    return json.loads(raw) if raw else {}
+                    return jsonio.loads(raw) if raw else {}
                 error = _api_error(status, raw)
                 if status == 401 and not reloaded and self._loader is not None:
                     # Exec-plugin and OIDC tokens expire: load the credentials once more.

@@ -105,11 +105,17 @@ OWN_MANAGER = "gitopsd"  # gitopsd.kube.apply.FIELD_MANAGER
 def ignored_managers(obj: Manifest | None) -> set[str]:
     """The managers whose fields ``obj`` leaves alone (:data:`ANY_OTHER_MANAGER` for IgnoreExtraneous)."""
     annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    if not _names_managers(annotations):
+        return set()  # most objects: no set built (this runs for every object the cache stores)
     managers = {m.strip() for m in str(annotations.get(MANAGERS_ANNOTATION, "")).split(",") if m.strip()}
     for key in COMPARE_OPTIONS_ANNOTATIONS:
         if "IgnoreExtraneous" in str(annotations.get(key, "")):
             managers.add(ANY_OTHER_MANAGER)
     return managers
+
+
+def _names_managers(annotations: dict[str, Any]) -> bool:
+    return MANAGERS_ANNOTATION in annotations or any(key in annotations for key in COMPARE_OPTIONS_ANNOTATIONS)
 
 
 def is_ignored_manager(manager: str, managers: set[str]) -> bool:
@@ -119,7 +125,8 @@ def is_ignored_manager(manager: str, managers: set[str]) -> bool:
 
 def keeps_managed_fields(obj: Manifest) -> bool:
     """Whether the live cache must keep ``obj``'s managedFields (it has ignored managers)."""
-    return bool(ignored_managers(obj))
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return _names_managers(annotations) and bool(ignored_managers(obj))
 
 
 def _leaves(fields: dict[str, Any], path: list[str], out: list[list[str]]) -> None:

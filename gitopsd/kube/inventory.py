@@ -7,10 +7,12 @@ gitopsd that can read the cluster knows what an app owns (:func:`read_record`,
 :func:`list_records`), whatever happened to the disk of the daemon that applied it.
 
 :class:`ClusterInventory` implements :class:`gitopsd.engine.protocols.Inventory` over the
-engine's own (SQLite) inventory: ``add`` and ``remove`` write both, SQLite first, the record only
-when its content changes (so a sync that changes no ownership sends nothing more). The applier
-calls ``add`` before the apply that may create objects, so the record never misses a live
-object. Records are written with the daemon's own credentials, never impersonated: a tenant
+engine's own (SQLite) inventory: ``add`` and ``remove`` write both, SQLite first, and only
+when the content changes (so a sync that changes no ownership writes nothing). Once an app's
+inventory is reconciled, :class:`InventoryRecords` keeps its content in memory (the record and
+SQLite hold the same), so ``current`` and an ``add`` of refs already owned cost no read or
+write. The applier calls ``add`` before the apply that may create objects, so the record never
+misses a live object. Records are written with the daemon's own credentials, never impersonated: a tenant
 needs no rights in the inventory namespace.
 
 On an app's first sync after start (before anything is applied or pruned), SQLite and the
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -191,6 +193,10 @@ class InventoryRecords:
         """Read the app's record again before its next use (the app stopped; its state may change)."""
         self._known.pop(app, None)
 
+    def known(self, app: str) -> frozenset[ObjectRef] | None:
+        """What the app's record and its SQLite inventory both hold; None until reconciled."""
+        return self._known.get(app)
+
     async def reconcile(self, app: str, local: Inventory, *, dry_run: bool) -> frozenset[ObjectRef] | None:
         """Once per app and process: the record wins over ``local``; no record: written from it.
 
@@ -246,16 +252,53 @@ class ClusterInventory:
     async def current(self) -> list[ObjectRef]:
         async with self._records.lock(self._app):
             view = await self._records.reconcile(self._app, self._local, dry_run=self._dry_run)
-            return sorted(view) if view is not None else await self._local.current()
+            if view is not None:
+                return sorted(view)
+            known = self._records.known(self._app)
+            return sorted(known) if known is not None else await self._local.current()
 
     async def add(self, refs: Iterable[ObjectRef]) -> None:
         refs = list(refs)
         async with self._records.lock(self._app):
-            await self._local.add(refs)
-            await self._records.write(self._app, frozenset(await self._local.current()))
+            known = self._records.known(self._app)
+            if known is None:  # not reconciled (or its last write failed): what SQLite holds counts
+                await self._local.add(refs)
+                await self._records.write(self._app, frozenset(await self._local.current()))
+                return
+            merged = _merged(known, refs)
+            if merged != known:
+                await self._change(self._local.add(refs), merged)
 
     async def remove(self, refs: Iterable[ObjectRef]) -> None:
         refs = list(refs)
         async with self._records.lock(self._app):
-            await self._local.remove(refs)
-            await self._records.write(self._app, frozenset(await self._local.current()))
+            known = self._records.known(self._app)
+            if known is None:
+                await self._local.remove(refs)
+                await self._records.write(self._app, frozenset(await self._local.current()))
+                return
+            gone = {_key(r) for r in refs}
+            left = frozenset(r for r in known if _key(r) not in gone)
+            if left != known:
+                await self._change(self._local.remove(refs), left)
+
+    async def _change(self, local_write: Awaitable[None], content: frozenset[ObjectRef]) -> None:
+        """SQLite first, then the record; if either fails (or is cancelled), both are read again next time."""
+        try:
+            await local_write
+            await self._records.write(self._app, content)
+        except BaseException:
+            self._records.forget(self._app)
+            raise
+
+
+def _key(ref: ObjectRef) -> tuple[str, str, str, str]:
+    """What identifies an inventory row (the version is not part of it: a newer one replaces it)."""
+    return (ref.group, ref.kind, ref.namespace, ref.name)
+
+
+def _merged(known: frozenset[ObjectRef], refs: Iterable[ObjectRef]) -> frozenset[ObjectRef]:
+    """``known`` with ``refs`` added, as the inventory stores them (one row per object, the last version)."""
+    rows = {_key(r): r for r in known}
+    rows.update((_key(r), r) for r in refs)
+    return frozenset(rows.values())

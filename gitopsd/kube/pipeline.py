@@ -10,7 +10,9 @@ A sync:
 3. walks the ordered steps (:mod:`gitopsd.kube.order`): objects that already match the cache
    are ``unchanged`` and cost no request; the others pass the owner checks
    (:mod:`gitopsd.kube.ownership`), are added to the inventory (SQLite and the cluster
-   record, :mod:`gitopsd.kube.inventory`), then applied concurrently; a failed or refused
+   record, :mod:`gitopsd.kube.inventory`; the objects of a namespace the foundation step
+   creates in the same write as that namespace, and taken out again if never sent), then
+   applied concurrently; a failed or refused
    object stops later steps; waited steps must become healthy (CRDs Established, Namespaces
    Active, each wave) before the next; sync hooks run between them (:mod:`gitopsd.kube.hooks`);
 4. prunes (only after every apply succeeded, :mod:`gitopsd.kube.prune`);
@@ -158,6 +160,7 @@ class SyncPipeline:
 
         previous = await inventory.current()
         owned = {ref_key(r) for r in previous}
+        ahead: set[Key] = set()  # added with the namespace that holds them, not yet by their own step
         results: dict[Key, ObjectResult] = {}
         failure = ""
         steps = plan_steps([d.obj for d in desired])
@@ -177,8 +180,13 @@ class SyncPipeline:
             if not failure:
                 step_desired = [by_key[key_of(o)] for o in step.objects]
                 step_desired = await self._refresh_hinted(step_desired)
+                beyond = (
+                    [by_key[key_of(o)] for after in steps[index + 1 :] for o in after.objects]
+                    if step.name == "foundation"
+                    else []
+                )
                 failure = await self._apply_step(
-                    app, step_desired, inventory, owned, results, dry_run=dry_run
+                    app, step_desired, inventory, owned, results, dry_run=dry_run, later=beyond, ahead=ahead
                 )
             if not failure and step.wait and not dry_run and index < len(steps) - 1:
                 failure = await self._wait_healthy(step, step_desired, results, deadline)
@@ -190,6 +198,10 @@ class SyncPipeline:
                             d.ref, "skipped", Health.UNKNOWN, f"not applied: {failure}"
                         )
                 break
+        # Added with their namespace but never sent (refused, or in a step a failure left out): taken out again.
+        unsent = [by_key[k].ref for k in ahead - owned]
+        if unsent and not fenced():
+            await inventory.remove(unsent)
         if hook_list and not failure:
             failure = fenced()
         if hook_list and not failure:
@@ -277,8 +289,15 @@ class SyncPipeline:
         results: dict[Key, ObjectResult],
         *,
         dry_run: bool,
+        later: list[Desired] | None = None,
+        ahead: set[Key] | None = None,
     ) -> str:
-        """Apply what differs in one step; the failure message, or ""."""
+        """Apply what differs in one step; the failure message, or "".
+
+        ``later`` (the objects of the steps after the foundation step): those in a namespace this
+        step creates are added to the inventory with it, in the same write (nothing can own an
+        object in a namespace that does not exist yet), and their keys to ``ahead``.
+        """
         differ: list[tuple[Desired, Manifest | None]] = []
         for d in step:
             live = self.cache.get(d.key)
@@ -293,7 +312,9 @@ class SyncPipeline:
         )
         checked = await self.ownership.check(app, differ, owned, new_namespaces) if differ else []
         try:
-            return await self._apply_checked(app, step, checked, inventory, owned, results, dry_run=dry_run)
+            return await self._apply_checked(
+                app, step, checked, inventory, owned, results, dry_run=dry_run, later=later or [], ahead=ahead
+            )
         finally:
             self.ownership.release(app, [c.desired.key for c in checked])
 
@@ -307,6 +328,8 @@ class SyncPipeline:
         results: dict[Key, ObjectResult],
         *,
         dry_run: bool,
+        later: list[Desired],
+        ahead: set[Key] | None,
     ) -> str:
         """The rest of :meth:`_apply_step`, once the owner checks are done."""
         refused = [c for c in checked if not c.admission.allowed]
@@ -323,9 +346,13 @@ class SyncPipeline:
                 for d in step
                 if d.key not in owned and d.key not in refused_keys and not is_shared(d.obj)
             ]
-            if new:
-                await inventory.add(new)  # persisted before the apply that may create them
+            inside = _in_new_namespaces(checked, later, owned) if ahead is not None else []
+            if new or inside:
+                # persisted before the apply that may create them
+                await inventory.add(new + [d.ref for d in inside])
                 owned.update(ref_key(r) for r in new)
+                if ahead is not None:
+                    ahead.update(d.key for d in inside)
         to_send = [(c.desired, c.live) for c in checked if c.admission.allowed]
         adopting = {c.desired.key for c in checked if c.admission.adopted}
         refusal = "; ".join(f"{c.desired.ref}: {c.admission.message}" for c in refused)
@@ -438,6 +465,26 @@ class SyncPipeline:
             if self.client.unreachable_for() > UNREACHABLE_GRACE:
                 raise unreachable_error(self.name, "lost while waiting for health")
             await self.cache.wait_change(min(remaining, 1.0), keys=[d.key for d in waiting])
+
+
+def _in_new_namespaces(checked: list[Checked], later: list[Desired], owned: set[Key]) -> list[Desired]:
+    """The objects of ``later`` in a namespace ``checked`` creates (this app's own, absent, allowed)."""
+    creating = {
+        c.desired.ref.name
+        for c in checked
+        if c.desired.ref.kind == "Namespace"
+        and c.desired.ref.group == ""
+        and c.live is None
+        and c.admission.allowed
+        and not is_shared(c.desired.obj)
+    }
+    if not creating:
+        return []
+    return [
+        d
+        for d in later
+        if d.key not in owned and not is_shared(d.obj) and str(d.obj["metadata"].get("namespace") or "") in creating
+    ]
 
 
 def _namespace_created_first(d: Desired, results: dict[Key, ObjectResult]) -> bool:

@@ -53,8 +53,13 @@ class Pruner:
     async def prune(
         self, app: AppConfig, candidates: list[ObjectRef], inventory: Inventory, *, dry_run: bool
     ) -> list[ObjectResult]:
-        """Delete ``candidates`` (inventory refs not in the render) group by group."""
+        """Delete ``candidates`` (inventory refs not in the render) group by group.
+
+        What is confirmed gone leaves the inventory in one write at the end (a crash before it
+        leaves refs whose objects are gone: the next prune finds them absent and drops them).
+        """
         results: list[ObjectResult] = []
+        all_gone: list[ObjectRef] = []
         as_manifests: list[Manifest] = [
             {
                 "apiVersion": r.api_version,
@@ -90,12 +95,15 @@ class Pruner:
                 for i, ref in enumerate(refs):
                     tg.start_soon(one, i, ref)
             if unreachable:
-                raise unreachable[0]  # what is gone leaves the inventory on the next prune
-            if gone and not dry_run:
-                await inventory.remove(gone)
+                if all_gone and not dry_run:
+                    await inventory.remove(all_gone)  # the groups before; this one's on the next prune
+                raise unreachable[0]
+            all_gone.extend(gone)
             results.extend(r for r in group_results if r is not None)
             if any(r is not None and r.action == "failed" for r in group_results):
                 break  # do not delete what the failed group's objects may depend on
+        if all_gone and not dry_run:
+            await inventory.remove(all_gone)
         return results
 
     async def _live(self, app: AppConfig, resource: Resource, ref: ObjectRef) -> Manifest | None:

@@ -157,7 +157,10 @@ def mount_small_disk(path: Path, size: str) -> None:
 def fill(path: Path) -> Path:
     """Write zeros into ``path/filler`` until the filesystem is full."""
     filler = path / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file keeps what a partial last write left over, and flushes it
+    # again on close, which then fails with ENOSPC (how full the disk gets depends on the
+    # size of the state files, so that happened now and then).
+    with open(filler, "wb", buffering=0) as f:
         chunk = bytes(64 * 1024)
         try:
             while True:

@@ -1,0 +1,42 @@
+"""core/jsonio: orjson's speed with the standard library's results."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+
+from gitopsd.core import jsonio
+
+VALUES = [
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "ünïcode"}},
+    {1: "int key", "n": None, "f": 0.1, "t": True, "l": [1, 2.5, "x"]},  # YAML keys need not be strings
+    {"since": datetime.date(2024, 5, 1), "at": datetime.datetime(2024, 5, 1, 10, 0, 0, 500000, tzinfo=datetime.UTC)},
+    {"big": 2**70, "small": -(2**65)},  # over 64 bits: orjson refuses, json writes them
+    {"lone": "\udc80"},  # a lone surrogate: orjson refuses, json escapes it
+]
+
+
+def as_json(value: object) -> object:
+    """What json.dumps (dates as ISO 8601 strings) then json.loads make of ``value``."""
+    return json.loads(json.dumps(value, default=lambda v: v.isoformat()))
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_dumps_reads_back_as_the_standard_library_writes(value: object) -> None:
+    assert json.loads(jsonio.dumps(value)) == as_json(value)
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_loads_reads_what_the_standard_library_reads(value: object) -> None:
+    text = json.dumps(value, default=lambda v: v.isoformat())
+    assert jsonio.loads(text.encode()) == json.loads(text)
+    assert jsonio.loads('{"nan": NaN}')["nan"] != jsonio.loads('{"nan": NaN}')["nan"]  # NaN, as json reads it
+
+
+def test_what_neither_can_write_or_read_fails_as_json_does() -> None:
+    with pytest.raises(TypeError):
+        jsonio.dumps({"set": {1, 2}})
+    with pytest.raises(ValueError):
+        jsonio.loads(b"{not json")
