@@ -48,6 +48,7 @@ from bench.procs import (
     TOOLS,
     DaemonProc,
     SandboxProc,
+    bytecode_env,
     cpu_times,
     free_port,
     git_subcommands,
@@ -58,6 +59,7 @@ from bench.procs import (
     toml_str,
     tool_env,
     wait_idle,
+    warm_bytecode,
     write_git_wrapper,
 )
 
@@ -759,6 +761,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rollout_delay_s": args.rollout_delay,
         "machine": machine_info(),
         "plugins_disabled": os.environ.get("GITOPSD_DISABLE_PLUGINS", ",".join(third_party_plugins())),
+        "bytecode_cache": True,  # the daemon runs with its bytecode, as an installed gitopsd does
         "notes": [],
     }
     log(f"workdir {workdir}")
@@ -791,8 +794,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sandbox.reset_counters()
             sandbox_cpu_before = cpu_times(sandbox.pid).own
             log("starting gitopsd")
+            warm_bytecode(workdir / "pycache")
             daemon = DaemonProc.start(config, port, token, workdir / "gitopsd.log",
-                                      env=tool_env([workdir / "bin"]))
+                                      env=bytecode_env(tool_env([workdir / "bin"]), workdir / "pycache"))
             profiler = start_profiler(daemon.pid, workdir / "profile-cold.txt") if args.profile else None
             result["cold_converge"] = cold_converge(daemon, sandbox, args.apps, args.timeout,
                                                     sandbox_cpu_before=sandbox_cpu_before, stall=args.stall)

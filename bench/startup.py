@@ -30,24 +30,21 @@ import uuid
 from pathlib import Path
 
 from bench import gen
-from bench.procs import DaemonProc, SandboxProc, cpu_times, free_port, tool_env, write_git_wrapper
+from bench.procs import (
+    DAEMON_IMPORTS,
+    DaemonProc,
+    SandboxProc,
+    bytecode_env,
+    cpu_times,
+    free_port,
+    tool_env,
+    warm_bytecode,
+    write_git_wrapper,
+)
 from bench.run import log, write_config
-
-DAEMON_IMPORTS = "import gitopsd.cli.main, gitopsd.daemon.supervisor, gitopsd.kube, gitopsd.kube.k8s as k; k.load()"
-"""What ``gitopsd run`` imports before it serves (the plugins' modules come on top)."""
 
 _MEASURE = DAEMON_IMPORTS + "; import resource, sys; r = resource.getrusage(resource.RUSAGE_SELF); " \
     "print(r.ru_utime + r.ru_stime, len(sys.modules))"
-_WARM = DAEMON_IMPORTS + "; from gitopsd.plugin.manager import PluginManager; PluginManager()"
-
-
-def bytecode_env(env: dict[str, str], cache: Path | None) -> dict[str, str]:
-    """``env`` with Python allowed to write (and read) bytecode under ``cache`` (None: unchanged)."""
-    if cache is None:
-        return env
-    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(cache)
-    return env
 
 
 def import_time(env: dict[str, str]) -> tuple[float, float, int]:
@@ -84,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             (work / name).chmod(0o600)  # the daemon refuses secret files others may read
         wrapper = write_git_wrapper(work / "bin", work / "git.log")
         if cache is not None:
-            subprocess.run([sys.executable, "-c", _WARM], check=True, env=env)
+            warm_bytecode(cache)
         daemon_env = bytecode_env(tool_env([work / "bin"]), cache)
         healthz, readyz, cpu = [], [], []
         for k in range(args.runs):
