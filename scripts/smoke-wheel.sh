@@ -86,7 +86,10 @@ for path in set(walk(tomllib.load(open(config, "rb")))):
         f.write("https://hooks.example.invalid/stub\n" if path.endswith("url") else "stub\n")
     os.chmod(path, 0o600)
 PY
-"$g" check -c "$work/etc/config.toml" | grep -q ": ok (5 apps, 2 clusters, 2 notifiers)" || { "$g" check -c "$work/etc/config.toml"; fail "check"; }
+# The whole output first: grep -q stops reading at the match, and under pipefail the
+# check's next write (SIGPIPE) would fail the step.
+checked=$("$g" check -c "$work/etc/config.toml") || { echo "$checked"; fail "check"; }
+grep -q ": ok (5 apps, 2 clusters, 2 notifiers)" <<<"$checked" || { echo "$checked"; fail "check"; }
 
 step "gitopsd sandbox (from the wheel), then gitopsd sync of a local app into it"
 "$g" sandbox --kubeconfig "$work/sandbox.kubeconfig" --rollout-delay 0.05 >"$work/sandbox.log" 2>&1 &
@@ -125,7 +128,7 @@ step "gitopsd doctor on that config"
 grep -q "^ok   cluster sandbox access: may create, patch and delete" "$work/doctor.out" || { cat "$work/doctor.out" >&2; fail "doctor output"; }
 
 step "gitopsd man and completion"
-"$g" man | grep -q '^\.TH GITOPSD 1' || fail "man"
-"$g" completion bash | grep -q _GITOPSD_COMPLETE || fail "completion"
+page=$("$g" man) && grep -q '^\.TH GITOPSD 1' <<<"$page" || fail "man"
+script=$("$g" completion bash) && grep -q _GITOPSD_COMPLETE <<<"$script" || fail "completion"
 
 echo "smoke-wheel: ok ($(basename "$wheel") installed from the lock in a clean venv)"
