@@ -1,10 +1,14 @@
-"""Shared test set-up: the anyio backend and the rule that CI never skips for a missing tool."""
+"""Shared test set-up: the anyio backend, the rule that CI never skips for a missing tool, and a stuck-test report."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,34 @@ def pytest_configure(config: pytest.Config) -> None:
     # Files the tests write (secret files among them) are private, as an operator's would be:
     # gitopsd refuses group- or world-readable secret files (daemon.strict_secret_permissions).
     os.umask(0o077)
+
+
+STUCK_AFTER_S = 180.0
+"""A test phase running longer than this prints every asyncio task's stack (it is not failed)."""
+
+
+def _print_stuck_tasks(nodeid: str) -> None:
+    # Called from a timer thread: each running loop prints its own tasks, on its own thread.
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
+            def show(loop: asyncio.AbstractEventLoop = obj) -> None:
+                print(f"\n== {nodeid}: still running after {STUCK_AFTER_S:.0f} s; its asyncio tasks:", file=sys.stderr)
+                for task in asyncio.all_tasks(loop):
+                    print(f"-- {task.get_name()}", file=sys.stderr)
+                    task.print_stack(limit=25, file=sys.stderr)
+            obj.call_soon_threadsafe(show)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # A hung async test sits idle in select(): its task stacks say what it waits for.
+    timer = threading.Timer(STUCK_AFTER_S, _print_stuck_tasks, (item.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture
