@@ -54,3 +54,20 @@ def test_leftovers_of_interrupted_extractions_are_removed(tmp_path: Path) -> Non
     budget = CacheBudget(tmp_path, 0, lambda: {"git-trees"}, list)
     assert sorted(budget.clean_leftovers()) == sorted(leftovers)
     assert keep.exists() and not any(p.exists() for p in leftovers)
+
+
+def test_an_evictable_entry_is_walked_once_a_mirror_every_time(tmp_path: Path) -> None:
+    tree = entry(tmp_path, "git-trees", "t1", 1000, age=0)
+    mirror = tmp_path / "git" / "abc.git"
+    mirror.mkdir(parents=True)
+    (mirror / "pack").write_bytes(b"m" * 500)
+    budget = CacheBudget(tmp_path, 0, lambda: {"git-trees"}, list)
+    assert budget.sweep().size_after == 1500
+    # Entries are immutable: a change deep inside one (which gitopsd never makes) is not seen...
+    (tree / "sub" / "file").write_bytes(b"x" * 3000)
+    (mirror / "pack").write_bytes(b"m" * 700)  # ...while a mirror, which changes, is measured again
+    assert budget.sweep().size_after == 1700
+    entry(tmp_path, "git-trees", "t2", 200, age=0)  # a new entry is walked
+    assert budget.sweep().size_after == 1900
+    os.utime(tree)  # replaced in place (new mtime): walked again
+    assert budget.sweep().size_after == 3900
