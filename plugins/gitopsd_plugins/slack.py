@@ -258,8 +258,6 @@ class SlackNotifier(Notifier):
         self, event: Event, payload: dict[str, Any], *, broadcast: bool = False
     ) -> str | None:
         """chat.postMessage in the (app, revision) thread; returns the message's ts."""
-        import httpx
-
         assert self._token is not None
         what = f"Slack chat.postMessage to {self.options.channel}"
         body: dict[str, Any] = {"channel": self.options.channel, "unfurl_links": False, **payload}
@@ -273,29 +271,7 @@ class SlackNotifier(Notifier):
             body["thread_ts"] = parent
             if Severity(event.severity) is Severity.ERROR or broadcast:
                 body["reply_broadcast"] = True
-        url = self.options.api_url.rstrip("/") + "/chat.postMessage"
-        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
-        try:
-            response = await self._http().post(url, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(what, exc) from None
-        if response.status_code != 200:
-            raise http_error(what, response)
-        try:
-            reply = response.json()
-        except ValueError:
-            raise NotifyError(f"{what}: unreadable reply: {short_body(response)}") from None
-        if not isinstance(reply, dict):
-            raise NotifyError(f"{what}: unexpected reply: {short_body(response)}")
-        if not reply.get("ok"):
-            error = str(reply.get("error") or "unknown_error")
-            transient = error in TRANSIENT_API_ERRORS
-            retry_after = (
-                parse_retry_after(response.headers.get("Retry-After")) if transient else None
-            )
-            raise NotifyError(
-                f"{what} failed: {error}", permanent=not transient, retry_after=retry_after
-            )
+        reply = await self.api("chat.postMessage", body, what=what)
         ts = reply.get("ts")
         if isinstance(reply.get("channel"), str):
             self._channel_id = reply["channel"]
@@ -317,15 +293,19 @@ class SlackNotifier(Notifier):
     def _channel_id(self, value: str) -> None:
         self._channel = value
 
-    async def api(self, method: str, body: dict[str, Any], *, form: bool = False) -> dict[str, Any]:
+    async def api(
+        self, method: str, body: dict[str, Any], *, form: bool = False, what: str | None = None
+    ) -> dict[str, Any]:
         """Call a Web API method with the bot token; NotifyError unless ``ok``.
 
-        Read methods (usergroups.*) take form fields, write methods JSON.
+        Read methods (usergroups.*) take form fields, write methods JSON. A transient error
+        (rate limits, Slack's own troubles) is retried by the bus, after ``Retry-After``.
+        ``what`` names the call in errors (default ``Slack <method>``).
         """
         import httpx
 
         assert self._token is not None
-        what = f"Slack {method}"
+        what = what or f"Slack {method}"
         url = self.options.api_url.rstrip("/") + "/" + method
         headers = {"Authorization": f"Bearer {self._token.reveal()}"}
         try:
@@ -341,10 +321,16 @@ class SlackNotifier(Notifier):
             reply = response.json()
         except ValueError:
             raise NotifyError(f"{what}: unreadable reply: {short_body(response)}") from None
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            error = reply.get("error") if isinstance(reply, dict) else "unexpected reply"
+        if not isinstance(reply, dict):
+            raise NotifyError(f"{what}: unexpected reply: {short_body(response)}")
+        if not reply.get("ok"):
+            error = str(reply.get("error") or "unknown_error")
+            transient = error in TRANSIENT_API_ERRORS
+            retry_after = (
+                parse_retry_after(response.headers.get("Retry-After")) if transient else None
+            )
             raise NotifyError(
-                f"{what} failed: {error}", permanent=error not in TRANSIENT_API_ERRORS
+                f"{what} failed: {error}", permanent=not transient, retry_after=retry_after
             )
         return reply
 
