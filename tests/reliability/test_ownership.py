@@ -101,13 +101,29 @@ def test_two_installations_shared_and_foreign_objects(tmp_path: Path) -> None:
         write_manifests(web_b, [])
         wait_for(lambda: sandbox.get("/api/v1/namespaces/team/configmaps/web-b").status_code == 404, 30,
                  "b to prune its own object")
-        # a's web drops "shared" (if it owns it): api never owned it, so nothing else deletes it.
+        # a's web drops "shared". If web owned it, web deletes it, and api (which renders it too and
+        # was refused while web owned it) then creates its own copy: a new object owned by a/api.
         shared_owner = owner_of(sandbox, "shared")
+        shared_uid = sandbox.get("/api/v1/namespaces/team/configmaps/shared").json()["metadata"]["uid"]
         write_manifests(web_a, [configmap("web-a")])
         wait_converged(a.daemon, ["web"], timeout=30)  # type: ignore[arg-type]
-        if shared_owner == "a/web":
-            wait_for(lambda: sandbox.get("/api/v1/namespaces/team/configmaps/shared").status_code == 404, 30,
-                     "web to prune 'shared'")
+
+        def taken_over_by_api() -> bool:
+            r = sandbox.get("/api/v1/namespaces/team/configmaps/shared")
+            if r.status_code != 200:
+                return False
+            meta = r.json()["metadata"]
+            replaced = meta["uid"] != shared_uid or shared_owner == "a/api"
+            return replaced and (meta.get("annotations") or {}).get(OWNER) == "a/api"
+
+        try:
+            wait_for(taken_over_by_api, 60, "'shared' to be owned by a/api (deleted by web first if web owned it)")
+        except AssertionError as exc:  # say what web last did and what it holds
+            web = app_states(a.daemon).get("web")  # type: ignore[arg-type]
+            raise AssertionError(
+                f"{exc}; owner before: {shared_owner}; web: {web}; inventory: {state_inventories(a.state_dir).get('web')}; "
+                f"record: {cluster_records(sandbox).get('a/web')}; live owner: {owner_of(sandbox, 'shared')}"
+            ) from None
         assert owner_of(sandbox, "web-a") == "a/web"
         invariants()
     finally:
