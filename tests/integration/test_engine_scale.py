@@ -1,8 +1,10 @@
 """What many apps cost: renders held for a sync are bounded, an idle interval does nothing.
 
-Real git and the sandbox. Apps take their cluster's turn before rendering: With ``max_concurrent_syncs = 2`` and eight apps starting at
-once, at most two of them have rendered and not finished their sync at any moment (before,
-all eight rendered at once and then waited for a turn holding their manifests).
+Real git and the sandbox. Apps take their cluster's turn before rendering: with
+``max_concurrent_syncs = 2`` and eight apps starting at once, at most two of them have
+rendered and not finished their sync at any moment (before, all eight rendered at once and
+then waited for a turn holding their manifests). An interval with nothing changed costs one
+shared ls-remote and a look at the live cache: no render, no state write, no event.
 """
 
 from __future__ import annotations
