@@ -8,7 +8,6 @@ them on kubernetes-asyncio; nothing else imports that library.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -114,20 +113,6 @@ class Cluster(Protocol):
 
     def untrack(self, app_name: str) -> None:
         """Stop watching for the app's drift."""
-        ...
-
-
-@runtime_checkable
-class AdmitsSyncs(Protocol):
-    """Optional part of :class:`Cluster`: a turn in the cluster's bounded apply path.
-
-    The engine enters ``admit()`` before it renders an app for a sync and leaves it when the
-    sync ends, so the apps waiting for a turn hold no render (see :mod:`gitopsd.kube.admission`).
-    ``sync`` called inside it takes no second turn.
-    """
-
-    def admit(self) -> AbstractAsyncContextManager[None]:
-        """An async context manager holding one turn (released early when the sync only waits)."""
         ...
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
 from gitopsd.engine.approvals import ApprovalError, ApprovalGate, summarize
 from gitopsd.engine.dependencies import DependencyGate
-from gitopsd.engine.protocols import AdmitsSyncs, Cluster, ObjectDiff
+from gitopsd.engine.protocols import Cluster, ObjectDiff
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig
@@ -311,18 +310,8 @@ class Reconciler:
                 self.status.sync = SyncStatus.SYNCED
                 log.debug("new revision changes none of the app's inputs: not rendered again")
                 return None
-        if rendered is not None:
-            return await self._sync_rendered(cluster, rendered, revision, reasons, quick, dry_run)
-        # The cluster's turn is taken before rendering (AdmitsSyncs): the apps waiting for a
-        # turn hold no render, so at most the cluster's number of turns exist at once.
-        async with cluster.admit() if isinstance(cluster, AdmitsSyncs) else nullcontext():
+        if rendered is None:
             rendered = await self._render(artifact)
-            return await self._sync_rendered(cluster, rendered, revision, reasons, quick, dry_run)
-
-    async def _sync_rendered(
-        self, cluster: Cluster, rendered: Rendered, revision: str, reasons: list[str], quick: bool, dry_run: bool
-    ) -> SyncResult | None:
-        """The rest of a reconcile once rendered: unless in sync or held, sync."""
         if self.approvals is not None and rendered.revision != revision:
             # The source gave other content than the revision approved (a local directory
             # changed meanwhile): never apply it; the next poll asks for approval of it.

@@ -7,12 +7,6 @@ while they all queue behind the cluster's request limiter, and they all finish a
 "applied"; the others wait, in the order they arrived (the limiter is FIFO), holding only
 their render, and apps finish one after another.
 
-The engine takes the slot *before rendering* (:meth:`gitopsd.kube.cluster.KubeCluster.admit`,
-through :class:`gitopsd.engine.protocols.AdmitsSyncs`), so the apps waiting for a turn have
-not rendered yet: at most ``slots`` renders are made and held for a sync at once, however
-many apps start together. The sync then runs inside that admission (``admit`` is re-entrant
-within a task).
-
 An app gives its slot back as soon as it only waits on the cluster (health, a hook Job,
 a deletion: :meth:`gitopsd.kube.cache.LiveCache.wait_change` calls :func:`waiting`), so a
 slow rollout or a broken app never holds others back; the rest of its sync (later steps,
@@ -68,15 +62,7 @@ class Admission:
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
-        """Hold a slot for the body (or until the body calls :func:`waiting`).
-
-        Inside an admission of this cluster (the engine's, around render and sync) it takes
-        no second slot: the body runs on the admission already taken (or given back).
-        """
-        current = _current.get()
-        if current is not None and current.admission is self:
-            yield
-            return
+        """Hold a slot for the body (or until the body calls :func:`waiting`)."""
         ticket = _Ticket(self)
         await self._limiter.acquire_on_behalf_of(ticket)
         ticket.held = True

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -195,10 +194,6 @@ class KubeCluster(SyncPipeline):
             finally:
                 self.drift.resume(app.name, self.cache.get)
 
-
-    def admit(self) -> AbstractAsyncContextManager[None]:
-        """See :class:`gitopsd.engine.protocols.AdmitsSyncs` (the engine's turn, before the render)."""
-        return self.admission.admit()
 
     def _object_health(self, live: Manifest | None) -> HealthStatus:
         hook = self._health_hook
