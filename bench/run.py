@@ -314,17 +314,28 @@ def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: 
     return out
 
 
-def noop_round(daemon: DaemonProc, sandbox: SandboxProc, git_log: Path, interval: float) -> dict[str, Any]:
-    """Two intervals with nothing changed."""
+def noop_round(
+    daemon: DaemonProc, sandbox: SandboxProc, git_log: Path, interval: float, profile: Path | None = None,
+    settle: float = 0.0,
+) -> dict[str, Any]:
+    """Two intervals with nothing changed (sampled by py-spy into ``profile`` when given).
+
+    ``settle``: seconds to wait once the daemon is idle, so that every app's first interval
+    check after its sync (which compares each object once) falls before the window.
+    """
     idle = wait_idle(daemon.pid, timeout=60)
-    log(f"daemon idle after {idle:.1f} s; no-op round of {2 * interval:g} s")
+    if settle:
+        time.sleep(settle)
+    log(f"daemon idle after {idle:.1f} s (+{settle:g} s); no-op round of {2 * interval:g} s")
     sandbox.reset_counters()
     # The harness's own /metrics scrapes stay outside the CPU window: at 1000 apps one
     # scrape costs the daemon about as much as a whole no-op interval of its apps.
     before_metrics = daemon.metrics()
     before_cpu = cpu_times(daemon.pid)
     before_lines = line_count(git_log)
+    profiler = start_profiler(daemon.pid, profile) if profile is not None else None
     time.sleep(2 * interval)
+    stop_profiler(profiler)
     counters = sandbox.counters()
     after_cpu = cpu_times(daemon.pid)
     after_metrics = daemon.metrics()
@@ -519,7 +530,7 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     if py_spy is None:
         log("py-spy is not installed (pip install py-spy): not profiling")
         return None
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", os.environ.get("BENCH_PYSPY_RATE", "100"), "--format", "raw",
                              "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -806,7 +817,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"cold converge: {result['cold_converge']}")
             result["live_objects"] = verify_live(sandbox, specs)
             if result["cold_converge"]["seconds"] is not None and not args.cold_only:
-                result["noop_round"] = noop_round(daemon, sandbox, git_log, interval)
+                result["noop_round"] = noop_round(daemon, sandbox, git_log, interval,
+                                                  workdir / "profile-noop.txt" if args.profile else None,
+                                                  settle=args.noop_settle)
+                if args.profile:
+                    result["profile_noop"] = hot_spots(workdir / "profile-noop.txt")
                 result["noop_round"]["daemon_cpu_per_interval_per_1000_apps_s"] = round(
                     result["noop_round"]["daemon_cpu_per_interval_s"] * 1000 / args.apps, 3)
                 log(f"no-op round: {result['noop_round']}")
@@ -869,6 +884,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall", type=float, default=120.0,
                    help="stop waiting for the cold converge when no app progresses for this long")
     p.add_argument("--repos", type=int, default=1, help="spread the apps over this many repositories")
+    p.add_argument("--noop-settle", type=float, default=0.0,
+                   help="seconds to wait after the daemon is idle before the no-op round (steady state)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-daemon", action="store_true")
     p.add_argument("--cold-only", action="store_true", help="gitopsd: only the cold converge (profiling)")
@@ -876,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="do not delete the work directory")
     p.add_argument("--out", default=str(RESULTS), help="results directory")
     p.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
-    p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy (cold converge, pushes)")
+    p.add_argument("--profile", action="store_true", help="sample the daemon with py-spy (cold converge, no-op round, pushes)")
     args = p.parse_args(argv)
     result = run(args)
     print(markdown(result))

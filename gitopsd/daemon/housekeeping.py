@@ -20,10 +20,16 @@ log = structlog.get_logger("gitopsd.daemon")
 
 def status_line(statuses: list[AppStatus]) -> str:
     """The ``STATUS=`` text systemd shows: app counts and failures."""
-    synced = sum(1 for s in statuses if s.sync == SyncStatus.SYNCED)
-    out = sum(1 for s in statuses if s.sync == SyncStatus.OUT_OF_SYNC)
-    failing = sum(1 for s in statuses if s.last_result == "failed")
-    suspended = sum(1 for s in statuses if s.suspended)
+    synced = out = failing = suspended = 0
+    for s in statuses:  # one pass: at 10,000 apps this runs every 5 s
+        if s.sync == SyncStatus.SYNCED:
+            synced += 1
+        elif s.sync == SyncStatus.OUT_OF_SYNC:
+            out += 1
+        if s.last_result == "failed":
+            failing += 1
+        if s.suspended:
+            suspended += 1
     text = f"{len(statuses)} apps: {synced} synced, {out} out of sync, {failing} failing"
     return text + (f", {suspended} suspended" if suspended else "")
 

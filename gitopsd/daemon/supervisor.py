@@ -275,6 +275,8 @@ class Daemon:
         self._evictions_counted = budget.evictions
 
     async def _report_status(self) -> None:
+        if not self.systemd.enabled:
+            return  # nobody reads the status line: no pass over every app each 5 s
         last = ""
         while True:
             line = self.status_line()

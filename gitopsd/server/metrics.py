@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gitopsd.core.models import Health, SyncStatus
@@ -77,6 +77,32 @@ class _AppCollector(Collector):
         yield from (sync, health, suspended, apps)
 
 
+class _ReconcileCounter(Collector):
+    """``gitopsd_reconcile_total{app, result}`` from a plain dict.
+
+    Every app counts a reconcile per interval: a labelled ``Counter`` child costs a metric
+    object and a lock per app and result (1.3 KiB per app) and a label lookup per count.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        for (app, result), value in list(self.counts.items()):
+            family.add_metric([app, result], float(value))
+        yield family
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "gitopsd_reconcile", "Reconciles by outcome (succeeded, failed, unchanged, skipped).", labels=["app", "result"]
+        )
+
+
 class Metrics:
     """Every gitopsd metric, registered in a registry of its own. Implements ``BusMetrics``.
 
@@ -88,13 +114,13 @@ class Metrics:
     def __init__(self, apps: Callable[[], Iterable[AppSample]] | None = None):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._reconcile = Counter(
-            "gitopsd_reconcile", "Reconciles by outcome (succeeded, failed, unchanged, skipped).", ["app", "result"], registry=r
-        )
+        self._reconcile = _ReconcileCounter()
+        r.register(self._reconcile)
         self._reconcile_seconds = Histogram(
             # By result, not by app: a histogram per app is 15 series each (15,000 at 1000 apps).
             "gitopsd_reconcile_duration_seconds", "Duration of reconciles.", ["result"], buckets=_DURATION_BUCKETS, registry=r
         )
+        self._seconds_by_result: dict[str, Histogram] = {}
         self._fetch = Counter("gitopsd_source_fetch", "Source fetches by source type and result.", ["type", "result"], registry=r)
         self._plugin_ops = Counter(
             "gitopsd_plugin_operations", "Operations plugins count (PluginContext.count) by name and result.",
@@ -127,9 +153,13 @@ class Metrics:
 
     def reconcile(self, app: str, result: str, duration: float) -> None:
         """One reconcile finished with ``result`` (succeeded, failed, unchanged, skipped)."""
-        self._reconcile.labels(app, result).inc()
+        counts = self._reconcile.counts
+        counts[app, result] = counts.get((app, result), 0) + 1
         if result != "skipped":
-            self._reconcile_seconds.labels(result).observe(duration)
+            seconds = self._seconds_by_result.get(result)
+            if seconds is None:
+                seconds = self._seconds_by_result[result] = self._reconcile_seconds.labels(result)
+            seconds.observe(duration)
 
     def source_fetch(self, source_type: str, result: str) -> None:
         """One fetch of a source (``result``: ok or failed)."""
@@ -140,12 +170,12 @@ class Metrics:
 
     def forget_app(self, app: str) -> None:
         """Drop an app's labelled series after it was removed from the config."""
-        series = [(self._drift, (app,))] + [(self._reconcile, (app, result)) for result in _RESULTS]
-        for metric, labels in series:
-            try:
-                metric.remove(*labels)
-            except KeyError:
-                pass
+        for result in _RESULTS:
+            self._reconcile.counts.pop((app, result), None)
+        try:
+            self._drift.remove(app)
+        except KeyError:
+            pass
 
     # -- other layers --------------------------------------------------------------------
 

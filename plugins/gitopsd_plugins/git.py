@@ -129,7 +129,7 @@ class _Repo:
 
     mirror: Path
     fetch_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    poll_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    polling: anyio.Event | None = None  # set when the ls-remote in flight ends
     refs: dict[str, str] | None = None
     refs_error: SourceError | None = None
     refs_at: float = 0.0
@@ -240,25 +240,42 @@ class GitSource(gitopsd.Source):
     # -- polling --------------------------------------------------------------------
 
     async def remote_refs(self) -> dict[str, str]:
-        """All refs of the repository: one shared ``ls-remote`` (see the module docstring)."""
+        """All refs of the repository: one shared ``ls-remote`` (see the module docstring).
+
+        A fresh result is returned without waiting on anything, and the callers that arrive
+        while an ``ls-remote`` runs all wait on one event, woken together: every app of a
+        repository polls at the same instant (bench 2000x5: the lock's one-by-one hand-over
+        was a tenth of the idle round's CPU).
+        """
         repo = self._repo
-        async with repo.poll_lock:
+        while True:
             if repo.refs_at and time.monotonic() - repo.refs_at < self.options.poll_cache:
                 if repo.refs_error is not None:
                     raise repo.refs_error
                 assert repo.refs is not None
                 return repo.refs
-            repo.ls_remote_count += 1
-            try:
-                out = await self.runner()("ls-remote", "--symref", "--", self.options.url, what="git ls-remote")
-            except SourceError as exc:
-                self.ctx.count("git_ls_remote", result="failed")
-                repo.refs, repo.refs_error, repo.refs_at = None, exc, time.monotonic()
-                raise
-            self.ctx.count("git_ls_remote", result="ok")
-            repo.refs = parse_ls_remote(out.stdout.decode("utf-8", "replace"))
-            repo.refs_error, repo.refs_at = None, time.monotonic()
-            return repo.refs
+            if repo.polling is None:
+                break
+            await repo.polling.wait()  # then as the lock did: the result if fresh, else poll again
+        repo.polling = anyio.Event()
+        try:
+            return await self._ls_remote(repo)
+        finally:
+            repo.polling.set()
+            repo.polling = None
+
+    async def _ls_remote(self, repo: _Repo) -> dict[str, str]:
+        repo.ls_remote_count += 1
+        try:
+            out = await self.runner()("ls-remote", "--symref", "--", self.options.url, what="git ls-remote")
+        except SourceError as exc:
+            self.ctx.count("git_ls_remote", result="failed")
+            repo.refs, repo.refs_error, repo.refs_at = None, exc, time.monotonic()
+            raise
+        self.ctx.count("git_ls_remote", result="ok")
+        repo.refs = parse_ls_remote(out.stdout.decode("utf-8", "replace"))
+        repo.refs_error, repo.refs_at = None, time.monotonic()
+        return repo.refs
 
     def invalidate(self, before: float) -> None:
         repo = self._repo

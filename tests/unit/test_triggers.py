@@ -51,3 +51,22 @@ async def test_a_cancelled_wait_forgets_its_waiter() -> None:
         await waiting
     trigger.fire("stop")  # no waiter left to wake: nothing raises
     assert (await trigger.wait(3600)).reasons == ["stop"]
+
+
+async def test_idle_apps_waiting_until_the_same_instant_share_one_timer() -> None:
+    loop = asyncio.get_running_loop()
+
+    def live_timers() -> int:
+        return len([h for h in loop._scheduled if not h.cancelled()])  # type: ignore[attr-defined]
+
+    before = live_timers()
+    triggers = [Trigger() for _ in range(100)]
+    waits = [asyncio.ensure_future(t.wait(1.0)) for t in triggers]  # the apps of a source: one instant
+    await asyncio.sleep(0)
+    assert live_timers() - before <= 2  # one tick (two if the instant fell on a tick's edge)
+    triggers[0].fire("webhook")  # one woken early: the others keep their shared timer
+    assert (await asyncio.wait_for(waits[0], 10)).reasons == ["webhook"]
+    assert live_timers() - before >= 1
+    wakes = await asyncio.wait_for(asyncio.gather(*waits[1:]), 10)
+    assert all(w.reasons == ["interval"] for w in wakes)
+    assert live_timers() == before  # nothing left once every waiter is gone

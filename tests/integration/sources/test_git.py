@@ -182,6 +182,36 @@ async def test_shared_mirror_single_flight_and_no_refetch(ctx: PluginContext, re
     assert len(git_http.requests) == before
 
 
+async def test_a_fresh_poll_waits_on_nothing_and_waiters_share_the_one_in_flight(
+    ctx: PluginContext, repo: Repo, git_http: HTTPServer
+) -> None:
+    url = f"{git_http.url}/app.git"
+    apps = [source(ctx, url=url, path="deploy") for _ in range(50)]
+    revisions: list[str] = []
+
+    async def poll(src: GitSource) -> None:
+        revisions.append(await src.latest_revision())
+
+    async with anyio.create_task_group() as tg:  # 49 of them arrive while the ls-remote runs
+        for src in apps:
+            tg.start_soon(poll, src)
+    assert len(revisions) == 50 and len(set(revisions)) == 1
+    assert apps[0].repo.ls_remote_count == 1
+    assert apps[0].repo.polling is None
+
+    # Within poll_cache the shared result is returned without suspending (no lock to take):
+    # the coroutine finishes on its first step.
+    step = apps[1].latest_revision()
+    try:
+        step.send(None)
+    except StopIteration as done:
+        assert done.value == revisions[0]
+    else:
+        step.close()
+        pytest.fail("a poll answered from the shared result suspended")
+    assert apps[0].repo.ls_remote_count == 1
+
+
 async def test_new_commit_is_seen_after_poll_cache(ctx: PluginContext, repo: Repo, git_daemon: str) -> None:
     src = source(ctx, url=f"{git_daemon}/app.git", path="deploy", poll_cache=0)
     first = await src.latest_revision()
