@@ -316,7 +316,7 @@ class SandboxServer:
                     watch=verb == "watch", apply=verb == "apply",
                     exists=lambda: sb.store.get(route.rt.key, route.namespace or "", route.name or "") is not None,
                 )
-            body = await request.read()
+            body = await request.read() if request.body_exists else b""
             if body and ctype.startswith(protobuf.MEDIA_TYPE):
                 body, ctype = self._from_protobuf(body, route)
             elif body and ("protobuf" in ctype or "cbor" in ctype):
