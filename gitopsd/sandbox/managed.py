@@ -145,20 +145,34 @@ def get_path(obj: Any, path: Path) -> Any:
 
 
 def remove_path(obj: dict[str, Any], path: Path) -> None:
-    """Remove the field, list item or set value at a path (in place)."""
-    parent = get_path(obj, path[:-1])
-    if parent is _MISSING:
+    """Remove the field, list item or set value at a path.
+
+    ``obj`` itself changes; the containers on the way are replaced by changed copies, never
+    changed in place: below the top level they may be shared with the stored object.
+    """
+    if get_path(obj, path) is _MISSING:
         return
+    node: Any = obj
+    for elem in path[:-1]:
+        kind, _, rest = elem.partition(":")
+        if kind == "f":
+            child = node[rest]
+            copy: Any = dict(child) if isinstance(child, dict) else list(child)
+            node[rest] = copy
+        else:  # "k": a list item (the list is a copy already)
+            item = _step(node, elem)
+            copy = dict(item)
+            node[next(i for i, x in enumerate(node) if x is item)] = copy
+        node = copy
     kind, _, rest = path[-1].partition(":")
-    if kind == "f" and isinstance(parent, dict):
-        parent.pop(rest, None)
-    elif kind == "k" and isinstance(parent, list):
-        item = _step(parent, path[-1])
-        if item is not _MISSING:
-            parent[:] = [i for i in parent if i is not item]
-    elif kind == "v" and isinstance(parent, list):
+    if kind == "f" and isinstance(node, dict):
+        node.pop(rest, None)
+    elif kind == "k" and isinstance(node, list):
+        item = _step(node, path[-1])
+        node[:] = [i for i in node if i is not item]
+    elif kind == "v" and isinstance(node, list):
         value = json.loads(rest)
-        parent[:] = [v for v in parent if v != value]
+        node[:] = [v for v in node if v != value]
 
 
 def path_string(path: Path) -> str:
@@ -276,9 +290,10 @@ def apply(
 
     Returns the new object with ``metadata.managedFields`` updated. Raises a 409
     Conflict with FieldManagerConflict causes when another manager owns a field
-    whose value would change and ``force`` is false. Both arguments are the caller's to
-    give away: ``applied`` loses its nulls in place and its containers become the
-    new object's, and ``live`` (a copy of the stored object) may share containers with it.
+    whose value would change and ``force`` is false. ``applied`` is the caller's to give
+    away (it loses its nulls in place and its containers become the new object's); ``live``
+    is not changed below its top level: the result shares what the apply left alone with
+    it, and copies what it changed.
     """
     scope = "status" if subresource == "status" else "main"
     _drop_nulls(applied)
@@ -323,7 +338,7 @@ def apply(
     owned_by_others: FieldSet = set()
     for _, fields, _ in kept_others:
         owned_by_others |= fields
-    for path in sorted(mine_prev - new_fields, key=len, reverse=True):
+    for path in sorted(mine_prev - new_fields, key=len):  # an item before its fields: the fields go with it
         if path in owned_by_others:
             continue
         if any(o[: len(path)] == path for o in owned_by_others):

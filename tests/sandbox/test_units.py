@@ -134,3 +134,28 @@ def test_now_iso_is_the_current_second() -> None:
     assert abs(datetime.now(UTC) - stamp) < timedelta(seconds=2)
     time.sleep(1.05)  # formatted once per second: the next second gets a new string
     assert now_iso() > first
+
+
+def test_apply_copies_what_it_changes_and_leaves_the_live_object_alone() -> None:
+    import copy
+
+    from gitopsd.sandbox import managed
+
+    first = {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "s", "annotations": {"a": "1", "b": "2"}},
+             "spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 81, "protocol": "TCP"}], "selector": {"app": "x"}}}
+    live = managed.apply(None, copy.deepcopy(first), "m", False, "v1", True, False, "t0")
+    before = copy.deepcopy(live)
+    # the manager stops applying annotation a and port 81: both sit in containers the new
+    # configuration does not touch (annotations) or that it does not list (ports)
+    second = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "annotations": {"b": "2"}},
+              "spec": {"selector": {"app": "x"}, "ports": [{"port": 80, "protocol": "TCP"}]}}
+    third = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"selector": {"app": "y"}}}
+    out = managed.apply(live, copy.deepcopy(second), "m", False, "v1", True, False, "t1")
+    assert out["metadata"]["annotations"] == {"b": "2"} and out["spec"]["ports"] == [{"port": 80, "protocol": "TCP"}]
+    assert live == before
+    before = copy.deepcopy(out)
+    out2 = managed.apply(out, copy.deepcopy(third), "m", False, "v1", True, False, "t2")
+    assert "annotations" not in out2["metadata"] or not out2["metadata"]["annotations"]
+    assert not out2["spec"].get("ports") and out2["spec"]["selector"] == {"app": "y"}
+    assert out == before  # the stored object (and its cached JSON) never changes
