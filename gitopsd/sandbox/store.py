@@ -15,14 +15,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .status import expired
 
 Listener = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON bytes.
+
+    orjson writes them several times faster than :mod:`json` (every write and every response
+    body goes through here); what it refuses (integers over 64 bits) the standard library writes.
+    """
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def clone(obj: Any) -> Any:

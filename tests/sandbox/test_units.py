@@ -159,3 +159,15 @@ def test_apply_copies_what_it_changes_and_leaves_the_live_object_alone() -> None
     assert "annotations" not in out2["metadata"] or not out2["metadata"]["annotations"]
     assert not out2["spec"].get("ports") and out2["spec"]["selector"] == {"app": "y"}
     assert out == before  # the stored object (and its cached JSON) never changes
+
+
+def test_json_is_written_as_the_standard_library_reads_it() -> None:
+    import json
+
+    from gitopsd.sandbox.store import dumps
+
+    obj = {"a": "é ü 日本", "n": [1, 2.5, True, None, 2**63 - 1], "ctl": "\x01\n\"", 1: "int key"}
+    assert json.loads(dumps(obj)) == json.loads(json.dumps(obj))
+    assert b"\xc3\xa9" in dumps(obj)  # UTF-8, not \u escapes, as before
+    big = {"n": 2**70, "s": "é"}  # orjson refuses the integer: the standard library writes it
+    assert dumps(big) == json.dumps(big, separators=(",", ":"), ensure_ascii=False).encode()
