@@ -205,7 +205,7 @@ def profiled(args: argparse.Namespace, pid: int, phase: str) -> Iterator[None]:
         spy.wait(30)
 
 
-async def settle(c: Client, timeout: float = 120.0) -> dict[str, Any]:
+async def settle(c: Client, timeout: float = 300.0) -> dict[str, Any]:
     """Wait until the controllers have nothing scheduled and the resourceVersion stands still.
 
     After the create phase the controllers still create ReplicaSets and Pods and mark them

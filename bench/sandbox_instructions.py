@@ -10,8 +10,8 @@ Run it against two trees to compare them (an older commit: ``git worktree add DI
 
     .venv/bin/python bench/sandbox_instructions.py [--tree DIR] [--objects 300] [--requests 200]
 
-Prints thousands of instructions per request for /healthz, get, SSA apply (with the fan-out
-to the watches) and SSA dry-run. valgrind is slow: small scales (the defaults) take a minute or two.
+Prints thousands of instructions per request for /healthz, get, list (limit 100), SSA apply
+(with the fan-out to the watches) and SSA dry-run. valgrind is slow: small scales (the defaults) take a minute or two.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ async def measure(cg: Callgrind, cfg: dict[str, Any], objects: int, n: int) -> d
             phases: list[tuple[str, Any]] = [
                 ("healthz", lambda i: c.timed("GET", "/healthz")),
                 ("get", lambda i: c.timed("GET", object_path(i * 3 % objects))),
+                ("list_ns_limit_100", lambda i: c.timed(
+                    "GET", f"/api/v1/namespaces/bench-{i % bench.NAMESPACES}/configmaps", limit="100")),
                 ("apply_ssa", apply),
                 ("apply_ssa_dry_run", lambda i: apply(i, True)),
             ]
