@@ -132,8 +132,8 @@ async def watch_worker(spec: dict[str, Any]) -> None:
     that is busy reading watch events delays its own timed round trips, and the bench would
     measure itself. Here every watch still receives every event (the server still fans each
     change out to all of them), but the reading costs this process, not the timed one. It
-    prints ``ready`` once every stream has its response headers, and its counts as JSON when
-    stdin closes.
+    reads its spec (URL, token, CA, paths) as the first line of stdin, prints ``ready`` once
+    every stream has its response headers, and its counts as JSON when stdin closes.
     """
     ctx = ssl.create_default_context(cadata=spec["cadata"])
     headers = {"Authorization": f"Bearer {spec['token']}"}
@@ -168,11 +168,11 @@ async def watch_worker(spec: dict[str, Any]) -> None:
 
 def start_watches(spec: dict[str, Any]) -> subprocess.Popen[str]:
     """Start the watch process; return once all its watches are open."""
-    spec_file = Path(tempfile.mkdtemp(prefix="sandbox-bench-watch-")) / "spec.json"
-    spec_file.write_text(json.dumps(spec))
-    proc = subprocess.Popen([sys.executable, __file__, "--watch-worker", str(spec_file)],
+    proc = subprocess.Popen([sys.executable, __file__, "--watch-worker"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(spec) + "\n")  # on stdin: the token stays out of argv and files
+    proc.stdin.flush()
     line = proc.stdout.readline().strip()
     if line != "ready":
         proc.kill()
@@ -371,10 +371,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="sample the sandbox with py-spy during the get and apply phases (raw stacks in DIR)")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="the py-spy to use with --profile")
-    parser.add_argument("--watch-worker", type=Path, help=argparse.SUPPRESS)  # the watch process (internal)
+    parser.add_argument("--watch-worker", action="store_true", help=argparse.SUPPRESS)  # the watch process
     args = parser.parse_args()
     if args.watch_worker:
-        asyncio.run(watch_worker(json.loads(args.watch_worker.read_text())))
+        asyncio.run(watch_worker(json.loads(sys.stdin.readline())))
         return
     kubeconfig = Path(tempfile.mkdtemp(prefix="sandbox-bench-")) / "kubeconfig"
     proc = subprocess.Popen(
