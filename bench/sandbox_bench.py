@@ -389,6 +389,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(kubeconfig.parent, ignore_errors=True)  # it holds the token
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.no_write:
