@@ -117,6 +117,16 @@ def _strip_meta(obj: dict[str, Any]) -> dict[str, Any]:
     return dict(obj, metadata=meta)
 
 
+def _writable(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored object as the apply path may change it, without a deep copy of all of it.
+
+    managed.apply copies what it changes (the rest stays shared with the stored object, which
+    is never changed), but defaults are filled in place in the spec: the spec is copied.
+    """
+    spec = stored.get("spec")
+    return dict(stored, spec=clone(spec)) if isinstance(spec, dict) else dict(stored)
+
+
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
@@ -428,7 +438,7 @@ class Api:
                                 c.rt.status, c.rt.crd, now_iso())
             self._prepare_new(c, obj)
             return 201, self._commit_create(c, obj)
-        new = managed.apply(clone(old), applied, c.manager, force, c.rt.api_version,
+        new = managed.apply(_writable(old), applied, c.manager, force, c.rt.api_version,
                             c.rt.status, c.rt.crd, now_iso(), sub)
         return 200, self._finish(c, old, new, record=False)
 

@@ -36,7 +36,10 @@ def _walk(value: Any, path: Path, names: tuple[str, ...], crd: bool, out: FieldS
         if not value:
             out.add(path)
         for k, v in value.items():
-            _walk(v, (*path, "f:" + k), (*names, k), crd, out)
+            if isinstance(v, dict | list):
+                _walk(v, (*path, "f:" + k), (*names, k), crd, out)
+            else:  # a leaf (what _walk would add for it, without the call)
+                out.add((*path, "f:" + k))
     elif isinstance(value, list):
         lt = list_type(names, crd)
         if isinstance(lt, tuple) and value and _is_map_list(value, lt):
@@ -142,20 +145,34 @@ def get_path(obj: Any, path: Path) -> Any:
 
 
 def remove_path(obj: dict[str, Any], path: Path) -> None:
-    """Remove the field, list item or set value at a path (in place)."""
-    parent = get_path(obj, path[:-1])
-    if parent is _MISSING:
+    """Remove the field, list item or set value at a path.
+
+    ``obj`` itself changes; the containers on the way are replaced by changed copies, never
+    changed in place: below the top level they may be shared with the stored object.
+    """
+    if get_path(obj, path) is _MISSING:
         return
+    node: Any = obj
+    for elem in path[:-1]:
+        kind, _, rest = elem.partition(":")
+        if kind == "f":
+            child = node[rest]
+            copy: Any = dict(child) if isinstance(child, dict) else list(child)
+            node[rest] = copy
+        else:  # "k": a list item (the list is a copy already)
+            item = _step(node, elem)
+            copy = dict(item)
+            node[next(i for i, x in enumerate(node) if x is item)] = copy
+        node = copy
     kind, _, rest = path[-1].partition(":")
-    if kind == "f" and isinstance(parent, dict):
-        parent.pop(rest, None)
-    elif kind == "k" and isinstance(parent, list):
-        item = _step(parent, path[-1])
-        if item is not _MISSING:
-            parent[:] = [i for i in parent if i is not item]
-    elif kind == "v" and isinstance(parent, list):
+    if kind == "f" and isinstance(node, dict):
+        node.pop(rest, None)
+    elif kind == "k" and isinstance(node, list):
+        item = _step(node, path[-1])
+        node[:] = [i for i in node if i is not item]
+    elif kind == "v" and isinstance(node, list):
         value = json.loads(rest)
-        parent[:] = [v for v in parent if v != value]
+        node[:] = [v for v in node if v != value]
 
 
 def path_string(path: Path) -> str:
@@ -207,12 +224,19 @@ def merge_applied(live: Any, applied: Any, names: tuple[str, ...], crd: bool) ->
     return applied
 
 
-def _clean_nulls(value: Any) -> Any:
+def _drop_nulls(value: Any) -> None:
+    """Remove null map values at every level, in place (list items stay)."""
     if isinstance(value, dict):
-        return {k: _clean_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_clean_nulls(v) for v in value]
-    return value
+        nulls = [k for k, v in value.items() if v is None]
+        for k in nulls:
+            del value[k]
+        for v in value.values():
+            if isinstance(v, dict | list):
+                _drop_nulls(v)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, dict | list):
+                _drop_nulls(v)
 
 
 # -- managedFields entries ----------------------------------------------------------
@@ -266,10 +290,13 @@ def apply(
 
     Returns the new object with ``metadata.managedFields`` updated. Raises a 409
     Conflict with FieldManagerConflict causes when another manager owns a field
-    whose value would change and ``force`` is false.
+    whose value would change and ``force`` is false. ``applied`` is the caller's to give
+    away (it loses its nulls in place and its containers become the new object's); ``live``
+    is not changed below its top level: the result shares what the apply left alone with
+    it, and copies what it changed.
     """
     scope = "status" if subresource == "status" else "main"
-    applied = _clean_nulls(applied)
+    _drop_nulls(applied)
     new_fields = field_set(applied, scope, has_status, crd)
     if live is None:
         obj = applied
@@ -304,15 +331,14 @@ def apply(
 
     merged = merge_applied(live, applied, (), crd)
     merged["metadata"] = dict(merged.get("metadata") or {})
-    kept_others: list[tuple[dict[str, Any], FieldSet]] = []
+    kept_others: list[tuple[dict[str, Any], FieldSet, FieldSet]] = []  # entry, kept fields, its fields before
     for entry, fields in others:
-        if force and _entry_scope(entry) == scope:
-            fields = fields - conflicting
-        kept_others.append((entry, fields))
+        kept = fields - conflicting if force and _entry_scope(entry) == scope else fields
+        kept_others.append((entry, kept, fields))
     owned_by_others: FieldSet = set()
-    for _, fields in kept_others:
+    for _, fields, _ in kept_others:
         owned_by_others |= fields
-    for path in sorted(mine_prev - new_fields, key=len, reverse=True):
+    for path in sorted(mine_prev - new_fields, key=len):  # an item before its fields: the fields go with it
         if path in owned_by_others:
             continue
         if any(o[: len(path)] == path for o in owned_by_others):
@@ -325,10 +351,10 @@ def apply(
          and _entry_scope(e) == scope),
         None,
     )
-    for entry, fields in kept_others:
+    for entry, fields, before in kept_others:
         if not fields:
             continue
-        if fields != from_fields_v1(entry.get("fieldsV1") or {}):
+        if fields != before:
             entry = dict(entry, fieldsV1=to_fields_v1(fields))
         out_entries.append(entry)
     if prev_entry is not None and mine_prev == new_fields:

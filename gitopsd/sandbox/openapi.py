@@ -265,7 +265,8 @@ def _walk(obj: Any, schema: dict[str, Any], defs: dict[str, Any], path: Path, ou
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict):
                 for k, v in obj.items():
-                    _walk(v, extra, defs, (*path, k), out)
+                    if isinstance(v, dict | list):  # a scalar has no fields to check
+                        _walk(v, extra, defs, (*path, k), out)
             return
         for k, v in obj.items():
             sub = props.get(k)

@@ -47,6 +47,8 @@ _PUBLIC = {"/version", "/healthz", "/readyz", "/livez"}
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
 _POD_SUBRESOURCES = ("log", "portforward", "exec", "attach")
 _MAX_BODY = 16 * 1024 * 1024
+_WATCH_BUFFER = 64 * 1024
+"""Bytes a watch connection may have unsent before its events wait for its task (flow control)."""
 
 
 def flag(value: str | None) -> bool:
@@ -314,7 +316,7 @@ class SandboxServer:
                     watch=verb == "watch", apply=verb == "apply",
                     exists=lambda: sb.store.get(route.rt.key, route.namespace or "", route.name or "") is not None,
                 )
-            body = await request.read()
+            body = await request.read() if request.body_exists else b""
             if body and ctype.startswith(protobuf.MEDIA_TYPE):
                 body, ctype = self._from_protobuf(body, route)
             elif body and ("protobuf" in ctype or "cbor" in ctype):
@@ -466,6 +468,18 @@ class SandboxServer:
             deadline = loop.time() + timeout
             interval = sb.bookmark_interval
             last = loop.time()  # of the last write: a bookmark follows `interval` without one
+            transport = request.transport
+
+            def sink(events: list[Event]) -> bool:
+                """Write events straight to the connection as one chunk (see :class:`Watcher`)."""
+                nonlocal last
+                if transport is None or transport.is_closing() or transport.get_write_buffer_size() > _WATCH_BUFFER:
+                    return False
+                data = b"".join([line(ev) for ev in events])
+                transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # the HTTP/1.1 chunk aiohttp would frame
+                last = loop.time()
+                return True
+
             while True:
                 now = loop.time()
                 if now >= deadline:
@@ -478,7 +492,11 @@ class SandboxServer:
                         await resp.write(self._bookmark(rt))
                     last = now
                 else:
-                    await watcher.wait(min(deadline, last + interval))
+                    watcher.sink = sink
+                    try:
+                        await watcher.wait(min(deadline, last + interval))
+                    finally:
+                        watcher.sink = None
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass

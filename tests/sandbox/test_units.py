@@ -134,3 +134,40 @@ def test_now_iso_is_the_current_second() -> None:
     assert abs(datetime.now(UTC) - stamp) < timedelta(seconds=2)
     time.sleep(1.05)  # formatted once per second: the next second gets a new string
     assert now_iso() > first
+
+
+def test_apply_copies_what_it_changes_and_leaves_the_live_object_alone() -> None:
+    import copy
+
+    from gitopsd.sandbox import managed
+
+    first = {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "s", "annotations": {"a": "1", "b": "2"}},
+             "spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 81, "protocol": "TCP"}], "selector": {"app": "x"}}}
+    live = managed.apply(None, copy.deepcopy(first), "m", False, "v1", True, False, "t0")
+    before = copy.deepcopy(live)
+    # the manager stops applying annotation a and port 81: both sit in containers the new
+    # configuration does not touch (annotations) or that it does not list (ports)
+    second = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "annotations": {"b": "2"}},
+              "spec": {"selector": {"app": "x"}, "ports": [{"port": 80, "protocol": "TCP"}]}}
+    third = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"selector": {"app": "y"}}}
+    out = managed.apply(live, copy.deepcopy(second), "m", False, "v1", True, False, "t1")
+    assert out["metadata"]["annotations"] == {"b": "2"} and out["spec"]["ports"] == [{"port": 80, "protocol": "TCP"}]
+    assert live == before
+    before = copy.deepcopy(out)
+    out2 = managed.apply(out, copy.deepcopy(third), "m", False, "v1", True, False, "t2")
+    assert "annotations" not in out2["metadata"] or not out2["metadata"]["annotations"]
+    assert not out2["spec"].get("ports") and out2["spec"]["selector"] == {"app": "y"}
+    assert out == before  # the stored object (and its cached JSON) never changes
+
+
+def test_json_is_written_as_the_standard_library_reads_it() -> None:
+    import json
+
+    from gitopsd.sandbox.store import dumps
+
+    obj = {"a": "é ü 日本", "n": [1, 2.5, True, None, 2**63 - 1], "ctl": "\x01\n\"", 1: "int key"}
+    assert json.loads(dumps(obj)) == json.loads(json.dumps(obj))
+    assert b"\xc3\xa9" in dumps(obj)  # UTF-8, not \u escapes, as before
+    big = {"n": 2**70, "s": "é"}  # orjson refuses the integer: the standard library writes it
+    assert dumps(big) == json.dumps(big, separators=(",", ":"), ensure_ascii=False).encode()
