@@ -51,6 +51,8 @@ NOT_AT_START: dict[str, str] = {
     "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
     "aiohttp.client": "aiohttp's HTTP client (the clusters' clients; the server needs only aiohttp.web)",
     "aiohttp.connector": "aiohttp's TLS contexts, built when its client is imported",
+    "prometheus_client.exposition": "the metrics' text format (the first scrape of /metrics)",
+    "wsgiref": "prometheus_client's exposition servers (never used)",
 }
 
 # Everything imported at readiness, with some headroom: a new dependency on the start path
