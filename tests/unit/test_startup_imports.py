@@ -53,6 +53,7 @@ NOT_AT_START: dict[str, str] = {
     "aiohttp.connector": "aiohttp's TLS contexts, built when its client is imported",
     "prometheus_client.exposition": "the metrics' text format (the first scrape of /metrics)",
     "wsgiref": "prometheus_client's exposition servers (never used)",
+    "watchfiles": "the config-file watcher (it starts once the daemon is ready)",
 }
 
 # Everything imported at readiness, with some headroom: a new dependency on the start path
