@@ -131,6 +131,7 @@ class Daemon:
         self.cache_sweep_interval = CACHE_SWEEP_INTERVAL
         self._evictions_counted = 0
         self._cluster_failure: Exception | None = None  # raised by run() as it is
+        self._apps_stopped = anyio.Event()
         self.coordinator: Coordinator | None = None
         """Set while running with ``[daemon.coordination]``: decides which apps run here."""
 
@@ -226,47 +227,54 @@ class Daemon:
         async with anyio.create_task_group() as bus_tg:
             bus_tg.start_soon(self.bus.run, name="event-bus")
             self.config = await self.appsets.start(self.config)  # appsets that read a repository
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                if self.store is not None:  # one read for every app instead of three per app
-                    await self.store.preload(self.config.apps)
-                coordinating = anyio.CancelScope()
-                if self.coordinator is None:
-                    for app in self.config.apps.values():
-                        self.apps[app.name] = _Running(self._make_runner(app, self.config))
-                self.accepting.set()  # /readyz: requests and webhooks reach every app from here on
-                if self.runtime is not None and self.runtime.pool is None:
-                    await services.start(self._open_clusters, name="clusters")
-                if self.coordinator is None:
-                    for running in self.apps.values():
-                        self._start(running.runner.app, running.runner)
-                else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
-                    tg.start_soon(self._coordinate, coordinating, name="coordination")
-                tg.start_soon(self.appsets.run, name="appsets")
-                if self.config.daemon.watch_config and self.config.path is not None:
-                    tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
-                tg.start_soon(self._report_status, name="sd-status")
-                tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
-                self.ready.set()
-                self.systemd.ready(self.status_line())
-                log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
-                if self._on_ready is not None:
-                    result = self._on_ready(self)
-                    if result is not None:
-                        await result
-                await self.stopping.wait()
-                self.systemd.stopping()
-                coordinating.cancel()
-                await self._shutdown_apps()
-                if self.coordinator is not None:
-                    await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
-                tg.cancel_scope.cancel()
+            try:
+                await self._supervise_apps(services)
+            finally:
+                self._apps_stopped.set()  # the clusters close after every app's task (_open_clusters)
             await self.bus.drain(self.config.daemon.shutdown_timeout)
             bus_tg.cancel_scope.cancel()
 
+    async def _supervise_apps(self, services: TaskGroup) -> None:
+        """Every app's runner and the daemon's periodic tasks, from start to shutdown."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            if self.store is not None:  # one read for every app instead of three per app
+                await self.store.preload(self.config.apps)
+            coordinating = anyio.CancelScope()
+            if self.coordinator is None:
+                for app in self.config.apps.values():
+                    self.apps[app.name] = _Running(self._make_runner(app, self.config))
+            self.accepting.set()  # /readyz: requests and webhooks reach every app from here on
+            if self.runtime is not None and self.runtime.pool is None:
+                await services.start(self._open_clusters, name="clusters")
+            if self.coordinator is None:
+                for running in self.apps.values():
+                    self._start(running.runner.app, running.runner)
+            else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
+                tg.start_soon(self._coordinate, coordinating, name="coordination")
+            tg.start_soon(self.appsets.run, name="appsets")
+            if self.config.daemon.watch_config and self.config.path is not None:
+                tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
+            tg.start_soon(self._report_status, name="sd-status")
+            tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
+            self.ready.set()
+            self.systemd.ready(self.status_line())
+            log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
+            if self._on_ready is not None:
+                result = self._on_ready(self)
+                if result is not None:
+                    await result
+            await self.stopping.wait()
+            self.systemd.stopping()
+            coordinating.cancel()
+            await self._shutdown_apps()
+            if self.coordinator is not None:
+                await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
+            tg.cancel_scope.cancel()
+
     async def _open_clusters(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Set up every cluster's client (kubeconfig, credentials, TLS; no request) and keep
-        them open until the daemon's services stop. An error stops the start: run() raises it."""
+        them open until every app's task has ended. An error stops the start: run() raises it."""
         assert self.runtime is not None
         async with AsyncExitStack() as stack:
             try:
@@ -282,7 +290,10 @@ class Daemon:
             for running in self.apps.values():
                 running.runner.reconciler.cluster = pool.get(running.runner.app.cluster)
             task_status.started()
-            await anyio.sleep_forever()
+            # Open until every app's task has ended, also when the daemon is cancelled from
+            # outside: an app may still be finishing a shielded step that needs its cluster.
+            with anyio.CancelScope(shield=True):
+                await self._apps_stopped.wait()
 
     async def _coordinate(self, scope: anyio.CancelScope) -> None:
         assert self.coordinator is not None

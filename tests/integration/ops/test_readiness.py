@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -133,3 +134,40 @@ async def test_a_cluster_that_cannot_be_set_up_stops_the_start(env: Env, tmp_pat
     assert "missing-context" in str(info.value)
     assert not daemon.ready.is_set()
     assert not any(m.get("READY") == "1" for m in sock.messages)
+
+
+async def test_clusters_stay_open_until_every_app_task_has_ended(env: Env) -> None:
+    """Cancelled from outside, the daemon closes its clusters' clients only after every app's
+    task has ended: an app finishing a shielded step (a sync's last writes) still has them."""
+    kubeconfig = env.root / "down.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    config = env.write(
+        env.daemon_toml()
+        + f'[clusters.down]\nkubeconfig = "{kubeconfig}"\n\n'
+        + '[apps.web]\ncluster = "down"\nnamespace = "web"\n'
+        + f'source = {{ type = "git", url = "{(env.root / "none.git").as_uri()}", ref = "main" }}\n'
+    )
+    client_open_at_end: list[bool] = []
+
+    class Finishing(Daemon):
+        async def _run_app(self, running: Any) -> None:
+            try:
+                await super()._run_app(running)
+            finally:
+                with anyio.CancelScope(shield=True):  # a shielded step that outlives the cancel
+                    await anyio.sleep(0.5)
+                    assert self.pool is not None
+                    client_open_at_end.append(self.pool.get("down").client._api is not None)
+
+    daemon = Finishing(config, env.plugins, systemd=SystemdNotifier({}))
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run, name="daemon")
+            await daemon.ready.wait()
+            tg.cancel_scope.cancel()
+    assert client_open_at_end == [True]
