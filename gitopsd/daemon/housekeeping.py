@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
-import watchfiles
 
 from gitopsd.core.models import SyncStatus
 from gitopsd.engine.runner import AppStatus
@@ -48,6 +47,8 @@ async def watch_config_file(path: Path, on_change: Callable[[], Awaitable[None]]
     The directory is watched (editors and config management replace files by rename),
     and a change that leaves the bytes as they were (touch, rewrite) is ignored.
     """
+    import watchfiles  # here: the watcher starts once the daemon is ready
+
     last = file_digest(path)
     # rust_timeout: a cancelled awatch only notices after it; the default (5 s) would delay reload and shutdown
     async for changes in watchfiles.awatch(path.parent, debounce=debounce_ms, step=50, recursive=False, rust_timeout=500):

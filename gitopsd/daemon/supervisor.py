@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import structlog
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from gitopsd.core import events as ev
 from gitopsd.core.errors import ConfigError
@@ -30,7 +31,7 @@ from gitopsd.daemon.control import DaemonControl
 from gitopsd.daemon.coordination import Coordinator, open_backend
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
-from gitopsd.daemon.wiring import Runtime, open_runtime
+from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_runtime
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.cache_budget import CacheBudget
 from gitopsd.engine.dependencies import DependencyGate
@@ -78,7 +79,8 @@ class Daemon:
     Args:
         config: The validated config (``config.path`` is what SIGHUP and the watcher reload).
         plugins: The plugin manager.
-        on_ready: Called (and awaited, if it returns an awaitable) once apps are started.
+        on_ready: Called (and awaited, if it returns an awaitable) once apps are started
+            (:attr:`ready`).
         systemd: The sd_notify sender (default: from ``$NOTIFY_SOCKET``; a no-op outside systemd).
         clock: The wall clock of sync windows and approval timeouts (tests pass a fake one).
     """
@@ -110,7 +112,11 @@ class Daemon:
         self.apps: dict[str, _Running] = {}
         self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
         self.stopping = anyio.Event()
+        self.accepting = anyio.Event()
+        """Set once the API serves and every app has its runner (/readyz is 200 from here on):
+        requests and webhooks reach the apps, whose tasks start once the clusters are set up."""
         self.ready = anyio.Event()
+        """Set once started: the clusters' clients are set up and every app's task runs."""
         self.runtime: Runtime | None = None
         self.api: ApiServer | None = None
         self._tg: TaskGroup | None = None
@@ -124,6 +130,8 @@ class Daemon:
         )
         self.cache_sweep_interval = CACHE_SWEEP_INTERVAL
         self._evictions_counted = 0
+        self._cluster_failure: Exception | None = None  # raised by run() as it is
+        self._apps_stopped = anyio.Event()
         self.coordinator: Coordinator | None = None
         """Set while running with ``[daemon.coordination]``: decides which apps run here."""
 
@@ -173,8 +181,21 @@ class Daemon:
         if len(warnings) > CONFIG_WARNINGS_LOGGED:
             log.warning("more config warnings", count=len(warnings) - CONFIG_WARNINGS_LOGGED, hint="gitopsd check lists them all")
         self.cache_budget.clean_leftovers()
+        try:
+            await self._run(secrets)
+        except BaseExceptionGroup as group:
+            # A cluster that cannot be set up stops the start as it did before the API
+            # served: its own error, not a group from the task groups it went through.
+            failure = self._cluster_failure
+            if failure is not None and group.split(lambda exc: exc is failure)[1] is None:
+                raise failure from None
+            raise
+        log.info("gitopsd stopped")
+
+    async def _run(self, secrets: ApiSecrets) -> None:
         async with AsyncExitStack() as stack:
             stack.callback(self.systemd.close)
+            coordination = self.config.daemon.coordination
             self.runtime = await stack.enter_async_context(
                 open_runtime(
                     self.config,
@@ -183,10 +204,12 @@ class Daemon:
                     workspace=self.workspace,
                     metrics=self.metrics,
                     on_request=self.metrics.kube_request,
+                    # The clusters are set up after the API serves (_open_clusters), except
+                    # for coordination, whose backend may be a cluster's Leases.
+                    clusters=coordination is not None,
                     windows=self.windows,
                 )
             )
-            coordination = self.config.daemon.coordination
             if coordination is not None:
                 self.coordinator = Coordinator(self, open_backend(coordination, self.runtime.pool), coordination)
             self.api = ApiServer(self.view, self.config.daemon, secrets, self.metrics)
@@ -197,45 +220,80 @@ class Daemon:
                 services.start_soon(self._handle_signals, name="signals")
                 services.start_soon(self.systemd.run_watchdog, name="watchdog")
                 with self._hard_stop:  # a second stop signal cancels everything below
-                    await self._supervise()
+                    await self._supervise(services)
                 services.cancel_scope.cancel()
-        log.info("gitopsd stopped")
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, services: TaskGroup) -> None:
         async with anyio.create_task_group() as bus_tg:
             bus_tg.start_soon(self.bus.run, name="event-bus")
             self.config = await self.appsets.start(self.config)  # appsets that read a repository
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                if self.store is not None:  # one read for every app instead of three per app
-                    await self.store.preload(self.config.apps)
-                coordinating = anyio.CancelScope()
-                if self.coordinator is None:
-                    for app in self.config.apps.values():
-                        self._start(app)
-                else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
-                    tg.start_soon(self._coordinate, coordinating, name="coordination")
-                tg.start_soon(self.appsets.run, name="appsets")
-                if self.config.daemon.watch_config and self.config.path is not None:
-                    tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
-                tg.start_soon(self._report_status, name="sd-status")
-                tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
-                self.ready.set()
-                self.systemd.ready(self.status_line())
-                log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
-                if self._on_ready is not None:
-                    result = self._on_ready(self)
-                    if result is not None:
-                        await result
-                await self.stopping.wait()
-                self.systemd.stopping()
-                coordinating.cancel()
-                await self._shutdown_apps()
-                if self.coordinator is not None:
-                    await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
-                tg.cancel_scope.cancel()
+            try:
+                await self._supervise_apps(services)
+            finally:
+                self._apps_stopped.set()  # the clusters close after every app's task (_open_clusters)
             await self.bus.drain(self.config.daemon.shutdown_timeout)
             bus_tg.cancel_scope.cancel()
+
+    async def _supervise_apps(self, services: TaskGroup) -> None:
+        """Every app's runner and the daemon's periodic tasks, from start to shutdown."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            if self.store is not None:  # one read for every app instead of three per app
+                await self.store.preload(self.config.apps)
+            coordinating = anyio.CancelScope()
+            if self.coordinator is None:
+                for app in self.config.apps.values():
+                    self.apps[app.name] = _Running(self._make_runner(app, self.config))
+            self.accepting.set()  # /readyz: requests and webhooks reach every app from here on
+            if self.runtime is not None and self.runtime.pool is None:
+                await services.start(self._open_clusters, name="clusters")
+            if self.coordinator is None:
+                for running in self.apps.values():
+                    self._start(running.runner.app, running.runner)
+            else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
+                tg.start_soon(self._coordinate, coordinating, name="coordination")
+            tg.start_soon(self.appsets.run, name="appsets")
+            if self.config.daemon.watch_config and self.config.path is not None:
+                tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
+            tg.start_soon(self._report_status, name="sd-status")
+            tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
+            self.ready.set()
+            self.systemd.ready(self.status_line())
+            log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
+            if self._on_ready is not None:
+                result = self._on_ready(self)
+                if result is not None:
+                    await result
+            await self.stopping.wait()
+            self.systemd.stopping()
+            coordinating.cancel()
+            await self._shutdown_apps()
+            if self.coordinator is not None:
+                await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
+            tg.cancel_scope.cancel()
+
+    async def _open_clusters(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Set up every cluster's client (kubeconfig, credentials, TLS; no request) and keep
+        them open until every app's task has ended. An error stops the start: run() raises it."""
+        assert self.runtime is not None
+        async with AsyncExitStack() as stack:
+            try:
+                # About a fifth of a second of imports, off the event loop: /readyz answers meanwhile.
+                await anyio.to_thread.run_sync(import_kube)
+                pool = await stack.enter_async_context(
+                    kube_cluster_pool(self.config, self.plugins, self.emit, self.metrics.kube_request)
+                )
+            except Exception as exc:
+                self._cluster_failure = exc
+                raise
+            self.runtime.pool = pool
+            for running in self.apps.values():
+                running.runner.reconciler.cluster = pool.get(running.runner.app.cluster)
+            task_status.started()
+            # Open until every app's task has ended, also when the daemon is cancelled from
+            # outside: an app may still be finishing a shielded step that needs its cluster.
+            with anyio.CancelScope(shield=True):
+                await self._apps_stopped.wait()
 
     async def _coordinate(self, scope: anyio.CancelScope) -> None:
         assert self.coordinator is not None
@@ -290,8 +348,10 @@ class Daemon:
     def _start(self, app: AppConfig, runner: AppRunner | None = None) -> None:
         assert self._tg is not None
         runner = runner or self._make_runner(app, self.config)
-        running = _Running(runner)
-        self.apps[app.name] = running
+        running = self.apps.get(app.name)
+        if running is None or running.runner is not runner:  # else made before the clusters opened
+            running = _Running(runner)
+            self.apps[app.name] = running
         self._tg.start_soon(self._run_app, running, name=f"app:{app.name}")
 
     def _make_runner(self, app: AppConfig, config: Config) -> AppRunner:
@@ -388,6 +448,7 @@ class Daemon:
         from gitopsd.plugin.loading import load_config
 
         assert self.config.path is not None
+        await self.ready.wait()  # a SIGHUP while starting: reload once started
         async with self.reload_lock:
             self.systemd.reloading()
             try:

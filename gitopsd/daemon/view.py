@@ -61,7 +61,7 @@ class ViewedDaemon(Protocol):
     def config(self) -> Config: ...
 
     @property
-    def ready(self) -> anyio.Event: ...
+    def accepting(self) -> anyio.Event: ...
 
     @property
     def windows(self) -> SyncWindows: ...
@@ -116,9 +116,10 @@ class DaemonView:
         return self._daemon.stopping.is_set()
 
     def not_ready(self) -> list[str]:
-        """Ready: started (config, state, cluster clients, API, every app's runner) and not stopping.
+        """Ready: the config loaded, the state read, the API serving, every app's runner made; not stopping.
 
-        Clusters are not part of it: no request is needed to start, and an unreachable
+        Clusters are not part of it: their clients are set up just after (no request is
+        needed to start, the runners' tasks wait for it), and an unreachable
         cluster is reported by its apps, ``cluster-unreachable`` events and the metrics
         (docs/operations.md, "Start-up and readiness").
         """
@@ -126,7 +127,7 @@ class DaemonView:
         reasons = []
         if daemon.stopping.is_set():
             reasons.append("stopping")
-        if not daemon.ready.is_set():
+        if not daemon.accepting.is_set():
             reasons.append("starting")
         return reasons
 

@@ -37,6 +37,21 @@ def kube_cluster_pool(
     return KubeClusterPool(config, plugins.hooks, emit, on_request=on_request)
 
 
+def import_kube() -> None:
+    """Import the Kubernetes layer and the parts of kubernetes-asyncio and aiohttp it loads.
+
+    The daemon calls it in a worker thread once its API serves, so the event loop keeps
+    answering while about a fifth of a second of imports runs (docs/operations.md,
+    "Start-up and readiness").
+    """
+    import aiohttp
+
+    from gitopsd.kube import k8s  # and the package gitopsd.kube, KubeClusterPool's
+
+    k8s.load()
+    aiohttp.ClientSession  # noqa: B018 (runs aiohttp's __init__ here: see gitopsd/server/__init__.py)
+
+
 @dataclass
 class Runtime:
     """The shared parts every :class:`Reconciler` of one process uses.

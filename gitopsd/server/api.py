@@ -5,7 +5,7 @@ Routes (JSON unless noted):
 - ``GET /api/v1/version``: the gitopsd version (no token needed).
 - ``GET /healthz``: 200 while the process and its event loop run (503 while stopping).
 - ``GET /readyz``: 200 once the daemon has started (config loaded, state open, every app's
-  runner started; docs/operations.md, "Start-up and readiness"); else 503 with the reasons
+  runner made; docs/operations.md, "Start-up and readiness"); else 503 with the reasons
   (``starting``, ``stopping``).
 - ``GET /metrics``: Prometheus text format (open unless ``daemon.metrics_require_token``).
 - ``GET /api/v1/apps``, ``GET /api/v1/apps/{name}``: status and the last 20 history entries;

@@ -21,9 +21,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+# Submodules, not the package: prometheus_client's __init__ imports the exposition servers
+# (wsgiref, http.server) and the process-wide collectors; see gitopsd/server/__init__.py.
+from prometheus_client.metrics import Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from gitopsd.core.models import Health, SyncStatus
 
@@ -220,4 +222,6 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
+        from prometheus_client.exposition import generate_latest  # at the first scrape
+
         return generate_latest(self.registry)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio.to_thread
-import watchfiles
 from pydantic import Field
 
 import gitopsd
@@ -84,6 +83,8 @@ class LocalSource(Source):
 
     async def _watch(self) -> AsyncIterator[None]:
         debounce_ms = int(self.options.debounce * 1000)
+        import watchfiles  # here: most configurations have no local source
+
         # rust_timeout bounds how long a stopped app waits for the watcher thread to notice.
         async for _ in watchfiles.awatch(self.path, debounce=max(debounce_ms, 1), step=50, rust_timeout=500):
             yield None

@@ -1,11 +1,13 @@
 """The start-up budget of ``gitopsd run``, as counts: what the daemon has imported once it is ready.
 
 Import time is most of the daemon's start (docs/operations.md, "Start-up and readiness").
-A fresh interpreter (a subprocess) runs the ``gitopsd run`` command; a thread in it polls
-/readyz and lists ``sys.modules`` the moment the daemon is ready (the API serves, every app's
-runner started), then sends the process SIGTERM.
+A fresh interpreter (a subprocess) runs the ``gitopsd run`` command. The daemon lists
+``sys.modules`` the moment it becomes ready (the API serves, every app has its runner), just
+before it sets up the clusters' clients; a thread polls /readyz, waits for the start to end
+(garbage collection resumes), then sends the process SIGTERM.
 What a config without appsets, sync windows, coordination, notifiers, SSH tunnels or
-Helm/OCI sources does not need must not be there yet: it is imported when first used.
+Helm/OCI sources does not need must not be there yet: it is imported when first used, and
+the Kubernetes layer (with aiohttp's client) just after ready, off the event loop.
 A wall-clock budget would flake on a shared machine; a module list does not.
 """
 
@@ -45,6 +47,13 @@ NOT_AT_START: dict[str, str] = {
     "gitopsd.kube.leases": "coordination through Kubernetes Leases",
     "gitopsd.kube.tunnel": "clusters behind an SSH tunnel",
     "gitopsd_plugins._slack_socket": "Slack's Socket Mode (a Slack notifier with an app token)",
+    "gitopsd.kube": "the clusters' clients (set up once the daemon is ready)",
+    "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
+    "aiohttp.client": "aiohttp's HTTP client (the clusters' clients; the server needs only aiohttp.web)",
+    "aiohttp.connector": "aiohttp's TLS contexts, built when its client is imported",
+    "prometheus_client.exposition": "the metrics' text format (the first scrape of /metrics)",
+    "wsgiref": "prometheus_client's exposition servers (never used)",
+    "watchfiles": "the config-file watcher (it starts once the daemon is ready)",
 }
 
 # Everything imported at readiness, with some headroom: a new dependency on the start path
@@ -55,9 +64,19 @@ APPS = 25  # none has a policy: more config warnings than the daemon logs one by
 
 SCRIPT = r"""
 import gc, json, os, signal, socket, sys, threading, time
+import gitopsd.daemon.supervisor as supervisor
 from gitopsd.cli.main import cli
 
 seen = {}
+
+class Daemon(supervisor.Daemon):
+    async def _open_clusters(self, **kwargs):
+        # Ready (/readyz is 200) since the statement before this call: what is imported now.
+        seen["modules"] = sorted(sys.modules)
+        seen["ready"] = self.accepting.is_set()
+        await super()._open_clusters(**kwargs)
+
+supervisor.Daemon = Daemon
 
 def ready(port):
     try:
@@ -69,16 +88,11 @@ def ready(port):
 
 def probe(port):
     deadline = time.monotonic() + 60
-    while not ready(port):
+    while not ready(port) or not gc.isenabled():  # gc resumes once started
         if time.monotonic() > deadline:
             os.kill(os.getpid(), signal.SIGTERM)
             return
         time.sleep(0.01)
-    while "modules" not in seen:
-        try:
-            seen["modules"] = sorted(sys.modules)
-        except RuntimeError:  # a runner imported something meanwhile
-            pass
     seen["gc"] = [gc.isenabled(), gc.get_freeze_count()]
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -140,6 +154,8 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Started:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     seen: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    assert "modules" in seen, "the daemon did not set up its clusters after it became ready (Daemon._open_clusters)"
+    assert seen["ready"] and "gc" in seen
     assert "gitopsd.daemon.supervisor" in seen["modules"] and "gitopsd_plugins.git" in seen["modules"]
     logs = [json.loads(line) for line in (proc.stdout + proc.stderr).splitlines() if line.startswith('{"')]
     return seen, logs

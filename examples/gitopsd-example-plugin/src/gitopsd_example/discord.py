@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import httpx
 from pydantic import Field
 
 import gitopsd
@@ -23,9 +22,15 @@ class DiscordNotifier(gitopsd.Notifier):
         super().__init__(name, options, ctx)
         self._url = gitopsd.read_secret_file(ctx.config_dir / options.webhook_url_file, f"notifiers.{name}.webhook_url_file",
                                              strict=ctx.strict_secret_permissions)
+        # httpx is imported where it is used: the daemon loads every installed plugin before
+        # it answers /readyz, and most configurations never create this notifier.
+        import httpx
+
         self._client = httpx.AsyncClient(timeout=options.timeout)
 
     async def send(self, event: gitopsd.Event) -> None:
+        import httpx
+
         text = f"{ICONS[event.severity]} **{event.app or 'gitopsd'}** {event.name}: {event.message}"[:2000]
         try:
             response = await self._client.post(self._url.reveal(), json={"content": text})

@@ -7,7 +7,6 @@ import tarfile
 from pathlib import Path
 
 import anyio
-import httpx
 
 import gitopsd
 
@@ -28,6 +27,8 @@ class HTTPArchiveSource(gitopsd.Source):
     async def fetch(self, revision: str) -> gitopsd.Artifact:
         target = self.ctx.cache_dir("http-archive") / self.options.sha256
         if not target.exists():
+            import httpx  # where it is used: the daemon starts without it
+
             async with httpx.AsyncClient(timeout=30) as client:
                 response = await client.get(self.options.url)
             if response.status_code != 200:
