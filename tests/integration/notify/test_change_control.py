@@ -345,6 +345,9 @@ async def test_slash_commands_are_restricted_logged_and_answered_in_the_channel(
         await fake.socket.send("slash_commands", slash(ADMIN, "frobnicate"))
         await wait_for(lambda: len(answers()) == 6, "every answer")
         assert "sync requested" in answers()[4] and "usage:" in answers()[5]
+        # The last answer can reach Slack before its event reaches the recorder (the bus delivers
+        # events on its own task).
+        await wait_for(lambda: len([e for e in recorder.events if e.name == "chat-command"]) >= 7, "every chat-command event")
         commands = [e for e in recorder.events if e.name == "chat-command"]
         assert [(e.data["user"], e.data["command"], e.data["allowed"]) for e in commands] == [
             (NOBODY, "suspend web", False),
