@@ -819,7 +819,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if result["cold_converge"]["seconds"] is not None and not args.cold_only:
                 result["noop_round"] = noop_round(daemon, sandbox, git_log, interval,
                                                   workdir / "profile-noop.txt" if args.profile else None,
-                                                  settle=args.noop_settle)
+                                                  settle=interval + 5 if args.noop_settle is None else args.noop_settle)
                 if args.profile:
                     result["profile_noop"] = hot_spots(workdir / "profile-noop.txt")
                 result["noop_round"]["daemon_cpu_per_interval_per_1000_apps_s"] = round(
@@ -884,8 +884,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall", type=float, default=120.0,
                    help="stop waiting for the cold converge when no app progresses for this long")
     p.add_argument("--repos", type=int, default=1, help="spread the apps over this many repositories")
-    p.add_argument("--noop-settle", type=float, default=0.0,
-                   help="seconds to wait after the daemon is idle before the no-op round (steady state)")
+    p.add_argument("--noop-settle", type=float, default=None,
+                   help="seconds to wait after the daemon is idle before the no-op round, so it measures the "
+                        "steady state (default: one interval and 5 s; 0: start at once)")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-daemon", action="store_true")
     p.add_argument("--cold-only", action="store_true", help="gitopsd: only the cold converge (profiling)")
