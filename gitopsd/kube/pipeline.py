@@ -141,6 +141,8 @@ class SyncPipeline:
             ]
             names = "; ".join(f"{o.ref}: {o.message}" for o in bad)
             return result(False, f"render cannot be applied: {names}", bad + skipped)
+        if not dry_run:
+            self.desired.remember(app, rendered, desired)
         # Hooks (gitopsd.kube.hooks) are checked against the policy with the rest, before any write.
         hook_list = split(manifests) if run_hooks else []
         refused = policy_refusals(app, desired + await self._hooks_as_desired(app, hook_list))

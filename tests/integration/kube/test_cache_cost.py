@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from gitopsd.core.models import Rendered
 from gitopsd.kube import cache as cache_module
+from gitopsd.kube import desired as desired_module
 from gitopsd.kube.cache import key_of
-from tests.integration.kube.conftest import Env, app_config, configmap, eventually
+from tests.integration.kube.conftest import Env, app_config, configmap, deployment, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -45,3 +47,29 @@ async def test_the_watch_echo_of_an_apply_is_not_stored_again(env: Env, monkeypa
     assert env.cluster.cache.version(key_of(configmap("cfg", namespace="default"))) == rv
     live = env.cluster.cache.get(key_of(configmap("cfg", namespace="default")))
     assert live is not None and live["data"] == {"k": "v"}
+
+
+async def test_a_syncs_prepared_objects_serve_the_checks_after_it(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """in_sync, health and track after a sync use the objects the sync prepared: none is prepared twice."""
+    app = app_config(namespace="default")
+    rendered = Rendered.of([deployment("api"), configmap("cfg")])
+    prepared: list[str] = []
+    real = desired_module.prepare
+
+    def counting(app: Any, manifest: dict[str, Any], *args: Any) -> Any:
+        prepared.append(manifest["metadata"]["name"])
+        return real(app, manifest, *args)
+
+    monkeypatch.setattr(desired_module, "prepare", counting)
+    result = await env.cluster.sync(app, rendered, env.inventory())
+    assert result.ok, result.message
+    assert sorted(prepared) == ["api", "cfg"]
+    env.cluster.track(app, rendered, lambda refs: None)
+    assert env.cluster.in_sync(app, rendered) is True
+    assert env.cluster.health(app, rendered) is not None
+    assert sorted(prepared) == ["api", "cfg"]
+
+    # Another render is prepared anew.
+    other = Rendered.of([deployment("api"), configmap("cfg", k="other")])
+    assert env.cluster.in_sync(app, other) is False
+    assert sorted(prepared) == ["api", "api", "cfg", "cfg"]
