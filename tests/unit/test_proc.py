@@ -23,10 +23,11 @@ def alive(pid: int) -> bool:
 
 
 async def wait_for_pid(path: Path) -> int:
+    pidfile = anyio.Path(path)
     with anyio.fail_after(30):
-        while not path.exists() or not path.read_text().strip():
+        while not await pidfile.exists() or not (await pidfile.read_text()).strip():
             await anyio.sleep(0.01)
-    return int(path.read_text())
+    return int(await pidfile.read_text())
 
 
 async def test_output_input_cwd_and_env(tmp_path: Path) -> None:
@@ -41,15 +42,15 @@ async def test_failures_name_the_command(tmp_path: Path) -> None:
     with pytest.raises(CommandFailed, match="sh exited with 3: boom") as info:
         await run(["sh", "-c", "echo boom >&2; exit 3"], timeout=30)
     assert info.value.returncode == 3
-    with pytest.raises(CommandFailed, match="program .*no-such-program not found"):
+    with pytest.raises(CommandFailed, match=r"program .*no-such-program not found"):
         await run([tmp_path / "no-such-program"], timeout=30)
 
 
 async def test_a_timeout_kills_the_command(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    with pytest.raises(CommandFailed, match="timed out after 0.5s"):
+    with pytest.raises(CommandFailed, match=r"timed out after 0\.5s"):
         await run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], timeout=0.5)
-    assert not alive(int(pidfile.read_text()))  # killed and reaped before run() returned
+    assert not alive(await wait_for_pid(pidfile))  # killed and reaped before run() returned
 
 
 async def test_cancelling_the_caller_kills_the_command(tmp_path: Path) -> None:
