@@ -369,8 +369,11 @@ class LiveCache:
 
 
 def _stored(rv: str, obj: Manifest) -> _Stored:
-    # UTF-8 bytes (orjson: ~10x faster than json.dumps), one byte per byte whatever the text.
-    return (rv, jsonio.dumps(obj))
+    # UTF-8 bytes (orjson: ~10x faster than json.dumps), one byte per byte whatever the text,
+    # copied once to an exact-size object: kept as orjson returns them, its shrunk output
+    # buffers left the heap fragmented (5,000 Deployments: 20 MiB of RSS for 3.5 MiB of JSON,
+    # 4 MiB with the copy; bench 1000x5: peak RSS 160 MiB, 141 MiB before orjson).
+    return (rv, bytes(memoryview(jsonio.dumps(obj))))
 
 
 def _slim(obj: Manifest) -> Manifest:
