@@ -6,7 +6,7 @@ with bookmarks, resumed from the last resourceVersion when it ends, re-listed on
 Expired, and restarted when it stays silent past its own inactivity deadline (watches can
 hang silently). Readers (in_sync, health, drift, the apply decision) never send requests.
 
-Objects are kept as compact JSON text, not as dicts: a live Deployment as nested dicts,
+Objects are kept as compact JSON (UTF-8 bytes), not as dicts: a live Deployment as nested dicts,
 lists and strings takes about three times the memory of its JSON (bench 1000x5: the live
 cache was the largest holder of memory). :meth:`LiveCache.get` parses a fresh copy (a
 caller may keep or change it); :meth:`LiveCache.version` answers without parsing, which is
@@ -16,7 +16,6 @@ all an idle app's check needs (:meth:`gitopsd.kube.desired.DesiredObjects.matche
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ from typing import Any
 import anyio
 import structlog
 
+from gitopsd.core import jsonio
 from gitopsd.core.models import Manifest
 from gitopsd.kube import admission
 from gitopsd.kube.background import Background
@@ -49,8 +49,8 @@ Key = tuple[str, str, str, str]
 """(group, kind, namespace, name): an object's identity whatever version serves it."""
 
 
-_Stored = tuple[str, str]
-"""(resourceVersion, the object as compact JSON text)."""
+_Stored = tuple[str, bytes]
+"""(resourceVersion, the object as compact UTF-8 JSON)."""
 
 
 def key_of(obj: Manifest) -> Key:
@@ -170,7 +170,7 @@ class Informer:
                     return rv  # the server ended the watch: resume from rv
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = jsonio.loads(line)
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
@@ -221,7 +221,7 @@ class LiveCache:
     def get(self, key: Key) -> Manifest | None:
         """The live object (a copy of its own: parsed at each call), or None."""
         stored = self._objects.get(key)
-        return None if stored is None else json.loads(stored[1])  # type: ignore[no-any-return]
+        return None if stored is None else jsonio.loads(stored[1])  # type: ignore[no-any-return]
 
     def version(self, key: Key) -> str | None:
         """The cached object's resourceVersion ("" if it has none), or None when it is absent.
@@ -313,12 +313,14 @@ class LiveCache:
         self._put(obj)
 
     def _put(self, obj: Manifest) -> None:
-        obj = _slim(obj)
         key = key_of(obj)
         old = self._objects.get(key)
         rv = _rv(obj)
-        if old is not None and not _not_older(rv, old[0]):
+        if old is not None and (not _not_older(rv, old[0]) or (rv and rv == old[0])):
+            # Older, or the very version the cache holds: every applied object comes back as a
+            # watch event with the resourceVersion its apply answer already stored.
             return
+        obj = _slim(obj)
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
             # No longer ours (label removed out of band): the selector would drop it too.
@@ -355,18 +357,23 @@ class LiveCache:
             self._put_listed(obj)
 
     def _put_listed(self, obj: Manifest) -> None:
-        obj = _slim(obj)
         key = key_of(obj)
         old = self._objects.get(key)
         rv = _rv(obj)
+        if old is not None and rv and old[0] == rv:
+            return  # the same version (a re-list): nothing to store again
+        obj = _slim(obj)
         self._objects[key] = _stored(rv, obj)
         if old is None or old[0] != rv:
             self._signal(key, obj)
 
 
 def _stored(rv: str, obj: Manifest) -> _Stored:
-    # ASCII-escaped (the default), the text takes one byte per character.
-    return (rv, json.dumps(obj, separators=(",", ":")))
+    # UTF-8 bytes (orjson: ~10x faster than json.dumps), one byte per byte whatever the text,
+    # copied once to an exact-size object: kept as orjson returns them, its shrunk output
+    # buffers left the heap fragmented (5,000 Deployments: 20 MiB of RSS for 3.5 MiB of JSON,
+    # 4 MiB with the copy; bench 1000x5: peak RSS 160 MiB, 141 MiB before orjson).
+    return (rv, bytes(memoryview(jsonio.dumps(obj))))
 
 
 def _slim(obj: Manifest) -> Manifest:

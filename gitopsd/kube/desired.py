@@ -142,6 +142,22 @@ class DesiredObjects:
             self._prepared[app.name] = (app, rendered.key, prepared)
         return prepared
 
+    def remember(self, app: AppConfig, rendered: Rendered, desired: Sequence[Desired]) -> None:
+        """Keep a sync's prepared objects as the app's memo (what :meth:`prepare_cached` returns next).
+
+        The sync's ``in_sync``, ``health`` and ``track`` calls that follow then use the
+        objects the sync applied instead of preparing every object of the render once more.
+        Only a render whose every kind discovery knows is kept, as :meth:`prepare_cached` would.
+        """
+        if any(self.discovery.cached(d.resource.api_version, d.resource.kind) is None for d in desired):
+            return
+        memo = self._prepared.get(app.name)
+        if memo is not None and memo[0] is app and memo[1] == rendered.key:
+            return
+        if memo is not None:
+            self._drop_verdicts(memo[2])
+        self._prepared[app.name] = (app, rendered.key, {d.key: d for d in desired})
+
     def prepare_from_discovery(
         self, app: AppConfig, manifests: Sequence[Manifest]
     ) -> dict[Key, Desired] | None:

@@ -141,6 +141,8 @@ class SyncPipeline:
             ]
             names = "; ".join(f"{o.ref}: {o.message}" for o in bad)
             return result(False, f"render cannot be applied: {names}", bad + skipped)
+        if not dry_run:
+            self.desired.remember(app, rendered, desired)
         # Hooks (gitopsd.kube.hooks) are checked against the policy with the rest, before any write.
         hook_list = split(manifests) if run_hooks else []
         refused = policy_refusals(app, desired + await self._hooks_as_desired(app, hook_list))
@@ -415,17 +417,16 @@ class SyncPipeline:
         self, step: Step, desired: list[Desired], results: dict[Key, ObjectResult], deadline: float
     ) -> str:
         """Wait until ``desired`` are healthy; updates results' health; the failure message, or ""."""
-        seen: dict[Key, tuple[Manifest | None, str]] = {}
+        seen: dict[Key, str | None] = {}
         statuses: dict[Key, HealthStatus] = {}
         while True:
-            # Every change in the cluster wakes every waiter: recompute only what changed.
+            # Recompute only what changed: the cached resourceVersion says so without parsing
+            # the object (absent or without a version: computed again, which is cheap or rare).
             for d in desired:
-                live = self.cache.get(d.key)
-                version = (live or {}).get("metadata", {}).get("resourceVersion", "")
-                last = seen.get(d.key)
-                if last is None or last[0] is not live or last[1] != version:
-                    seen[d.key] = (live, version)
-                    statuses[d.key] = self._object_health(live)
+                version = self.cache.version(d.key)
+                if not version or seen.get(d.key) != version:
+                    seen[d.key] = version
+                    statuses[d.key] = self._object_health(self.cache.get(d.key))
             for d in desired:
                 old = results.get(d.key)
                 if old is not None and old.action != "failed":

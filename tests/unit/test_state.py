@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import anyio.from_thread
 import anyio.to_thread
 import pytest
 
@@ -120,4 +121,65 @@ async def test_preload_answers_what_the_per_app_reads_answer(tmp_path: Path) -> 
     assert direct["api"].pin.suspended and direct["api"].record is not None
     assert (direct["api"].record.revision, direct["api"].record.applied_digest) == (b, "sha256:z")
     assert direct["new"].record is None and direct["new"].last_health is None
+    await store.close()
+
+
+async def test_calls_made_while_the_thread_is_busy_share_one_trip(tmp_path: Path) -> None:
+    """Concurrent calls are batched (one thread hop for many), each keeps its result, error and order."""
+    store = await StateStore.open(tmp_path)
+    start_calls, start_batches = store.calls, store.batches
+    results: dict[int, list[ObjectRef]] = {}
+
+    async def app(i: int) -> None:
+        await store.add_to_inventory(f"app-{i}", refs(2, prefix=f"a{i}"))
+        results[i] = await store.inventory(f"app-{i}")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(app, i)
+    assert all(results[i] == sorted(refs(2, prefix=f"a{i}")) for i in range(50))
+    calls, batches = store.calls - start_calls, store.batches - start_batches
+    assert calls == 100
+    assert batches <= 10, f"{calls} calls took {batches} trips to the worker thread"
+
+    # One failing call fails alone; the others of its batch are written.
+    def broken(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO no_such_table VALUES (1)")
+
+    outcomes: list[str] = []
+
+    async def good(i: int) -> None:
+        await store.add_to_inventory("after", refs(1, prefix=f"g{i}"))
+        outcomes.append("ok")
+
+    async def bad() -> None:
+        with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+            await store._run(broken)
+        outcomes.append("raised")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(good, 0)
+        tg.start_soon(bad)
+        tg.start_soon(good, 1)
+    assert sorted(outcomes) == ["ok", "ok", "raised"]
+    assert len(await store.inventory("after")) == 2
+    await store.close()
+
+
+async def test_a_call_cancelled_before_its_trip_never_runs(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    release = anyio.Event()
+    entered = anyio.Event()
+
+    def slow(c: sqlite3.Connection) -> None:
+        anyio.from_thread.run_sync(entered.set)
+        anyio.from_thread.run(release.wait)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store._run, slow)  # holds the worker thread
+        await entered.wait()
+        with anyio.move_on_after(0.05):
+            await store.add_to_inventory("web", refs(1))  # queued behind it, then cancelled
+        release.set()
+    assert await store.inventory("web") == []
     await store.close()

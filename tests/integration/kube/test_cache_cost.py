@@ -1,0 +1,75 @@
+"""The live cache's cost per applied object: an apply's answer is stored once, its watch echo is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitopsd.core.models import Rendered
+from gitopsd.kube import cache as cache_module
+from gitopsd.kube import desired as desired_module
+from gitopsd.kube.cache import key_of
+from tests.integration.kube.conftest import Env, app_config, configmap, deployment, eventually
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_watch_echo_of_an_apply_is_not_stored_again(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_config(namespace="default")
+    # The kind is watched before anything is applied, so every echo below reaches the cache.
+    result = await env.cluster.sync(app, [configmap("first")], env.inventory())
+    assert result.ok, result.message
+
+    stored: list[str] = []
+    real = cache_module._stored
+
+    def counting(rv: str, obj: dict[str, Any]) -> Any:
+        stored.append(obj["metadata"]["name"])
+        return real(rv, obj)
+
+    monkeypatch.setattr(cache_module, "_stored", counting)
+    result = await env.cluster.sync(app, [configmap("first"), configmap("cfg")], env.inventory())
+    assert result.ok, result.message
+    assert stored == ["cfg"]  # the apply's answer (first is unchanged: not even sent)
+    rv = env.cluster.cache.version(key_of(configmap("cfg", namespace="default")))
+
+    # A later change on the same watch: once it is in the cache, cfg's own echo (the ADDED
+    # event with the answer's resourceVersion) was read before it.
+    await env.cluster.client.request(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/first",
+        body={"data": {"k": "edited"}},
+        content_type="application/merge-patch+json",
+    )
+    await eventually(lambda: "first" in stored, within=10)
+    assert stored == ["cfg", "first"]  # cfg's echo was not encoded and stored a second time
+    assert env.cluster.cache.version(key_of(configmap("cfg", namespace="default"))) == rv
+    live = env.cluster.cache.get(key_of(configmap("cfg", namespace="default")))
+    assert live is not None and live["data"] == {"k": "v"}
+
+
+async def test_a_syncs_prepared_objects_serve_the_checks_after_it(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """in_sync, health and track after a sync use the objects the sync prepared: none is prepared twice."""
+    app = app_config(namespace="default")
+    rendered = Rendered.of([deployment("api"), configmap("cfg")])
+    prepared: list[str] = []
+    real = desired_module.prepare
+
+    def counting(app: Any, manifest: dict[str, Any], *args: Any) -> Any:
+        prepared.append(manifest["metadata"]["name"])
+        return real(app, manifest, *args)
+
+    monkeypatch.setattr(desired_module, "prepare", counting)
+    result = await env.cluster.sync(app, rendered, env.inventory())
+    assert result.ok, result.message
+    assert sorted(prepared) == ["api", "cfg"]
+    env.cluster.track(app, rendered, lambda refs: None)
+    assert env.cluster.in_sync(app, rendered) is True
+    assert env.cluster.health(app, rendered) is not None
+    assert sorted(prepared) == ["api", "cfg"]
+
+    # Another render is prepared anew.
+    other = Rendered.of([deployment("api"), configmap("cfg", k="other")])
+    assert env.cluster.in_sync(app, other) is False
+    assert sorted(prepared) == ["api", "api", "cfg", "cfg"]
