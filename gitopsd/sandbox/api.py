@@ -25,10 +25,12 @@ from .kinds import Registry, ResourceType
 from .patch import json_patch, merge_patch, strategic_merge
 from .selectors import parse_field_selector, parse_label_selector
 from .status import (
+    STRICT_DECODING,
     ApiError,
     already_exists,
     bad_request,
     conflict,
+    invalid_patch,
     method_not_allowed,
     not_found,
     status_success,
@@ -403,7 +405,12 @@ class Api:
             return self._write_scale(c, old, new)
         new = clone(new)
         self._check_identity(c, new)
-        self._check_fields(c, new)
+        try:
+            self._check_fields(c, new)
+        except ApiError as exc:
+            if exc.code == 400 and STRICT_DECODING in str(exc):
+                raise invalid_patch(body, exc) from None
+            raise
         rv = (new.get("metadata") or {}).get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(c.rt.plural, c.rt.group, c.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -107,6 +108,43 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
             "causes": [{"reason": t, "message": m, "field": f} for t, f, m in causes],
         },
     )
+
+
+STRICT_DECODING = "strict decoding error: "
+"""How a strict-validation message names what it refused (see :func:`invalid_patch`)."""
+
+
+def invalid_patch(patch: Any, refusal: ApiError) -> ApiError:
+    """422 Invalid for a patch whose result fails strict decoding.
+
+    The real server answers a create, update or apply with an unknown or duplicate field
+    with 400 (``... cannot be handled as a ...: strict decoding error: ...``), but a
+    merge, JSON or strategic merge patch with 422, the error on the field ``patch`` (kubectl
+    prints ``The request is invalid: patch: Invalid value: "map[...]": strict decoding
+    error: ...``).
+    """
+    text = str(refusal)
+    why = text[text.index(STRICT_DECODING):] if STRICT_DECODING in text else text
+    cause = f"Invalid value: {json.dumps(_go_value(patch))}: {why}"
+    return ApiError(
+        422,
+        "Invalid",
+        f' "" is invalid: patch: {cause}',
+        {"causes": [{"reason": "FieldValueInvalid", "message": cause, "field": "patch"}]},
+    )
+
+
+def _go_value(value: Any) -> str:
+    """``value`` as Go's ``%v`` prints decoded JSON (maps with sorted keys)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def bad_request(message: str) -> ApiError:

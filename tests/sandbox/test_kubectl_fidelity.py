@@ -120,12 +120,19 @@ async def test_apply_validates_server_side_with_openapi(kubectl: Kubectl) -> Non
     live = await kubectl.json("get", "deploy", "web")
     assert [c["image"] for c in live["spec"]["template"]["spec"]["containers"]] == ["nginx:1.28"]
     typo = DEPLOYMENT.replace("image: nginx:1.27", "image: nginx:1.27\n        imagePullPolicyy: Always")
-    for extra in ((), ("--server-side",)):
-        code, _, err = await kubectl.run("apply", *extra, "-f", "-", stdin=typo)
+    unknown = 'strict decoding error: unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
+    # As on a real cluster: a create or server-side apply is a BadRequest; kubectl's client-side
+    # apply of an existing object is a strategic merge patch, refused as Invalid on "patch".
+    for extra, creates in (((), True), (("--server-side",), True), (("--server-side",), False), ((), False)):
+        code, _, err = await kubectl.run("apply", *extra, "-f", "-", stdin=typo.replace("name: web", "name: web-new")
+                                         if creates else typo)
         assert code == 1
-        assert err.startswith("Error from server (BadRequest)")
-        assert ('Deployment in version "v1" cannot be handled as a Deployment: '
-                'strict decoding error: unknown field "spec.template.spec.containers[0].imagePullPolicyy"') in err
+        if creates or extra:
+            assert err.startswith("Error from server (BadRequest)")
+            assert 'Deployment in version "v1" cannot be handled as a Deployment: ' + unknown in err
+        else:
+            assert err.startswith('The request is invalid: patch: Invalid value: "map[metadata:map[annotations:')
+            assert unknown in err
     code, _, err = await kubectl.run("apply", "--validate=warn", "-f", "-", stdin=typo)
     assert code == 0 and 'Warning: unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in err
 

@@ -137,3 +137,22 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_a_patch_refused_by_strict_validation_is_invalid_on_the_field_patch(http: Http) -> None:
+    """A create is a BadRequest; a merge or strategic merge patch is a 422 naming ``patch`` (as kube-apiserver)."""
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "p"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+               "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    code, _ = await http.call("POST", DEPLOY, dep)
+    assert code == 201
+    typo = {"spec": {"replicas": 2, "paused": None, "minReadySecondz": 5}}
+    for ctype in ("application/strategic-merge-patch+json", "application/merge-patch+json"):
+        code, err = await http.call("PATCH", f"{DEPLOY}/p", typo, ctype=ctype, fieldValidation="Strict")
+        assert code == 422 and err["reason"] == "Invalid", err
+        cause = 'Invalid value: "map[spec:map[minReadySecondz:5 paused:<nil> replicas:2]]": ' \
+                'strict decoding error: unknown field "spec.minReadySecondz"'
+        assert err["details"]["causes"] == [{"reason": "FieldValueInvalid", "message": cause, "field": "patch"}]
+        assert err["message"] == f' "" is invalid: patch: {cause}'
+    code, live = await http.call("GET", f"{DEPLOY}/p")
+    assert code == 200 and live["spec"]["replicas"] == 1 and "minReadySecondz" not in live["spec"]
