@@ -54,6 +54,9 @@ log = structlog.get_logger("gitopsd.daemon")
 CACHE_SWEEP_INTERVAL = 60.0
 """Seconds between two measurements (and evictions) of the cache budget."""
 
+SETTLED_CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the apps that have not reconciled yet (see Daemon.settled)."""
+
 CONFIG_WARNINGS_LOGGED = 20
 """Config warnings logged one by one at start; the rest are counted (a line per app costs a
 second at 10,000 apps without a policy)."""
@@ -81,6 +84,8 @@ class Daemon:
         plugins: The plugin manager.
         on_ready: Called (and awaited, if it returns an awaitable) once apps are started
             (:attr:`ready`).
+        on_settled: Called once every app started with the daemon has finished its first
+            reconcile (:attr:`settled`).
         systemd: The sd_notify sender (default: from ``$NOTIFY_SOCKET``; a no-op outside systemd).
         clock: The wall clock of sync windows and approval timeouts (tests pass a fake one).
     """
@@ -93,10 +98,12 @@ class Daemon:
         on_ready: Callable[[Daemon], Awaitable[None] | None] | None = None,
         systemd: SystemdNotifier | None = None,
         clock: Clock = utcnow,
+        on_settled: Callable[[Daemon], None] | None = None,
     ):
         self.config = config
         self.plugins = plugins
         self._on_ready = on_ready
+        self._on_settled = on_settled
         self.systemd = systemd if systemd is not None else SystemdNotifier()
         self.metrics = Metrics(apps=self._app_samples)
         self.workspace = Workspace.create(config, plugins, emit=self.emit)
@@ -117,6 +124,9 @@ class Daemon:
         requests and webhooks reach the apps, whose tasks start once the clusters are set up."""
         self.ready = anyio.Event()
         """Set once started: the clusters' clients are set up and every app's task runs."""
+        self.settled = anyio.Event()
+        """Set once every app started with the daemon has finished its first reconcile,
+        failed or not (suspended apps excepted): the cold start's converge is over."""
         self.runtime: Runtime | None = None
         self.api: ApiServer | None = None
         self._tg: TaskGroup | None = None
@@ -257,6 +267,7 @@ class Daemon:
                 tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
             tg.start_soon(self._report_status, name="sd-status")
             tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
+            tg.start_soon(self._notice_settled, list(self.apps.values()), name="settled")
             self.ready.set()
             self.systemd.ready(self.status_line())
             log.info("gitopsd ready", apps=len(self.apps), listen=self.config.daemon.listen)
@@ -271,6 +282,23 @@ class Daemon:
             if self.coordinator is not None:
                 await self.coordinator.leave()  # the locks are free at once: handover without waiting for expiry
             tg.cancel_scope.cancel()
+
+    async def _notice_settled(self, started: list[_Running]) -> None:
+        """Set :attr:`settled` (and call ``on_settled``) once every app of ``started`` has
+        reconciled once; an app stopped meanwhile no longer counts."""
+        pending = started
+        while True:
+            pending = [
+                r for r in pending
+                if not r.done.is_set() and not r.runner.status.suspended and r.runner.passes == 0
+            ]
+            if not pending:
+                break
+            await anyio.sleep(SETTLED_CHECK_INTERVAL)
+        self.settled.set()
+        log.info("initial converge done", apps=len(started))
+        if self._on_settled is not None:
+            self._on_settled(self)
 
     async def _open_clusters(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Set up every cluster's client (kubeconfig, credentials, TLS; no request) and keep

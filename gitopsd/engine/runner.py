@@ -41,6 +41,8 @@ class AppRunner:
         # lock: no waiter queue until someone waits, where anyio's allocates one per app).
         self.busy = asyncio.Lock()
         self._failures = 0
+        self.passes = 0
+        """Reconciles this runner has finished (failed ones included)."""
 
     @property
     def gate(self) -> DependencyGate | None:
@@ -107,6 +109,7 @@ class AppRunner:
                 self.source.invalidate(before=wake.fired_at)
             async with self.busy:
                 await self.reconcile(wake.reasons, force=wake.force)
+            self.passes += 1
             if self.gate is not None:
                 self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
             if stopping.is_set():

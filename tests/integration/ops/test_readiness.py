@@ -171,3 +171,37 @@ async def test_clusters_stay_open_until_every_app_task_has_ended(env: Env) -> No
             await daemon.ready.wait()
             tg.cancel_scope.cancel()
     assert client_open_at_end == [True]
+
+
+async def test_settled_once_every_app_has_reconciled(env: Env) -> None:
+    """``Daemon.settled`` (and ``on_settled``, once) comes after every app's first reconcile,
+    failed ones included: ``gitopsd run`` freezes what the converge built at that moment."""
+    kubeconfig = env.root / "down.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    repo = GitRepo(env.root, "app")
+    repo.commit({"cm.yaml": configmap("settings", a="1")})
+    apps = "".join(
+        f'[apps.{name}]\ncluster = "down"\nnamespace = "{name}"\n'
+        f'source = {{ type = "git", url = "{repo.url if name != "three" else (env.root / "none.git").as_uri()}", ref = "main" }}\n\n'
+        for name in ("one", "two", "three")
+    )
+    config = env.write(env.daemon_toml() + f'[clusters.down]\nkubeconfig = "{kubeconfig}"\n\n' + apps)
+    seen: list[dict[str, int]] = []
+
+    def settled(daemon: Daemon) -> None:
+        seen.append({name: r.runner.passes for name, r in daemon.apps.items()})
+
+    daemon = Daemon(config, env.plugins, systemd=SystemdNotifier({}), on_settled=settled)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run, name="daemon")
+            await daemon.settled.wait()
+            await anyio.sleep(1.5)  # a second look would call it again
+            tg.cancel_scope.cancel()
+    assert len(seen) == 1 and set(seen[0]) == {"one", "two", "three"}
+    assert all(count >= 1 for count in seen[0].values()), seen
