@@ -26,6 +26,18 @@ from tests.integration.ops.conftest import (
 pytestmark = pytest.mark.anyio
 
 
+def _down_kubeconfig(env: Env) -> Path:
+    """A kubeconfig for a cluster that refuses connections (nothing listens on its port)."""
+    kubeconfig = env.root / "down.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    return kubeconfig
+
+
 async def test_ready_while_a_cluster_is_down(env: Env, http: httpx.AsyncClient) -> None:
     """An app whose cluster refuses connections fails its syncs; the daemon stays ready.
 
@@ -34,13 +46,7 @@ async def test_ready_while_a_cluster_is_down(env: Env, http: httpx.AsyncClient) 
     """
     repo = GitRepo(env.root, "app")
     repo.commit({"cm.yaml": configmap("settings", a="1")})
-    kubeconfig = env.root / "down.kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
-    )
+    kubeconfig = _down_kubeconfig(env)
     config = env.write(
         env.daemon_toml()
         + f'[clusters.down]\nkubeconfig = "{kubeconfig}"\n\n'
@@ -139,13 +145,7 @@ async def test_a_cluster_that_cannot_be_set_up_stops_the_start(env: Env, tmp_pat
 async def test_clusters_stay_open_until_every_app_task_has_ended(env: Env) -> None:
     """Cancelled from outside, the daemon closes its clusters' clients only after every app's
     task has ended: an app finishing a shielded step (a sync's last writes) still has them."""
-    kubeconfig = env.root / "down.kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
-    )
+    kubeconfig = _down_kubeconfig(env)
     config = env.write(
         env.daemon_toml()
         + f'[clusters.down]\nkubeconfig = "{kubeconfig}"\n\n'
@@ -176,13 +176,7 @@ async def test_clusters_stay_open_until_every_app_task_has_ended(env: Env) -> No
 async def test_settled_once_every_app_has_reconciled(env: Env) -> None:
     """``Daemon.settled`` (and ``on_settled``, once) comes after every app's first reconcile,
     failed ones included: ``gitopsd run`` freezes what the converge built at that moment."""
-    kubeconfig = env.root / "down.kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
-    )
+    kubeconfig = _down_kubeconfig(env)
     repo = GitRepo(env.root, "app")
     repo.commit({"cm.yaml": configmap("settings", a="1")})
     apps = "".join(
