@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from gitopsd.core.secrets import REDACTOR
@@ -28,6 +30,23 @@ def redact_secrets(logger: Any, method: str, event_dict: dict[str, Any]) -> dict
     return {key: _redact(value) for key, value in event_dict.items()}
 
 
+def _fallback(value: Any) -> Any:
+    """What a log field that is not JSON becomes: structlog's ``__structlog__`` or its repr."""
+    to_log = getattr(value, "__structlog__", None)
+    return to_log() if callable(to_log) else repr(value)
+
+
+def json_line(event_dict: Any, **_: Any) -> str:
+    """structlog serializer: one compact JSON object (orjson, 5-10x faster than :mod:`json`).
+
+    What orjson refuses (integers over 64 bits, lone surrogates) goes to :mod:`json`.
+    """
+    try:
+        return orjson.dumps(event_dict, default=_fallback, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(event_dict, default=_fallback, separators=(",", ":"))
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog (and the stdlib root logger, for libraries) for the whole process.
 
@@ -39,7 +58,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())
         if fmt == "console"
-        else structlog.processors.JSONRenderer(sort_keys=False)
+        else structlog.processors.JSONRenderer(serializer=json_line)
     )
     numeric_level = getattr(logging, level.upper())
     shared: list[Any] = [

@@ -22,6 +22,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()  # what scrub tries, rebuilt on add (every log field is scrubbed)
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
@@ -29,11 +30,10 @@ class Redactor:
         if len(value) >= _MIN_SECRET_LENGTH:
             with self._lock:
                 self._values.add(value)
+                self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        if not self._values:
-            return text
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in self._longest_first:
             if value in text:
                 text = text.replace(value, "***")
         return text

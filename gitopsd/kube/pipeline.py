@@ -376,9 +376,12 @@ class SyncPipeline:
                     d.ref, "failed", Health.UNKNOWN, "cluster unreachable"
                 )
 
-        async with anyio.create_task_group() as tg:
-            for d, live in to_send:
-                tg.start_soon(one, d, live)
+        if len(to_send) == 1:  # a step of one object (a namespace, a CRD): no task group to set up
+            await one(*to_send[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for d, live in to_send:
+                    tg.start_soon(one, d, live)
         if unreachable:
             raise Unreachable(unreachable[0])
         adopted = [d for d, _ in to_send if d.key in adopting and results[d.key].action != "failed"]
