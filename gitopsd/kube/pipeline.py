@@ -27,9 +27,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-import anyio
-
 from gitopsd.core.errors import ApplyError
+from gitopsd.core.fanout import run_all
 from gitopsd.core.models import Health, HealthStatus, Manifest, ObjectResult, Rendered, SyncResult
 from gitopsd.engine.protocols import Inventory
 from gitopsd.kube.apply import Applier, Desired, impersonation, is_shared
@@ -376,12 +375,7 @@ class SyncPipeline:
                     d.ref, "failed", Health.UNKNOWN, "cluster unreachable"
                 )
 
-        if len(to_send) == 1:  # a step of one object (a namespace, a CRD): no task group to set up
-            await one(*to_send[0])
-        else:
-            async with anyio.create_task_group() as tg:
-                for d, live in to_send:
-                    tg.start_soon(one, d, live)
+        await run_all([one(d, live) for d, live in to_send])
         if unreachable:
             raise Unreachable(unreachable[0])
         adopted = [d for d, _ in to_send if d.key in adopting and results[d.key].action != "failed"]
