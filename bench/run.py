@@ -314,6 +314,12 @@ def cold_converge(daemon: DaemonProc, sandbox: SandboxProc, apps: int, timeout: 
     return out
 
 
+def _to_quiet_middle(interval: float, jitter: float = 0.1) -> float:
+    """Seconds until the wall clock is mid-way through the part of the poll cycle with no poll."""
+    middle = (jitter * interval + interval) / 2
+    return (middle - time.time() % interval) % interval
+
+
 def noop_round(
     daemon: DaemonProc, sandbox: SandboxProc, git_log: Path, interval: float, profile: Path | None = None,
     settle: float = 0.0,
@@ -326,7 +332,14 @@ def noop_round(
     idle = wait_idle(daemon.pid, timeout=60)
     if settle:
         time.sleep(settle)
-    log(f"daemon idle after {idle:.1f} s (+{settle:g} s); no-op round of {2 * interval:g} s")
+    # Polls fall on wall-clock instants k * interval + phase, every phase within the first
+    # `interval_jitter` (default 0.1) of the interval (gitopsd.engine.triggers.aligned). A window
+    # that starts mid-way through the quiet rest of the cycle holds exactly two poll instants of
+    # every repository; one starting near an instant counted a late poll on both edges.
+    offset = _to_quiet_middle(interval)
+    time.sleep(offset)
+    log(f"daemon idle after {idle:.1f} s (+{settle:g} s, +{offset:.1f} s to the middle of the poll cycle); "
+        f"no-op round of {2 * interval:g} s")
     sandbox.reset_counters()
     # The harness's own /metrics scrapes stay outside the CPU window: at 1000 apps one
     # scrape costs the daemon about as much as a whole no-op interval of its apps.
