@@ -139,6 +139,7 @@ class _Repo:
     # them, so a new revision costs a few git commands in all, not a few per app.
     commits: set[str] = field(default_factory=set)
     root_trees: dict[str, str] = field(default_factory=dict)
+    tree_lock: anyio.Lock = field(default_factory=anyio.Lock)
     # ``git diff --name-only`` between two commits (None: could not tell), for every app.
     diffs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     diff_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -470,9 +471,12 @@ class GitSource(gitopsd.Source):
         path = self.options.path
         root_tree = repo.root_trees.get(sha)
         if root_tree is None:
-            out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
-            root_tree = out.stdout.decode().strip()
-            repo.remember(sha, root_tree)
+            async with repo.tree_lock:  # every app of a new commit asks at once: one rev-parse for all
+                root_tree = repo.root_trees.get(sha)
+                if root_tree is None:
+                    out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
+                    root_tree = out.stdout.decode().strip()
+                    repo.remember(sha, root_tree)
         trees = self.ctx.cache_dir("git-trees", evictable=True)
         dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -310,3 +312,36 @@ async def test_symlink_escaping_repository_is_refused(ctx: PluginContext, repo: 
         await src.fetch(await src.latest_revision())
     assert info.value.reason == "UnsafeArchive"
     assert not list((ctx.state_dir / "cache" / "git-trees").glob("[0-9a-f]*"))
+
+
+def counting_git(tmp_path: Path) -> tuple[str, Path]:
+    """A real ``git`` wrapper (a script on disk) that logs each command's subcommand, then runs git."""
+    log = tmp_path / "git-commands.log"
+    wrapper = tmp_path / "git-wrapper"
+    real = shutil.which("git")
+    assert real, "git is needed"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+async def test_apps_of_one_new_commit_look_up_its_tree_once(ctx: PluginContext, repo: Repo, tmp_path: Path) -> None:
+    """Many apps (different paths) fetching a new commit at once: one ``git rev-parse`` in all, not one per app."""
+    repo.commit("apps", {f"app{i}/cm.yaml": CONFIGMAP.format(name=f"cm{i}", value=str(i)) for i in range(8)})
+    repo.push()
+    wrapper, log = counting_git(tmp_path)
+    counted = PluginContext(state_dir=ctx.state_dir, config_dir=ctx.config_dir, tools=replace(ctx.tools, git=wrapper))
+    apps = [source(counted, url=repo.bare.as_uri(), ref="main", path=f"app{i}") for i in range(8)]
+    revision = await apps[0].latest_revision()
+    artifacts = []
+
+    async def fetch(src: GitSource) -> None:
+        artifacts.append(await src.fetch(revision))
+
+    async with anyio.create_task_group() as tg:
+        for src in apps:
+            tg.start_soon(fetch, src)
+    assert sorted(configmap_value(a.path) for a in artifacts) == [str(i) for i in range(8)]
+    commands = log.read_text().split()
+    assert commands.count("rev-parse") == 1, commands
+    assert commands.count("fetch") == 1, commands

@@ -1,0 +1,78 @@
+"""What the render stage costs per app, counted: lookups and trips that do not scale with work."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitopsd.core.models import Artifact
+from gitopsd.engine import stages
+from gitopsd.plugin.loading import validate_config
+from gitopsd.plugin.manager import PluginManager
+
+pytestmark = pytest.mark.anyio
+
+APPS = 6
+
+
+def configmap(name: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: '1'\n"
+
+
+def plain_apps(tmp_path: Path, decrypt: dict[str, Any] | None = None) -> tuple[stages.Workspace, Any, list[Artifact]]:
+    """A workspace with APPS plain apps, each with its own directory (its artifact)."""
+    artifacts = []
+    apps: dict[str, Any] = {}
+    for i in range(APPS):
+        path = tmp_path / f"app{i}"
+        path.mkdir()
+        (path / "cm.yaml").write_text(configmap(f"cm{i}"))
+        digest = "sha256:" + hashlib.sha256(str(path).encode()).hexdigest()
+        artifacts.append(Artifact(path=path, revision="r1", digest=digest))
+        apps[f"app{i}"] = {"cluster": "c", "namespace": "default", "create_namespace": False, "source": {"type": "local", "path": str(path)}}
+        if decrypt is not None:
+            apps[f"app{i}"]["decrypt"] = decrypt
+    raw = {"daemon": {"state_dir": str(tmp_path / "state")}, "clusters": {"c": {"kubeconfig": "/k"}}, "apps": apps}
+    plugins = PluginManager(builtins_only=True)
+    config = validate_config(raw, plugins.types, label="<test config>")
+    return stages.Workspace.create(config, plugins), config, artifacts
+
+
+async def test_apps_without_decrypt_never_look_for_sops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding ``sops`` on PATH is a search of every PATH directory: only apps that decrypt pay it."""
+    lookups: list[str] = []
+    real_which = shutil.which
+
+    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
+        lookups.append(name)
+        return real_which(name, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "which", which)  # the standard library's, counted, not replaced
+    workspace, config, artifacts = plain_apps(tmp_path)
+    for i, artifact in enumerate(artifacts):
+        rendered = await stages.render(workspace, config.apps[f"app{i}"], artifact)
+        assert [m["metadata"]["name"] for m in rendered.manifests] == [f"cm{i}"]
+    assert lookups == []
+
+
+async def test_apps_with_decrypt_still_find_sops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counterpart: an app with ``decrypt`` looks ``sops`` up (and renders files that are not encrypted)."""
+    lookups: list[str] = []
+    real_which = shutil.which
+
+    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
+        lookups.append(name)
+        return real_which(name, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "which", which)
+    key = tmp_path / "age.key"
+    key.write_text("AGE-SECRET-KEY-1NOTUSED\n")
+    key.chmod(0o600)
+    workspace, config, artifacts = plain_apps(tmp_path, {"provider": "sops", "age_key_file": str(key)})
+    rendered = await stages.render(workspace, config.apps["app0"], artifacts[0])
+    assert [m["metadata"]["name"] for m in rendered.manifests] == ["cm0"]
+    assert lookups == ["sops"]
