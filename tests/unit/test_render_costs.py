@@ -76,3 +76,33 @@ async def test_apps_with_decrypt_still_find_sops(tmp_path: Path, monkeypatch: py
     rendered = await stages.render(workspace, config.apps["app0"], artifacts[0])
     assert [m["metadata"]["name"] for m in rendered.manifests] == ["cm0"]
     assert lookups == ["sops"]
+
+
+def test_remembered_tags_are_pyyaml_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader remembers each plain scalar's tag: a second document of the same words asks
+    PyYAML's resolver nothing, and every value still loads as PyYAML's safe loader loads it."""
+    import yaml
+    import yaml.resolver
+
+    from gitopsd.core.yamlio import load_all
+
+    asked: list[str] = []
+    real_resolve = yaml.resolver.BaseResolver.resolve
+
+    def resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode:
+            asked.append(value)
+        return real_resolve(self, kind, value, implicit)
+
+    monkeypatch.setattr(yaml.resolver.BaseResolver, "resolve", resolve)  # PyYAML's, counted
+    words = ["yes", "no", "on", "off", "~", "null", "1", "0x1F", "0o17", "1.5", ".inf", "2001-12-14", "1_000",
+             "'1'", '"yes"', "plain text", "v1", "<<x", ""]
+    text = "apiVersion: v1\nkind: ConfigMap\ndata:\n" + "".join(f"  k{i}: {w}\n" for i, w in enumerate(words))
+    text += "  unique-marker-word: 7\n"
+    load_all(text, "first")
+    assert "unique-marker-word" in asked
+    asked.clear()
+    [(_, second)] = load_all(text, "second")
+    assert [a for a in asked if a != ""] == []  # all remembered (quoted ones never ask)
+    assert second == yaml.safe_load(text)
+
