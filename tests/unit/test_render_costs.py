@@ -78,6 +78,38 @@ async def test_apps_with_decrypt_still_find_sops(tmp_path: Path, monkeypatch: py
     assert lookups == ["sops"]
 
 
+async def test_small_renders_stay_on_the_event_loop_and_large_ones_go_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trip to a worker thread costs the loop more than parsing a few small files; a large
+    directory (or one with subdirectories) still goes to a thread so it cannot stall the loop."""
+    import anyio.to_thread
+
+    trips: list[str] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(func, "__name__", repr(func)))
+        return await real_run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)  # anyio's, counted, not replaced
+    workspace, config, artifacts = plain_apps(tmp_path)
+    for i, artifact in enumerate(artifacts):
+        await stages.render(workspace, config.apps[f"app{i}"], artifact)
+    assert trips == []
+
+    big = artifacts[0].path
+    (big / "big.yaml").write_text("---\n".join(configmap(f"many{i}") for i in range(600)))
+    nested = artifacts[1].path
+    (nested / "sub").mkdir()
+    (nested / "sub" / "more.yaml").write_text(configmap("nested"))
+    for artifact, app in ((big, "app0"), (nested, "app1")):
+        moved = Artifact(path=artifact, revision="r2", digest=f"sha256:{app}-r2")
+        rendered = await stages.render(workspace, config.apps[app], moved)
+        assert len(rendered.manifests) in (601, 2)
+    assert trips == ["render_directory", "render_directory"]
+
+
 def test_remembered_tags_are_pyyaml_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """The loader remembers each plain scalar's tag: a second document of the same words asks
     PyYAML's resolver nothing, and every value still loads as PyYAML's safe loader loads it."""
@@ -106,3 +138,24 @@ def test_remembered_tags_are_pyyaml_s_own(monkeypatch: pytest.MonkeyPatch) -> No
     assert [a for a in asked if a != ""] == []  # all remembered (quoted ones never ask)
     assert second == yaml.safe_load(text)
 
+
+async def test_a_program_s_small_output_is_parsed_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """helm/kustomize output: a few manifests are parsed inline, a large stream in a worker thread."""
+    import anyio.to_thread
+
+    from gitopsd_plugins._render import INLINE_BYTES, parse_stream
+
+    trips: list[str] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(func, "__name__", repr(func)))
+        return await real_run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)
+    small = "---\n".join(configmap(f"cm{i}") for i in range(6)).encode()
+    assert len(await parse_stream(small, "helm template output")) == 6
+    assert trips == []
+    large = "---\n".join(configmap(f"cm{i}") for i in range(INLINE_BYTES // 40)).encode()
+    assert len(await parse_stream(large, "helm template output")) == INLINE_BYTES // 40
+    assert trips == ["manifests_from_yaml"]
