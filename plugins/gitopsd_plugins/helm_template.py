@@ -41,7 +41,7 @@ from gitopsd.core.proc import run
 from gitopsd.core.yamlio import SafeLoader
 
 from ._inputs import helm_inputs
-from ._render import inside, parse_stream, refuse_escaping_symlinks
+from ._render import go_runtime_env, inside, parse_stream, refuse_escaping_symlinks
 
 
 class HelmTemplateOptions(Options):
@@ -101,6 +101,7 @@ class HelmTemplateRenderer(Renderer):
             "HELM_DATA_HOME": str(home / "data"),
             "KUBECONFIG": os.devnull,
             "HELM_NAMESPACE": "",
+            **go_runtime_env(),
         }
 
     def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
