@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -537,17 +538,26 @@ def _files_size(root: Path) -> int:
 
 
 def _tree_kind(root: Path, path: str) -> str:
-    """``tree``, ``blob`` or ``""`` (missing) for ``path`` in an extracted tree, without following symlinks."""
-    current = root
-    for part in [p for p in path.split("/") if p not in ("", ".")]:
-        if not current.is_dir() or current.is_symlink():
-            return ""
-        current = current / part
-        if current.is_symlink():
-            return "blob"
-        if not current.exists():
-            return ""
-    return "tree" if current.is_dir() else "blob"
+    """``tree``, ``blob`` or ``""`` (missing) for ``path`` in an extracted tree, without following symlinks.
+
+    One ``lstat`` per path component (every app asks once for its path at a new tree).
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        return "tree" if root.is_dir() else "blob"
+    current = os.fspath(root)
+    try:
+        mode = os.lstat(current).st_mode
+        for part in parts:
+            if not stat.S_ISDIR(mode):  # a file, or a symlink: not a directory to look into
+                return ""
+            current = os.path.join(current, part)
+            mode = os.lstat(current).st_mode
+            if stat.S_ISLNK(mode):
+                return "blob"
+    except OSError:
+        return ""
+    return "tree" if stat.S_ISDIR(mode) else "blob"
 
 
 async def _gpg_import(keyring: Path, env: dict[str, str], limit: float) -> None:

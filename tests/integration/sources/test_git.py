@@ -6,6 +6,7 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -345,3 +346,32 @@ async def test_apps_of_one_new_commit_look_up_its_tree_once(ctx: PluginContext, 
     commands = log.read_text().split()
     assert commands.count("rev-parse") == 1, commands
     assert commands.count("fetch") == 1, commands
+
+
+def test_path_kind_in_an_extracted_tree_one_lstat_per_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every app asks of the shared tree: its path's kind, symlinks never followed, one lstat per component."""
+    from gitopsd_plugins.git import _tree_kind
+
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "b" / "inner").symlink_to(tmp_path / "a" / "b" / "c")
+    cases = {".": "tree", "a": "tree", "a/b/c": "tree", "a/file": "blob", "a/file/x": "", "a/nope": "",
+             "nope/x": "", "link": "blob", "link/b": "blob", "a/b/inner": "blob", "a/b/inner/x": "blob", "a//b/./c/": "tree"}
+    assert {path: _tree_kind(tmp_path, path) for path in cases} == cases
+
+    calls: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def counted_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        calls.append("stat")
+        return real_stat(path, *args, **kwargs)
+
+    def counted_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        calls.append("lstat")
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted_stat)  # the standard library's, counted
+    monkeypatch.setattr(os, "lstat", counted_lstat)
+    assert _tree_kind(tmp_path, "a/b/c") == "tree"
+    assert len(calls) == 4, calls  # the root and three components
