@@ -159,3 +159,13 @@ async def test_a_program_s_small_output_is_parsed_on_the_loop(monkeypatch: pytes
     large = "---\n".join(configmap(f"cm{i}") for i in range(INLINE_BYTES // 40)).encode()
     assert len(await parse_stream(large, "helm template output")) == INLINE_BYTES // 40
     assert trips == ["manifests_from_yaml"]
+
+
+async def test_auto_detected_renderers_share_one_default_options(tmp_path: Path) -> None:
+    """Options are frozen: apps without a ``render`` table share one default instance, not a model per render."""
+    workspace, config, artifacts = plain_apps(tmp_path)
+    first = workspace.renderer_for(config.apps["app0"], artifacts[0])
+    second = workspace.renderer_for(config.apps["app1"], artifacts[1])
+    assert type(first).__name__ == "PlainRenderer"
+    assert first is not second and first.options is second.options
+    assert first.cache_key == second.cache_key
