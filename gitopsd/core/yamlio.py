@@ -33,6 +33,12 @@ _STR = "tag:yaml.org,2002:str"
 _SPECIAL_KEYS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
 
 
+_TAGS: dict[str, str] = {}
+"""Plain scalar text -> its resolved tag (see :meth:`_Loader.resolve`)."""
+_MAX_TAGS = 16_384
+_MAX_REMEMBERED = 64
+
+
 class _Slow(Exception):
     """The document needs PyYAML's own constructor (aliased collections, merge keys, tags...)."""
 
@@ -48,6 +54,28 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
     """
 
     nodes: int | None = None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """PyYAML's tag resolution, with the tags of short plain scalars remembered.
+
+        The C composer asks for every scalar; a manifest repeats the same keys and values
+        (``apiVersion``, ``name``, ``v1``...), and each ask runs a few regular expressions
+        in Python. Without path resolvers (the safe loader has none) a plain scalar's tag
+        depends on its text alone, and a quoted one's is always ``str``.
+        """
+        if kind is not yaml.ScalarNode or self.yaml_path_resolvers:
+            return super().resolve(kind, value, implicit)
+        if not implicit[0]:
+            return _STR
+        if len(value) > _MAX_REMEMBERED:
+            return super().resolve(kind, value, implicit)
+        tag = _TAGS.get(value)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_TAGS) >= _MAX_TAGS:
+                _TAGS.clear()  # bounded; hostile input only costs the regular expressions again
+            _TAGS[value] = tag
+        return tag
 
     def construct_document(self, node: Any) -> Any:
         seen: set[int] = set()
@@ -128,7 +156,7 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 
 def _depth_bound(text: str) -> int:
     """A cheap upper bound of the nesting depth of ``text`` (block indentation plus flow brackets)."""
-    block = max((m.end() - m.start() for m in _LEADING.finditer(text)), default=0)
+    block = max(map(len, _LEADING.findall(text)), default=0)
     flow = deepest = 0
     for m in _BRACKETS.finditer(text):
         if m.group() in "[{":

@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class _Repo:
     # them, so a new revision costs a few git commands in all, not a few per app.
     commits: set[str] = field(default_factory=set)
     root_trees: dict[str, str] = field(default_factory=dict)
+    tree_lock: anyio.Lock = field(default_factory=anyio.Lock)
     # ``git diff --name-only`` between two commits (None: could not tell), for every app.
     diffs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     diff_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -470,9 +472,12 @@ class GitSource(gitopsd.Source):
         path = self.options.path
         root_tree = repo.root_trees.get(sha)
         if root_tree is None:
-            out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
-            root_tree = out.stdout.decode().strip()
-            repo.remember(sha, root_tree)
+            async with repo.tree_lock:  # every app of a new commit asks at once: one rev-parse for all
+                root_tree = repo.root_trees.get(sha)
+                if root_tree is None:
+                    out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
+                    root_tree = out.stdout.decode().strip()
+                    repo.remember(sha, root_tree)
         trees = self.ctx.cache_dir("git-trees", evictable=True)
         dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
@@ -533,17 +538,26 @@ def _files_size(root: Path) -> int:
 
 
 def _tree_kind(root: Path, path: str) -> str:
-    """``tree``, ``blob`` or ``""`` (missing) for ``path`` in an extracted tree, without following symlinks."""
-    current = root
-    for part in [p for p in path.split("/") if p not in ("", ".")]:
-        if not current.is_dir() or current.is_symlink():
-            return ""
-        current = current / part
-        if current.is_symlink():
-            return "blob"
-        if not current.exists():
-            return ""
-    return "tree" if current.is_dir() else "blob"
+    """``tree``, ``blob`` or ``""`` (missing) for ``path`` in an extracted tree, without following symlinks.
+
+    One ``lstat`` per path component (every app asks once for its path at a new tree).
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        return "tree" if root.is_dir() else "blob"
+    current = os.fspath(root)
+    try:
+        mode = os.lstat(current).st_mode
+        for part in parts:
+            if not stat.S_ISDIR(mode):  # a file, or a symlink: not a directory to look into
+                return ""
+            current = os.path.join(current, part)
+            mode = os.lstat(current).st_mode
+            if stat.S_ISLNK(mode):
+                return "blob"
+    except OSError:
+        return ""
+    return "tree" if stat.S_ISDIR(mode) else "blob"
 
 
 async def _gpg_import(keyring: Path, env: dict[str, str], limit: float) -> None:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import yaml
 from pydantic import Field, field_validator
 
 import gitopsd
@@ -38,10 +37,10 @@ from gitopsd import (
     RenderError,
 )
 from gitopsd.core.proc import run
-from gitopsd.core.yamlio import SafeLoader
+from gitopsd.core.yamlio import load_all
 
 from ._inputs import helm_inputs
-from ._render import inside, parse_stream, refuse_escaping_symlinks
+from ._render import go_runtime_env, inside, parse_stream, refuse_escaping_symlinks
 
 
 class HelmTemplateOptions(Options):
@@ -101,6 +100,7 @@ class HelmTemplateRenderer(Renderer):
             "HELM_DATA_HOME": str(home / "data"),
             "KUBECONFIG": os.devnull,
             "HELM_NAMESPACE": "",
+            **go_runtime_env(),
         }
 
     def inputs(self, artifact: Artifact, app: AppConfig) -> set[str] | None:
@@ -110,8 +110,7 @@ class HelmTemplateRenderer(Renderer):
         chart = artifact.path
         if not (chart / "Chart.yaml").is_file():
             raise RenderError(f"helm: no Chart.yaml in {chart}")
-        await anyio.to_thread.run_sync(refuse_escaping_symlinks, chart, "helm")
-        missing = await anyio.to_thread.run_sync(missing_dependencies, chart)
+        missing = await anyio.to_thread.run_sync(_checked_chart, chart)  # one trip to a thread for both
         if missing and not self.options.allow_remote:
             raise RenderError(
                 f"helm: app {app.name}: chart dependencies are not vendored in charts/ and would be downloaded: "
@@ -148,6 +147,21 @@ class HelmTemplateRenderer(Renderer):
         return await parse_stream(out.stdout, "helm template output")
 
 
+def _checked_chart(chart: Path) -> list[str]:
+    """:func:`refuse_escaping_symlinks`, then :func:`missing_dependencies`."""
+    refuse_escaping_symlinks(chart, "helm")
+    return missing_dependencies(chart)
+
+
+def _load_chart_file(path: Path) -> Any:
+    """One YAML document (the fast safe loader of :mod:`gitopsd.core.yamlio`); None when unreadable or malformed."""
+    try:
+        docs = load_all(path.read_text(encoding="utf-8", errors="replace"), path.name)
+    except (OSError, RenderError):
+        return None
+    return docs[0][1] if len(docs) == 1 else None
+
+
 def missing_dependencies(chart: Path) -> list[str]:
     """``name (repository)`` of each dependency in Chart.yaml (or v1 requirements.yaml) not in ``charts/``.
 
@@ -156,10 +170,7 @@ def missing_dependencies(chart: Path) -> list[str]:
     """
     deps: list[Any] = []
     for name in ("Chart.yaml", "requirements.yaml"):
-        try:
-            doc = yaml.load((chart / name).read_text(encoding="utf-8", errors="replace"), Loader=SafeLoader)
-        except (OSError, yaml.YAMLError, RecursionError):
-            continue
+        doc = _load_chart_file(chart / name)
         if isinstance(doc, dict) and isinstance(doc.get("dependencies"), list):
             deps += doc["dependencies"]
     vendored: set[str] = set()
@@ -171,11 +182,7 @@ def missing_dependencies(chart: Path) -> list[str]:
                 vendored.add(entry.name[:-4])
             elif (entry / "Chart.yaml").is_file():
                 vendored.add(entry.name)
-                try:
-                    sub = yaml.load((entry / "Chart.yaml").read_text(encoding="utf-8", errors="replace"),
-                                    Loader=SafeLoader)
-                except (OSError, yaml.YAMLError, RecursionError):
-                    continue
+                sub = _load_chart_file(entry / "Chart.yaml")
                 if isinstance(sub, dict) and isinstance(sub.get("name"), str):
                     vendored.add(sub["name"])
     missing = []

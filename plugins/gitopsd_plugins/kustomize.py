@@ -40,7 +40,7 @@ from gitopsd.core.proc import run
 
 from ._inputs import kustomize_inputs
 from ._kustomize_remote import KUSTOMIZATION_FILES, remote_references
-from ._render import parse_stream
+from ._render import go_runtime_env, parse_stream
 
 NO_NETWORK_ENV = {
     # Port 9 (discard) on loopback: every proxied request fails at once.
@@ -114,7 +114,7 @@ class KustomizeRenderer(Renderer):
                     timeout=self.options.timeout,
                     limiter=self.ctx.cpu_limiter,
                     cwd=path,
-                    env=None if self.options.allow_remote else NO_NETWORK_ENV,
+                    env={**go_runtime_env(), **({} if self.options.allow_remote else NO_NETWORK_ENV)},
                     what="kustomize build",
                 )
             except CommandFailed as exc:

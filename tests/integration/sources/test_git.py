@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -310,3 +313,65 @@ async def test_symlink_escaping_repository_is_refused(ctx: PluginContext, repo: 
         await src.fetch(await src.latest_revision())
     assert info.value.reason == "UnsafeArchive"
     assert not list((ctx.state_dir / "cache" / "git-trees").glob("[0-9a-f]*"))
+
+
+def counting_git(tmp_path: Path) -> tuple[str, Path]:
+    """A real ``git`` wrapper (a script on disk) that logs each command's subcommand, then runs git."""
+    log = tmp_path / "git-commands.log"
+    wrapper = tmp_path / "git-wrapper"
+    real = shutil.which("git")
+    assert real, "git is needed"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+async def test_apps_of_one_new_commit_look_up_its_tree_once(ctx: PluginContext, repo: Repo, tmp_path: Path) -> None:
+    """Many apps (different paths) fetching a new commit at once: one ``git rev-parse`` in all, not one per app."""
+    repo.commit("apps", {f"app{i}/cm.yaml": CONFIGMAP.format(name=f"cm{i}", value=str(i)) for i in range(8)})
+    repo.push()
+    wrapper, log = counting_git(tmp_path)
+    counted = PluginContext(state_dir=ctx.state_dir, config_dir=ctx.config_dir, tools=replace(ctx.tools, git=wrapper))
+    apps = [source(counted, url=repo.bare.as_uri(), ref="main", path=f"app{i}") for i in range(8)]
+    revision = await apps[0].latest_revision()
+    artifacts = []
+
+    async def fetch(src: GitSource) -> None:
+        artifacts.append(await src.fetch(revision))
+
+    async with anyio.create_task_group() as tg:
+        for src in apps:
+            tg.start_soon(fetch, src)
+    assert sorted(configmap_value(a.path) for a in artifacts) == [str(i) for i in range(8)]
+    commands = log.read_text().split()
+    assert commands.count("rev-parse") == 1, commands
+    assert commands.count("fetch") == 1, commands
+
+
+def test_path_kind_in_an_extracted_tree_one_lstat_per_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every app asks of the shared tree: its path's kind, symlinks never followed, one lstat per component."""
+    from gitopsd_plugins.git import _tree_kind
+
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "b" / "inner").symlink_to(tmp_path / "a" / "b" / "c")
+    cases = {".": "tree", "a": "tree", "a/b/c": "tree", "a/file": "blob", "a/file/x": "", "a/nope": "",
+             "nope/x": "", "link": "blob", "link/b": "blob", "a/b/inner": "blob", "a/b/inner/x": "blob", "a//b/./c/": "tree"}
+    assert {path: _tree_kind(tmp_path, path) for path in cases} == cases
+
+    calls: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def counted_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        calls.append("stat")
+        return real_stat(path, *args, **kwargs)
+
+    def counted_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        calls.append("lstat")
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted_stat)  # the standard library's, counted
+    monkeypatch.setattr(os, "lstat", counted_lstat)
+    assert _tree_kind(tmp_path, "a/b/c") == "tree"
+    assert len(calls) == 4, calls  # the root and three components

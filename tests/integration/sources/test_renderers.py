@@ -252,3 +252,59 @@ async def test_missing_tool_is_named(ctx: PluginContext, tmp_path: Path) -> None
 
 def test_git_helper_available() -> None:
     assert git("--version").startswith("git version")
+
+
+# -- cost of the tools -------------------------------------------------------------------
+
+
+def env_recorder(tmp_path: Path, tool: str) -> tuple[str, Path]:
+    """A real wrapper script for ``tool`` that records the GOGC it was started with, then runs the tool."""
+    log = tmp_path / f"{Path(tool).name}-gogc.log"
+    wrapper = tmp_path / f"{Path(tool).name}-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "GOGC=${{GOGC-unset}}" >> {log}\nexec {tool} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+@pytest.mark.parametrize("operator_gogc", [None, "150"])
+async def test_go_tools_run_with_a_lazier_collector_unless_the_operator_chose(
+    ctx: PluginContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operator_gogc: str | None
+) -> None:
+    """helm and kubectl are started with GOGC=400 (a quarter less CPU per short run); a GOGC
+    (or GOMEMLIMIT) in the daemon's environment is left as the operator set it."""
+    from dataclasses import replace
+
+    if operator_gogc is None:
+        monkeypatch.delenv("GOGC", raising=False)
+        monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    else:
+        monkeypatch.setenv("GOGC", operator_gogc)
+    helm_wrapper, helm_log = env_recorder(tmp_path, ctx.tools.helm)
+    kubectl_wrapper, kubectl_log = env_recorder(tmp_path, ctx.tools.kubectl)
+    wrapped = PluginContext(state_dir=ctx.state_dir, config_dir=ctx.config_dir,
+                            tools=replace(ctx.tools, helm=helm_wrapper, kubectl=kubectl_wrapper))
+    assert await helm(wrapped).render(artifact(CHART), app())
+    base = tmp_path / "kustomize"
+    base.mkdir()
+    (base / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n")
+    (base / "kustomization.yaml").write_text("resources:\n- cm.yaml\n")
+    assert await kustomize(wrapped).render(artifact(base), app())
+    expected = f"GOGC={operator_gogc or '400'}"
+    assert helm_log.read_text().split() == [expected]
+    assert kubectl_log.read_text().split() == [expected]
+
+
+async def test_helm_checks_the_chart_in_one_trip_to_a_thread(ctx: PluginContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The symlink check and the dependency check share one worker-thread trip; helm's run is the other."""
+    import anyio.to_thread
+
+    trips: list[str] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(func, "__name__", repr(func)))
+        return await real_run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)  # anyio's, counted, not replaced
+    assert await helm(ctx).render(artifact(CHART), app())
+    assert len(trips) == 2, trips
