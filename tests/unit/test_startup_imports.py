@@ -175,6 +175,28 @@ def test_not_imported_before_ready(modules_at_ready: list[str], heavy: str) -> N
     assert not loaded, f"{heavy} ({NOT_AT_START[heavy]}) is imported before the daemon is ready: {loaded[:5]}"
 
 
+# What the test's script imports for itself (the daemon's own start does not need them).
+SCRIPT_IMPORTS = {"gc", "json", "os", "signal", "socket", "sys", "threading", "time"}
+
+
+def test_bytecode_warm_up_covers_the_start(modules_at_ready: list[str]) -> None:
+    """bench's warm-up imports every module ``gitopsd run`` has imported at ready.
+
+    The benchmarks run the daemon with ``PYTHONPYCACHEPREFIX``, where Python reads only the
+    cache's bytecode (the standard library's too): a module the warm-up leaves out is
+    compiled by the first measured start.
+    """
+    from bench.procs import WARM_IMPORTS
+
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_IMPORTS + "; import json, sys; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    warmed = set(json.loads(proc.stdout.splitlines()[-1]))
+    missing = sorted(set(modules_at_ready) - warmed - SCRIPT_IMPORTS - {"__main__"})
+    assert not missing, f"imported before ready but not by bench.procs.WARM_IMPORTS: {missing}"
+
+
 def test_module_count(modules_at_ready: list[str]) -> None:
     assert len(modules_at_ready) <= MAX_MODULES, (
         f"{len(modules_at_ready)} modules imported before the daemon is ready (at most {MAX_MODULES})"
