@@ -9,6 +9,10 @@ collection merely postponed (``gc.disable()`` then ``gc.enable()``) costs the sa
 collector's permanent generation (``gc.freeze()``), as ``gitopsd run`` does again once it is
 ready: those objects are still freed by reference counting, only a reference cycle among
 them would stay (an imported module's objects are not garbage).
+
+Used around the imports of the public surface (``gitopsd/__init__.py``: pydantic and the
+config models) and of the CLI; ``gitopsd run`` imports the daemon's supervisor with the
+collector off already (``cli/main.py``, ``run``).
 """
 
 from __future__ import annotations

@@ -17,39 +17,36 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gitopsd.core.imports import collection_paused
+import anyio
+import anyio.to_thread
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
 
-with collection_paused():  # the heavy layers: see gitopsd/core/imports.py
-    import anyio
-    import anyio.to_thread
-    import structlog
-    from anyio.abc import TaskGroup, TaskStatus
-
-    from gitopsd.core import events as ev
-    from gitopsd.core.errors import ConfigError
-    from gitopsd.core.events import Event
-    from gitopsd.core.state import StateStore
-    from gitopsd.daemon.appsets import AppSetController
-    from gitopsd.daemon.control import DaemonControl
-    from gitopsd.daemon.housekeeping import status_line, watch_config_file
-    from gitopsd.daemon.view import DaemonView, EventLog
-    from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_runtime
-    from gitopsd.engine.bus import EventBus
-    from gitopsd.engine.cache_budget import CacheBudget
-    from gitopsd.engine.dependencies import DependencyGate
-    from gitopsd.engine.policy import config_warnings
-    from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
-    from gitopsd.engine.reconciler import StateInventory
-    from gitopsd.engine.runner import AppRunner
-    from gitopsd.engine.stages import Workspace, cache_root
-    from gitopsd.engine.windows import Clock, SyncWindows, utcnow
-    from gitopsd.plugin.config import AppConfig, Config
-    from gitopsd.plugin.interfaces import Notifier
-    from gitopsd.plugin.manager import PluginManager
-    from gitopsd.server.api import ApiServer
-    from gitopsd.server.auth import ApiSecrets
-    from gitopsd.server.metrics import AppSample, Metrics
-    from gitopsd.server.systemd import SystemdNotifier
+from gitopsd.core import events as ev
+from gitopsd.core.errors import ConfigError
+from gitopsd.core.events import Event
+from gitopsd.core.state import StateStore
+from gitopsd.daemon.appsets import AppSetController
+from gitopsd.daemon.control import DaemonControl
+from gitopsd.daemon.housekeeping import status_line, watch_config_file
+from gitopsd.daemon.view import DaemonView, EventLog
+from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_runtime
+from gitopsd.engine.bus import EventBus
+from gitopsd.engine.cache_budget import CacheBudget
+from gitopsd.engine.dependencies import DependencyGate
+from gitopsd.engine.policy import config_warnings
+from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
+from gitopsd.engine.reconciler import StateInventory
+from gitopsd.engine.runner import AppRunner
+from gitopsd.engine.stages import Workspace, cache_root
+from gitopsd.engine.windows import Clock, SyncWindows, utcnow
+from gitopsd.plugin.config import AppConfig, Config
+from gitopsd.plugin.interfaces import Notifier
+from gitopsd.plugin.manager import PluginManager
+from gitopsd.server.api import ApiServer
+from gitopsd.server.auth import ApiSecrets
+from gitopsd.server.metrics import AppSample, Metrics
+from gitopsd.server.systemd import SystemdNotifier
 
 if TYPE_CHECKING:
     from gitopsd.daemon.coordination import Coordinator
