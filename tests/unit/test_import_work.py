@@ -51,7 +51,7 @@ def seen() -> dict[str, Any]:
 
 def test_importing_the_cli_collects_nothing(seen: dict[str, Any]) -> None:
     assert seen["enabled"], "the import left the collector off"
-    assert seen["frozen"] > 50_000, "what the imports built is not frozen"
+    assert seen["frozen"] > 10_000, "what the imports built is not frozen"
     # The interpreter's own start runs a few before gitopsd is imported; between the two
     # paused blocks (gitopsd/__init__.py, cli/main.py) one more may run, on the few objects
     # allocated since the freeze.
