@@ -13,15 +13,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import anyio
-import click
+from gitopsd.core.imports import collection_paused
 
-from gitopsd import __version__
-from gitopsd.core.errors import ConfigError, GitopsdError
-from gitopsd.core.logs import configure_logging
-from gitopsd.plugin.config import Config, default_config_path
-from gitopsd.plugin.loading import load_config
-from gitopsd.plugin.manager import PluginError, PluginManager
+with collection_paused():  # the heavy layers: see gitopsd/core/imports.py
+    import anyio
+    import click
+
+    from gitopsd import __version__
+    from gitopsd.core.errors import ConfigError, GitopsdError
+    from gitopsd.core.logs import configure_logging
+    from gitopsd.plugin.config import Config, default_config_path
+    from gitopsd.plugin.loading import load_config
+    from gitopsd.plugin.manager import PluginError, PluginManager
 
 if TYPE_CHECKING:
     from gitopsd.core.models import Rendered, SyncResult

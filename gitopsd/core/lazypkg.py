@@ -4,6 +4,8 @@ Some libraries' ``__init__`` imports everything they have: ``import aiohttp.web`
 daemon's HTTP server) runs ``aiohttp/__init__.py``, which imports aiohttp's HTTP client and
 builds two TLS contexts (loading the system's CA bundle): a fifth of the daemon's import
 time, for a client the daemon first needs after it is ready (the Kubernetes connection).
+``kubernetes_asyncio.client`` imports hundreds of generated models gitopsd never uses
+(:mod:`gitopsd.kube.k8s`).
 
 :func:`lazy_package` registers such a package in ``sys.modules`` as a :class:`LazyPackage`:
 its submodules import normally (``from aiohttp import web``), and the first access to any
@@ -15,6 +17,7 @@ real ``__init__`` in place, so every later user sees the whole package as usual.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -47,7 +50,11 @@ def is_lazy(name: str) -> bool:
 
 
 def lazy_package(name: str, *, copy: tuple[str, ...] = ()) -> bool:
-    """Register the top-level package ``name`` as a :class:`LazyPackage`, unless it is imported already.
+    """Register the package ``name`` as a :class:`LazyPackage`, unless it is imported already.
+
+    A subpackage (``kubernetes_asyncio.client``) is found on the ``__path__`` of its parent,
+    which must be in ``sys.modules`` already (imported, lazy, or a stand-in that has only a
+    ``__path__``); it becomes the parent's attribute, as an import makes it.
 
     ``copy`` names module-level string constants (``__version__``) that its submodules import
     from the package: they are read from the ``__init__`` source (``NAME = "..."``) and set at
@@ -58,7 +65,14 @@ def lazy_package(name: str, *, copy: tuple[str, ...] = ()) -> bool:
     with _lock:
         if name in sys.modules:
             return False
-        spec = importlib.util.find_spec(name)
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name) if parent_name else None
+        if parent_name:
+            if parent is None or not hasattr(parent, "__path__"):
+                return False
+            spec = importlib.machinery.PathFinder.find_spec(name, parent.__path__)
+        else:
+            spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None or spec.loader is None or spec.submodule_search_locations is None:
             return False
         constants = {}
@@ -91,4 +105,6 @@ def lazy_package(name: str, *, copy: tuple[str, ...] = ()) -> bool:
 
         module.__dict__["_lazy_init"] = init
         sys.modules[name] = module
+        if parent is not None:
+            setattr(parent, child, module)
         return True

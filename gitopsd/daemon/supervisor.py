@@ -15,7 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -28,7 +28,6 @@ from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.control import DaemonControl
-from gitopsd.daemon.coordination import Coordinator, open_backend
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_runtime
@@ -48,6 +47,9 @@ from gitopsd.server.api import ApiServer
 from gitopsd.server.auth import ApiSecrets
 from gitopsd.server.metrics import AppSample, Metrics
 from gitopsd.server.systemd import SystemdNotifier
+
+if TYPE_CHECKING:
+    from gitopsd.daemon.coordination import Coordinator
 
 log = structlog.get_logger("gitopsd.daemon")
 
@@ -221,6 +223,9 @@ class Daemon:
                 )
             )
             if coordination is not None:
+                # Imported only with [daemon.coordination] (tests/unit/test_startup_imports.py).
+                from gitopsd.daemon.coordination import Coordinator, open_backend
+
                 self.coordinator = Coordinator(self, open_backend(coordination, self.runtime.pool), coordination)
             self.api = ApiServer(self.view, self.config.daemon, secrets, self.metrics)
             await self.api.start()

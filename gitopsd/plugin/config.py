@@ -163,8 +163,8 @@ class DaemonConfig(_Model):
     render_concurrency: Int = Field(0, ge=0, description="Concurrent helm/kustomize runs; 0 = CPU count.")
     max_body_bytes: Int = Field(1 << 20, ge=1024, description="Largest accepted HTTP request body.")
     watch_config: Bool = Field(True, description="Reload when the config file changes.")
-    tools: ToolsConfig = ToolsConfig()
-    webhooks: WebhooksConfig = WebhooksConfig()
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     read_token_file: Path | None = Field(None, description="File holding a bearer token for read-only access: the app status API and the web page. The API token reads too; with neither, they are refused.")
     metrics_require_token: Bool = Field(False, description="Require the read (or API) token for /metrics too. /healthz and /readyz stay open.")
     ui: Bool = Field(True, description="Serve the status web page at /ui/ (login with the read or the API token).")
@@ -516,7 +516,7 @@ class Config(_Model):
     """The whole validated configuration."""
 
     path: Path | None = None
-    daemon: DaemonConfig = DaemonConfig()
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     notifiers: dict[str, PluginTable] = Field(default_factory=dict)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
