@@ -115,6 +115,14 @@ class Cluster(Protocol):
         """Stop watching for the app's drift."""
         ...
 
+    def started(self, app_name: str) -> None:
+        """The app runs here from now on, until :meth:`untrack`: nobody else writes for it meanwhile.
+
+        Under coordination it is called after the app's lock was taken. The cluster may then read
+        what it keeps for the app (its inventory record) together with other started apps'.
+        """
+        ...
+
 
 @runtime_checkable
 class PrunesRemovedApps(Protocol):

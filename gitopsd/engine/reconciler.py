@@ -179,6 +179,8 @@ class Reconciler:
 
     async def load(self) -> None:
         """Read the persisted pin and last sync record into the status (once, before reconciling)."""
+        if self.cluster is not None:
+            self.cluster.started(self.app.name)
         start = await self._need_store().app_start(self.app.name)
         self.status.suspended = start.pin.suspended or self.app.suspended
         self.status.pinned_revision = start.pin.revision
