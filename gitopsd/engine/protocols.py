@@ -118,8 +118,9 @@ class Cluster(Protocol):
     def started(self, app_name: str) -> None:
         """The app runs here from now on, until :meth:`untrack`: nobody else writes for it meanwhile.
 
-        Under coordination it is called after the app's lock was taken. The cluster may then read
-        what it keeps for the app (its inventory record) together with other started apps'.
+        The Reconciler calls it before its first reconcile (under coordination, the app's lock
+        is held by then). The cluster may then read what it keeps for the app (its inventory
+        record) together with other started apps'.
         """
         ...
 

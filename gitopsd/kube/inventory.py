@@ -19,15 +19,15 @@ On an app's first sync after start (before anything is applied or pruned), SQLit
 record are reconciled: the record wins (SQLite lost or behind is rebuilt from it); without a
 record, one is written from SQLite (installations that predate records).
 
-Reading the records: an app the daemon starts is announced with :meth:`InventoryRecords.expect`
-(``Cluster.started``). When many announced apps still need their record (a cold start, a
-takeover of many apps), the first one to need it reads every record of the inventory namespace
-with one paged LIST, shared by all of them (single-flight); a lone app (a reload, the CLI, an
-app forgotten and started again) sends one GET. A LIST serves only the apps announced before it
-was sent: from its start (under coordination, after its lock was taken) until it stops
-(``forget``), nothing but this process writes an app's record, so what the LIST saw is still
-the record when the app's first sync comes, however late; an app announced later is served by
-the next LIST or a GET.
+Reading the records: an app is announced with :meth:`InventoryRecords.expect`
+(``Cluster.started``, before its first reconcile in this process). When many announced apps
+still need their record (a cold start, a takeover of many apps), the first one to need it reads
+every record of the inventory namespace with one paged LIST, shared by all of them
+(single-flight); a lone app (a reload, the CLI, an app forgotten and started again) sends one
+GET. A LIST serves only the apps announced before it was sent: from its announcement (under
+coordination, after its lock was taken) until it stops (``forget``), nothing but this process
+writes an app's record, so what the LIST saw is still the record when the app's first sync
+comes, however late; an app announced later is served by the next LIST or a GET.
 """
 
 from __future__ import annotations
