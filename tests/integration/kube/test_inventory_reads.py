@@ -198,7 +198,7 @@ async def test_without_the_right_to_list_each_app_gets_its_record(env: Env) -> N
 
 
 async def test_apps_not_started_get_their_own_record(env: Env) -> None:
-    """The CLI and tests sync without ``started``: one GET each, as before."""
+    """Apps never announced (``prune_all`` of a removed app, a cluster used directly): one GET each, as before."""
     await write_records(env, APPS)
     env.sb.reset_counters()
     assert all(r.ok for r in await sync_all(env, APPS))
