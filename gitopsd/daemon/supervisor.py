@@ -56,8 +56,6 @@ log = structlog.get_logger("gitopsd.daemon")
 CACHE_SWEEP_INTERVAL = 60.0
 """Seconds between two measurements (and evictions) of the cache budget."""
 
-SETTLED_CHECK_INTERVAL = 1.0
-"""Seconds between two looks at the apps that have not reconciled yet (see Daemon.settled)."""
 
 CONFIG_WARNINGS_LOGGED = 20
 """Config warnings logged one by one at start; the rest are counted (a line per app costs a
@@ -129,6 +127,8 @@ class Daemon:
         self.settled = anyio.Event()
         """Set once every app started with the daemon has finished its first reconcile,
         failed or not (suspended apps excepted): the cold start's converge is over."""
+        self._unsettled: set[AppRunner] = set()  # started with the daemon, not reconciled once yet
+        self._all_settled = anyio.Event()
         self.runtime: Runtime | None = None
         self.api: ApiServer | None = None
         self._tg: TaskGroup | None = None
@@ -290,20 +290,28 @@ class Daemon:
 
     async def _notice_settled(self, started: list[_Running]) -> None:
         """Set :attr:`settled` (and call ``on_settled``) once every app of ``started`` has
-        reconciled once; an app stopped meanwhile no longer counts."""
-        pending = started
-        while True:
-            pending = [
-                r for r in pending
-                if not r.done.is_set() and not r.runner.status.suspended and r.runner.passes == 0
-            ]
-            if not pending:
-                break
-            await anyio.sleep(SETTLED_CHECK_INTERVAL)
+        reconciled once; an app stopped or suspended meanwhile no longer counts.
+
+        Each runner says when it progressed (:meth:`_progressed`, and ``_run_app`` when it
+        stops): no periodic look at every app (10,000 of them at a cold start).
+        """
+        self._unsettled = {r.runner for r in started if not r.done.is_set() and not _settled(r.runner)}
+        if self._unsettled:
+            await self._all_settled.wait()
         self.settled.set()
         log.info("initial converge done", apps=len(started))
         if self._on_settled is not None:
             self._on_settled(self)
+
+    def _progressed(self, runner: AppRunner) -> None:
+        """A runner reconciled or changed its pin: it may be the last one :meth:`_notice_settled` waits for."""
+        if runner in self._unsettled and _settled(runner):
+            self._drop_unsettled(runner)
+
+    def _drop_unsettled(self, runner: AppRunner) -> None:
+        self._unsettled.discard(runner)
+        if not self._unsettled:
+            self._all_settled.set()
 
     async def _open_clusters(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Set up every cluster's client (kubeconfig, credentials, TLS; no request) and keep
@@ -392,6 +400,7 @@ class Daemon:
         assert self.runtime is not None
         runner = AppRunner(self.runtime.reconciler(app), config)
         runner.gate = self.gate
+        runner.on_progress = self._progressed
         if self.coordinator is not None:
             runner.reconciler.fence = self.coordinator.fence_for(app.name)
         return runner
@@ -409,6 +418,8 @@ class Daemon:
         finally:
             running.runner.cluster.untrack(running.runner.app.name)
             running.done.set()
+            if running.runner in self._unsettled:
+                self._drop_unsettled(running.runner)
 
     async def _stop_app(self, name: str, failures: list[str] | None = None) -> None:
         """Stop one app's task and close its source; a failing ``aclose`` is added to ``failures``."""
@@ -589,3 +600,8 @@ class Daemon:
         self.metrics.reload("ok")
         self.emit(ev.ConfigReloaded.make(message="configuration reloaded", data=summary))
         return summary
+
+
+def _settled(runner: AppRunner) -> bool:
+    """The runner counts as settled for :attr:`Daemon.settled`: it reconciled once, or it is suspended."""
+    return runner.passes > 0 or runner.status.suspended

@@ -115,6 +115,15 @@ class Cluster(Protocol):
         """Stop watching for the app's drift."""
         ...
 
+    def started(self, app_name: str) -> None:
+        """The app runs here from now on, until :meth:`untrack`: nobody else writes for it meanwhile.
+
+        The Reconciler calls it before its first reconcile (under coordination, the app's lock
+        is held by then). The cluster may then read what it keeps for the app (its inventory
+        record) together with other started apps'.
+        """
+        ...
+
 
 @runtime_checkable
 class PrunesRemovedApps(Protocol):

@@ -159,6 +159,7 @@ class Reconciler:
         if app.approval is not None and store is not None:
             self.approvals = ApprovalGate(app, store, self._event, self.windows.now, lambda: self.wake("approved", False))
         self._window_reported: tuple[str, str] = ("", "")
+        self._started = False  # Cluster.started was called
         self.fence: Callable[[], bool] | None = None
         """Coordination (several members): True while this member holds the app's lock. The daemon
         sets it; the cluster checks it before each write phase (see ``Cluster.sync``)."""
@@ -253,6 +254,9 @@ class Reconciler:
         if self.status.suspended and not dry_run:
             self.metrics.reconcile(self.app.name, "skipped", 0.0)
             return None
+        if not self._started and self.cluster is not None:  # the first reconcile here (see Cluster.started)
+            self._started = True
+            self.cluster.started(self.app.name)
         started = time.monotonic()
         self.status.reconciles += 1
         try:

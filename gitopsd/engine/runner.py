@@ -9,6 +9,7 @@ source changes, resume, rollback), on the interval, and with backoff after failu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import anyio
 import structlog
@@ -43,6 +44,8 @@ class AppRunner:
         self._failures = 0
         self.passes = 0
         """Reconciles this runner has finished (failed ones included)."""
+        self.on_progress: Callable[[AppRunner], None] | None = None
+        """Called after each reconcile and each pin change (the daemon notices the first one)."""
 
     @property
     def gate(self) -> DependencyGate | None:
@@ -78,6 +81,8 @@ class AppRunner:
     async def set_pin(self, pin: Pin) -> None:
         """Suspend/resume or pin to a revision (see :meth:`Reconciler.set_pin`)."""
         await self.reconciler.set_pin(pin)
+        if self.on_progress is not None:
+            self.on_progress(self)
 
     async def decide(self, revision: str, *, approve: bool, by: str) -> str:
         """Approve or reject the app's pending revision; an approval wakes the app at once.
@@ -110,6 +115,8 @@ class AppRunner:
             async with self.busy:
                 await self.reconcile(wake.reasons, force=wake.force)
             self.passes += 1
+            if self.on_progress is not None:
+                self.on_progress(self)
             if self.gate is not None:
                 self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
             if stopping.is_set():

@@ -314,6 +314,10 @@ class KubeCluster(SyncPipeline):
             duration=time.monotonic() - started,
         )
 
+    def started(self, app_name: str) -> None:
+        """See :meth:`gitopsd.engine.protocols.Cluster.started`."""
+        self.records.expect(app_name)
+
     def untrack(self, app_name: str) -> None:
         """See :meth:`gitopsd.engine.protocols.Cluster.untrack`."""
         self.drift.untrack(app_name)

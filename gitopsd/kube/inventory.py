@@ -18,22 +18,34 @@ needs no rights in the inventory namespace.
 On an app's first sync after start (before anything is applied or pruned), SQLite and the
 record are reconciled: the record wins (SQLite lost or behind is rebuilt from it); without a
 record, one is written from SQLite (installations that predate records).
+
+Reading the records: an app is announced with :meth:`InventoryRecords.expect`
+(``Cluster.started``, before its first reconcile in this process). When many announced apps
+still need their record (a cold start, a takeover of many apps), the first one to need it reads
+every record of the inventory namespace with one paged LIST, shared by all of them
+(single-flight); a lone app (a reload, the CLI, an app forgotten and started again) sends one
+GET. A LIST serves only the apps announced before it was sent: from its announcement (under
+coordination, after its lock was taken) until it stops (``forget``), nothing but this process
+writes an app's record, so what the LIST saw is still the record when the app's first sync
+comes, however late; an app announced later is served by the next LIST or a GET.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.models import Manifest, ObjectRef
 from gitopsd.engine.protocols import Inventory
-from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient
+from gitopsd.kube.client import APPLY_PATCH, ApiError, KubeClient, Unreachable
 
 RECORD_PREFIX = "gitopsd-inventory"
 RECORD_LABEL = "gitopsd.dev/inventory"
@@ -42,6 +54,12 @@ APP_NAME_LABEL = "gitopsd.dev/inventory-app"
 RECORD_MANAGER = "gitopsd-inventory"
 _MAX_NAME = 253
 _INVALID = re.compile(r"[^a-z0-9.-]+")
+LIST_PAGE = 500
+"""Records per page of the shared LIST (``limit``; the rest follows with ``continue``)."""
+LIST_MIN_APPS = 4
+"""A shared LIST is sent when at least this many announced apps still need their record ..."""
+LIST_ITEMS_PER_GET = 32
+"""... and at least one per this many ConfigMaps the previous LIST returned (else: GETs)."""
 
 
 def record_name(instance: str, app: str) -> str:
@@ -172,26 +190,65 @@ async def write_record(client: KubeClient, namespace: str, record: InventoryReco
     await client.request("PATCH", _path(namespace, name), query=query, body=body, content_type=APPLY_PATCH)
 
 
+@dataclass(eq=False)
+class _Listing:
+    """One LIST of the inventory namespace in flight, and what it ended with."""
+
+    seq: int  # apps announced up to this number are served by it
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None  # ApiError or Unreachable; None: served (or cancelled)
+
+
+_Ahead = InventoryRecord | ApplyError | None
+"""What a LIST found for an app: its record, None (no record) or why it cannot be read."""
+
+
 class InventoryRecords:
-    """The inventory records of one installation in one cluster, and what was last written."""
+    """The inventory records of one installation in one cluster, and what was last written.
+
+    See the module docstring for when a record is read with others' (one LIST) or alone (GET).
+    """
 
     def __init__(self, client: KubeClient, namespace: str, instance: str):
         self.client = client
         self.namespace = namespace
         self.instance = instance
         self._known: dict[str, frozenset[ObjectRef]] = {}  # app -> content of its record
-        self._locks: dict[str, anyio.Lock] = {}
+        # asyncio's locks: no checkpoint when free (anyio's yields twice per acquire, twice per sync)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._seq = itertools.count(1)
+        self._expected: dict[str, int] = {}  # app announced (running here) -> its announcement number
+        self._unread: set[str] = set()  # announced apps whose record was neither read nor written since
+        self._ahead: dict[str, _Ahead] = {}  # what a LIST read for an announced app, until its first use
+        self._listing: _Listing | None = None
+        self._may_list = True  # False once a LIST was refused (403): GETs, as before LIST was used
+        self._last_listed = 0  # ConfigMaps the last LIST returned (a LIST pays off for enough apps)
+        self.lists = 0  # LISTs sent (tests and metrics)
 
     def wrap(self, app: str, local: Inventory, *, dry_run: bool = False) -> ClusterInventory:
         """``local`` (the engine's inventory of ``app``) kept in step with the app's record."""
         return ClusterInventory(self, app, local, dry_run=dry_run)
 
-    def lock(self, app: str) -> anyio.Lock:
-        return self._locks.setdefault(app, anyio.Lock())
+    def lock(self, app: str) -> asyncio.Lock:
+        return self._locks.get(app) or self._locks.setdefault(app, asyncio.Lock())
+
+    def expect(self, app: str) -> None:
+        """``app`` runs here from now on (until :meth:`forget`): its record may be read by a shared LIST.
+
+        The caller promises that, until then, only this object writes the app's record (the
+        daemon calls it when it starts the app's runner: under coordination, after taking its lock).
+        """
+        self._expected[app] = next(self._seq)
+        self._ahead.pop(app, None)
+        if app not in self._known:
+            self._unread.add(app)
 
     def forget(self, app: str) -> None:
         """Read the app's record again before its next use (the app stopped; its state may change)."""
         self._known.pop(app, None)
+        self._expected.pop(app, None)
+        self._unread.discard(app)
+        self._ahead.pop(app, None)
 
     def known(self, app: str) -> frozenset[ObjectRef] | None:
         """What the app's record and its SQLite inventory both hold; None until reconciled."""
@@ -204,12 +261,13 @@ class InventoryRecords:
         """
         if app in self._known:
             return None
-        try:
-            record = await read_record(self.client, self.namespace, self.instance, app)
-        except ApiError as exc:
-            raise self._error("read", app, exc) from None
         if dry_run:
+            try:
+                record = await read_record(self.client, self.namespace, self.instance, app)
+            except ApiError as exc:
+                raise self._error("read", app, exc) from None
             return record.refs if record is not None else None
+        record = await self._read(app)
         mine = frozenset(await local.current())
         if record is not None:
             if mine != record.refs:
@@ -222,10 +280,108 @@ class InventoryRecords:
             self._known[app] = frozenset()
         return None
 
+    async def _read(self, app: str) -> InventoryRecord | None:
+        """The app's record: from a shared LIST when it serves the app, else one GET."""
+        while True:
+            if app in self._ahead:
+                found = self._ahead.pop(app)
+                if isinstance(found, ApplyError):
+                    raise found
+                return found
+            listing = self._listing
+            announced = self._expected.get(app)
+            if listing is not None and announced is not None and app in self._unread:
+                await listing.done.wait()  # it serves the app, or the next one will
+                if listing.error is not None and announced < listing.seq:
+                    raise self._list_error(app, listing.error)
+                continue
+            if self._worth_listing(app):
+                listing = await self._list()
+                if listing.error is not None:
+                    raise self._list_error(app, listing.error)
+                continue
+            self._unread.discard(app)
+            try:
+                return await read_record(self.client, self.namespace, self.instance, app)
+            except ApiError as exc:
+                raise self._error("read", app, exc) from None
+
+    def _worth_listing(self, app: str) -> bool:
+        return (
+            self._may_list
+            and app in self._unread
+            and len(self._unread) >= max(LIST_MIN_APPS, self._last_listed // LIST_ITEMS_PER_GET)
+        )
+
+    async def _list(self) -> _Listing:
+        """One paged LIST of the namespace's ConfigMaps; what it finds goes to the apps announced before it.
+
+        A failure (ApiError, Unreachable) is kept in the returned listing for every app it served.
+        """
+        listing = self._listing = _Listing(next(self._seq))
+        wanted = {record_name(self.instance, app): app for app in self._unread}
+        found: dict[str, _Ahead] = {}
+        listed = 0
+        self.lists += 1
+        try:
+            cont = ""
+            while True:
+                query = [("limit", str(LIST_PAGE))] + ([("continue", cont)] if cont else [])
+                try:
+                    answer = await self.client.request("GET", _path(self.namespace), query=query)
+                except ApiError as exc:
+                    if exc.status == 404:  # no namespace yet: no record
+                        break
+                    if exc.status == 403:  # no right to list: one GET per app, as before
+                        self._may_list = False
+                        return listing
+                    raise
+                items = answer.get("items") or []
+                listed += len(items)
+                for item in items:
+                    app = wanted.get(str((item.get("metadata") or {}).get("name") or ""))
+                    if app is not None:
+                        found[app] = self._decode(app, item)
+                cont = str((answer.get("metadata") or {}).get("continue") or "")
+                if not cont:
+                    break
+            self._last_listed = listed
+            for app in wanted.values():
+                announced = self._expected.get(app)
+                if app in self._unread and announced is not None and announced < listing.seq:
+                    self._ahead[app] = found.get(app)
+                    self._unread.discard(app)
+        except (ApiError, Unreachable) as exc:
+            listing.error = exc
+        finally:
+            self._listing = None
+            listing.done.set()
+        return listing
+
+    def _decode(self, app: str, item: Manifest) -> _Ahead:
+        try:
+            return decode(item)
+        except ValueError as exc:
+            return ApplyError(
+                f"inventory record {self.namespace}/{record_name(self.instance, app)} is unreadable: {exc}",
+                reason="InventoryUnavailable",
+            )
+
+    def _list_error(self, app: str, exc: BaseException) -> BaseException:
+        if isinstance(exc, Unreachable):
+            return Unreachable(str(exc))  # one per app: raised in each app's task
+        return ApplyError(
+            f"cannot list the inventory records in {self.namespace} "
+            f"(for {record_name(self.instance, app)}): {exc}",
+            reason="InventoryUnavailable",
+        )
+
     async def write(self, app: str, refs: frozenset[ObjectRef]) -> None:
         """Write the app's record when ``refs`` differ from what it holds."""
         if self._known.get(app) == refs:
             return
+        self._unread.discard(app)  # what a LIST read before this write is stale
+        self._ahead.pop(app, None)
         try:
             await write_record(self.client, self.namespace, InventoryRecord(self.instance, app, refs))
         except ApiError as exc:

@@ -19,6 +19,7 @@ import anyio
 import httpx
 import pytest
 
+from gitopsd.kube.inventory import LIST_MIN_APPS
 from gitopsd.sandbox import Sandbox
 from tests.coord.harness import AUTH, EtcdCluster, Member, TcpProxy, app_of, member_of, write_apps
 
@@ -370,5 +371,40 @@ async def test_the_new_owner_prunes_what_the_old_one_applied(tmp_path: Path, san
         await wait_for("extra pruned by the new owner", pruned, timeout=60)
         deletes = [w for w in sandbox.counters()["write_log"] if w["verb"] == "delete" and w["name"] == "extra"]
         assert [member_of(w["client"]) for w in deletes] == [new.name]
+    finally:
+        stop(members)
+
+
+async def test_a_takeover_of_many_apps_reads_their_records_after_it(tmp_path: Path, sandbox: Sandbox, etcd: EtcdCluster) -> None:
+    """The records of apps taken over together are read with one LIST sent after the takeover, never
+    with the one the new owner sent for its own apps at its start: what the old owner added since
+    (here ``extra``, applied after both started) is in them, so the new owner prunes it."""
+    apps = write_apps(tmp_path, 16)
+    members = start_members(tmp_path, apps, [etcd_coordination(etcd.endpoints)] * 2)
+    try:
+        await wait_for("convergence", lambda: converged(sandbox, apps))
+        await wait_for("every app held", lambda: all_held(members, apps))
+        held = await holders(members)
+        assert held is not None
+        old = next(m for m in members if m.name == held["a00"])
+        new = next(m for m in members if m is not old)
+        moving = sorted(app for app, member in held.items() if member == old.name)
+        assert len(moving) >= LIST_MIN_APPS, moving  # enough to be read with one LIST
+        for app in moving:
+            (apps[app] / "extra.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {x: '1'}\n")
+
+        async def extras(expected: int) -> bool:
+            async with kube(sandbox) as k:
+                codes = [(await k.get(f"/api/v1/namespaces/{app}/configmaps/extra")).status_code for app in moving]
+            return codes.count(200 if expected else 404) == len(moving)
+
+        await wait_for("extra applied by the old owner", lambda: extras(1), timeout=60)
+        old.kill9()  # its locks expire after the lease: the new owner's first sync renders no extra
+        for app in moving:
+            (apps[app] / "extra.yaml").unlink()  # the new owner never applies it, yet must prune it
+        await wait_for("the apps moved", lambda: all_held([new], moving, by={new.name}), timeout=60)
+        await wait_for("extra pruned by the new owner", lambda: extras(0), timeout=60)
+        deletes = [w for w in sandbox.counters()["write_log"] if w["verb"] == "delete" and w["name"] == "extra"]
+        assert sorted(member_of(w["client"]) for w in deletes) == [new.name] * len(moving)
     finally:
         stop(members)
