@@ -122,9 +122,11 @@ def test_slack_outage_then_recovery(env: Env, slack: SlackStandIn, tmp_path: Pat
     )
     assert not slack.delivered
     time.sleep(1.5)
+    assert slack.attempts.get("refuse", 0) >= 1, slack.attempts
     slack.mode = "ratelimit"
-    time.sleep(2.5)
-    assert slack.attempts.get("refuse", 0) >= 1 and slack.attempts.get("ratelimit", 0) >= 1, slack.attempts
+    # The next retry comes after a doubling backoff (1 s, 2 s, 4 s... with jitter): after three
+    # refusals it can be 4-5 s away, more when the converge was slow.
+    wait_for(lambda: slack.attempts.get("ratelimit", 0) >= 1, 40, f"a rate-limited attempt ({slack.attempts})")
     slack.mode = "ok"
 
     dropped_metric = wait_for(lambda: metric_sum(daemon.metrics(), "gitopsd_notifier_queue_dropped_total"), 10,
