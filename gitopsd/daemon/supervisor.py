@@ -11,6 +11,7 @@ and the sd_notify protocol (:mod:`gitopsd.server.systemd`).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -69,11 +70,43 @@ def _connection(config: Config, cluster: str) -> Any:
     return None if table is None else table.model_copy(update={"labels": {}})
 
 
+class _Done:
+    """Set once an app's task has ended; an event that allocates nothing until someone waits.
+
+    One per app: an ``anyio.Event`` holds an ``asyncio.Event`` and its waiter deque (about
+    0.7 KiB) for the app's whole life, and only a stop or a reload ever waits on it.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters or [], None
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            await waiter
+
+
 @dataclass
 class _Running:
     runner: AppRunner
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: _Done = field(default_factory=_Done)
 
 
 class Daemon:
