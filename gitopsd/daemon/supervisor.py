@@ -30,6 +30,7 @@ from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.control import DaemonControl
 from gitopsd.daemon.coordination import Coordinator, open_backend
+from gitopsd.daemon.heap import HeapTrimmer
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_runtime
@@ -300,6 +301,7 @@ class Daemon:
                 tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
             tg.start_soon(self._report_status, name="sd-status")
             tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
+            tg.start_soon(HeapTrimmer().run, name="heap-trim")  # freed memory back while apps converge
             tg.start_soon(self._notice_settled, list(self.apps.values()), name="settled")
             self.ready.set()
             self.systemd.ready(self.status_line())
