@@ -11,6 +11,7 @@ and the sd_notify protocol (:mod:`gitopsd.server.systemd`).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -28,6 +29,7 @@ from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
 from gitopsd.daemon.appsets import AppSetController
 from gitopsd.daemon.control import DaemonControl
+from gitopsd.daemon.heap import HeapTrimmer
 from gitopsd.daemon.housekeeping import status_line, watch_config_file
 from gitopsd.daemon.view import DaemonView, EventLog
 from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_runtime
@@ -69,11 +71,43 @@ def _connection(config: Config, cluster: str) -> Any:
     return None if table is None else table.model_copy(update={"labels": {}})
 
 
+class _Done:
+    """Set once an app's task has ended; an event that allocates nothing until someone waits.
+
+    One per app: an ``anyio.Event`` holds an ``asyncio.Event`` and its waiter deque (about
+    0.7 KiB) for the app's whole life, and only a stop or a reload ever waits on it.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters or [], None
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            await waiter
+
+
 @dataclass
 class _Running:
     runner: AppRunner
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: _Done = field(default_factory=_Done)
 
 
 class Daemon:
@@ -272,6 +306,7 @@ class Daemon:
                 tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
             tg.start_soon(self._report_status, name="sd-status")
             tg.start_soon(self.cache_budget.run, self.cache_sweep_interval, self._cache_swept, name="cache-budget")
+            tg.start_soon(HeapTrimmer().run, name="heap-trim")  # freed memory back while apps converge
             tg.start_soon(self._notice_settled, list(self.apps.values()), name="settled")
             self.ready.set()
             self.systemd.ready(self.status_line())

@@ -7,7 +7,6 @@ operator actions into pins and triggers.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -77,15 +76,19 @@ class EventLog:
 
     def __init__(self, size: int = EVENTS_KEPT):
         self._size = size
-        self._rings: dict[str, deque[Event]] = {}
+        # Lists, oldest first: a deque costs a 64-slot block (about 0.6 KiB) per app from its
+        # first event on, and an app has a handful of events after its first sync.
+        self._rings: dict[str, list[Event]] = {}
         self._changed = anyio.Event()
 
     def record(self, event: Event) -> None:
         """Keep ``event`` (the event bus calls this for every event)."""
         ring = self._rings.get(event.app)
         if ring is None:
-            ring = self._rings[event.app] = deque(maxlen=self._size)
+            ring = self._rings[event.app] = []
         ring.append(event)
+        if len(ring) > self._size:
+            del ring[0]
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -24,13 +24,14 @@ from gitopsd.kube.normalize import matches
 log = structlog.get_logger("gitopsd.kube.drift")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracked:
     desired: dict[Key, Manifest]
     on_drift: DriftCallback | None
     paused: int = 0
-    changed_while_paused: set[Key] = field(default_factory=set)
-    pending: set[Key] = field(default_factory=set)
+    # None until needed: two empty sets per tracked app were ~0.4 KiB each app kept
+    changed_while_paused: set[Key] | None = None
+    pending: set[Key] | None = None
     scheduled: bool = False
 
 
@@ -94,16 +95,18 @@ class DriftTracker:
         entry.paused -= 1
         if entry.paused:
             return
-        for key in entry.changed_while_paused:
+        changed, entry.changed_while_paused = entry.changed_while_paused, None
+        for key in changed or ():
             if key in entry.desired:
                 self._check(app, entry, key, live(key))
-        entry.changed_while_paused.clear()
 
     def on_change(self, key: Key, obj: Manifest | None) -> None:
         held = self._by_key.get(key)
         for app in (held,) if isinstance(held, str) else tuple(held or ()):
             entry = self._apps[app]
             if entry.paused:
+                if entry.changed_while_paused is None:
+                    entry.changed_while_paused = set()
                 entry.changed_while_paused.add(key)
                 continue
             self._check(app, entry, key, obj)
@@ -111,6 +114,8 @@ class DriftTracker:
     def _check(self, app: str, entry: _Tracked, key: Key, obj: Manifest | None) -> None:
         if self.matcher(key, entry.desired[key], obj) or entry.on_drift is None:
             return
+        if entry.pending is None:
+            entry.pending = set()
         entry.pending.add(key)
         if not entry.scheduled:
             entry.scheduled = True
@@ -121,7 +126,7 @@ class DriftTracker:
         if entry is None:
             return
         entry.scheduled = False
-        keys, entry.pending = entry.pending, set()
+        keys, entry.pending = entry.pending or set(), None
         refs = sorted(ObjectRef.from_manifest(entry.desired[k]) for k in keys if k in entry.desired)
         if refs and entry.on_drift is not None and not entry.paused:
             try:
@@ -129,4 +134,6 @@ class DriftTracker:
             except Exception:
                 log.exception("drift callback failed", app=app)
         elif refs and entry.paused:
+            if entry.changed_while_paused is None:
+                entry.changed_while_paused = set()
             entry.changed_while_paused.update(keys)

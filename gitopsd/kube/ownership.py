@@ -20,6 +20,7 @@ names this app.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from gitopsd.core.models import Manifest
@@ -33,8 +34,11 @@ SHARED_RESOURCE = "SharedResource"
 
 
 def owner_value(instance: str, app: str) -> str:
-    """The owner annotation's value for ``app`` of installation ``instance``."""
-    return f"{instance}/{app}"
+    """The owner annotation's value for ``app`` of installation ``instance``.
+
+    Interned: every prepared object of the app keeps it, one string for them all.
+    """
+    return sys.intern(f"{instance}/{app}")
 
 
 def owner_of(obj: Manifest | None) -> str:

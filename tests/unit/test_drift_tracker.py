@@ -41,3 +41,36 @@ async def test_apps_sharing_an_object_are_each_told_until_untracked() -> None:
     assert await change() == []
     tracker.track("b", {KEY: WANT}, told["b"].append)
     assert await change() == ["b"]
+
+
+async def test_changes_during_a_pause_are_checked_when_it_ends() -> None:
+    tracker = DriftTracker()
+    told: list[list[ObjectRef]] = []
+    tracker.track("a", {KEY: WANT}, told.append)
+    live = {KEY: DRIFTED}
+
+    tracker.pause("a")  # the app's own sync: its writes are not drift
+    tracker.on_change(KEY, DRIFTED)
+    await asyncio.sleep(0)
+    assert told == []
+    tracker.resume("a", live.get)  # still drifted once the sync ended: told now
+    await asyncio.sleep(0)
+    assert told == [[ObjectRef("", "v1", "ConfigMap", "default", "shared")]]
+
+    told.clear()
+    tracker.pause("a")
+    tracker.on_change(KEY, DRIFTED)
+    live[KEY] = WANT  # the sync put it back
+    tracker.resume("a", live.get)
+    await asyncio.sleep(0)
+    assert told == []
+
+    # A drift seen just before a pause starts is held back by it, then checked at its end.
+    tracker.on_change(KEY, DRIFTED)
+    tracker.pause("a")
+    await asyncio.sleep(0)
+    assert told == []
+    live[KEY] = DRIFTED
+    tracker.resume("a", live.get)
+    await asyncio.sleep(0)
+    assert len(told) == 1

@@ -1,0 +1,62 @@
+"""The per-app families of ``/metrics`` are written as text: the same lines prometheus_client writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from gitopsd.core.models import Health, SyncStatus
+from gitopsd.server import metrics as metrics_module
+from gitopsd.server.metrics import AppSample, Metrics
+
+SAMPLES = [
+    AppSample("web", "prod", SyncStatus.SYNCED, Health.HEALTHY, False),
+    AppSample('odd "name"\\with\nnewline', "edge-1", SyncStatus.OUT_OF_SYNC, Health.DEGRADED, True),
+    AppSample("ünïcode", "default", SyncStatus.UNKNOWN, Health.PROGRESSING, False),
+]
+COUNTS = {("web", "succeeded"): 3, ("web", "unchanged"): 120, ('odd "name"\\with\nnewline', "failed"): 1}
+
+
+class _Reference(Collector):
+    """The families as prometheus_client's own metric families (what gitopsd wrote before)."""
+
+    def collect(self) -> Iterator[Metric]:
+        reconcile = CounterMetricFamily(
+            "gitopsd_reconcile", "Reconciles by outcome (succeeded, failed, unchanged, skipped).", labels=["app", "result"]
+        )
+        for (app, result), value in COUNTS.items():
+            reconcile.add_metric([app, result], float(value))
+        sync = GaugeMetricFamily("gitopsd_app_sync_status", "1 for the app's current sync status.", labels=["app", "cluster", "status"])
+        health = GaugeMetricFamily("gitopsd_app_health", "1 for the app's current health.", labels=["app", "cluster", "health"])
+        suspended = GaugeMetricFamily("gitopsd_app_suspended", "1 if the app is suspended.", labels=["app", "cluster"])
+        for s in SAMPLES:
+            for status in SyncStatus:
+                sync.add_metric([s.app, s.cluster, str(status)], 1.0 if s.sync == status else 0.0)
+            for value in Health:
+                health.add_metric([s.app, s.cluster, str(value)], 1.0 if s.health == value else 0.0)
+            suspended.add_metric([s.app, s.cluster], 1.0 if s.suspended else 0.0)
+        apps = GaugeMetricFamily("gitopsd_apps", "Number of configured applications.")
+        apps.add_metric([], float(len(SAMPLES)))
+        yield from (reconcile, sync, health, suspended, apps)
+
+
+def test_per_app_lines_are_the_ones_prometheus_client_writes() -> None:
+    metrics = Metrics(apps=lambda: SAMPLES)
+    metrics._reconcile.counts.update(COUNTS)
+    reference = CollectorRegistry()
+    reference.register(_Reference())
+    ours = b"".join(list(metrics.chunks())[1:])  # the first chunk is the registry's own metrics
+    assert ours.decode() == generate_latest(reference).decode()
+    assert metrics.exposition().endswith(ours)
+
+
+def test_the_page_comes_in_bounded_chunks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(metrics_module, "_CHUNK_LINES", 10)
+    samples = [AppSample(f"app-{i}", "c", SyncStatus.SYNCED, Health.HEALTHY, False) for i in range(50)]
+    metrics = Metrics(apps=lambda: samples)
+    chunks = list(metrics.chunks())
+    assert max(c.count(b"\n") for c in chunks[1:]) <= 11  # a family header is two lines
+    assert b"".join(chunks).count(b"gitopsd_app_health{") == 50 * len(Health)
