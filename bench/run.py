@@ -543,8 +543,11 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     if py_spy is None:
         log("py-spy is not installed (pip install py-spy): not profiling")
         return None
+    # BENCH_PYSPY_GIL=1: only the thread holding the GIL, so a sample is CPU spent in Python,
+    # not a worker thread waiting for the GIL (which the default mode counts as active).
+    gil = ["--gil"] if os.environ.get("BENCH_PYSPY_GIL") == "1" else []
     return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", os.environ.get("BENCH_PYSPY_RATE", "100"), "--format", "raw",
-                             "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *gil, "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
