@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,36 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def anyio_backend() -> str:
     # kubernetes-asyncio and asyncssh are asyncio libraries.
     return "asyncio"
+
+
+@pytest.fixture
+def thread_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions sent to anyio's worker threads during the test (still run, only counted)."""
+    import anyio.to_thread
+
+    trips: list[str] = []
+    real_run_sync = anyio.to_thread.run_sync
+
+    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(func, "__name__", repr(func)))
+        return await real_run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)
+    return trips
+
+
+@pytest.fixture
+def which_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names looked up with :func:`shutil.which` during the test (still looked up, only counted)."""
+    lookups: list[str] = []
+    real_which = shutil.which
+
+    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
+        lookups.append(name)
+        return real_which(name, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "which", which)
+    return lookups
 
 
 def require_tool(name: str) -> str:

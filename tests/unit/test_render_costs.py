@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,61 +41,35 @@ def plain_apps(tmp_path: Path, decrypt: dict[str, Any] | None = None) -> tuple[s
     return stages.Workspace.create(config, plugins), config, artifacts
 
 
-async def test_apps_without_decrypt_never_look_for_sops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_apps_without_decrypt_never_look_for_sops(tmp_path: Path, which_lookups: list[str]) -> None:
     """Finding ``sops`` on PATH is a search of every PATH directory: only apps that decrypt pay it."""
-    lookups: list[str] = []
-    real_which = shutil.which
-
-    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
-        lookups.append(name)
-        return real_which(name, *args, **kwargs)
-
-    monkeypatch.setattr(shutil, "which", which)  # the standard library's, counted, not replaced
     workspace, config, artifacts = plain_apps(tmp_path)
     for i, artifact in enumerate(artifacts):
         rendered = await stages.render(workspace, config.apps[f"app{i}"], artifact)
         assert [m["metadata"]["name"] for m in rendered.manifests] == [f"cm{i}"]
-    assert lookups == []
+    assert which_lookups == []
 
 
-async def test_apps_with_decrypt_still_find_sops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_apps_with_decrypt_still_find_sops(tmp_path: Path, which_lookups: list[str]) -> None:
     """The counterpart: an app with ``decrypt`` looks ``sops`` up (and renders files that are not encrypted)."""
-    lookups: list[str] = []
-    real_which = shutil.which
-
-    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
-        lookups.append(name)
-        return real_which(name, *args, **kwargs)
-
-    monkeypatch.setattr(shutil, "which", which)
     key = tmp_path / "age.key"
     key.write_text("AGE-SECRET-KEY-1NOTUSED\n")
     key.chmod(0o600)
     workspace, config, artifacts = plain_apps(tmp_path, {"provider": "sops", "age_key_file": str(key)})
     rendered = await stages.render(workspace, config.apps["app0"], artifacts[0])
     assert [m["metadata"]["name"] for m in rendered.manifests] == ["cm0"]
-    assert lookups == ["sops"]
+    assert which_lookups == ["sops"]
 
 
 async def test_small_renders_stay_on_the_event_loop_and_large_ones_go_to_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, thread_trips: list[str]
 ) -> None:
     """A trip to a worker thread costs the loop more than parsing a few small files; a large
     directory (or one with subdirectories) still goes to a thread so it cannot stall the loop."""
-    import anyio.to_thread
-
-    trips: list[str] = []
-    real_run_sync = anyio.to_thread.run_sync
-
-    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(func, "__name__", repr(func)))
-        return await real_run_sync(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)  # anyio's, counted, not replaced
     workspace, config, artifacts = plain_apps(tmp_path)
     for i, artifact in enumerate(artifacts):
         await stages.render(workspace, config.apps[f"app{i}"], artifact)
-    assert trips == []
+    assert thread_trips == []
 
     big = artifacts[0].path
     (big / "big.yaml").write_text("---\n".join(configmap(f"many{i}") for i in range(600)))
@@ -107,7 +80,7 @@ async def test_small_renders_stay_on_the_event_loop_and_large_ones_go_to_a_threa
         moved = Artifact(path=artifact, revision="r2", digest=f"sha256:{app}-r2")
         rendered = await stages.render(workspace, config.apps[app], moved)
         assert len(rendered.manifests) in (601, 2)
-    assert trips == ["render_directory", "render_directory"]
+    assert thread_trips == ["render_directory", "render_directory"]
 
 
 def test_remembered_tags_are_pyyaml_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,26 +112,16 @@ def test_remembered_tags_are_pyyaml_s_own(monkeypatch: pytest.MonkeyPatch) -> No
     assert second == yaml.safe_load(text)
 
 
-async def test_a_program_s_small_output_is_parsed_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_program_s_small_output_is_parsed_on_the_loop(thread_trips: list[str]) -> None:
     """helm/kustomize output: a few manifests are parsed inline, a large stream in a worker thread."""
-    import anyio.to_thread
-
     from gitopsd_plugins._render import INLINE_BYTES, parse_stream
 
-    trips: list[str] = []
-    real_run_sync = anyio.to_thread.run_sync
-
-    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(func, "__name__", repr(func)))
-        return await real_run_sync(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)
     small = "---\n".join(configmap(f"cm{i}") for i in range(6)).encode()
     assert len(await parse_stream(small, "helm template output")) == 6
-    assert trips == []
+    assert thread_trips == []
     large = "---\n".join(configmap(f"cm{i}") for i in range(INLINE_BYTES // 40)).encode()
     assert len(await parse_stream(large, "helm template output")) == INLINE_BYTES // 40
-    assert trips == ["manifests_from_yaml"]
+    assert thread_trips == ["manifests_from_yaml"]
 
 
 async def test_auto_detected_renderers_share_one_default_options(tmp_path: Path) -> None:

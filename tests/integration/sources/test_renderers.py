@@ -294,17 +294,7 @@ async def test_go_tools_run_with_a_lazier_collector_unless_the_operator_chose(
     assert kubectl_log.read_text().split() == [expected]
 
 
-async def test_helm_checks_the_chart_in_one_trip_to_a_thread(ctx: PluginContext, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_helm_checks_the_chart_in_one_trip_to_a_thread(ctx: PluginContext, thread_trips: list[str]) -> None:
     """The symlink check and the dependency check share one worker-thread trip; helm's run is the other."""
-    import anyio.to_thread
-
-    trips: list[str] = []
-    real_run_sync = anyio.to_thread.run_sync
-
-    async def run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(func, "__name__", repr(func)))
-        return await real_run_sync(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", run_sync)  # anyio's, counted, not replaced
     assert await helm(ctx).render(artifact(CHART), app())
-    assert len(trips) == 2, trips
+    assert len(thread_trips) == 2, thread_trips
