@@ -82,6 +82,16 @@ async def holders(members: list[Member]) -> dict[str, str] | None:
     return None
 
 
+async def settled_pair(sandbox: Sandbox, members: list[Member], apps: Any) -> tuple[dict[str, str], Member, Member]:
+    """Once ``apps`` converged and are all held by the two ``members``: who holds what, a00's holder, the other."""
+    await wait_for("convergence", lambda: converged(sandbox, apps))
+    await wait_for("every app held", lambda: all_held(members, apps))
+    held = await holders(members)
+    assert held is not None
+    old = next(m for m in members if m.name == held["a00"])
+    return held, old, next(m for m in members if m is not old)
+
+
 def writers(sb: Sandbox, since: float = 0.0) -> dict[str, list[tuple[float, str]]]:
     """app -> [(time, member)] of every write to the app's objects."""
     out: dict[str, list[tuple[float, str]]] = defaultdict(list)
@@ -354,12 +364,7 @@ async def test_the_new_owner_prunes_what_the_old_one_applied(tmp_path: Path, san
         (directory / "extra.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {x: '1'}\n")
     members = start_members(tmp_path, apps, [etcd_coordination(etcd.endpoints)] * 2)
     try:
-        await wait_for("convergence", lambda: converged(sandbox, apps))
-        await wait_for("every app held", lambda: all_held(members, apps))
-        held = await holders(members)
-        assert held is not None
-        old = next(m for m in members if m.name == held["a00"])
-        new = next(m for m in members if m is not old)
+        _, old, new = await settled_pair(sandbox, members, apps)
         assert await anyio.to_thread.run_sync(old.terminate) == 0
         await wait_for("a00 moved", lambda: all_held([new], ["a00"], by={new.name}), timeout=60)
         (apps["a00"] / "extra.yaml").unlink()  # the new owner never applied it, yet must prune it
@@ -382,12 +387,7 @@ async def test_a_takeover_of_many_apps_reads_their_records_after_it(tmp_path: Pa
     apps = write_apps(tmp_path, 16)
     members = start_members(tmp_path, apps, [etcd_coordination(etcd.endpoints)] * 2)
     try:
-        await wait_for("convergence", lambda: converged(sandbox, apps))
-        await wait_for("every app held", lambda: all_held(members, apps))
-        held = await holders(members)
-        assert held is not None
-        old = next(m for m in members if m.name == held["a00"])
-        new = next(m for m in members if m is not old)
+        held, old, new = await settled_pair(sandbox, members, apps)
         moving = sorted(app for app, member in held.items() if member == old.name)
         assert len(moving) >= LIST_MIN_APPS, moving  # enough to be read with one LIST
         for app in moving:

@@ -56,6 +56,12 @@ async def write_records(env: Env, apps: list[str], *extra: str) -> None:
         await write_record(env.cluster.client, RECORDS, InventoryRecord("gitopsd", app, old(app, *extra)))
 
 
+def start(env: Env, apps: list[str]) -> None:
+    """Announce ``apps`` to the cluster, as each app's first reconcile does (Cluster.started)."""
+    for app in apps:
+        env.cluster.started(app)
+
+
 async def sync(env: Env, app: str) -> SyncResult:
     return await env.cluster.sync(app_config(app), [service(f"svc-{app}")], env.inventory(app))
 
@@ -71,8 +77,7 @@ async def held(env: Env, app: str) -> set[str]:
 async def test_one_list_reads_the_records_of_every_started_app(env: Env) -> None:
     await write_records(env, APPS)
     env.sb.reset_counters()
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     results = await sync_all(env, APPS)  # all at once: they wait for the same LIST
     assert all(r.ok for r in results), [r.message for r in results]
     assert record_reads(env.sb) == {"list": 1}
@@ -96,8 +101,7 @@ async def test_one_list_reads_the_records_of_every_started_app(env: Env) -> None
 async def test_an_app_started_while_the_list_is_in_flight_is_not_served_by_it(env: Env) -> None:
     """The LIST may have been answered before the app's record was written: the app reads it itself."""
     await write_records(env, APPS)
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     env.sb.reset_counters()
     env.sb.set_faults({"rules": [{"verb": "list", "resource": "configmaps", "latency_ms": 500}]})
     try:
@@ -115,8 +119,7 @@ async def test_an_app_started_while_the_list_is_in_flight_is_not_served_by_it(en
 
 
 async def test_a_stopped_app_reads_its_record_again_when_it_starts(env: Env) -> None:
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     assert all(r.ok for r in await sync_all(env, APPS))
     # app0 stops here; another member runs it and its record grows; app0 comes back.
     env.cluster.untrack("app0")
@@ -129,15 +132,13 @@ async def test_a_stopped_app_reads_its_record_again_when_it_starts(env: Env) -> 
 
 
 async def test_many_apps_started_again_share_a_new_list(env: Env) -> None:
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     assert all(r.ok for r in await sync_all(env, APPS))
     for app in APPS:  # a takeover: every app stops, another member writes, they come back
         env.cluster.untrack(app)
     await write_records(env, APPS, "theirs")
     env.sb.reset_counters()
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     assert all(r.ok for r in await sync_all(env, APPS))
     assert record_reads(env.sb) == {"list": 1}
     for app in APPS:
@@ -148,8 +149,7 @@ async def test_the_list_is_paged(env: Env, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(inventory_module, "LIST_PAGE", 5)
     await write_records(env, APPS)
     env.sb.reset_counters()
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     assert all(r.ok for r in await sync_all(env, APPS))
     assert record_reads(env.sb) == {"list": 3}  # 12 records, 5 a page
     for app in APPS:
@@ -158,8 +158,7 @@ async def test_the_list_is_paged(env: Env, monkeypatch: pytest.MonkeyPatch) -> N
 
 async def test_a_failed_list_fails_every_app_waiting_for_it_and_is_tried_again(env: Env) -> None:
     await write_records(env, APPS)
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     env.sb.set_faults({"rules": [{"verb": "list", "resource": "configmaps", "error_rate": 1.0, "code": 400}]})
     try:
         outcomes = await asyncio.gather(*(sync(env, app) for app in APPS), return_exceptions=True)
@@ -183,8 +182,7 @@ async def test_a_failed_list_fails_every_app_waiting_for_it_and_is_tried_again(e
 
 async def test_without_the_right_to_list_each_app_gets_its_record(env: Env) -> None:
     await write_records(env, APPS)
-    for app in APPS:
-        env.cluster.started(app)
+    start(env, APPS)
     env.sb.reset_counters()
     env.sb.set_faults({"rules": [{"verb": "list", "resource": "configmaps", "error_rate": 1.0, "code": 403}]})
     try:
