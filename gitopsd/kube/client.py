@@ -1,9 +1,11 @@
 """One cluster's HTTP client: kubeconfig + context, a request limiter, retries, reachability.
 
-Requests go through kubernetes-asyncio's ``ApiClient.call_api`` with raw paths and
-``_preload_content=False``: the library does authentication (tokens, client
-certificates, exec plugins) and TLS; this module reads the JSON itself, so every
-status code (and ``Retry-After``) is visible and nothing is deserialised into models.
+kubernetes-asyncio loads the kubeconfig and does authentication (tokens, client
+certificates, exec plugins) and the TLS settings; this module sends raw paths and reads
+the JSON itself, so every status code (and ``Retry-After``) is visible and nothing is
+deserialised into models. Requests go on :class:`gitopsd.kube.transport.Transport`
+(kept-alive HTTP/1.1, a fraction of aiohttp's CPU per request); watches, and every request
+to a cluster reached through an HTTP proxy, go on the library's aiohttp session.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gitopsd.core import jsonio
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
 from gitopsd.kube import k8s
+from gitopsd.kube.transport import Transport
 from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
@@ -73,8 +76,7 @@ def backoff(attempt: int, *, base: float = _BACKOFF_BASE, cap: float = _BACKOFF_
     return random.uniform(0, min(cap, base * (2**attempt)))
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
+def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
@@ -171,6 +173,8 @@ class KubeClient:
         """At most ``max_concurrent_requests`` in flight (see :meth:`request` for its checkpoint)."""
         self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
         self._api: Any = None  # kubernetes_asyncio's ApiClient (kube/k8s.py: loaded without its models)
+        self._direct: Transport | None = None
+        """Requests' connections (None when a proxy is in the way: then aiohttp's session)."""
         self._loader: Any = None
         self._on_reachable = on_reachable
         self.reachable = True
@@ -215,8 +219,14 @@ class KubeClient:
             await tcp.close()
         else:
             _resolve_env_once(self._api.rest_client, configuration.host)
+        self._direct = _direct_transport(self._api.rest_client, configuration.host, unix_socket,
+                                         self.config.request_timeout,
+                                         self.config.max_concurrent_requests)
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
+            self._direct = None
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -243,35 +253,36 @@ class KubeClient:
         since = self.unreachable_since
         return 0.0 if since is None else time.monotonic() - since
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]] | None,
-        body: Any,
-        content_type: str | None,
-        limits: aiohttp.ClientTimeout,
-        extra_headers: list[tuple[str, str]] | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Send one request on the library's session, with its credentials and TLS settings.
-
-        Not ``ApiClient.call_api``: that folds headers into a dict, and impersonation needs one
-        ``Impersonate-Group`` header per group.
-        """
+    async def _headers(
+        self, content_type: str | None, extra_headers: list[tuple[str, str]] | None
+    ) -> list[tuple[str, str]]:
+        """Every request's headers: the library's defaults, credentials (refreshed), ours."""
         api = self._api
         assert api is not None, "client not opened"
         auth: dict[str, str] = {}
         await api.update_params_for_auth(auth, [], ["BearerToken"])  # refreshes exec/OIDC tokens
-        # A list keeps repeated names (aiohttp sends each); a dict would keep the last one only.
-        headers = [
+        # A list keeps repeated names (one ``Impersonate-Group`` per group); a dict would keep
+        # the last one only.
+        return [
             *api.default_headers.items(),
             *auth.items(),
             ("Accept", "application/json"),
             ("Content-Type", content_type or "application/json"),
             *(extra_headers or ()),
         ]
-        rest = api.rest_client
-        url = f"{api.configuration.host}{path}" + ("?" + urlencode(query) if query else "")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        data: bytes | None,
+        headers: list[tuple[str, str]],
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Send one request on the library's aiohttp session (watches; clusters behind a proxy)."""
+        rest = self._api.rest_client
+        url = f"{self._api.configuration.host}{path}" + ("?" + urlencode(query) if query else "")
         options: dict[str, Any] = {}
         if rest.proxy:
             options["proxy"] = rest.proxy
@@ -279,11 +290,34 @@ class KubeClient:
             options["proxy_headers"] = rest.proxy_headers
         if rest.server_hostname:
             options["server_hostname"] = rest.server_hostname
-        data = jsonio.dumps(body) if body is not None else None
         response: aiohttp.ClientResponse = await rest.pool_manager.request(
             method, url, headers=headers, data=data, timeout=limits, **options
         )
         return response
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        data: bytes | None,
+        headers: list[tuple[str, str]],
+    ) -> tuple[int, bytes, str | None]:
+        """One request and its whole answer: (status, body, Retry-After)."""
+        direct = self._direct
+        if direct is not None:
+            answer = await direct.request(
+                method,
+                f"{path}?{urlencode(query)}" if query else path,
+                headers,
+                data,
+                timeout=self.config.request_timeout,
+            )
+            return answer.status, answer.body, answer.retry_after
+        response = await self._send(method, path, query, data, headers, self._timeout)
+        async with response:
+            raw = await response.read()
+            return response.status, raw, response.headers.get("Retry-After")
 
     async def request(
         self,
@@ -305,7 +339,7 @@ class KubeClient:
         reached within ``budget`` seconds.
         """
         deadline = time.monotonic() + budget
-        timeout = self._timeout
+        data = jsonio.dumps(body) if body is not None else None
         attempt = 0
         reloaded = False
         while True:
@@ -316,13 +350,9 @@ class KubeClient:
                     # (its shielded checkpoint cost ~25 us more): the watches and answers in
                     # flight run between the requests of a burst.
                     await asyncio.sleep(0)
-                    response = await self._send(
-                        method, path, query, body, content_type, timeout, headers
+                    status, raw, retry_header = await self._exchange(
+                        method, path, query, data, await self._headers(content_type, headers)
                     )
-                    async with response:
-                        raw = await response.read()
-                        status = response.status
-                        retry_after = _retry_after(response.headers)
             except Exception as exc:
                 if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
                     raise Unreachable(
@@ -349,7 +379,7 @@ class KubeClient:
                     continue
                 if not error.transient or time.monotonic() >= deadline:
                     raise error
-                delay = retry_after
+                delay = _retry_after(retry_header)
             wait = backoff(attempt) if delay is None else delay + random.uniform(0, 0.1)
             attempt += 1
             await anyio.sleep(max(0.0, min(wait, deadline - time.monotonic() + 0.01)))
@@ -365,7 +395,7 @@ class KubeClient:
             total=None, connect=self.config.request_timeout, sock_read=idle_timeout
         )
         try:
-            response = await self._send("GET", path, query, None, None, timeout)
+            response = await self._send("GET", path, query, None, await self._headers(None, None), timeout)
         except Exception as exc:
             if is_connection_error(exc):
                 self._count("watch", "error")
@@ -378,6 +408,33 @@ class KubeClient:
                 raw = await response.read()
             raise _api_error(response.status, raw)
         return response
+
+
+def _direct_transport(
+    rest: Any, host: str, unix_socket: str | None, request_timeout: float, concurrency: int
+) -> Transport | None:
+    """The transport for a cluster's requests, or None when they must go through a proxy.
+
+    A proxy (the kubeconfig's ``proxy-url``, or the environment's with credentials, which
+    :func:`_resolve_env_once` leaves to aiohttp) keeps the library's aiohttp session.
+    """
+    session = rest.pool_manager
+    if rest.proxy or getattr(session, "_trust_env", False):
+        return None
+    url = urlsplit(host)
+    secure = url.scheme == "https"
+    context = session.connector._ssl if secure else None  # the context the library built
+    if secure and not isinstance(context, ssl.SSLContext):
+        return None
+    return Transport(
+        url.hostname or "localhost",
+        url.port or (443 if secure else 80),
+        ssl_context=context,
+        server_hostname=rest.server_hostname or None,
+        unix_socket=unix_socket,
+        connect_timeout=request_timeout,
+        max_idle=concurrency,
+    )
 
 
 def _resolve_env_once(rest: Any, host: str) -> None:
