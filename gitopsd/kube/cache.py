@@ -165,7 +165,7 @@ class Informer:
         )
         async with response:
             while True:
-                line = await response.content.readline()
+                line = await response.readline()
                 if not line:
                     return rv  # the server ended the watch: resume from rv
                 if not line.strip():

@@ -4,8 +4,9 @@ kubernetes-asyncio loads the kubeconfig and does authentication (tokens, client
 certificates, exec plugins) and the TLS settings; this module sends raw paths and reads
 the JSON itself, so every status code (and ``Retry-After``) is visible and nothing is
 deserialised into models. Requests go on :class:`gitopsd.kube.transport.Transport`
-(kept-alive HTTP/1.1, a fraction of aiohttp's CPU per request); watches, and every request
-to a cluster reached through an HTTP proxy, go on the library's aiohttp session.
+(kept-alive HTTP/1.1, a fraction of aiohttp's CPU per request, and watches read line by
+line); every request to a cluster reached through an HTTP proxy goes on the library's
+aiohttp session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -28,7 +29,7 @@ from gitopsd.core import jsonio
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
 from gitopsd.kube import k8s
-from gitopsd.kube.transport import Transport
+from gitopsd.kube.transport import Answer, Transport
 from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
@@ -386,28 +387,79 @@ class KubeClient:
 
     async def stream(
         self, path: str, query: list[tuple[str, str]], *, idle_timeout: float
-    ) -> aiohttp.ClientResponse:
-        """Open a watch (no limiter: it lasts); the caller reads lines and closes the response.
+    ) -> LineStream:
+        """Open a watch (no limiter: it lasts); the caller reads lines and closes the stream.
 
         ``idle_timeout`` is the inactivity deadline: a read that waits longer raises TimeoutError.
         """
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.config.request_timeout, sock_read=idle_timeout
-        )
+        headers = await self._headers(None, None)
+        stream: LineStream | None = None
         try:
-            response = await self._send("GET", path, query, None, await self._headers(None, None), timeout)
+            if self._direct is not None:
+                opened = await self._direct.stream(
+                    f"{path}?{urlencode(query)}" if query else path,
+                    headers,
+                    connect_timeout=self.config.request_timeout,
+                    idle_timeout=idle_timeout,
+                )
+                if isinstance(opened, Answer):
+                    status, raw = opened.status, opened.body
+                else:
+                    status, raw, stream = 200, b"", opened
+            else:
+                timeout = aiohttp.ClientTimeout(
+                    total=None, connect=self.config.request_timeout, sock_read=idle_timeout
+                )
+                response = await self._send("GET", path, query, None, headers, timeout)
+                status, raw = response.status, b""
+                if status == 200:
+                    stream = _SessionStream(response)
+                else:
+                    async with response:
+                        raw = await response.read()
         except Exception as exc:
             if is_connection_error(exc):
                 self._count("watch", "error")
                 self._mark(False, _describe(exc))
             raise
-        self._count("watch", response.status)
+        self._count("watch", status)
         self._mark(True)
-        if response.status != 200:
-            async with response:
-                raw = await response.read()
-            raise _api_error(response.status, raw)
-        return response
+        if stream is None:
+            raise _api_error(status, raw)
+        return stream
+
+
+class LineStream(Protocol):
+    """A watch's answer, read line by line (:class:`gitopsd.kube.transport.Stream`)."""
+
+    async def readline(self) -> bytes:
+        """The next line, or ``b""`` once the server ended the answer."""
+
+    def close(self) -> None:
+        """Stop reading and drop the connection."""
+
+    async def __aenter__(self) -> LineStream: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class _SessionStream:
+    """A watch on aiohttp's session (a cluster behind a proxy), read like a transport stream."""
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self._response = response
+
+    async def readline(self) -> bytes:
+        return await self._response.content.readline()
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def __aenter__(self) -> _SessionStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _direct_transport(

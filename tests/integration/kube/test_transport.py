@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from gitopsd.kube.client import KubeClient
-from gitopsd.kube.transport import ConnectionLost, Transport
+from gitopsd.kube.transport import Answer, ConnectionLost, Transport
 from gitopsd.plugin.config import ClusterConfig
 
 pytestmark = pytest.mark.anyio
@@ -232,3 +232,53 @@ async def test_a_cluster_behind_a_proxy_keeps_the_library_session(tmp_path: Path
         assert client._direct is None  # the proxy is aiohttp's to speak to
     finally:
         await client.close()
+
+
+async def test_a_stream_gives_each_line_as_it_arrives_then_the_end(serve: Callable[[Script], ScriptedServer]) -> None:
+    # The script answers the head and a first event; the test writes the rest.
+    server = serve(lambda conn, n, head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"10\r\n{\"type\":\"ADDED\"}\r\n")
+    transport = await started(server)
+    stream = await transport.stream("/api/v1/configmaps?watch=true", [], connect_timeout=5, idle_timeout=5)
+    assert not isinstance(stream, Answer)
+    async with stream:
+        # A line is not complete before its newline: the next chunk carries it and a second event.
+        task = asyncio.create_task(stream.readline())
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        writer = server._writers[0]
+        writer.write(b"18\r\n\n{\"type\":\"MODIFIED\"}\n{\"x\r\n")
+        assert await task == b'{"type":"ADDED"}\n'
+        assert await stream.readline() == b'{"type":"MODIFIED"}\n'
+        writer.write(b"3\r\n\":1\r\n0\r\n\r\n")  # the last line has no newline, then the end
+        assert await stream.readline() == b'{"x":1'
+        assert await stream.readline() == b""
+    await transport.close()
+
+
+async def test_a_stream_that_fails_answers_whole_and_an_idle_or_broken_one_raises(
+    serve: Callable[[Script], ScriptedServer],
+) -> None:
+    gone = b'{"kind":"Status","code":410}'
+    server = serve(lambda conn, n, head: (
+        b"HTTP/1.1 410 Gone\r\nContent-Length: %d\r\n\r\n%s" % (len(gone), gone) if b"/gone" in head
+        else b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"))
+    transport = await started(server)
+    answer = await transport.stream("/gone", [], connect_timeout=5, idle_timeout=5)
+    assert isinstance(answer, Answer) and (answer.status, answer.body) == (410, gone)
+
+    quiet = await transport.stream("/quiet", [], connect_timeout=5, idle_timeout=0.2)
+    assert not isinstance(quiet, Answer)
+    with pytest.raises(TimeoutError):
+        await quiet.readline()
+    quiet.close()
+
+    broken = await transport.stream("/broken", [], connect_timeout=5, idle_timeout=5)
+    assert not isinstance(broken, Answer)
+    server._writers[-1].write(b"4\r\nab")
+    await asyncio.sleep(0.05)
+    server._writers[-1].close()  # in the middle of a chunk
+    with pytest.raises(ConnectionLost):
+        await broken.readline()
+    await transport.close()
+    assert server.connections == 3  # every stream on a connection of its own
