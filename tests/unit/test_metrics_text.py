@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 from prometheus_client.exposition import generate_latest
@@ -60,3 +62,33 @@ def test_the_page_comes_in_bounded_chunks(monkeypatch) -> None:  # type: ignore[
     chunks = list(metrics.chunks())
     assert max(c.count(b"\n") for c in chunks[1:]) <= 11  # a family header is two lines
     assert b"".join(chunks).count(b"gitopsd_app_health{") == 50 * len(Health)
+
+
+def test_the_registry_lines_are_the_ones_prometheus_client_writes() -> None:
+    metrics = Metrics()
+    metrics.reconcile('odd "app"\\x\n', "succeeded", 0.2)
+    metrics.reconcile("web", "failed", 42.0)
+    metrics.source_fetch("git", "ok")
+    metrics.drift_correction("web")
+    metrics.kube_request("prod", "PATCH", 200)
+    metrics.kube_request("prod", "GET", "error")
+    metrics.notifications_total("slack", "sent")
+    metrics.queue_dropped("slack")
+    metrics.webhook("github", "accepted")
+    metrics.cache(1234, 2)
+    metrics.reload("ok")
+    metrics.api_request("/apps", 200)
+    first = next(iter(metrics.chunks()))
+    assert first.decode() == generate_latest(metrics.registry).decode()
+    assert b"gitopsd_source_fetch_created{" in first  # the created series are there, as generate_latest moves them
+
+
+def test_a_scrape_does_not_import_the_exposition_servers() -> None:
+    code = (
+        "import sys\n"
+        "from gitopsd.server.metrics import Metrics\n"
+        "m = Metrics()\nm.kube_request('c', 'GET', 200)\nb''.join(m.chunks())\n"
+        "print(sorted(n for n in ('prometheus_client.exposition', 'wsgiref', 'http.server') if n in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
