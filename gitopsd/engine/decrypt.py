@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import yaml
 
 from gitopsd.core.errors import CommandFailed, RenderError
 from gitopsd.core.models import Artifact, Manifest, ObjectRef
@@ -87,6 +86,9 @@ def _file_encrypted(path: Path, kind: str) -> bool:
         return any(line.startswith("sops_mac=") for line in text.splitlines())
     if "sops" not in text or "mac" not in text:
         return False  # cheap test first: most files are not encrypted
+    # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+    import yaml
+
     try:
         docs = list(yaml.safe_load_all(text)) if kind == "yaml" else [json.loads(text)]
     except (yaml.YAMLError, ValueError):
@@ -196,6 +198,8 @@ async def _decrypt_file(sops: Sops, path: Path, label: str) -> None:
     if kind == "dotenv":
         _remember_dotenv(plain)
     else:
+        import yaml
+
         loader = (lambda b: list(yaml.safe_load_all(b))) if kind == "yaml" else (lambda b: [json.loads(b)])
         for c, p in zip(loader(cipher), loader(plain), strict=False):
             _remember_secrets(c, p)

@@ -2,9 +2,11 @@
 
 Frozen pydantic models; :mod:`gitopsd.plugin.loading` reads a TOML file into them and
 :mod:`gitopsd.plugin.validation` holds the checks it shares with appset expansion.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: with it, pydantic compiles and evaluates
+every field's annotation from its text when the models are defined, a few milliseconds of
+every start (docs/operations.md, "Start-up and readiness").
+"""
 
 import os
 import re
@@ -137,7 +139,7 @@ class CoordinationConfig(_Model):
         return data
 
     @model_validator(mode="after")
-    def _backend_settings(self) -> CoordinationConfig:
+    def _backend_settings(self) -> "CoordinationConfig":
         if self.backend == "etcd" and not self.endpoints:
             raise ValueError('backend "etcd" needs endpoints = ["https://HOST:2379", ...]')
         if self.backend == "kubernetes" and not self.cluster:
@@ -411,7 +413,7 @@ class AppConfig(_Model):
             raise ValueError(f"invalid namespace {value!r}: must be a DNS-1123 label")
         return value
 
-    def with_policy(self, name: str | None, rules: PolicyConfig | None) -> AppConfig:
+    def with_policy(self, name: str | None, rules: PolicyConfig | None) -> "AppConfig":
         """A copy limited by the policy ``name`` (``rules``), or unrestricted with None."""
         if name == self._policy_name and rules is self._policy_rules:
             return self  # frozen: nothing to copy

@@ -14,7 +14,6 @@ import io
 import os
 import posixpath
 import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -120,6 +119,8 @@ def extract_tar_stream_into(
 
 def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_bytes: int,
                   max_members: int, already: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    import tarfile  # on the first fetch, not at start (docs/operations.md, "Start-up and readiness")
+
     try:
         archive = tarfile.open(fileobj=stream, mode=mode)  # type: ignore[call-overload]
     except (tarfile.TarError, EOFError, OSError) as exc:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from gitopsd import RenderError
-from gitopsd.core.yamlio import load_all
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MAX_DIRS = 200
@@ -38,6 +37,9 @@ class _Unknown(Exception):
 def _load(path: Path) -> Any:
     """The one document of ``path``, with the limits of a render (an alias bomb in a
     kustomization must not cost more here than in kustomize)."""
+    # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+    from gitopsd.core.yamlio import load_all
+
     docs = load_all(path.read_text(encoding="utf-8"), path.name)
     if len(docs) > 1:
         raise _Unknown(str(path))

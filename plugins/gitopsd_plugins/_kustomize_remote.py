@@ -15,10 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gitopsd.core.yamlio import SafeLoader
-
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _URL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*://|git::|git@|gh:|ssh:)", re.I)
 # kustomize's "hosted git" shorthand: github.com/org/repo//path?ref=x, gitlab.com/..., host.tld/org/repo.git
@@ -52,6 +48,11 @@ def remote_references(root: Path, *, limit: int = 500) -> list[str]:
     malformed kustomizations are left for kustomize to report.
     """
     found: list[str] = []
+    # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+    import yaml
+
+    from gitopsd.core.yamlio import SafeLoader
+
     seen: set[Path] = set()
     pending = [root]
     real_root = root.resolve()

@@ -8,7 +8,6 @@ from pathlib import Path
 import anyio.to_thread
 
 from gitopsd import Manifest, RenderError
-from gitopsd.core.yamlio import manifests_from_yaml
 
 GO_GC_PERCENT = "400"
 """``GOGC`` for the Go programs we run per render (helm, kubectl, kustomize) unless the
@@ -33,6 +32,9 @@ fight for the GIL) than parsing a few small manifests."""
 
 async def parse_stream(output: bytes, where: str) -> list[Manifest]:
     """Parse a program's YAML output (alias bombs bounded); in a worker thread unless small."""
+    # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+    from gitopsd.core.yamlio import manifests_from_yaml
+
     try:
         text = output.decode("utf-8")
     except UnicodeDecodeError:

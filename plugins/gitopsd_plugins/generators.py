@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, field_validator
 
 import gitopsd
@@ -170,6 +169,9 @@ class GitFilesGenerator(_GitGenerator):
     Options = GitFilesOptions
 
     def generate(self) -> list[Params]:
+        # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+        import yaml
+
         root = self.root()
         result: list[Params] = []
         for rel in self.matches(self.options.files, want_dirs=False):

@@ -22,7 +22,6 @@ from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import USER_AGENT, Artifact, Duration, Options, SourceError
-from gitopsd.core.yamlio import load_all
 
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, split_oci_url
@@ -171,6 +170,9 @@ class HelmChartSource(gitopsd.Source):
     async def _index_entries(self) -> list[dict[str, Any]]:
         o = self.options
         data = await self._http_get(f"{o.repo}/index.yaml", "index.yaml", _MAX_INDEX)
+        # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+        from gitopsd.core.yamlio import load_all
+
         docs = await anyio.to_thread.run_sync(load_all, data.decode("utf-8", "replace"), f"{o.repo}/index.yaml")
         index = docs[0][1] if docs else None
         if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):

@@ -37,7 +37,6 @@ from gitopsd import (
     RenderError,
 )
 from gitopsd.core.proc import run
-from gitopsd.core.yamlio import load_all
 
 from ._inputs import helm_inputs
 from ._render import go_runtime_env, inside, parse_stream, refuse_escaping_symlinks
@@ -155,6 +154,9 @@ def _checked_chart(chart: Path) -> list[str]:
 
 def _load_chart_file(path: Path) -> Any:
     """One YAML document (the fast safe loader of :mod:`gitopsd.core.yamlio`); None when unreadable or malformed."""
+    # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+    from gitopsd.core.yamlio import load_all
+
     try:
         docs = load_all(path.read_text(encoding="utf-8", errors="replace"), path.name)
     except (OSError, RenderError):

@@ -15,7 +15,6 @@ from pydantic import Field
 
 import gitopsd
 from gitopsd import AppConfig, Artifact, Manifest, Options, Renderer, RenderError
-from gitopsd.core.yamlio import YamlBudget, manifests_from_yaml
 
 from ._render import INLINE_BYTES
 
@@ -70,6 +69,9 @@ def _scan(root: Path, recursive: bool, exclude: list[str]) -> list[tuple[str, st
 
 def render_directory(root: Path, recursive: bool = True, exclude: list[str] | None = None) -> list[Manifest]:
     """All manifests under ``root``: the whole plain renderer, synchronous."""
+    # YAML loads on first use, not at start (docs/operations.md, "Start-up and readiness")
+    from gitopsd.core.yamlio import YamlBudget, manifests_from_yaml
+
     manifests: list[Manifest] = []
     budget = YamlBudget()  # one for the whole directory: many small bombs add up
     for rel, path in _scan(root, recursive, exclude or []):

@@ -31,6 +31,8 @@ NOT_AT_START: dict[str, str] = {
     "httpx": "notifiers, Helm and OCI downloads, the member fan-out",
     "pygments": "httpx's command line",
     "croniter": "sync windows",
+    "yaml": "manifests and kustomizations (the first render)",
+    "tarfile": "extracting a fetched tree (the first fetch)",
     "asyncssh": "clusters behind an SSH tunnel",
     "cryptography": "the sandbox's certificates",
     "google.protobuf": "the sandbox's protobuf bodies",
