@@ -194,10 +194,10 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
     # Symlinks last, so that no regular file is ever written through one.
     for name, link in links:
         _check_parents(root, name, where)
-        target = root / name
+        link_path = root / name
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(link, target)
+            link_path.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(link, link_path)
         except OSError as exc:
             raise SourceError(f"{where}: cannot create symlink {name!r}: {exc.strerror}", reason="UnsafeArchive") from None
     check_symlinks(root, [name for name, _ in links], where)
