@@ -40,3 +40,38 @@ async def test_a_keyed_wait_ignores_other_objects_and_wakes_on_its_own() -> None
     await settle()
     assert keyed.done()
     assert cache._key_waiters == {}  # nothing left registered
+
+
+def test_only_the_exact_echo_of_a_recorded_apply_skips_parsing() -> None:
+    """A watch line is dropped unparsed only when it is an ADDED/MODIFIED event naming exactly one
+    resourceVersion, the one an apply answer stored for an object of the informer's kind, with its
+    name and namespace; every other line is parsed (and judged by ``_put``) as before."""
+    from gitopsd.core import jsonio
+    from gitopsd.kube.discovery import Resource
+
+    configmaps = Resource("", "v1", "ConfigMap", "configmaps", True)
+    secrets = Resource("", "v1", "Secret", "secrets", True)
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    answer = cm("mine")
+    answer["metadata"].update(resourceVersion="42", labels={"app.kubernetes.io/managed-by": "gitopsd"})
+    cache.record(answer)
+
+    def line(kind: str, obj: dict[str, Any]) -> bytes:
+        return b'{"type":"' + kind.encode() + b'","object":' + jsonio.dumps(obj) + b"}\n"
+
+    # A reference to the recorded object ahead of its own metadata: 42, mine and ns all appear.
+    other = {"apiVersion": "v1", "kind": "ConfigMap",
+             "spec": {"claimRef": {"name": "mine", "namespace": "ns", "resourceVersion": "42"}},
+             "metadata": {"name": "other", "namespace": "ns", "resourceVersion": "43"}}
+    renamed = cm("another")
+    renamed["metadata"]["resourceVersion"] = "42"
+    for refused in (
+        line("DELETED", answer),  # a deletion is never an echo
+        line("ADDED", other),  # names 42 too, but not as its only resourceVersion
+        line("ADDED", renamed),  # not the recorded object's name
+    ):
+        assert cache._echo(configmaps, refused) is None
+    assert cache._echo(secrets, line("ADDED", answer)) is None  # another kind's informer
+    assert cache._echo(configmaps, line("ADDED", answer)) == "42"
+    assert cache.echoes_skipped == 1
+    assert cache._echo(configmaps, line("MODIFIED", answer)) is None  # once only

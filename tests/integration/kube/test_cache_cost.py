@@ -28,7 +28,17 @@ async def test_the_watch_echo_of_an_apply_is_not_stored_again(env: Env, monkeypa
         stored.append(obj["metadata"]["name"])
         return real(rv, obj)
 
+    parsed: list[str] = []
+    real_parse = cache_module._parse_event
+
+    def parsing(line: bytes) -> Any:
+        event = real_parse(line)
+        parsed.append(event["object"]["metadata"]["name"])
+        return event
+
     monkeypatch.setattr(cache_module, "_stored", counting)
+    monkeypatch.setattr(cache_module, "_parse_event", parsing)
+    skipped = env.cluster.cache.echoes_skipped
     result = await env.cluster.sync(app, [configmap("first"), configmap("cfg")], env.inventory())
     assert result.ok, result.message
     assert stored == ["cfg"]  # the apply's answer (first is unchanged: not even sent)
@@ -44,6 +54,8 @@ async def test_the_watch_echo_of_an_apply_is_not_stored_again(env: Env, monkeypa
     )
     await eventually(lambda: "first" in stored, within=10)
     assert stored == ["cfg", "first"]  # cfg's echo was not encoded and stored a second time
+    assert parsed == ["first"]  # nor even parsed: recognised by its resourceVersion, name and namespace
+    assert env.cluster.cache.echoes_skipped > skipped
     assert env.cluster.cache.version(key_of(configmap("cfg", namespace="default"))) == rv
     live = env.cluster.cache.get(key_of(configmap("cfg", namespace="default")))
     assert live is not None and live["data"] == {"k": "v"}
