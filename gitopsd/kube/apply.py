@@ -61,6 +61,7 @@ class Desired:
     obj: Manifest
     resource: Resource
     key: Key = field(init=False, repr=False, compare=False)
+    _ref: ObjectRef | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Computed once: health waits look keys up on every change of the live cache.
@@ -68,7 +69,12 @@ class Desired:
 
     @property
     def ref(self) -> ObjectRef:
-        return ObjectRef.from_manifest(self.obj)
+        """The object's reference, made at the first ask (a sync asks about five times per object)."""
+        ref = self._ref
+        if ref is None:
+            ref = ObjectRef.from_manifest(self.obj)
+            object.__setattr__(self, "_ref", ref)
+        return ref
 
 
 SHARED_ANNOTATION = "gitopsd.dev/shared"

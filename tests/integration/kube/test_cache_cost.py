@@ -85,3 +85,29 @@ async def test_a_syncs_prepared_objects_serve_the_checks_after_it(env: Env, monk
     other = Rendered.of([deployment("api"), configmap("cfg", k="other")])
     assert env.cluster.in_sync(app, other) is False
     assert sorted(prepared) == ["api", "api", "cfg", "cfg"]
+
+
+async def test_a_sync_builds_each_objects_reference_at_most_twice(env: Env) -> None:
+    """``Desired.ref`` is made once per prepared object (the render's manifest has its own, for
+    errors): not once per use (results, inventory, ownership, health), five or six per object."""
+    import sys
+
+    from gitopsd.core.models import ObjectRef
+
+    app = app_config(namespace="default")
+    manifests = [deployment("api"), configmap("cfg"), configmap("more")]
+    made = 0
+    code = ObjectRef.from_manifest.__func__.__code__  # type: ignore[attr-defined]
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal made
+        if event == "call" and frame.f_code is code:
+            made += 1
+
+    sys.setprofile(count)
+    try:
+        result = await env.cluster.sync(app, manifests, env.inventory())
+    finally:
+        sys.setprofile(None)
+    assert result.ok, result.message
+    assert made <= 2 * len(manifests), made
