@@ -88,6 +88,7 @@ def _parse_event(line: bytes) -> Any:
 _ECHO_TYPES = (b'{"type":"ADDED",', b'{"type":"MODIFIED",')
 _RV_FIELD = b'"resourceVersion":'
 _MAX_ECHOES = 8192
+_MAX_FRESH = 256
 
 
 def _sole_version(line: bytes) -> str | None:
@@ -246,13 +247,22 @@ class LiveCache:
         # resourceVersion -> key of an object an apply answer stored, until its watch event comes
         self._echoes: dict[str, Key] = {}
         self.echoes_skipped = 0
+        # key -> (resourceVersion, object) just stored for a health wait on that key: see get
+        self._fresh: dict[Key, tuple[str, Manifest]] = {}
+        self.fresh_reads = 0
 
     # -- reading (no requests) ------------------------------------------------------------
 
     def get(self, key: Key) -> Manifest | None:
         """The live object (a copy of its own: parsed at each call), or None."""
         stored = self._objects.get(key)
-        return None if stored is None else jsonio.loads(stored[1])  # type: ignore[no-any-return]
+        if stored is None:
+            return None
+        fresh = self._fresh.pop(key, None) if self._fresh else None
+        if fresh is not None and fresh[0] == stored[0]:
+            self.fresh_reads += 1
+            return fresh[1]
+        return jsonio.loads(stored[1])  # type: ignore[no-any-return]
 
     def version(self, key: Key) -> str | None:
         """The cached object's resourceVersion ("" if it has none), or None when it is absent.
@@ -329,7 +339,22 @@ class LiveCache:
                         if not waiters:
                             del self._key_waiters[key]
 
+    def _keep_fresh(self, key: Key, rv: str, obj: Manifest) -> None:
+        """Hand ``obj`` (just stored, parsed: nobody else keeps it) to the next :meth:`get` of
+        ``key`` when a health wait is waiting for that key: it reads the object as soon as it
+        wakes, and would otherwise parse the JSON just encoded. Objects nobody waits for are
+        not kept (memory); nor are more than :data:`_MAX_FRESH`.
+        """
+        if rv and key in self._key_waiters:
+            if len(self._fresh) >= _MAX_FRESH:
+                del self._fresh[next(iter(self._fresh))]
+            self._fresh[key] = (rv, obj)
+        elif self._fresh:
+            self._fresh.pop(key, None)
+
     def _signal(self, key: Key, obj: Manifest | None) -> None:
+        if obj is None and self._fresh:
+            self._fresh.pop(key, None)  # deleted
         self._changed.set()
         self._changed = asyncio.Event()
         for event in self._key_waiters.get(key, ()):
@@ -396,6 +421,7 @@ class LiveCache:
         self._objects[key] = _stored(rv, obj)
         if old is None or old[0] != rv:
             self._signal(key, obj)
+        self._keep_fresh(key, rv, obj)
         return key
 
     def _delete(self, key: Key, rv: str = "") -> None:

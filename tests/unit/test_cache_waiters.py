@@ -75,3 +75,30 @@ def test_only_the_exact_echo_of_a_recorded_apply_skips_parsing() -> None:
     assert cache._echo(configmaps, line("ADDED", answer)) == "42"
     assert cache.echoes_skipped == 1
     assert cache._echo(configmaps, line("MODIFIED", answer)) is None  # once only
+
+
+async def test_an_object_stored_while_a_health_wait_waits_for_it_is_handed_over_unparsed() -> None:
+    """The object a change stores is handed, once, to the next read of a key a wait is waiting on
+    (the health wait reads it as soon as it wakes) instead of parsing the JSON just encoded; a key
+    nobody waits on keeps nothing but its JSON, and every other read parses a copy of its own."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine, other = ("", "ConfigMap", "ns", "mine"), ("", "ConfigMap", "ns", "other")
+    waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    await settle()
+
+    def stored(name: str, rv: str) -> dict[str, Any]:
+        obj = cm(name)
+        obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"})
+        return obj
+
+    cache._put(stored("other", "7"))
+    cache._put(stored("mine", "8"))
+    await settle()
+    assert waiting.done()
+    assert list(cache._fresh) == [mine]  # nothing kept for the key nobody waits on
+    first = cache.get(mine)
+    assert cache.fresh_reads == 1
+    again = cache.get(mine)
+    assert again == first and again is not first  # handed over once; then parsed copies
+    assert cache.get(other) == stored("other", "7")
+    assert cache.fresh_reads == 1 and cache._fresh == {}
