@@ -88,16 +88,31 @@ def is_shared(obj: Manifest) -> bool:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(SHARED_ANNOTATION) == "true"
 
 
+_IMPERSONATION: dict[str, tuple[AppConfig, list[tuple[str, str]] | None]] = {}
+"""app name -> (the app's config, its headers): every request of an apply asks (see impersonation)."""
+
+
 def impersonation(app: AppConfig) -> list[tuple[str, str]] | None:
-    """The ``Impersonate-User``/``Impersonate-Group`` headers of the app's policy, or None."""
+    """The ``Impersonate-User``/``Impersonate-Group`` headers of the app's policy, or None.
+
+    Remembered per app config (configs are not changed once loaded; a reload makes new ones):
+    the policy is a pydantic private attribute, slow to read, and every object's apply asks.
+    """
+    memo = _IMPERSONATION.get(app.name)
+    if memo is not None and memo[0] is app:
+        return memo[1]
     effective = app.effective_policy
-    if effective is None or not effective[1].impersonate_user:
-        return None
-    rules = effective[1]
-    assert rules.impersonate_user is not None
-    return [("Impersonate-User", rules.impersonate_user)] + [
-        ("Impersonate-Group", group) for group in rules.impersonate_groups
-    ]
+    headers: list[tuple[str, str]] | None = None
+    user = effective[1].impersonate_user if effective is not None else None
+    if effective is not None and user:
+        rules = effective[1]
+        headers = [("Impersonate-User", user)] + [
+            ("Impersonate-Group", group) for group in rules.impersonate_groups
+        ]
+    if len(_IMPERSONATION) >= 100_000:
+        _IMPERSONATION.clear()  # bounded: apps renamed or removed over a long life
+    _IMPERSONATION[app.name] = (app, headers)
+    return headers
 
 
 def prepare(

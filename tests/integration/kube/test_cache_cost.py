@@ -111,3 +111,33 @@ async def test_a_sync_builds_each_objects_reference_at_most_twice(env: Env) -> N
         sys.setprofile(None)
     assert result.ok, result.message
     assert made <= 2 * len(manifests), made
+
+
+async def test_an_apps_policy_is_read_a_few_times_per_sync_not_per_request(env: Env) -> None:
+    """The impersonation headers are remembered per app config: reading the policy (a pydantic
+    private attribute) is not repeated for every request of every object."""
+    import sys
+
+    from gitopsd.plugin.config import AppConfig
+
+    code = AppConfig.effective_policy.fget.__code__  # type: ignore[attr-defined]
+
+    async def reads(app: AppConfig, count: int) -> int:
+        seen = 0
+
+        def counting(frame: Any, event: str, arg: Any) -> None:
+            nonlocal seen
+            if event == "call" and frame.f_code is code:
+                seen += 1
+
+        sys.setprofile(counting)
+        try:
+            result = await env.cluster.sync(app, [configmap(f"{app.name}{i}") for i in range(count)], env.inventory())
+        finally:
+            sys.setprofile(None)
+        assert result.ok, result.message
+        return seen
+
+    few = await reads(app_config(name="few", namespace="default"), 2)
+    many = await reads(app_config(name="many", namespace="default"), 12)
+    assert many == few, (few, many)  # not one more read per object
