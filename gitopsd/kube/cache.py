@@ -340,7 +340,7 @@ class LiveCache:
                             del self._key_waiters[key]
 
     def _keep_fresh(self, key: Key, rv: str, obj: Manifest) -> None:
-        """Hand ``obj`` (just stored, parsed: nobody else keeps it) to the next :meth:`get` of
+        """Hand ``obj`` (a watch event just stored: nobody else keeps it) to the next :meth:`get` of
         ``key`` when a health wait is waiting for that key: it reads the object as soon as it
         wakes, and would otherwise parse the JSON just encoded. Objects nobody waits for are
         not kept (memory); nor are more than :data:`_MAX_FRESH`.
@@ -366,7 +366,7 @@ class LiveCache:
 
     def record(self, obj: Manifest) -> None:
         """Store an object the API server just returned (an apply), unless the cache has newer."""
-        key = self._put(obj)
+        key = self._put(obj, handed_over=False)  # the caller keeps its answer: not handed to get()
         rv = _rv(obj)
         if key is not None and rv:
             # Its watch event (same resourceVersion) is recognised without being parsed: _echo.
@@ -401,8 +401,12 @@ class LiveCache:
         self.echoes_skipped += 1
         return rv
 
-    def _put(self, obj: Manifest) -> Key | None:
-        """Store ``obj`` unless the cache holds it or a newer version; its key when stored."""
+    def _put(self, obj: Manifest, handed_over: bool = True) -> Key | None:
+        """Store ``obj`` unless the cache holds it or a newer version; its key when stored.
+
+        ``handed_over``: nobody else keeps ``obj`` (a parsed watch event), so it may serve the
+        next :meth:`get` (see :meth:`_keep_fresh`).
+        """
         key = key_of(obj)
         old = self._objects.get(key)
         rv = _rv(obj)
@@ -421,7 +425,10 @@ class LiveCache:
         self._objects[key] = _stored(rv, obj)
         if old is None or old[0] != rv:
             self._signal(key, obj)
-        self._keep_fresh(key, rv, obj)
+        if handed_over:
+            self._keep_fresh(key, rv, obj)
+        elif self._fresh:
+            self._fresh.pop(key, None)
         return key
 
     def _delete(self, key: Key, rv: str = "") -> None:

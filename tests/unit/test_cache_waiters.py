@@ -102,3 +102,19 @@ async def test_an_object_stored_while_a_health_wait_waits_for_it_is_handed_over_
     assert again == first and again is not first  # handed over once; then parsed copies
     assert cache.get(other) == stored("other", "7")
     assert cache.fresh_reads == 1 and cache._fresh == {}
+
+
+async def test_an_apply_answer_is_never_handed_over() -> None:
+    """``record`` stores the caller's own answer (which it may go on reading): reads parse copies."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine = ("", "ConfigMap", "ns", "mine")
+    waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    await settle()
+    answer = cm("mine")
+    answer["metadata"].update(resourceVersion="9", labels={"app.kubernetes.io/managed-by": "gitopsd"})
+    cache.record(answer)
+    await settle()
+    assert waiting.done()
+    live = cache.get(mine)
+    assert live == answer and live is not answer
+    assert cache.fresh_reads == 0
