@@ -141,3 +141,13 @@ async def test_an_apps_policy_is_read_a_few_times_per_sync_not_per_request(env: 
     few = await reads(app_config(name="few", namespace="default"), 2)
     many = await reads(app_config(name="many", namespace="default"), 12)
     assert many == few, (few, many)  # not one more read per object
+
+
+async def test_a_health_wait_reads_the_watch_event_it_woke_for_without_parsing_it(env: Env) -> None:
+    """The Deployment's status comes as a watch event while the sync waits for its health: the
+    wait reads that very object (handed over by the cache), not a parse of its JSON."""
+    app = app_config(namespace="default")
+    before = env.cluster.cache.fresh_reads
+    result = await env.cluster.sync(app, [deployment("api")], env.inventory())
+    assert result.ok, result.message
+    assert env.cluster.cache.fresh_reads > before
