@@ -58,6 +58,15 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
 
     nodes: int | None = None
 
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        if not self.yaml_path_resolvers:
+            # The composer calls these two for every node. Without path resolvers (the safe
+            # loader has none) PyYAML's own return at once, yet each is a Python call: two C
+            # callables with no effect take their place (they build a slice, return ()).
+            self.descend_resolver = slice
+            self.ascend_resolver = tuple
+
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """PyYAML's tag resolution, with the tags of short plain scalars remembered.
 
@@ -66,8 +75,10 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
         in Python. Without path resolvers (the safe loader has none) a plain scalar's tag
         depends on its text alone, and a quoted one's is always ``str``.
         """
-        if kind is not yaml.ScalarNode or self.yaml_path_resolvers:
+        if self.yaml_path_resolvers:
             return super().resolve(kind, value, implicit)
+        if kind is not yaml.ScalarNode:
+            return _MAP if kind is yaml.MappingNode else _SEQ if kind is yaml.SequenceNode else super().resolve(kind, value, implicit)
         if not implicit[0]:
             return _STR
         if len(value) > _MAX_REMEMBERED:
@@ -86,6 +97,17 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
         constructors = self.yaml_constructors
         intern = sys.intern
 
+        def scalar(node: Any, tag: str) -> Any:
+            """A scalar that is not a plain string (int, bool, null, float...)."""
+            construct = constructors.get(tag)
+            if construct is None:
+                raise _Slow
+            value = construct(self, node)
+            if isinstance(value, GeneratorType):
+                value.close()
+                raise _Slow
+            return value
+
         def build(node: Any) -> Any:
             count[0] += 1
             tag = node.tag
@@ -95,24 +117,30 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
                     # values, ports' names): one copy each for as long as renders keep them.
                     value = node.value
                     return intern(value) if len(value) <= INTERN_MAX else value
-                construct = constructors.get(tag)
-                if construct is None:
-                    raise _Slow
-                value = construct(self, node)
-                if isinstance(value, GeneratorType):
-                    value.close()
-                    raise _Slow
-                return value
+                return scalar(node, tag)
             if id(node) in seen or count[0] > MAX_EXPANDED_NODES:
                 raise _Slow  # an alias to a collection (or a huge document): the caller checks the expansion
             seen.add(id(node))
             if node.id == "mapping" and tag == _MAP:
                 out: dict[Any, Any] = {}
                 for key_node, value_node in node.value:
-                    if key_node.id != "scalar" or key_node.tag in _SPECIAL_KEYS:
+                    # Keys, and most values, are strings: taken here rather than by a call each.
+                    key_tag = key_node.tag
+                    if key_node.id != "scalar" or key_tag in _SPECIAL_KEYS:
                         raise _Slow
-                    key = build(key_node)
-                    out[intern(key) if type(key) is str else key] = build(value_node)
+                    count[0] += 1
+                    if key_tag == _STR:
+                        key = intern(key_node.value)
+                    else:
+                        key = scalar(key_node, key_tag)
+                        if type(key) is str:
+                            key = intern(key)
+                    if value_node.id == "scalar" and value_node.tag == _STR:
+                        count[0] += 1
+                        value = value_node.value
+                        out[key] = intern(value) if len(value) <= INTERN_MAX else value
+                    else:
+                        out[key] = build(value_node)
                 return out
             if node.id == "sequence" and tag == _SEQ:
                 return [build(item) for item in node.value]
@@ -156,13 +184,20 @@ class YamlBudget:
             raise self.exceeded(where, "max_documents", self.max_documents, f"more than {self.max_documents:,} documents")
 
 
-_LEADING = re.compile(r"^[ \t?:-]*", re.M)
+_LEADING = re.compile(r"^[ \t?:-]+", re.M)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
-def _depth_bound(text: str) -> int:
-    """A cheap upper bound of the nesting depth of ``text`` (block indentation plus flow brackets)."""
-    block = max(map(len, _LEADING.findall(text)), default=0)
+def _depth_bound(text: str, limit: int) -> int:
+    """A cheap upper bound of the nesting depth of ``text`` (block indentation plus flow brackets).
+
+    Flow nesting is at most the number of opening brackets: counted in C, and the brackets
+    walked only when that count alone would reach ``limit``.
+    """
+    block = 2 * max(map(len, _LEADING.findall(text)), default=0) + 2
+    opening = text.count("[") + text.count("{")
+    if block + opening <= limit:
+        return block + opening
     flow = deepest = 0
     for m in _BRACKETS.finditer(text):
         if m.group() in "[{":
@@ -170,7 +205,7 @@ def _depth_bound(text: str) -> int:
             deepest = max(deepest, flow)
         elif flow:
             flow -= 1
-    return 2 * block + deepest + 2
+    return block + deepest
 
 
 def check_depth(text: str, where: str, limit: int) -> None:
@@ -179,7 +214,7 @@ def check_depth(text: str, where: str, limit: int) -> None:
     The bound above settles nearly every input; otherwise the parser's event stream (no
     recursion, no objects) measures the real depth.
     """
-    if _depth_bound(text) <= limit:
+    if _depth_bound(text, limit) <= limit:
         return
     depth = 0
     starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)

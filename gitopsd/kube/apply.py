@@ -61,6 +61,7 @@ class Desired:
     obj: Manifest
     resource: Resource
     key: Key = field(init=False, repr=False, compare=False)
+    _ref: ObjectRef | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Computed once: health waits look keys up on every change of the live cache.
@@ -68,7 +69,12 @@ class Desired:
 
     @property
     def ref(self) -> ObjectRef:
-        return ObjectRef.from_manifest(self.obj)
+        """The object's reference, made at the first ask (a sync asks about five times per object)."""
+        ref = self._ref
+        if ref is None:
+            ref = ObjectRef.from_manifest(self.obj)
+            object.__setattr__(self, "_ref", ref)
+        return ref
 
 
 SHARED_ANNOTATION = "gitopsd.dev/shared"
@@ -82,16 +88,31 @@ def is_shared(obj: Manifest) -> bool:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(SHARED_ANNOTATION) == "true"
 
 
+_IMPERSONATION: dict[str, tuple[AppConfig, list[tuple[str, str]] | None]] = {}
+"""app name -> (the app's config, its headers): every request of an apply asks (see impersonation)."""
+
+
 def impersonation(app: AppConfig) -> list[tuple[str, str]] | None:
-    """The ``Impersonate-User``/``Impersonate-Group`` headers of the app's policy, or None."""
+    """The ``Impersonate-User``/``Impersonate-Group`` headers of the app's policy, or None.
+
+    Remembered per app config (configs are not changed once loaded; a reload makes new ones):
+    the policy is a pydantic private attribute, slow to read, and every object's apply asks.
+    """
+    memo = _IMPERSONATION.get(app.name)
+    if memo is not None and memo[0] is app:
+        return memo[1]
     effective = app.effective_policy
-    if effective is None or not effective[1].impersonate_user:
-        return None
-    rules = effective[1]
-    assert rules.impersonate_user is not None
-    return [("Impersonate-User", rules.impersonate_user)] + [
-        ("Impersonate-Group", group) for group in rules.impersonate_groups
-    ]
+    headers: list[tuple[str, str]] | None = None
+    user = effective[1].impersonate_user if effective is not None else None
+    if effective is not None and user:
+        rules = effective[1]
+        headers = [("Impersonate-User", user)] + [
+            ("Impersonate-Group", group) for group in rules.impersonate_groups
+        ]
+    if len(_IMPERSONATION) >= 100_000:
+        _IMPERSONATION.clear()  # bounded: apps renamed or removed over a long life
+    _IMPERSONATION[app.name] = (app, headers)
+    return headers
 
 
 def prepare(

@@ -80,6 +80,31 @@ class _Expired(Exception):
     pass
 
 
+def _parse_event(line: bytes) -> Any:
+    """One watch event, parsed (the echoes of applies are recognised without this: :meth:`LiveCache._echo`)."""
+    return jsonio.loads(line)
+
+
+_ECHO_TYPES = (b'{"type":"ADDED",', b'{"type":"MODIFIED",')
+_RV_FIELD = b'"resourceVersion":'
+_MAX_ECHOES = 8192
+_MAX_FRESH = 256
+
+
+def _sole_version(line: bytes) -> str | None:
+    """The resourceVersion of an ADDED or MODIFIED watch line that names exactly one, else None."""
+    if not line.startswith(_ECHO_TYPES):
+        return None
+    at = line.find(_RV_FIELD)
+    if at < 0 or line.find(_RV_FIELD, at + len(_RV_FIELD)) >= 0:
+        return None  # none, or another resourceVersion (an object reference in the spec, ...)
+    start = at + len(_RV_FIELD)
+    end = line.find(b'"', start + 1)
+    if line[start : start + 1] != b'"' or end < 0:
+        return None
+    return line[start + 1 : end].decode("ascii", "replace")
+
+
 class Informer:
     """LIST + WATCH of one resource, feeding the cache."""
 
@@ -170,7 +195,11 @@ class Informer:
                     return rv  # the server ended the watch: resume from rv
                 if not line.strip():
                     continue
-                event = jsonio.loads(line)
+                echo = self.cache._echo(self.resource, line)
+                if echo is not None:
+                    rv = echo  # an applied object's own ADDED/MODIFIED event: already stored
+                    continue
+                event = _parse_event(line)
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
@@ -215,13 +244,25 @@ class LiveCache:
         self._key_waiters: dict[Key, set[asyncio.Event]] = {}
         self._informers: dict[tuple[str, str], Informer] = {}
         self._changed = asyncio.Event()
+        # resourceVersion -> key of an object an apply answer stored, until its watch event comes
+        self._echoes: dict[str, Key] = {}
+        self.echoes_skipped = 0
+        # key -> (resourceVersion, object) just stored for a health wait on that key: see get
+        self._fresh: dict[Key, tuple[str, Manifest]] = {}
+        self.fresh_reads = 0
 
     # -- reading (no requests) ------------------------------------------------------------
 
     def get(self, key: Key) -> Manifest | None:
         """The live object (a copy of its own: parsed at each call), or None."""
         stored = self._objects.get(key)
-        return None if stored is None else jsonio.loads(stored[1])  # type: ignore[no-any-return]
+        if stored is None:
+            return None
+        fresh = self._fresh.pop(key, None) if self._fresh else None
+        if fresh is not None and fresh[0] == stored[0]:
+            self.fresh_reads += 1
+            return fresh[1]
+        return jsonio.loads(stored[1])  # type: ignore[no-any-return]
 
     def version(self, key: Key) -> str | None:
         """The cached object's resourceVersion ("" if it has none), or None when it is absent.
@@ -298,7 +339,22 @@ class LiveCache:
                         if not waiters:
                             del self._key_waiters[key]
 
+    def _keep_fresh(self, key: Key, rv: str, obj: Manifest) -> None:
+        """Hand ``obj`` (a watch event just stored: nobody else keeps it) to the next :meth:`get` of
+        ``key`` when a health wait is waiting for that key: it reads the object as soon as it
+        wakes, and would otherwise parse the JSON just encoded. Objects nobody waits for are
+        not kept (memory); nor are more than :data:`_MAX_FRESH`.
+        """
+        if rv and key in self._key_waiters:
+            if len(self._fresh) >= _MAX_FRESH:
+                del self._fresh[next(iter(self._fresh))]
+            self._fresh[key] = (rv, obj)
+        elif self._fresh:
+            self._fresh.pop(key, None)
+
     def _signal(self, key: Key, obj: Manifest | None) -> None:
+        if obj is None and self._fresh:
+            self._fresh.pop(key, None)  # deleted
         self._changed.set()
         self._changed = asyncio.Event()
         for event in self._key_waiters.get(key, ()):
@@ -310,16 +366,54 @@ class LiveCache:
 
     def record(self, obj: Manifest) -> None:
         """Store an object the API server just returned (an apply), unless the cache has newer."""
-        self._put(obj)
+        key = self._put(obj, handed_over=False)  # the caller keeps its answer: not handed to get()
+        rv = _rv(obj)
+        if key is not None and rv:
+            # Its watch event (same resourceVersion) is recognised without being parsed: _echo.
+            if len(self._echoes) >= _MAX_ECHOES:
+                del self._echoes[next(iter(self._echoes))]  # the oldest: its event never came
+            self._echoes[rv] = key
 
-    def _put(self, obj: Manifest) -> None:
+    def _echo(self, resource: Resource, line: bytes) -> str | None:
+        """The resourceVersion of ``line`` when it is the watch event of an object :meth:`record`
+        stored and the cache still holds at that version (``_put`` would ignore it), else None.
+
+        Half the events of a cold start are such echoes: each would be parsed only to be
+        dropped. The line must be an ADDED or MODIFIED event naming exactly one
+        resourceVersion (the object's own: a resourceVersion belongs to one write of one
+        object), recorded for an object of this informer's kind whose name and namespace the
+        line holds too; anything else is parsed as before.
+        """
+        if not self._echoes:
+            return None
+        rv = _sole_version(line)
+        key = self._echoes.get(rv) if rv is not None else None
+        if key is None or rv is None or key[0] != resource.group or key[1] != resource.kind:
+            return None
+        stored = self._objects.get(key)
+        if stored is None or stored[0] != rv:
+            return None
+        if b'"name":' + jsonio.dumps(key[3]) not in line or (
+            key[2] and b'"namespace":' + jsonio.dumps(key[2]) not in line
+        ):
+            return None
+        del self._echoes[rv]
+        self.echoes_skipped += 1
+        return rv
+
+    def _put(self, obj: Manifest, handed_over: bool = True) -> Key | None:
+        """Store ``obj`` unless the cache holds it or a newer version; its key when stored.
+
+        ``handed_over``: nobody else keeps ``obj`` (a parsed watch event), so it may serve the
+        next :meth:`get` (see :meth:`_keep_fresh`).
+        """
         key = key_of(obj)
         old = self._objects.get(key)
         rv = _rv(obj)
         if old is not None and (not _not_older(rv, old[0]) or (rv and rv == old[0])):
             # Older, or the very version the cache holds: every applied object comes back as a
             # watch event with the resourceVersion its apply answer already stored.
-            return
+            return None
         obj = _slim(obj)
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
@@ -327,10 +421,15 @@ class LiveCache:
             if old is not None:
                 del self._objects[key]
                 self._signal(key, None)
-            return
+            return None
         self._objects[key] = _stored(rv, obj)
         if old is None or old[0] != rv:
             self._signal(key, obj)
+        if handed_over:
+            self._keep_fresh(key, rv, obj)
+        elif self._fresh:
+            self._fresh.pop(key, None)
+        return key
 
     def _delete(self, key: Key, rv: str = "") -> None:
         old = self._objects.get(key)

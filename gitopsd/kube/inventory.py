@@ -39,6 +39,7 @@ import json
 import re
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _encode_string
 
 import anyio
 
@@ -104,11 +105,16 @@ def encode(namespace: str, record: InventoryRecord) -> Manifest:
             "instance": record.instance,
             "app": record.app,
             # One object per line: [group, version, kind, namespace, name].
-            "objects": "".join(
-                json.dumps([r.group, r.version, r.kind, r.namespace, r.name]) + "\n" for r in rows
-            ),
+            "objects": "".join(map(_row, rows)),
         },
     }
+
+
+def _row(ref: ObjectRef) -> str:
+    """``json.dumps([group, version, kind, namespace, name]) + "\\n"``, the same text, without
+    json.dumps's encoder set-up for each of an app's objects: each field is a string, encoded as
+    json.dumps encodes strings (ASCII, escaped), joined with its default separator."""
+    return "[" + ", ".join(map(_encode_string, (ref.group, ref.version, ref.kind, ref.namespace, ref.name))) + "]\n"
 
 
 def decode(obj: Manifest) -> InventoryRecord:

@@ -128,6 +128,7 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
     total, count = already
     links: list[tuple[str, str]] = []
     ready: set[str] = set()  # directories (relative) checked by _check_parents and made
+    base = os.fspath(root)
     with archive:
         try:
             for member in archive:
@@ -137,9 +138,10 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
                 name = _clean_name(member.name, where)
                 if not name:
                     continue
-                target = root / name
+                # Plain strings, not Paths: this loop runs for every file of a repository.
+                target = f"{base}/{name}"
                 if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(target, exist_ok=True)
                 elif member.isreg():
                     total += member.size
                     if total > max_bytes:
@@ -151,7 +153,7 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
                         # Checked once per directory: no symlink is made before every file is
                         # written, and a directory checked here stays one until then.
                         _check_parents(root, name, where)
-                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.makedirs(f"{base}/{parent}" if parent else base, exist_ok=True)
                         ready.add(parent)
                     source = archive.extractfile(member)
                     if source is None:
@@ -160,9 +162,12 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
                         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
                     except FileExistsError:
                         raise SourceError(f"{where}: archive member {name!r} appears twice", reason="UnsafeArchive") from None
-                    with source, open(fd, "wb") as out:
-                        shutil.copyfileobj(source, out)
-                        os.fchmod(out.fileno(), 0o755 if member.mode & 0o111 else 0o644)
+                    try:
+                        with source:
+                            _write_member(source, fd, member.size)
+                        os.fchmod(fd, 0o755 if member.mode & 0o111 else 0o644)
+                    finally:
+                        os.close(fd)
                 elif member.issym():
                     link = member.linkname
                     resolved = posixpath.join(posixpath.dirname(name), link)
@@ -190,14 +195,30 @@ def _extract_into(stream: IO[bytes], mode: str, root: Path, where: str, max_byte
     # Symlinks last, so that no regular file is ever written through one.
     for name, link in links:
         _check_parents(root, name, where)
-        target = root / name
+        link_path = root / name
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(link, target)
+            link_path.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(link, link_path)
         except OSError as exc:
             raise SourceError(f"{where}: cannot create symlink {name!r}: {exc.strerror}", reason="UnsafeArchive") from None
     check_symlinks(root, [name for name, _ in links], where)
     return total, count
+
+
+SMALL_FILE = 1024 * 1024
+"""Members up to this size are read whole and written with one call; larger ones are copied in chunks."""
+
+
+def _write_member(source: IO[bytes], fd: int, size: int) -> None:
+    """Copy a member's ``size`` bytes to ``fd``: most files of a repository are small, and one
+    read and one write cost less than a copy loop and a Python file object around ``fd``."""
+    if size > SMALL_FILE:
+        with open(fd, "wb", closefd=False) as out:
+            shutil.copyfileobj(source, out)
+        return
+    view = memoryview(source.read(size))
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def check_symlinks(root: Path, names: list[str], where: str) -> None:
@@ -212,8 +233,8 @@ def check_symlinks(root: Path, names: list[str], where: str) -> None:
 
 def _check_parents(root: Path, name: str, where: str) -> None:
     """Refuse writing through a directory that is a symlink (created by an earlier member)."""
-    current = root
+    current = os.fspath(root)
     for part in name.split("/")[:-1]:
-        current = current / part
-        if current.is_symlink():
+        current = f"{current}/{part}"
+        if os.path.islink(current):
             raise SourceError(f"{where}: archive member {name!r} is written through a symlink", reason="UnsafeArchive")

@@ -40,3 +40,81 @@ async def test_a_keyed_wait_ignores_other_objects_and_wakes_on_its_own() -> None
     await settle()
     assert keyed.done()
     assert cache._key_waiters == {}  # nothing left registered
+
+
+def test_only_the_exact_echo_of_a_recorded_apply_skips_parsing() -> None:
+    """A watch line is dropped unparsed only when it is an ADDED/MODIFIED event naming exactly one
+    resourceVersion, the one an apply answer stored for an object of the informer's kind, with its
+    name and namespace; every other line is parsed (and judged by ``_put``) as before."""
+    from gitopsd.core import jsonio
+    from gitopsd.kube.discovery import Resource
+
+    configmaps = Resource("", "v1", "ConfigMap", "configmaps", True)
+    secrets = Resource("", "v1", "Secret", "secrets", True)
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    answer = cm("mine")
+    answer["metadata"].update(resourceVersion="42", labels={"app.kubernetes.io/managed-by": "gitopsd"})
+    cache.record(answer)
+
+    def line(kind: str, obj: dict[str, Any]) -> bytes:
+        return b'{"type":"' + kind.encode() + b'","object":' + jsonio.dumps(obj) + b"}\n"
+
+    # A reference to the recorded object ahead of its own metadata: 42, mine and ns all appear.
+    other = {"apiVersion": "v1", "kind": "ConfigMap",
+             "spec": {"claimRef": {"name": "mine", "namespace": "ns", "resourceVersion": "42"}},
+             "metadata": {"name": "other", "namespace": "ns", "resourceVersion": "43"}}
+    renamed = cm("another")
+    renamed["metadata"]["resourceVersion"] = "42"
+    for refused in (
+        line("DELETED", answer),  # a deletion is never an echo
+        line("ADDED", other),  # names 42 too, but not as its only resourceVersion
+        line("ADDED", renamed),  # not the recorded object's name
+    ):
+        assert cache._echo(configmaps, refused) is None
+    assert cache._echo(secrets, line("ADDED", answer)) is None  # another kind's informer
+    assert cache._echo(configmaps, line("ADDED", answer)) == "42"
+    assert cache.echoes_skipped == 1
+    assert cache._echo(configmaps, line("MODIFIED", answer)) is None  # once only
+
+
+async def test_an_object_stored_while_a_health_wait_waits_for_it_is_handed_over_unparsed() -> None:
+    """The object a change stores is handed, once, to the next read of a key a wait is waiting on
+    (the health wait reads it as soon as it wakes) instead of parsing the JSON just encoded; a key
+    nobody waits on keeps nothing but its JSON, and every other read parses a copy of its own."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine, other = ("", "ConfigMap", "ns", "mine"), ("", "ConfigMap", "ns", "other")
+    waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    await settle()
+
+    def stored(name: str, rv: str) -> dict[str, Any]:
+        obj = cm(name)
+        obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"})
+        return obj
+
+    cache._put(stored("other", "7"))
+    cache._put(stored("mine", "8"))
+    await settle()
+    assert waiting.done()
+    assert list(cache._fresh) == [mine]  # nothing kept for the key nobody waits on
+    first = cache.get(mine)
+    assert cache.fresh_reads == 1
+    again = cache.get(mine)
+    assert again == first and again is not first  # handed over once; then parsed copies
+    assert cache.get(other) == stored("other", "7")
+    assert cache.fresh_reads == 1 and cache._fresh == {}
+
+
+async def test_an_apply_answer_is_never_handed_over() -> None:
+    """``record`` stores the caller's own answer (which it may go on reading): reads parse copies."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine = ("", "ConfigMap", "ns", "mine")
+    waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    await settle()
+    answer = cm("mine")
+    answer["metadata"].update(resourceVersion="9", labels={"app.kubernetes.io/managed-by": "gitopsd"})
+    cache.record(answer)
+    await settle()
+    assert waiting.done()
+    live = cache.get(mine)
+    assert live == answer and live is not answer
+    assert cache.fresh_reads == 0

@@ -28,7 +28,17 @@ async def test_the_watch_echo_of_an_apply_is_not_stored_again(env: Env, monkeypa
         stored.append(obj["metadata"]["name"])
         return real(rv, obj)
 
+    parsed: list[str] = []
+    real_parse = cache_module._parse_event
+
+    def parsing(line: bytes) -> Any:
+        event = real_parse(line)
+        parsed.append(event["object"]["metadata"]["name"])
+        return event
+
     monkeypatch.setattr(cache_module, "_stored", counting)
+    monkeypatch.setattr(cache_module, "_parse_event", parsing)
+    skipped = env.cluster.cache.echoes_skipped
     result = await env.cluster.sync(app, [configmap("first"), configmap("cfg")], env.inventory())
     assert result.ok, result.message
     assert stored == ["cfg"]  # the apply's answer (first is unchanged: not even sent)
@@ -44,6 +54,8 @@ async def test_the_watch_echo_of_an_apply_is_not_stored_again(env: Env, monkeypa
     )
     await eventually(lambda: "first" in stored, within=10)
     assert stored == ["cfg", "first"]  # cfg's echo was not encoded and stored a second time
+    assert parsed == ["first"]  # nor even parsed: recognised by its resourceVersion, name and namespace
+    assert env.cluster.cache.echoes_skipped > skipped
     assert env.cluster.cache.version(key_of(configmap("cfg", namespace="default"))) == rv
     live = env.cluster.cache.get(key_of(configmap("cfg", namespace="default")))
     assert live is not None and live["data"] == {"k": "v"}
@@ -73,3 +85,69 @@ async def test_a_syncs_prepared_objects_serve_the_checks_after_it(env: Env, monk
     other = Rendered.of([deployment("api"), configmap("cfg", k="other")])
     assert env.cluster.in_sync(app, other) is False
     assert sorted(prepared) == ["api", "api", "cfg", "cfg"]
+
+
+async def test_a_sync_builds_each_objects_reference_at_most_twice(env: Env) -> None:
+    """``Desired.ref`` is made once per prepared object (the render's manifest has its own, for
+    errors): not once per use (results, inventory, ownership, health), five or six per object."""
+    import sys
+
+    from gitopsd.core.models import ObjectRef
+
+    app = app_config(namespace="default")
+    manifests = [deployment("api"), configmap("cfg"), configmap("more")]
+    made = 0
+    code = ObjectRef.from_manifest.__func__.__code__  # type: ignore[attr-defined]
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal made
+        if event == "call" and frame.f_code is code:
+            made += 1
+
+    sys.setprofile(count)
+    try:
+        result = await env.cluster.sync(app, manifests, env.inventory())
+    finally:
+        sys.setprofile(None)
+    assert result.ok, result.message
+    assert made <= 2 * len(manifests), made
+
+
+async def test_an_apps_policy_is_read_a_few_times_per_sync_not_per_request(env: Env) -> None:
+    """The impersonation headers are remembered per app config: reading the policy (a pydantic
+    private attribute) is not repeated for every request of every object."""
+    import sys
+
+    from gitopsd.plugin.config import AppConfig
+
+    code = AppConfig.effective_policy.fget.__code__  # type: ignore[attr-defined]
+
+    async def reads(app: AppConfig, count: int) -> int:
+        seen = 0
+
+        def counting(frame: Any, event: str, arg: Any) -> None:
+            nonlocal seen
+            if event == "call" and frame.f_code is code:
+                seen += 1
+
+        sys.setprofile(counting)
+        try:
+            result = await env.cluster.sync(app, [configmap(f"{app.name}{i}") for i in range(count)], env.inventory())
+        finally:
+            sys.setprofile(None)
+        assert result.ok, result.message
+        return seen
+
+    few = await reads(app_config(name="few", namespace="default"), 2)
+    many = await reads(app_config(name="many", namespace="default"), 12)
+    assert many == few, (few, many)  # not one more read per object
+
+
+async def test_a_health_wait_reads_the_watch_event_it_woke_for_without_parsing_it(env: Env) -> None:
+    """The Deployment's status comes as a watch event while the sync waits for its health: the
+    wait reads that very object (handed over by the cache), not a parse of its JSON."""
+    app = app_config(namespace="default")
+    before = env.cluster.cache.fresh_reads
+    result = await env.cluster.sync(app, [deployment("api")], env.inventory())
+    assert result.ok, result.message
+    assert env.cluster.cache.fresh_reads > before
