@@ -36,3 +36,37 @@ async def test_an_idle_app_is_one_task(env: Env, sandbox: Sandbox) -> None:
         # Each sleeps on its trigger's timer: one pending timer per app, no cancel scope.
         waiting = [daemon.apps[n].runner.trigger._waiter for n in names]
         assert all(w is not None and not w.done() for w in waiting)
+
+
+async def test_idle_apps_are_checked_every_interval_without_waking_and_still_see_a_push(env: Env, sandbox: Sandbox) -> None:
+    # Parked apps (gitopsd.engine.idle): each interval counts an unchanged reconcile per app,
+    # made by one task per repository; no app's task wakes until its revision moves.
+    repo = GitRepo(env.root, "apps")
+    names = [f"app{i}" for i in range(6)]
+    repo.commit({f"{n}/objects.yaml": configmap(n, k="v") for n in names})
+    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
+    for n in names:
+        toml += (
+            f'[apps.{n}]\ncluster = "sb"\nnamespace = "{n}"\ninterval = "1s"\n'
+            f'source = {{type = "git", url = "{repo.url}", path = "{n}", poll_cache = "0.5s"}}\n'
+        )
+    async with running(env, env.write(toml)) as daemon:
+        runners = [daemon.apps[n].runner for n in names]
+        await wait_for(lambda: all(r.status.sync == SyncStatus.SYNCED for r in runners), timeout=60)
+        # Idle: every app has had an interval check since its sync (its check found it in sync).
+        marks = [r.status.reconciles for r in runners]
+        await wait_for(lambda: all(r.status.reconciles > m for r, m in zip(runners, marks, strict=True)), timeout=30)
+        wakes = [r.wakes for r in runners]
+        reconciles = [r.status.reconciles for r in runners]
+        unchanged = dict(daemon.metrics._reconcile.counts)
+        await wait_for(lambda: all(r.status.reconciles >= c + 3 for r, c in zip(runners, reconciles, strict=True)), timeout=30)
+        assert [r.wakes for r in runners] == wakes  # three intervals checked, no task woke
+        counts = daemon.metrics._reconcile.counts
+        assert all(counts[n, "unchanged"] >= unchanged[n, "unchanged"] + 3 for n in names)
+        assert all(r.status.sync == SyncStatus.SYNCED for r in runners)
+
+        # A push is still noticed by the interval poll (no webhook here), and applied.
+        sha = repo.commit({"app0/objects.yaml": configmap("app0", k="w")})
+        await wait_for(lambda: runners[0].status.revision == f"main@sha1:{sha}", timeout=30)
+        assert runners[0].wakes > wakes[0]
+        assert runners[0].status.last_result == "succeeded"
