@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
 
 from gitopsd.core.models import SyncStatus
@@ -70,3 +74,35 @@ async def test_idle_apps_are_checked_every_interval_without_waking_and_still_see
         await wait_for(lambda: runners[0].status.revision == f"main@sha1:{sha}", timeout=30)
         assert runners[0].wakes > wakes[0]
         assert runners[0].status.last_result == "succeeded"
+
+
+async def kube(sb: Sandbox, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    ca = sb.ca_pem.decode() if isinstance(sb.ca_pem, bytes) else sb.ca_pem
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cadata=ca), headers={"Authorization": f"Bearer {sb.token}"}) as c:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        r = await c.request(method, sb.url + path, content=None if body is None else json.dumps(body), headers=headers)
+        r.raise_for_status()
+        return dict(r.json())
+
+
+async def test_a_parked_app_out_of_sync_wakes_at_its_interval(env: Env, sandbox: Sandbox) -> None:
+    # Without self-heal, drift is only reported; the app's next interval finds it out of sync
+    # and reconciles in its own task (the parked check must not count that as unchanged).
+    repo = GitRepo(env.root, "apps")
+    repo.commit({"one/objects.yaml": configmap("one", k="v")})
+    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
+    toml += (
+        '[apps.one]\ncluster = "sb"\nnamespace = "one"\ninterval = "1s"\nself_heal = false\n'
+        f'source = {{type = "git", url = "{repo.url}", path = "one", poll_cache = "0.5s"}}\n'
+    )
+    async with running(env, env.write(toml)) as daemon:
+        runner = daemon.apps["one"].runner
+        await wait_for(lambda: runner.status.sync == SyncStatus.SYNCED, timeout=60)
+        mark = runner.status.reconciles
+        await wait_for(lambda: runner.status.reconciles >= mark + 2, timeout=30)
+        wakes, syncs = runner.wakes, runner.status.last_sync_time
+        await kube(sandbox, "PATCH", "/api/v1/namespaces/one/configmaps/one", {"data": {"k": "changed"}})
+        await wait_for(lambda: runner.wakes > wakes and runner.status.last_sync_time != syncs, timeout=30)
+        live = await kube(sandbox, "GET", "/api/v1/namespaces/one/configmaps/one")
+        assert live["data"] == {"k": "v"}  # the interval's reconcile applied the desired state again
+        assert runner.status.sync == SyncStatus.SYNCED
