@@ -1,4 +1,4 @@
-"""An idle app costs one task asleep on a timer: nothing else per app once it has converged."""
+"""An idle app costs one task asleep on its trigger: nothing else per app once it has converged."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def test_an_idle_app_is_one_task(env: Env, sandbox: Sandbox) -> None:
         await wait_for(lambda: not any(daemon.apps[n].runner.busy.locked() for n in names), timeout=30)
         tasks = [t for t in asyncio.all_tasks() if t.get_name().startswith("app:")]
         assert sorted(t.get_name() for t in tasks) == sorted(f"app:{n}" for n in names)
-        # Each sleeps on its trigger's timer: one pending timer per app, no cancel scope.
+        # Each sleeps on its trigger, parked (engine/idle.py): no timer of its own, no cancel scope.
         waiting = [daemon.apps[n].runner.trigger._waiter for n in names]
         assert all(w is not None and not w.done() for w in waiting)
 
