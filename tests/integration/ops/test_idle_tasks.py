@@ -106,3 +106,19 @@ async def test_a_parked_app_out_of_sync_wakes_at_its_interval(env: Env, sandbox:
         live = await kube(sandbox, "GET", "/api/v1/namespaces/one/configmaps/one")
         assert live["data"] == {"k": "v"}  # the interval's reconcile applied the desired state again
         assert runner.status.sync == SyncStatus.SYNCED
+
+
+async def test_apps_whose_source_polls_alone_wake_on_their_own_timer(env: Env, sandbox: Sandbox) -> None:
+    # A source without a poll group (here: a local directory) may wait on its own poll:
+    # checked one after another such polls would add up, so its app is not parked.
+    (env.root / "apps" / "solo").mkdir(parents=True)
+    (env.root / "apps" / "solo" / "objects.yaml").write_text(configmap("solo", k="v") + "\n")
+    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
+    toml += '[apps.solo]\ncluster = "sb"\nnamespace = "solo"\ninterval = "1s"\nsource = {type = "local", path = "apps/solo"}\n'
+    async with running(env, env.write(toml)) as daemon:
+        runner = daemon.apps["solo"].runner
+        await wait_for(lambda: runner.status.sync == SyncStatus.SYNCED, timeout=60)
+        assert runner.source.poll_group == ""
+        wakes, reconciles = runner.wakes, runner.status.reconciles
+        await wait_for(lambda: runner.status.reconciles >= reconciles + 2, timeout=30)
+        assert runner.wakes >= wakes + 2  # each interval woke the app's own task
