@@ -3,9 +3,10 @@
 An app that has converged still checks at every interval: it polls its source (for git, one
 ``ls-remote`` shared by every app of the repository) and looks at the live cache. Made by
 each app's own task, that check woke every app once per interval; the apps of a repository
-then also queued, one wake each, behind the shared poll in flight (bench 10000x5: about
-0.12 s of daemon CPU per interval per 1000 apps, a third of it the wake-ups and the
-collector walking what they left).
+then also queued, one wake each, behind the shared poll in flight, and each wake left a new
+future, a timer entry and a coroutine chain for the collector to walk. Made here, the no-op
+round's daemon CPU per interval per 1000 apps went from 0.065 to 0.045 s at 1000x5, 0.097
+to 0.038 s at 3000x5, and 0.12 to 0.043-0.054 s at 10000x5 in 10 repositories (bench).
 
 Here an app with nothing pending *parks*: its task waits on its trigger without a timer, and
 :class:`IdleChecks` makes its interval check at the same instant it would have woken, in one
