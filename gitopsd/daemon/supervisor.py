@@ -36,6 +36,7 @@ from gitopsd.daemon.wiring import Runtime, import_kube, kube_cluster_pool, open_
 from gitopsd.engine.bus import EventBus
 from gitopsd.engine.cache_budget import CacheBudget
 from gitopsd.engine.dependencies import DependencyGate
+from gitopsd.engine.idle import IdleChecks
 from gitopsd.engine.policy import config_warnings
 from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
@@ -152,6 +153,7 @@ class Daemon:
         self.bus.subscribe(self.events.record)
         self.apps: dict[str, _Running] = {}
         self.gate = DependencyGate(lambda: {name: r.runner for name, r in self.apps.items()})
+        self.idle_checks = IdleChecks()  # interval checks of idle apps without waking them
         self.stopping = anyio.Event()
         self.accepting = anyio.Event()
         """Set once the API serves and every app has its runner (/readyz is 200 from here on):
@@ -301,6 +303,7 @@ class Daemon:
                     self._start(running.runner.app, running.runner)
             else:  # the coordinator starts the apps this member owns (daemon/coordination.py)
                 tg.start_soon(self._coordinate, coordinating, name="coordination")
+            tg.start_soon(self.idle_checks.run, name="idle-checks")
             tg.start_soon(self.appsets.run, name="appsets")
             if self.config.daemon.watch_config and self.config.path is not None:
                 tg.start_soon(watch_config_file, self.config.path, self.reload_from_file, name="config-watch")
@@ -435,6 +438,7 @@ class Daemon:
         assert self.runtime is not None
         runner = AppRunner(self.runtime.reconciler(app), config)
         runner.gate = self.gate
+        runner.idle_checks = self.idle_checks
         runner.on_progress = self._progressed
         if self.coordinator is not None:
             runner.reconciler.fence = self.coordinator.fence_for(app.name)

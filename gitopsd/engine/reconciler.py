@@ -340,6 +340,50 @@ class Reconciler:
             return None
         return await self._sync(cluster, rendered, reasons, dry_run)
 
+    # -- the interval check of an idle app (gitopsd.engine.idle) -----------------------------
+
+    def idle(self) -> bool:
+        """Whether an interval reconcile now could only find nothing to do: the app reconciled
+        here, its applied revision is the one last polled, it is synced, and nothing is held,
+        waiting or suspended. Only then may :meth:`interval_poll` and :meth:`unchanged` stand
+        in for :meth:`reconcile`."""
+        s = self.status
+        applied = self._applied
+        return (
+            self._started
+            and applied is not None
+            and applied.revision == s.revision == s.source_revision == self._last_seen_revision
+            and s.sync == SyncStatus.SYNCED
+            and not (s.suspended or s.hold or s.waiting)
+        )
+
+    async def interval_poll(self) -> str | None:
+        """The revision an interval reconcile would poll, or None when it must run to tell
+        (the app is not :meth:`idle`, or the poll failed: its reconcile reports the failure)."""
+        if not self.idle():
+            return None
+        if self.status.pinned_revision:
+            return self.status.pinned_revision
+        try:
+            return await self.source.latest_revision()
+        except Exception:
+            return None
+
+    def unchanged(self, revision: str) -> bool:
+        """An interval reconcile that polled ``revision`` without running it: True, counted as
+        an ``unchanged`` reconcile, when the app is :meth:`idle` at ``revision`` and the live
+        cache finds its objects in sync (what :meth:`reconcile` then does: no event, no
+        write); False, recording nothing, when :meth:`reconcile` must run."""
+        applied = self._applied
+        if not self.idle() or applied is None or revision != applied.revision:
+            return False
+        started = time.monotonic()
+        if self._need_cluster().in_sync(self.app, applied) is False:
+            return False
+        self.status.reconciles += 1
+        self.metrics.reconcile(self.app.name, "unchanged", time.monotonic() - started)
+        return True
+
     # -- change control (approvals, sync windows) --------------------------------------------
 
     async def _held(self, revision: str) -> bool:

@@ -18,6 +18,7 @@ from gitopsd.core.errors import GitopsdError
 from gitopsd.core.models import Manifest, SyncResult
 from gitopsd.core.state import Pin
 from gitopsd.engine.dependencies import DependencyGate
+from gitopsd.engine.idle import IdleChecks
 from gitopsd.engine.protocols import Cluster
 from gitopsd.engine.reconciler import AppStatus, Reconciler
 from gitopsd.engine.triggers import Trigger, Wake, aligned
@@ -46,6 +47,11 @@ class AppRunner:
         """Reconciles this runner has finished (failed ones included)."""
         self.on_progress: Callable[[AppRunner], None] | None = None
         """Called after each reconcile and each pin change (the daemon notices the first one)."""
+        self.idle_checks: IdleChecks | None = None
+        """The daemon's interval checks of parked apps (None: the app checks in its own task)."""
+        self.wakes = 0
+        """Times this runner's task woke from its wait (an app parked while idle does not)."""
+        self._parked: int | None = None  # the tick of the interval check filed with idle_checks
 
     @property
     def gate(self) -> DependencyGate | None:
@@ -114,14 +120,62 @@ class AppRunner:
                 self.source.invalidate(before=wake.fired_at)
             async with self.busy:
                 await self.reconcile(wake.reasons, force=wake.force)
-            self.passes += 1
-            if self.on_progress is not None:
-                self.on_progress(self)
-            if self.gate is not None:
-                self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
+            self._passed()
             if stopping.is_set():
                 break
-            wake = await self.trigger.wait(self._next_delay())
+            wake = await self._wait()
+            self.wakes += 1
+
+    def _passed(self) -> None:
+        self.passes += 1
+        if self.on_progress is not None:
+            self.on_progress(self)
+        if self.gate is not None:
+            self.gate.settled(self.app.name)  # depends_on: wake the apps this one holds
+
+    async def _wait(self) -> Wake:
+        """Wait for a trigger or the end of the interval; park when the interval check can be
+        made without waking this task (see :mod:`gitopsd.engine.idle`)."""
+        delay = self._next_delay()
+        group = self._poll_group()
+        if not group:
+            return await self.trigger.wait(delay)
+        assert self.idle_checks is not None
+        self._parked = self.idle_checks.park(self, group, delay)
+        try:
+            return await self.trigger.wait(None)
+        finally:
+            self._parked = None
+
+    def _poll_group(self) -> str:
+        """The poll group to park under, or "" to wait on a timer: with a backoff or a hold
+        pending, or a source that polls alone, the task wakes itself as before."""
+        if self.idle_checks is None or self._failures or self.reconciler.next_wake() is not None:
+            return ""
+        return self.source.poll_group
+
+    async def interval_check(self, tick: int) -> None:
+        """The interval check of a parked app, made by :class:`IdleChecks` at ``tick``: when
+        nothing changed it is counted as an ``unchanged`` reconcile and the app parks again;
+        otherwise the app wakes and reconciles in its own task, as at the end of any interval."""
+        if self._parked != tick:
+            return  # woke meanwhile (a trigger): its own reconcile polls
+        try:
+            revision = await self.reconciler.interval_poll()
+            if self._parked != tick:
+                return
+            group = self._poll_group()
+            if revision is None or not group or not self.reconciler.unchanged(revision):
+                self._parked = None
+                self.trigger.expire()
+                return
+            self._passed()
+            assert self.idle_checks is not None
+            self._parked = self.idle_checks.park(self, group, self._next_delay())
+        except Exception:
+            log.exception("interval check failed; the app reconciles", app=self.app.name)
+            self._parked = None
+            self.trigger.expire()
 
     async def reconcile(self, reasons: list[str], *, force: bool = False) -> SyncResult | None:
         """One reconcile; failures are already reported by the Reconciler and only counted here."""

@@ -49,12 +49,26 @@ class Trigger:
         self._fired_at = time.monotonic()
         _wake(self._waiter)
 
-    async def wait(self, timeout: float) -> Wake:
-        """Wait for a fire or ``timeout`` seconds; return what woke us, and reset."""
+    def expire(self) -> None:
+        """End a wait as its timeout would: the waiter wakes with ``["interval"]`` unless it was fired.
+
+        :class:`~gitopsd.engine.idle.IdleChecks` calls it for an app waiting without a timer
+        when the app's interval check found something to reconcile.
+        """
+        _wake(self._waiter)
+
+    async def wait(self, timeout: float | None) -> Wake:
+        """Wait for a fire or ``timeout`` seconds (None: no timer, only a fire or :meth:`expire`);
+        return what woke us, and reset."""
         if not self._reasons:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            if timeout >= 1.0:
+            if timeout is None:
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+            elif timeout >= 1.0:
                 wheel = _wheel(loop)
                 tick = wheel.add(waiter, timeout)
                 try:

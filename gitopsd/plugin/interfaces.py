@@ -233,6 +233,18 @@ class Source(ABC):
         """
         return None
 
+    @property
+    def poll_group(self) -> str:
+        """Optional: apps whose sources return the same non-empty value share one poll.
+
+        Declare it only when, of the apps of a group polling at one instant, all but the
+        first get ``latest_revision()`` from the first one's result without waiting (git: one
+        ``ls-remote`` per repository). The daemon then makes the interval checks of a group's
+        idle apps in one task, one after another, instead of waking each app. "" (the
+        default): each app polls in its own task.
+        """
+        return ""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook with no default behaviour
         """Release resources (connections, watchers). Called when the app stops."""
 

@@ -188,9 +188,8 @@ class GitSource(gitopsd.Source):
         mirror = self._cache / f"{repo_id}.git"
         # One lock per mirror directory, even for apps using different credentials.
         fetch_lock = ctx.shared.get(f"git-mirror-lock:{mirror}", anyio.Lock)
-        self._repo = ctx.shared.get(
-            f"git:{self.normalised}|{auth}", lambda: _Repo(mirror=mirror, fetch_lock=fetch_lock)
-        )
+        self._shared_as = f"git:{self.normalised}|{auth}"
+        self._repo = ctx.shared.get(self._shared_as, lambda: _Repo(mirror=mirror, fetch_lock=fetch_lock))
         self._runner: GitRunner | None = None
 
     @property
@@ -200,6 +199,11 @@ class GitSource(gitopsd.Source):
     @property
     def subdir(self) -> str:
         return self.options.path
+
+    @property
+    def poll_group(self) -> str:
+        # Every source sharing this _Repo reads one ls-remote per poll_cache (remote_refs).
+        return self._shared_as if self.options.poll_cache > 0 else ""
 
     @property
     def version_range(self) -> str:

@@ -70,3 +70,26 @@ async def test_idle_apps_waiting_until_the_same_instant_share_one_timer() -> Non
     wakes = await asyncio.wait_for(asyncio.gather(*waits[1:]), 10)
     assert all(w.reasons == ["interval"] for w in wakes)
     assert live_timers() == before  # nothing left once every waiter is gone
+
+
+async def test_a_wait_without_timeout_holds_no_timer_and_expire_ends_it_as_an_interval() -> None:
+    loop = asyncio.get_running_loop()
+
+    def live_timers() -> int:
+        return len([h for h in loop._scheduled if not h.cancelled()])  # type: ignore[attr-defined]
+
+    before = live_timers()
+    trigger = Trigger()
+    waiting = asyncio.ensure_future(trigger.wait(None))  # a parked app (engine/idle.py)
+    await asyncio.sleep(0)
+    assert live_timers() == before
+    trigger.expire()
+    wake = await asyncio.wait_for(waiting, 10)
+    assert (wake.reasons, wake.force, wake.fired_at) == (["interval"], False, 0.0)  # as a timeout
+    # A fire before the expiry keeps its reasons; an expiry with no one waiting does nothing.
+    trigger.expire()
+    waiting = asyncio.ensure_future(trigger.wait(None))
+    await asyncio.sleep(0)
+    trigger.fire("webhook")
+    trigger.expire()
+    assert (await asyncio.wait_for(waiting, 10)).reasons == ["webhook"]
