@@ -282,7 +282,7 @@ class KubeClient:
         headers: list[tuple[str, str]],
         limits: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        """Send one request on the library's aiohttp session (watches; clusters behind a proxy)."""
+        """Send one request on the library's aiohttp session (a cluster behind a proxy: its requests and watches)."""
         rest = self._api.rest_client
         url = f"{self._api.configuration.host}{path}" + ("?" + urlencode(query) if query else "")
         options: dict[str, Any] = {}
