@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from gitopsd_plugins._archive import SMALL_FILE, extract_tar_stream
+from tests.calls import python_calls
 
 FILES = 40
 
@@ -36,18 +36,12 @@ def tree_archive() -> bytes:
 
 def calls_while(func: Any) -> Counter[str]:
     """Python-level calls made while ``func()`` runs, by function name."""
-    calls: Counter[str] = Counter()
-
-    def count(frame: Any, event: str, arg: Any) -> None:
-        if event == "call":
-            calls[frame.f_code.co_name] += 1
-
-    sys.setprofile(count)
-    try:
+    with python_calls() as calls:
         func()
-    finally:
-        sys.setprofile(None)
-    return calls
+    by_name: Counter[str] = Counter()
+    for code, count in calls.items():
+        by_name[code.co_name] += count
+    return by_name
 
 
 def test_small_members_are_written_with_one_call_no_copy_loop_no_path_objects(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from gitopsd import RenderError
 from gitopsd.core.yamlio import YamlBudget, check_depth, load_all, manifests_from_yaml
 from gitopsd_plugins.plain import render_directory
+from tests.calls import python_calls
 
 # 303 bytes: 9^6 scalars behind aliases, just under the per-document limit of 1,000,000 nodes.
 SMALL_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -175,23 +176,6 @@ spec:
 """
 
 
-def _python_calls(func: Any) -> int:
-    """Python-level function calls made while ``func()`` runs (C functions not counted)."""
-    calls = 0
-
-    def count(frame: Any, event: str, arg: Any) -> None:
-        nonlocal calls
-        if event == "call":
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        func()
-    finally:
-        sys.setprofile(None)
-    return calls
-
-
 def test_loading_a_manifest_costs_few_python_calls_per_node() -> None:
     """The composer's per-node resolver hooks are C no-ops and string keys and values are
     taken inline: a Deployment costs under three Python calls per node (the tag lookup
@@ -208,7 +192,9 @@ def test_loading_a_manifest_costs_few_python_calls_per_node() -> None:
 
     [(_, doc)] = load_all(DEPLOYMENT, "d.yaml")
     walk(doc)
-    calls = _python_calls(lambda: load_all(DEPLOYMENT, "d.yaml"))
+    with python_calls() as counted:
+        load_all(DEPLOYMENT, "d.yaml")
+    calls = sum(counted.values())
     assert calls <= 3 * nodes, (calls, nodes)
 
 

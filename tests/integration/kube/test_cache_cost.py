@@ -10,6 +10,7 @@ from gitopsd.core.models import Rendered
 from gitopsd.kube import cache as cache_module
 from gitopsd.kube import desired as desired_module
 from gitopsd.kube.cache import key_of
+from tests.calls import python_calls
 from tests.integration.kube.conftest import Env, app_config, configmap, deployment, eventually
 
 pytestmark = pytest.mark.anyio
@@ -90,53 +91,30 @@ async def test_a_syncs_prepared_objects_serve_the_checks_after_it(env: Env, monk
 async def test_a_sync_builds_each_objects_reference_at_most_twice(env: Env) -> None:
     """``Desired.ref`` is made once per prepared object (the render's manifest has its own, for
     errors): not once per use (results, inventory, ownership, health), five or six per object."""
-    import sys
-
     from gitopsd.core.models import ObjectRef
 
     app = app_config(namespace="default")
     manifests = [deployment("api"), configmap("cfg"), configmap("more")]
-    made = 0
     code = ObjectRef.from_manifest.__func__.__code__  # type: ignore[attr-defined]
-
-    def count(frame: Any, event: str, arg: Any) -> None:
-        nonlocal made
-        if event == "call" and frame.f_code is code:
-            made += 1
-
-    sys.setprofile(count)
-    try:
+    with python_calls() as calls:
         result = await env.cluster.sync(app, manifests, env.inventory())
-    finally:
-        sys.setprofile(None)
     assert result.ok, result.message
+    made = calls[code]
     assert made <= 2 * len(manifests), made
 
 
 async def test_an_apps_policy_is_read_a_few_times_per_sync_not_per_request(env: Env) -> None:
     """The impersonation headers are remembered per app config: reading the policy (a pydantic
     private attribute) is not repeated for every request of every object."""
-    import sys
-
     from gitopsd.plugin.config import AppConfig
 
     code = AppConfig.effective_policy.fget.__code__  # type: ignore[attr-defined]
 
     async def reads(app: AppConfig, count: int) -> int:
-        seen = 0
-
-        def counting(frame: Any, event: str, arg: Any) -> None:
-            nonlocal seen
-            if event == "call" and frame.f_code is code:
-                seen += 1
-
-        sys.setprofile(counting)
-        try:
+        with python_calls() as calls:
             result = await env.cluster.sync(app, [configmap(f"{app.name}{i}") for i in range(count)], env.inventory())
-        finally:
-            sys.setprofile(None)
         assert result.ok, result.message
-        return seen
+        return calls[code]
 
     few = await reads(app_config(name="few", namespace="default"), 2)
     many = await reads(app_config(name="many", namespace="default"), 12)
