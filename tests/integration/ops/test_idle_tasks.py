@@ -26,13 +26,24 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
+def config(env: Env, sandbox: Sandbox, apps: dict[str, str]) -> str:
+    """The daemon's config: the sandbox as cluster ``sb`` and one app per entry, each in its own
+    namespace, with the entry's lines (its source, interval...) added."""
+    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
+    for name, lines in apps.items():
+        toml += f'[apps.{name}]\ncluster = "sb"\nnamespace = "{name}"\n{lines}'
+    return toml
+
+
+def git_source(repo: GitRepo, path: str, extra: str = "") -> str:
+    return f'source = {{type = "git", url = "{repo.url}", path = "{path}"{extra}}}\n'
+
+
 async def test_an_idle_app_is_one_task(env: Env, sandbox: Sandbox) -> None:
     repo = GitRepo(env.root, "apps")
     names = [f"app{i}" for i in range(8)]
     repo.commit({f"{n}/objects.yaml": configmap(n, k="v") for n in names})
-    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
-    for n in names:
-        toml += f'[apps.{n}]\ncluster = "sb"\nnamespace = "{n}"\nsource = {{type = "git", url = "{repo.url}", path = "{n}"}}\n'
+    toml = config(env, sandbox, {n: git_source(repo, n) for n in names})
     async with running(env, env.write(toml)) as daemon:
         await wait_for(lambda: all(daemon.apps[n].runner.status.sync == SyncStatus.SYNCED for n in names), timeout=60)
         await wait_for(lambda: not any(daemon.apps[n].runner.busy.locked() for n in names), timeout=30)
@@ -55,12 +66,7 @@ async def test_idle_apps_are_checked_every_interval_without_waking_and_still_see
     repo = GitRepo(env.root, "apps")
     names = [f"app{i}" for i in range(6)]
     repo.commit({f"{n}/objects.yaml": configmap(n, k="v") for n in names})
-    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
-    for n in names:
-        toml += (
-            f'[apps.{n}]\ncluster = "sb"\nnamespace = "{n}"\ninterval = "1s"\n'
-            f'source = {{type = "git", url = "{repo.url}", path = "{n}", poll_cache = "0.5s"}}\n'
-        )
+    toml = config(env, sandbox, {n: 'interval = "1s"\n' + git_source(repo, n, ', poll_cache = "0.5s"') for n in names})
     async with running(env, env.write(toml)) as daemon:
         runners = [daemon.apps[n].runner for n in names]
         await wait_for(lambda: all(r.status.sync == SyncStatus.SYNCED for r in runners), timeout=60)
@@ -97,11 +103,8 @@ async def test_a_parked_app_out_of_sync_wakes_at_its_interval(env: Env, sandbox:
     # and reconciles in its own task (the parked check must not count that as unchanged).
     repo = GitRepo(env.root, "apps")
     repo.commit({"one/objects.yaml": configmap("one", k="v")})
-    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
-    toml += (
-        '[apps.one]\ncluster = "sb"\nnamespace = "one"\ninterval = "1s"\nself_heal = false\n'
-        f'source = {{type = "git", url = "{repo.url}", path = "one", poll_cache = "0.5s"}}\n'
-    )
+    lines = 'interval = "1s"\nself_heal = false\n' + git_source(repo, "one", ', poll_cache = "0.5s"')
+    toml = config(env, sandbox, {"one": lines})
     async with running(env, env.write(toml)) as daemon:
         runner = daemon.apps["one"].runner
         await wait_for(lambda: runner.status.sync == SyncStatus.SYNCED, timeout=60)
@@ -120,8 +123,7 @@ async def test_apps_whose_source_polls_alone_wake_on_their_own_timer(env: Env, s
     # checked one after another such polls would add up, so its app is not parked.
     (env.root / "apps" / "solo").mkdir(parents=True)
     (env.root / "apps" / "solo" / "objects.yaml").write_text(configmap("solo", k="v") + "\n")
-    toml = env.daemon_toml() + f'[clusters.sb]\nkubeconfig = "{sandbox.kubeconfig}"\n'
-    toml += '[apps.solo]\ncluster = "sb"\nnamespace = "solo"\ninterval = "1s"\nsource = {type = "local", path = "apps/solo"}\n'
+    toml = config(env, sandbox, {"solo": 'interval = "1s"\nsource = {type = "local", path = "apps/solo"}\n'})
     async with running(env, env.write(toml)) as daemon:
         runner = daemon.apps["solo"].runner
         await wait_for(lambda: runner.status.sync == SyncStatus.SYNCED, timeout=60)
