@@ -38,18 +38,16 @@ def kube_cluster_pool(
 
 
 def import_kube() -> None:
-    """Import the Kubernetes layer and the parts of kubernetes-asyncio and aiohttp it loads.
+    """Import the Kubernetes layer and the parts of kubernetes-asyncio it loads.
 
     The daemon calls it in a worker thread once its API serves, so the event loop keeps
-    answering while about a fifth of a second of imports runs (docs/operations.md,
-    "Start-up and readiness").
+    answering while about a tenth of a second of imports runs (docs/operations.md,
+    "Start-up and readiness"). aiohttp's HTTP client is not among them: only a cluster
+    behind a proxy needs it (:mod:`gitopsd.kube.session`).
     """
-    import aiohttp
-
     from gitopsd.kube import k8s  # and the package gitopsd.kube, KubeClusterPool's
 
     k8s.load()
-    aiohttp.ClientSession  # noqa: B018 (runs aiohttp's __init__ here: see gitopsd/server/__init__.py)
 
 
 @dataclass

@@ -22,9 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import anyio
 import structlog
+from aiohttp.client_exceptions import (  # a submodule: aiohttp's client itself is not imported
+    ClientConnectionError,
+    ClientConnectorCertificateError,
+    ClientPayloadError,
+)
 
 from gitopsd.core import jsonio
 from gitopsd.core.errors import ApplyError
@@ -103,8 +107,8 @@ def _api_error(status: int, raw: bytes) -> ApiError:
 
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
+    ClientConnectionError,
+    ClientPayloadError,
     asyncio.TimeoutError,
     ConnectionError,
     OSError,
@@ -113,41 +117,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_connection_error(exc: BaseException) -> bool:
     """Errors worth retrying that say nothing about the request itself."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+    if isinstance(exc, ClientConnectorCertificateError | ssl.SSLCertVerificationError):
         return False  # a wrong certificate does not heal by retrying
     return isinstance(exc, _CONNECTION_ERRORS)
-
-
-class UnixTLSConnector(aiohttp.TCPConnector):
-    """An aiohttp connector that opens every connection on a unix socket, then does TLS as usual.
-
-    The SSH tunnel's local end is a unix socket in a private directory, so no other local
-    user can reach the API server through it (a TCP port on 127.0.0.1 is open to all).
-    """
-
-    def __init__(self, path: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.path = path
-
-    async def _wrap_create_connection(  # type: ignore[override]
-        self,
-        *args: Any,
-        addr_infos: Any,
-        req: Any,
-        timeout: aiohttp.ClientTimeout,
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-        **kwargs: Any,
-    ) -> tuple[asyncio.Transport, Any]:
-        try:
-            async with asyncio.timeout(timeout.sock_connect):
-                factory = args[0]
-                return await self._loop.create_unix_connection(factory, self.path, **kwargs)  # type: ignore[return-value]
-        except ssl.SSLCertVerificationError as exc:
-            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
-        except ssl.SSLError as exc:
-            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
-        except OSError as exc:
-            raise client_error(req.connection_key, exc) from exc
 
 
 class KubeClient:
@@ -173,10 +145,12 @@ class KubeClient:
         self.config = config
         self.limiter = asyncio.Semaphore(config.max_concurrent_requests)
         """At most ``max_concurrent_requests`` in flight (see :meth:`request` for its checkpoint)."""
-        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
-        self._api: Any = None  # kubernetes_asyncio's ApiClient (kube/k8s.py: loaded without its models)
+        self._configuration: Any = None  # kubernetes_asyncio's Configuration: the kubeconfig's server, TLS, credentials
+        self._api: Any = None  # behind a proxy: kubernetes_asyncio's ApiClient, whose aiohttp session sends everything
+        self._timeout: Any = None  # behind a proxy: aiohttp's ClientTimeout for one request
         self._direct: Transport | None = None
         """Requests' connections (None when a proxy is in the way: then aiohttp's session)."""
+        self._default_headers: list[tuple[str, str]] = []
         self._loader: Any = None
         self._on_reachable = on_reachable
         self.reachable = True
@@ -206,24 +180,38 @@ class KubeClient:
                 configuration.tls_server_name = urlsplit(self.server).hostname
             configuration.host = host_override
         configuration.connection_pool_maxsize = self.config.max_concurrent_requests + 64
-        self._api = api_client_type(configuration=configuration)
-        self._api.user_agent = self.user_agent
-        if unix_socket is not None:
-            rest = self._api.rest_client
-            tcp = rest.pool_manager
-            assert isinstance(tcp.connector, aiohttp.TCPConnector)
-            rest.pool_manager = aiohttp.ClientSession(
-                connector=UnixTLSConnector(unix_socket, limit=configuration.connection_pool_maxsize,
-                                           ssl=tcp.connector._ssl),  # the context the library built
-                trust_env=False,  # no proxy between us and our own socket
-                read_bufsize=2**21,
+        self._configuration = configuration
+        self._default_headers = [("User-Agent", self.user_agent)]
+        proxy, env_credentials = configuration.proxy or None, False
+        if proxy is None and unix_socket is None:
+            proxy, env_credentials = _env_proxy(configuration.host)
+        if proxy is not None or env_credentials:
+            # Imported here: aiohttp's client, loaded with it, builds two TLS contexts from the
+            # system's CA bundle (~85 ms of CPU) that a cluster without a proxy never needs.
+            from gitopsd.kube import session
+
+            self._api = await session.open_api(
+                api_client_type, configuration, unix_socket=unix_socket,
+                proxy=proxy, trust_env=env_credentials,
             )
-            await tcp.close()
-        else:
-            _resolve_env_once(self._api.rest_client, configuration.host)
-        self._direct = _direct_transport(self._api.rest_client, configuration.host, unix_socket,
-                                         self.config.request_timeout,
-                                         self.config.max_concurrent_requests)
+            self._timeout = session.request_timeout(self.config.request_timeout)
+            return
+        url = urlsplit(configuration.host)
+        secure = url.scheme == "https"
+        self._direct = Transport(
+            url.hostname or "localhost",
+            url.port or (443 if secure else 80),
+            ssl_context=k8s.tls_context(configuration) if secure else None,
+            server_hostname=configuration.tls_server_name or None,
+            unix_socket=unix_socket,
+            connect_timeout=self.config.request_timeout,
+            max_idle=self.config.max_concurrent_requests,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """Between :meth:`open` and :meth:`close`."""
+        return self._direct is not None or self._api is not None
 
     async def close(self) -> None:
         if self._direct is not None:
@@ -258,44 +246,22 @@ class KubeClient:
     async def _headers(
         self, content_type: str | None, extra_headers: list[tuple[str, str]] | None
     ) -> list[tuple[str, str]]:
-        """Every request's headers: the library's defaults, credentials (refreshed), ours."""
-        api = self._api
-        assert api is not None, "client not opened"
-        auth: dict[str, str] = {}
-        await api.update_params_for_auth(auth, [], ["BearerToken"])  # refreshes exec/OIDC tokens
+        """Every request's headers: the user agent, credentials (refreshed), ours."""
+        configuration = self._configuration
+        assert configuration is not None, "client not opened"
+        # What kubernetes-asyncio's ApiClient.update_params_for_auth adds: the bearer token,
+        # refreshed by the library when it comes from an exec plugin or OIDC.
+        bearer = (await configuration.auth_settings()).get("BearerToken")
+        credentials = [(bearer["key"], bearer["value"])] if bearer else []
         # A list keeps repeated names (one ``Impersonate-Group`` per group); a dict would keep
         # the last one only.
         return [
-            *api.default_headers.items(),
-            *auth.items(),
+            *self._default_headers,
+            *credentials,
             ("Accept", "application/json"),
             ("Content-Type", content_type or "application/json"),
             *(extra_headers or ()),
         ]
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]] | None,
-        data: bytes | None,
-        headers: list[tuple[str, str]],
-        limits: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        """Send one request on the library's aiohttp session (a cluster behind a proxy: its requests and watches)."""
-        rest = self._api.rest_client
-        url = f"{self._api.configuration.host}{path}" + ("?" + urlencode(query) if query else "")
-        options: dict[str, Any] = {}
-        if rest.proxy:
-            options["proxy"] = rest.proxy
-        if rest.proxy_headers:
-            options["proxy_headers"] = rest.proxy_headers
-        if rest.server_hostname:
-            options["server_hostname"] = rest.server_hostname
-        response: aiohttp.ClientResponse = await rest.pool_manager.request(
-            method, url, headers=headers, data=data, timeout=limits, **options
-        )
-        return response
 
     async def _exchange(
         self,
@@ -316,7 +282,9 @@ class KubeClient:
                 timeout=self.config.request_timeout,
             )
             return answer.status, answer.body, answer.retry_after
-        response = await self._send(method, path, query, data, headers, self._timeout)
+        from gitopsd.kube import session
+
+        response = await session.send(self._api, method, path, query, data, headers, self._timeout)
         async with response:
             raw = await response.read()
             return response.status, raw, response.headers.get("Retry-After")
@@ -356,7 +324,7 @@ class KubeClient:
                         method, path, query, data, await self._headers(content_type, headers)
                     )
             except Exception as exc:
-                if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
+                if isinstance(exc, ClientConnectorCertificateError | ssl.SSLError):
                     raise Unreachable(
                         f"cluster {self.name}: TLS verification failed: {_describe(exc)}"
                     ) from None
@@ -376,8 +344,7 @@ class KubeClient:
                 if status == 401 and not reloaded and self._loader is not None:
                     # Exec-plugin and OIDC tokens expire: load the credentials once more.
                     reloaded = True
-                    assert self._api is not None
-                    await self._loader.load_and_set(self._api.configuration)
+                    await self._loader.load_and_set(self._configuration)
                     continue
                 if not error.transient or time.monotonic() >= deadline:
                     raise error
@@ -408,13 +375,13 @@ class KubeClient:
                 else:
                     status, raw, stream = 200, b"", opened
             else:
-                timeout = aiohttp.ClientTimeout(
-                    total=None, connect=self.config.request_timeout, sock_read=idle_timeout
-                )
-                response = await self._send("GET", path, query, None, headers, timeout)
+                from gitopsd.kube import session
+
+                timeout = session.watch_timeout(self.config.request_timeout, idle_timeout)
+                response = await session.send(self._api, "GET", path, query, None, headers, timeout)
                 status, raw = response.status, b""
                 if status == 200:
-                    stream = _SessionStream(response)
+                    stream = session.SessionStream(response)
                 else:
                     async with response:
                         raw = await response.read()
@@ -444,25 +411,6 @@ class LineStream(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
 
-class _SessionStream:
-    """A watch on aiohttp's session (a cluster behind a proxy), read like a transport stream."""
-
-    def __init__(self, response: aiohttp.ClientResponse):
-        self._response = response
-
-    async def readline(self) -> bytes:
-        return await self._response.content.readline()
-
-    def close(self) -> None:
-        self._response.close()
-
-    async def __aenter__(self) -> _SessionStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
 @functools.lru_cache(maxsize=256)
 def _query_text(query: tuple[tuple[str, str], ...]) -> str:
     """``urlencode(query)``, remembered: an apply's query is one of a few (fieldManager, force,
@@ -470,60 +418,25 @@ def _query_text(query: tuple[tuple[str, str], ...]) -> str:
     return urlencode(query)
 
 
-def _direct_transport(
-    rest: Any, host: str, unix_socket: str | None, request_timeout: float, concurrency: int
-) -> Transport | None:
-    """The transport for a cluster's requests, or None when they must go through a proxy.
+def _env_proxy(host: str) -> tuple[str | None, bool]:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``host`` (unless ``NO_PROXY`` does), read once.
 
-    A proxy (the kubeconfig's ``proxy-url``, or the environment's with credentials, which
-    :func:`_resolve_env_once` leaves to aiohttp) keeps the library's aiohttp session.
+    Returns (proxy URL or None, whether the environment's proxy carries credentials). With
+    credentials the proxy is left to aiohttp, which reads the environment on every request.
+    kubectl reads these variables the same way; a kubeconfig ``proxy-url`` wins over them.
     """
-    session = rest.pool_manager
-    if rest.proxy or getattr(session, "_trust_env", False):
-        return None
-    url = urlsplit(host)
-    secure = url.scheme == "https"
-    context = session.connector._ssl if secure else None  # the context the library built
-    if secure and not isinstance(context, ssl.SSLContext):
-        return None
-    return Transport(
-        url.hostname or "localhost",
-        url.port or (443 if secure else 80),
-        ssl_context=context,
-        server_hostname=rest.server_hostname or None,
-        unix_socket=unix_socket,
-        connect_timeout=request_timeout,
-        max_idle=concurrency,
+    from aiohttp.helpers import (
+        get_env_proxy_for_url,  # a submodule: aiohttp's client is not imported
     )
+    from yarl import URL
 
-
-def _resolve_env_once(rest: Any, host: str) -> None:
-    """Read the proxy environment once instead of on every request.
-
-    kubernetes-asyncio opens its aiohttp session with ``trust_env=True``, so aiohttp looks
-    up ``~/.netrc`` in a worker thread and parses the proxy variables on *every* request:
-    half of the client's CPU per apply (bench: 0.85-1.10 -> 0.40-0.53 ms per request). The
-    server's proxy from ``HTTPS_PROXY``/``NO_PROXY`` is resolved here, once, and the
-    lookups are turned off. A kubeconfig ``proxy-url`` still wins; netrc credentials were
-    never sent with a bearer token or client certificate anyway, and kubectl ignores them.
-    A proxy variable with credentials keeps aiohttp's own handling.
-    """
-    session = getattr(rest, "pool_manager", None)
-    if session is None or not getattr(session, "_trust_env", False):
-        return
-    if not rest.proxy:
-        from aiohttp.helpers import get_env_proxy_for_url
-        from yarl import URL
-
-        try:
-            proxy, auth = get_env_proxy_for_url(URL(host))
-        except (LookupError, ValueError):
-            proxy, auth = None, None
-        if auth is not None:
-            return
-        if proxy is not None:
-            rest.proxy = str(proxy)
-    session._trust_env = False
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(host))
+    except (LookupError, ValueError):
+        return None, False
+    if auth is not None:
+        return None, True
+    return (str(proxy) if proxy is not None else None), False
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,7 +4,8 @@ Two libraries are registered here as lazy packages (:mod:`gitopsd.core.lazypkg`)
 server loads only the parts it uses before the daemon is ready:
 
 - aiohttp: the server needs only ``aiohttp.web``; ``aiohttp/__init__`` loads aiohttp's HTTP
-  client and builds its TLS contexts, which the Kubernetes connection loads after ready;
+  client and builds its TLS contexts, which only a cluster behind a proxy needs
+  (:mod:`gitopsd.kube.session`) and the Slack notifier's socket mode;
 - prometheus_client: :mod:`gitopsd.server.metrics` needs its metric types and a registry of
   its own; ``prometheus_client/__init__`` imports the exposition servers (wsgiref,
   http.server) and registers process-wide collectors gitopsd never serves. The text format

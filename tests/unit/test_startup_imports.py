@@ -52,7 +52,7 @@ NOT_AT_START: dict[str, str] = {
     "gitopsd_plugins._slack_socket": "Slack's Socket Mode (a Slack notifier with an app token)",
     "gitopsd.kube": "the clusters' clients (set up once the daemon is ready)",
     "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
-    "aiohttp.client": "aiohttp's HTTP client (the clusters' clients; the server needs only aiohttp.web)",
+    "aiohttp.client": "aiohttp's HTTP client (only a cluster behind a proxy; the server needs only aiohttp.web)",
     "aiohttp.connector": "aiohttp's TLS contexts, built when its client is imported",
     "prometheus_client.exposition": "never: /metrics writes the text format itself (server/metrics.py)",
     "wsgiref": "prometheus_client's exposition servers (never used)",

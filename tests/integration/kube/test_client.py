@@ -49,7 +49,8 @@ async def test_one_tls_context_and_kept_alive_connections(sandbox: Sandbox) -> N
     client = KubeClient("main", ClusterConfig(kubeconfig=sandbox.kubeconfig, max_concurrent_requests=4), lambda *a: None)
     await client.open()
     try:
-        context = client._api.rest_client.pool_manager.connector._ssl  # the one the library built
+        assert client._direct is not None
+        context = client._direct._ssl  # the one context of every connection
         for _ in range(3):
             async with anyio.create_task_group() as tg:
                 for _ in range(40):

@@ -162,7 +162,7 @@ async def test_clusters_stay_open_until_every_app_task_has_ended(env: Env) -> No
                 with anyio.CancelScope(shield=True):  # a shielded step that outlives the cancel
                     await anyio.sleep(0.5)
                     assert self.pool is not None
-                    client_open_at_end.append(self.pool.get("down").client._api is not None)
+                    client_open_at_end.append(self.pool.get("down").client.is_open)
 
     daemon = Finishing(config, env.plugins, systemd=SystemdNotifier({}))
     with anyio.fail_after(60):
