@@ -325,13 +325,14 @@ class GitSource(gitopsd.Source):
         name, sha = m["name"], m["sha"]
         git = self.runner()
         repo = self._repo
-        async with repo.fetch_lock:
-            if not repo.mirror.exists():
-                tmp = Path(tempfile.mkdtemp(prefix=".init-", dir=repo.mirror.parent))
-                await git("init", "--bare", "--quiet", str(tmp), what="git init")
-                os.rename(tmp, repo.mirror)
-            if not await self._has_commit(sha):
-                await self._fetch_into_mirror(name, sha)
+        if sha not in repo.commits:  # else no lock: each app of a new commit would wait its turn for it
+            async with repo.fetch_lock:
+                if not repo.mirror.exists():
+                    tmp = Path(tempfile.mkdtemp(prefix=".init-", dir=repo.mirror.parent))
+                    await git("init", "--bare", "--quiet", str(tmp), what="git init")
+                    os.rename(tmp, repo.mirror)
+                if not await self._has_commit(sha):
+                    await self._fetch_into_mirror(name, sha)
         if self.options.verify is not None:
             await self._verify(sha)
         return await self._artifact(revision, sha)
@@ -484,30 +485,27 @@ class GitSource(gitopsd.Source):
                     repo.remember(sha, root_tree)
         trees = self.ctx.cache_dir("git-trees", evictable=True)
         dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
-        lock = self.ctx.shared.get(f"git-tree-lock:{dest}", anyio.Lock)
         sizes: dict[str, int] = self.ctx.shared.get("git-tree-sizes", dict)
         where = f"git {self.options.url} at {revision}"
-        async with lock:
-            if not dest.is_dir():
-                previous = repo.last_tree
-                if previous is None:  # the first new tree since the start: any extracted one will do
-                    previous = await newest_known_tree(git, repo.mirror, trees, root_tree)
-                size = None
-                if previous is not None and previous != root_tree:  # a new commit: reuse the unchanged files
-                    size = await build_from_previous(
-                        git, repo.mirror, trees / previous, previous, root_tree, dest, where=where,
-                        max_bytes=self.options.max_size,
-                    )
-                if size is None:
-                    size = await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=where,
-                                             max_bytes=self.options.max_size)
-                    repo.full_extractions += 1
-                if len(sizes) > 4096:
-                    sizes.clear()  # bounded; a tree found without its size is measured again
-                sizes[root_tree] = size
-            elif root_tree not in sizes:  # extracted by an app with a larger max_size (or before a restart)
-                sizes[root_tree] = await anyio.to_thread.run_sync(_files_size, dest)
-            repo.last_tree = root_tree
+        pending: dict[Path, anyio.Event] = self.ctx.shared.get("git-tree-pending", dict)
+        while True:
+            extracted = dest.is_dir()  # renamed into place once complete
+            if extracted and root_tree in sizes:
+                break
+            extracting = pending.get(dest)
+            if extracting is not None:
+                # Every app of a new commit needs the same tree: they all wake at once when it
+                # is there. Behind a lock they went through one per turn of the event loop:
+                # at a cold start of 100 apps the last one started its render ~2 s after the first.
+                await extracting.wait()
+                continue  # extracted; or that app failed, and this one tries in turn
+            pending[dest] = extracting = anyio.Event()
+            try:
+                await self._extract_tree(root_tree, dest, sizes, where, extracted=extracted)
+            finally:
+                del pending[dest]
+                extracting.set()
+        repo.last_tree = root_tree
         if sizes.get(root_tree, 0) > self.options.max_size:
             raise SourceError(
                 f"git {self.options.url} at {revision}: archive expands to more than {self.options.max_size} bytes (limit)",
@@ -528,6 +526,35 @@ class GitSource(gitopsd.Source):
             )
         digest = "sha256:" + hashlib.sha256(f"git-tree:{root_tree}:{path}".encode()).hexdigest()
         return Artifact(path=dest if path == "." else dest / path, revision=revision, digest=digest, url=self.options.url)
+
+
+    async def _extract_tree(
+        self, root_tree: str, dest: Path, sizes: dict[str, int], where: str, *, extracted: bool
+    ) -> None:
+        """Extract the tree ``root_tree`` to ``dest`` (from the previous tree's files where it can)
+        and record its size; only measure it when it is ``extracted`` already."""
+        git = self.runner()
+        repo = self._repo
+        trees = dest.parent
+        if extracted:  # by an app with a larger max_size, or before a restart
+            sizes[root_tree] = await anyio.to_thread.run_sync(_files_size, dest)
+            return
+        previous = repo.last_tree
+        if previous is None:  # the first new tree since the start: any extracted one will do
+            previous = await newest_known_tree(git, repo.mirror, trees, root_tree)
+        size = None
+        if previous is not None and previous != root_tree:  # a new commit: reuse the unchanged files
+            size = await build_from_previous(
+                git, repo.mirror, trees / previous, previous, root_tree, dest, where=where,
+                max_bytes=self.options.max_size,
+            )
+        if size is None:
+            size = await git.archive(root_tree, cwd=repo.mirror, dest=dest, where=where,
+                                     max_bytes=self.options.max_size)
+            repo.full_extractions += 1
+        if len(sizes) > 4096:
+            sizes.clear()  # bounded; a tree found without its size is measured again
+        sizes[root_tree] = size
 
 
 def _files_size(root: Path) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import yaml
 
@@ -346,6 +347,38 @@ async def test_apps_of_one_new_commit_look_up_its_tree_once(ctx: PluginContext, 
     commands = log.read_text().split()
     assert commands.count("rev-parse") == 1, commands
     assert commands.count("fetch") == 1, commands
+
+
+async def test_apps_waiting_for_one_tree_all_get_it_at_once(ctx: PluginContext, repo: Repo) -> None:
+    """Apps that wait while one of them extracts a new commit's tree all continue in the same
+    turn of the event loop, not one per turn as through a lock (at a cold start the others'
+    work runs in every turn: the 100th app of one repository rendered ~2 s after the first)."""
+    apps_count = 20
+    repo.commit("apps", {f"app{i}/cm.yaml": CONFIGMAP.format(name=f"cm{i}", value=str(i)) for i in range(apps_count)})
+    repo.push()
+    apps = [source(ctx, url=repo.bare.as_uri(), ref="main", path=f"app{i}") for i in range(apps_count)]
+    revision = await apps[0].latest_revision()
+    turns = 0
+    got_at: list[int] = []
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await anyio.lowlevel.checkpoint()
+            turns += 1
+
+    async def fetch(src: GitSource) -> None:
+        await src.fetch(revision)
+        got_at.append(turns)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(count_turns)
+        async with anyio.create_task_group() as apps_group:
+            for src in apps:
+                apps_group.start_soon(fetch, src)
+        tg.cancel_scope.cancel()
+    assert len(got_at) == apps_count
+    assert max(got_at) - min(got_at) <= 2, got_at
 
 
 def test_path_kind_in_an_extracted_tree_one_lstat_per_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
