@@ -28,6 +28,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -140,10 +141,10 @@ class _Repo:
     # them, so a new revision costs a few git commands in all, not a few per app.
     commits: set[str] = field(default_factory=set)
     root_trees: dict[str, str] = field(default_factory=dict)
-    tree_lock: anyio.Lock = field(default_factory=anyio.Lock)
     # ``git diff --name-only`` between two commits (None: could not tell), for every app.
     diffs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
-    diff_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    # What one app is finding out for all the others (rev-parse, diff): see one_at_a_time.
+    pending: dict[Hashable, anyio.Event] = field(default_factory=dict)
     # The root tree extracted last: the next commit's tree is built from it (see _gittree).
     last_tree: str | None = None
     full_extractions: int = 0
@@ -371,11 +372,8 @@ class GitSource(gitopsd.Source):
     async def _diff(self, old_sha: str, new_sha: str) -> tuple[str, ...] | None:
         repo = self._repo
         key = (old_sha, new_sha)
-        if key in repo.diffs:
-            return repo.diffs[key]
-        async with repo.diff_lock:
-            if key in repo.diffs:
-                return repo.diffs[key]
+
+        async def diff() -> None:
             files: tuple[str, ...] | None
             try:
                 out = await self.runner()(
@@ -390,7 +388,10 @@ class GitSource(gitopsd.Source):
             if len(repo.diffs) > 256:
                 repo.diffs.clear()
             repo.diffs[key] = files
-            return files
+
+        # Every app of the repository asks at a push: one diff for all.
+        await one_at_a_time(repo.pending, ("diff", key), lambda: key in repo.diffs, diff)
+        return repo.diffs.get(key)
 
     async def _has_commit(self, sha: str) -> bool:
         if sha in self._repo.commits:
@@ -475,36 +476,23 @@ class GitSource(gitopsd.Source):
         git = self.runner()
         repo = self._repo
         path = self.options.path
-        root_tree = repo.root_trees.get(sha)
-        if root_tree is None:
-            async with repo.tree_lock:  # every app of a new commit asks at once: one rev-parse for all
-                root_tree = repo.root_trees.get(sha)
-                if root_tree is None:
-                    out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
-                    root_tree = out.stdout.decode().strip()
-                    repo.remember(sha, root_tree)
+
+        async def rev_parse() -> None:
+            out = await git("rev-parse", f"{sha}^{{tree}}", cwd=repo.mirror, what="git rev-parse")
+            repo.remember(sha, out.stdout.decode().strip())
+
+        # Every app of a new commit asks at once: one rev-parse for all.
+        await one_at_a_time(repo.pending, ("rev-parse", sha), lambda: sha in repo.root_trees, rev_parse)
+        root_tree = repo.root_trees[sha]
         trees = self.ctx.cache_dir("git-trees", evictable=True)
         dest = cache_entry(trees, root_tree, f"git {self.options.url} at {revision}")
         sizes: dict[str, int] = self.ctx.shared.get("git-tree-sizes", dict)
         where = f"git {self.options.url} at {revision}"
-        pending: dict[Path, anyio.Event] = self.ctx.shared.get("git-tree-pending", dict)
-        while True:
-            extracted = dest.is_dir()  # renamed into place once complete
-            if extracted and root_tree in sizes:
-                break
-            extracting = pending.get(dest)
-            if extracting is not None:
-                # Every app of a new commit needs the same tree: they all wake at once when it
-                # is there. Behind a lock they went through one per turn of the event loop:
-                # at a cold start of 100 apps the last one started its render ~2 s after the first.
-                await extracting.wait()
-                continue  # extracted; or that app failed, and this one tries in turn
-            pending[dest] = extracting = anyio.Event()
-            try:
-                await self._extract_tree(root_tree, dest, sizes, where, extracted=extracted)
-            finally:
-                del pending[dest]
-                extracting.set()
+        pending: dict[Hashable, anyio.Event] = self.ctx.shared.get("git-tree-pending", dict)
+        await one_at_a_time(
+            pending, dest, lambda: root_tree in sizes and _is_dir(dest),  # renamed into place once complete
+            lambda: self._extract_tree(root_tree, dest, sizes, where),
+        )
         repo.last_tree = root_tree
         if sizes.get(root_tree, 0) > self.options.max_size:
             raise SourceError(
@@ -528,15 +516,13 @@ class GitSource(gitopsd.Source):
         return Artifact(path=dest if path == "." else dest / path, revision=revision, digest=digest, url=self.options.url)
 
 
-    async def _extract_tree(
-        self, root_tree: str, dest: Path, sizes: dict[str, int], where: str, *, extracted: bool
-    ) -> None:
+    async def _extract_tree(self, root_tree: str, dest: Path, sizes: dict[str, int], where: str) -> None:
         """Extract the tree ``root_tree`` to ``dest`` (from the previous tree's files where it can)
-        and record its size; only measure it when it is ``extracted`` already."""
+        and record its size; only measure it when it is there already."""
         git = self.runner()
         repo = self._repo
         trees = dest.parent
-        if extracted:  # by an app with a larger max_size, or before a restart
+        if _is_dir(dest):  # extracted by an app with a larger max_size, or before a restart
             sizes[root_tree] = await anyio.to_thread.run_sync(_files_size, dest)
             return
         previous = repo.last_tree
@@ -555,6 +541,38 @@ class GitSource(gitopsd.Source):
         if len(sizes) > 4096:
             sizes.clear()  # bounded; a tree found without its size is measured again
         sizes[root_tree] = size
+
+
+async def one_at_a_time(
+    pending: dict[Hashable, anyio.Event],
+    key: Hashable,
+    done: Callable[[], bool],
+    work: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``work`` until ``done()``: one caller per ``key`` at a time, the others wait together.
+
+    The apps of one repository ask for the same thing at once (a new commit's tree, a push's
+    diff). Those that wait all continue in the same turn of the event loop when the work
+    ends; behind a lock they went through one per turn, and at a cold start every turn also
+    runs the other apps' renders and syncs (the 100th app of a repository got its tree ~2 s
+    after the first). If the work failed, the next caller tries in turn, as behind a lock.
+    """
+    while not done():
+        running = pending.get(key)
+        if running is not None:
+            await running.wait()
+            continue
+        pending[key] = running = anyio.Event()
+        try:
+            await work()
+        finally:
+            del pending[key]
+            running.set()
+
+
+def _is_dir(path: Path) -> bool:
+    """One stat: whether an extracted tree is in place (it is renamed there once complete)."""
+    return path.is_dir()
 
 
 def _files_size(root: Path) -> int:

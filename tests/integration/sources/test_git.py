@@ -381,6 +381,42 @@ async def test_apps_waiting_for_one_tree_all_get_it_at_once(ctx: PluginContext, 
     assert max(got_at) - min(got_at) <= 2, got_at
 
 
+async def test_apps_asking_for_one_diff_all_get_it_at_once(ctx: PluginContext, repo: Repo, tmp_path: Path) -> None:
+    """At a push every app of the repository asks which files changed: one ``git diff`` for all,
+    and those that waited for it continue in the same turn of the event loop."""
+    apps_count = 20
+    first = repo.commit("apps", {f"app{i}/cm.yaml": CONFIGMAP.format(name=f"cm{i}", value="1") for i in range(apps_count)})
+    second = repo.commit("one app", {"app3/cm.yaml": CONFIGMAP.format(name="cm3", value="2")})
+    repo.push()
+    wrapper, log = counting_git(tmp_path)
+    counted = PluginContext(state_dir=ctx.state_dir, config_dir=ctx.config_dir, tools=replace(ctx.tools, git=wrapper))
+    apps = [source(counted, url=repo.bare.as_uri(), ref="main", path=f"app{i}") for i in range(apps_count)]
+    await apps[0].fetch(f"main@sha1:{second}")  # the mirror has both commits
+    turns = 0
+    answers: list[tuple[int, set[str] | None]] = []
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await anyio.lowlevel.checkpoint()
+            turns += 1
+
+    async def changed(src: GitSource) -> None:
+        files = await src.changed_paths(f"main@sha1:{first}", f"main@sha1:{second}")
+        answers.append((turns, files))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(count_turns)
+        async with anyio.create_task_group() as apps_group:
+            for src in apps:
+                apps_group.start_soon(changed, src)
+        tg.cancel_scope.cancel()
+    assert log.read_text().split().count("diff") == 1
+    assert sorted(len(files or ()) for _, files in answers) == [1] * apps_count
+    got_at = [at for at, _ in answers]
+    assert max(got_at) - min(got_at) <= 2, got_at
+
+
 def test_path_kind_in_an_extracted_tree_one_lstat_per_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What every app asks of the shared tree: its path's kind, symlinks never followed, one lstat per component."""
     from gitopsd_plugins.git import _tree_kind
