@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from gitopsd.core.models import Manifest
+from gitopsd.engine.sharing import SingleFlight
 from gitopsd.kube.client import ApiError, KubeClient
 
 
@@ -72,7 +71,7 @@ class Discovery:
     def __init__(self, client: KubeClient):
         self._client = client
         self._by_gv: dict[str, dict[str, Resource]] = {}
-        self._lock = anyio.Lock()
+        self._fetches = SingleFlight()  # one request per API group version, shared by its askers
 
     def cached(self, api_version: str, kind: str) -> Resource | None:
         """From memory only (no request)."""
@@ -89,11 +88,10 @@ class Discovery:
         found = self.cached(api_version, kind)
         if found is not None:
             return found
-        async with self._lock:
-            found = self.cached(api_version, kind)
-            if found is None:
-                await self._fetch(api_version)
-                found = self.cached(api_version, kind)
+        # Every app of a cold start asks at once: those that wait for the one request all
+        # continue when it is answered (behind a lock, one per turn of the event loop).
+        await self._fetches.do(api_version, lambda: self._fetch(api_version))
+        found = self.cached(api_version, kind)
         if found is not None:
             return found
         if hints and (api_version, kind) in hints:
