@@ -28,7 +28,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +42,7 @@ from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
 from ._gittree import build_from_previous, newest_known_tree
+from ._once import one_at_a_time
 from ._semver import SemverRange, highest
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -541,33 +542,6 @@ class GitSource(gitopsd.Source):
         if len(sizes) > 4096:
             sizes.clear()  # bounded; a tree found without its size is measured again
         sizes[root_tree] = size
-
-
-async def one_at_a_time(
-    pending: dict[Hashable, anyio.Event],
-    key: Hashable,
-    done: Callable[[], bool],
-    work: Callable[[], Awaitable[None]],
-) -> None:
-    """Run ``work`` until ``done()``: one caller per ``key`` at a time, the others wait together.
-
-    The apps of one repository ask for the same thing at once (a new commit's tree, a push's
-    diff). Those that wait all continue in the same turn of the event loop when the work
-    ends; behind a lock they went through one per turn, and at a cold start every turn also
-    runs the other apps' renders and syncs (the 100th app of a repository got its tree ~2 s
-    after the first). If the work failed, the next caller tries in turn, as behind a lock.
-    """
-    while not done():
-        running = pending.get(key)
-        if running is not None:
-            await running.wait()
-            continue
-        pending[key] = running = anyio.Event()
-        try:
-            await work()
-        finally:
-            del pending[key]
-            running.set()
 
 
 def _is_dir(path: Path) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -25,6 +26,7 @@ from gitopsd import USER_AGENT, Artifact, Duration, Options, SourceError
 
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, split_oci_url
+from ._once import one_at_a_time
 from ._semver import SemverRange, Version, highest
 from .oci import shared_registry
 
@@ -216,14 +218,16 @@ class HelmChartSource(gitopsd.Source):
             raise SourceError(f"helm {self.url}: invalid revision {revision!r}", reason="InvalidRevision")
         version, digest = m["version"], m["digest"]
         dest = cache_entry(self.ctx.cache_dir("helm", evictable=True), digest.replace(":", "-"), f"helm {self.url}")
-        lock = self.ctx.shared.get(f"helm-extract:{dest}", anyio.Lock)
-        async with lock:
-            if not dest.is_dir():
-                data = await (self._download_oci(digest) if self.oci else self._download_http(version, digest))
-                await anyio.to_thread.run_sync(
-                    lambda: extract_tar(data, dest, where=f"helm chart {self.options.chart} {version}",
-                                        max_bytes=self.options.max_size)
-                )
+
+        async def download() -> None:
+            data = await (self._download_oci(digest) if self.oci else self._download_http(version, digest))
+            await anyio.to_thread.run_sync(
+                lambda: extract_tar(data, dest, where=f"helm chart {self.options.chart} {version}",
+                                    max_bytes=self.options.max_size)
+            )
+
+        pending: dict[Hashable, anyio.Event] = self.ctx.shared.get("helm-extract-pending", dict)
+        await one_at_a_time(pending, dest, dest.is_dir, download)  # every app of the chart version at once
         chart = dest / self.options.chart
         if not (chart / "Chart.yaml").is_file():
             found = [p.name for p in dest.iterdir() if (p / "Chart.yaml").is_file()]

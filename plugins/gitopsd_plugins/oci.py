@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Hashable
 from pathlib import Path
 
 import anyio
@@ -23,6 +24,7 @@ from gitopsd import Artifact, Duration, Options, SourceError
 
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, checked_digest, split_oci_url
+from ._once import one_at_a_time
 from ._semver import SemverRange, highest
 
 FLUX_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
@@ -148,14 +150,16 @@ class OCISource(gitopsd.Source):
         where = f"oci {self.options.url} at {revision}"
         layer_digest = checked_digest(chosen.get("digest"), where)
         dest = cache_entry(self.ctx.cache_dir("oci", evictable=True), layer_digest.replace(":", "-"), where)
-        lock = self.ctx.shared.get(f"oci-extract:{dest}", anyio.Lock)
-        async with lock:
-            if not dest.is_dir():
-                data = await registry.blob(self.repository, chosen, self.options.max_size)
-                await anyio.to_thread.run_sync(
-                    lambda: extract_tar(data, dest, where=f"oci {self.options.url} at {revision}",
-                                        max_bytes=self.options.max_size)
-                )
+
+        async def download() -> None:
+            data = await registry.blob(self.repository, chosen, self.options.max_size)
+            await anyio.to_thread.run_sync(
+                lambda: extract_tar(data, dest, where=f"oci {self.options.url} at {revision}",
+                                    max_bytes=self.options.max_size)
+            )
+
+        pending: dict[Hashable, anyio.Event] = self.ctx.shared.get("oci-extract-pending", dict)
+        await one_at_a_time(pending, dest, dest.is_dir, download)  # every app of the artifact at once
         path = dest if self.options.path == "." else dest / self.options.path
         if not path.is_dir():
             raise SourceError(f"oci {self.options.url}: path {self.options.path!r} does not exist in {revision}",
