@@ -37,7 +37,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _encode_string
 
@@ -167,8 +167,15 @@ async def list_records(client: KubeClient, namespace: str, instance: str) -> lis
     return [decode(item) for item in answer.get("items") or []]
 
 
-async def write_record(client: KubeClient, namespace: str, record: InventoryRecord) -> None:
-    """Write ``record`` (server-side apply); creates ``namespace`` the first time it is missing.
+async def write_record(
+    client: KubeClient,
+    namespace: str,
+    record: InventoryRecord,
+    *,
+    create_namespace: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Write ``record`` (server-side apply); creates ``namespace`` the first time it is missing
+    (with ``create_namespace`` when given: see :meth:`InventoryRecords.write`).
 
     A record without objects is deleted instead.
     """
@@ -189,11 +196,17 @@ async def write_record(client: KubeClient, namespace: str, record: InventoryReco
         if exc.status != 404:
             raise
     # The namespace does not exist yet (first record of this cluster).
-    namespace_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    await client.request(
-        "PATCH", f"/api/v1/namespaces/{namespace}", query=query, body=namespace_body, content_type=APPLY_PATCH
-    )
+    await (create_namespace() if create_namespace is not None else create_records_namespace(client, namespace))
     await client.request("PATCH", _path(namespace, name), query=query, body=body, content_type=APPLY_PATCH)
+
+
+async def create_records_namespace(client: KubeClient, namespace: str) -> None:
+    """Create (server-side apply) the namespace that holds the inventory records."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    await client.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}", query=[("fieldManager", RECORD_MANAGER), ("force", "true")],
+        body=body, content_type=APPLY_PATCH,
+    )
 
 
 @dataclass(eq=False)
@@ -230,6 +243,11 @@ class InventoryRecords:
         self._may_list = True  # False once a LIST was refused (403): GETs, as before LIST was used
         self._last_listed = 0  # ConfigMaps the last LIST returned (a LIST pays off for enough apps)
         self.lists = 0  # LISTs sent (tests and metrics)
+        # Until a record write succeeded, the namespace may be missing: one write at a time
+        # then (see write), and one app creates the namespace for all (_create_namespace).
+        self._namespace_seen = False
+        self._first_write: anyio.Event | None = None
+        self._creating_namespace: anyio.Event | None = None
 
     def wrap(self, app: str, local: Inventory, *, dry_run: bool = False) -> ClusterInventory:
         """``local`` (the engine's inventory of ``app``) kept in step with the app's record."""
@@ -276,6 +294,7 @@ class InventoryRecords:
         record = await self._read(app)
         mine = frozenset(await local.current())
         if record is not None:
+            self._namespace_seen = True  # it holds a record: no write needs to wait for another
             if mine != record.refs:
                 await local.remove(mine - record.refs)
                 await local.add(record.refs - mine)
@@ -388,12 +407,40 @@ class InventoryRecords:
             return
         self._unread.discard(app)  # what a LIST read before this write is stale
         self._ahead.pop(app, None)
+        # At a cold start on a new cluster every app writes its first record at once, and the
+        # namespace is not there: each write would fail, create it and write again (at 100
+        # apps: ~100 more requests, and two more round trips before each app applied anything).
+        # So until one write succeeded, writes go one at a time.
+        while not self._namespace_seen and self._first_write is not None:
+            await self._first_write.wait()
+        first = not self._namespace_seen
+        if first:
+            self._first_write = anyio.Event()
         try:
-            await write_record(self.client, self.namespace, InventoryRecord(self.instance, app, refs))
+            await write_record(self.client, self.namespace, InventoryRecord(self.instance, app, refs),
+                               create_namespace=self._create_namespace)
         except ApiError as exc:
             self._known.pop(app, None)  # unknown now: read it again next time
             raise self._error("write", app, exc) from None
+        finally:
+            if first and self._first_write is not None:
+                self._first_write.set()
+                self._first_write = None
+        self._namespace_seen = True
         self._known[app] = refs
+
+    async def _create_namespace(self) -> None:
+        """Create the records' namespace once, however many writes found it missing at once."""
+        creating = self._creating_namespace
+        if creating is not None:
+            await creating.wait()  # if that creation failed, the write that follows says so
+            return
+        self._creating_namespace = creating = anyio.Event()
+        try:
+            await create_records_namespace(self.client, self.namespace)
+        finally:
+            self._creating_namespace = None
+            creating.set()
 
     def _error(self, verb: str, app: str, exc: ApiError) -> ApplyError:
         return ApplyError(

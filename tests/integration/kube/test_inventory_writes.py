@@ -10,11 +10,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
 import pytest
 
 from gitopsd.core.models import ObjectRef
 from gitopsd.core.state import StateStore
-from gitopsd.kube.inventory import read_record
+from gitopsd.kube.client import KubeClient
+from gitopsd.kube.inventory import InventoryRecords, read_record
+from gitopsd.plugin.config import ClusterConfig
 from gitopsd.sandbox import Sandbox
 
 from .conftest import Env, Kubectl, app_config, configmap, deployment, namespace
@@ -147,3 +150,25 @@ async def test_objects_of_an_existing_namespace_are_added_by_their_own_step(env:
     result = await env.cluster.sync(app, [configmap("first"), configmap("foreign"), deployment("web")], env.inventory())
     assert not result.ok and by_ref(result)["Deployment.apps default/web"][0] == "skipped"
     assert record_writes(env.sb) == []
+
+
+async def test_apps_finding_the_records_namespace_missing_create_it_once(sandbox: Sandbox) -> None:
+    """A cold start on a new cluster: every app writes its first record at once, and the records'
+    namespace is not there yet. One app creates it; the others wait for it and write once each."""
+    client = KubeClient("main", ClusterConfig(kubeconfig=sandbox.kubeconfig), lambda *a: None)
+    await client.open()
+    records = InventoryRecords(client, "gitopsd-fresh", "gitopsd")
+    sandbox.reset_counters()
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(records.write, f"app{i}", frozenset({ObjectRef("", "v1", "ConfigMap", f"ns{i}", "cm")}))
+    finally:
+        await client.close()
+    counters = sandbox.counters()
+    created = [w for w in counters["write_log"] if w["resource"] == "namespaces" and w["name"] == "gitopsd-fresh"]
+    written = [w for w in counters["write_log"] if w["resource"] == "configmaps" and w["namespace"] == "gitopsd-fresh"]
+    assert len(created) == 1
+    assert len(written) == 20
+    missing = sum(r["count"] for r in counters["requests"] if r["resource"] == "configmaps" and r["code"] == 404)
+    assert missing == 1, counters["requests"]  # the first write only: the others waited for the namespace
