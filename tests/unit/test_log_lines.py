@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from typing import Any
 
-from gitopsd.core.logs import json_line
-from gitopsd.core.secrets import Redactor
+import structlog
+
+from gitopsd.core.logs import configure_logging, json_line, redact_secrets, redacted_json_line
+from gitopsd.core.secrets import REDACTOR, Redactor, Secret
 
 
 class _Opaque:
@@ -38,3 +43,60 @@ def test_redactor_scrubs_the_longest_secret_first_and_learns_new_ones() -> None:
     assert redactor.scrub("x token-1234-extended y") == "x *** y"
     redactor.add("abc")  # too short to be told apart from ordinary words
     assert redactor.scrub("abc") == "abc"
+
+
+class _Carrier:
+    """A field orjson cannot write: the line shows its repr."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"<carrier {self.text}>"
+
+
+def test_the_json_renderer_scrubs_as_redacting_every_field_first() -> None:
+    """redacted_json_line writes the line unscrubbed and scrubs only when a secret shows: same line as before."""
+    plain, awkward = "tok-9f2c4e7a1b", 'pa"ss\\wo\nrd-é'  # the second changes when JSON escapes it
+    REDACTOR.add(plain)
+    REDACTOR.add(awkward)
+    cases: list[dict[str, Any]] = [
+        {"event": "nothing secret", "n": 3, "data": {"a": [1, "x"]}},
+        {"event": f"url https://h/{plain}/x", "level": "info"},
+        {"event": "nested", "data": {"deep": [{"list": ("t", f"in a tuple {plain}")}]}},
+        {"event": "escaped", "message": f"the password is {awkward}!"},
+        {"event": "error", "error": ValueError(f"bad token {plain}"), "other": RuntimeError("harmless")},
+        {"event": "a key is not scrubbed", plain: "value"},
+        {"event": "opaque", "obj": _Carrier(plain)},  # neither way scrubs a repr; the same line
+        {"event": "too big for orjson", "n": 2**70, "s": plain},
+    ]
+    for case in cases:
+        expected = json_line(redact_secrets(None, "info", dict(case)))
+        assert redacted_json_line(None, "info", dict(case)) == expected
+    assert plain not in redacted_json_line(None, "info", cases[2])
+    assert "password is ***!" in redacted_json_line(None, "info", cases[3])
+    assert json.loads(redacted_json_line(None, "info", cases[4]))["error"] == "ValueError: bad token ***"
+
+
+def test_daemon_log_lines_scrub_secrets_in_every_field() -> None:
+    secret = Secret("s3cr3t-in-the-data-0042")
+    stream = io.StringIO()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        configure_logging(fmt="json", level="info", stream=stream)
+        log = structlog.get_logger("test").bind(logger="test")
+        log.info("x", data={"url": f"https://h/{secret.reveal()}"}, error=OSError(secret.reveal()))
+        log.debug("filtered", value=secret.reveal())
+        logging.getLogger("library").warning("library says %s", secret.reveal())
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["data"] == {"url": "https://h/***"}
+    assert lines[0]["error"] == "OSError: ***"
+    assert lines[1]["event"] == "library says ***"
+    assert secret.reveal() not in stream.getvalue()
