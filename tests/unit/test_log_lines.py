@@ -5,11 +5,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from gitopsd.core.logs import configure_logging, json_line, redact_secrets, redacted_json_line
+from gitopsd.core.logs import (
+    _UtcClock,
+    add_level_and_time,
+    configure_logging,
+    json_line,
+    redact_secrets,
+    redacted_json_line,
+)
 from gitopsd.core.secrets import REDACTOR, Redactor, Secret
 
 
@@ -100,3 +108,32 @@ def test_daemon_log_lines_scrub_secrets_in_every_field() -> None:
     assert lines[0]["error"] == "OSError: ***"
     assert lines[1]["event"] == "library says ***"
     assert secret.reveal() not in stream.getvalue()
+
+
+def test_level_and_time_are_structlogs() -> None:
+    """add_level_and_time: the fields, order and time format of add_log_level, TimeStamper and format_exc_info."""
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    for method in ("debug", "info", "warn", "warning", "error", "exception", "critical"):
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            for extra in ({}, {"exc_info": True}, {"exc_info": exc}, {"exc_info": False}):
+                theirs: Any = {"event": "x", "k": 1, **extra}
+                for proc in (structlog.processors.add_log_level, stamper, structlog.processors.format_exc_info):
+                    theirs = proc(None, method, theirs)
+                ours = add_level_and_time(None, method, {"event": "x", "k": 1, **extra})
+                assert list(ours) == list(theirs)
+                assert {**ours, "timestamp": ""} == {**theirs, "timestamp": ""}
+                before, after = theirs["timestamp"], ours["timestamp"]
+                assert datetime.fromisoformat(before) <= datetime.fromisoformat(after)
+                assert after.endswith("Z") and len(after) in (20, 27)
+
+
+def test_the_clock_writes_isoformat_with_z() -> None:
+    clock = _UtcClock()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    start = 1_796_000_000 * 10**9  # a November 2026 second
+    for ns in [0, 999, 1000, 10**9 - 1, 10**9, start, start + 1000, start + 999_999_999, start + 10**9,
+               *range(start + 5 * 10**9 - 3 * 10**8, start + 7 * 10**9, 123_456_789)]:
+        expected = (epoch + timedelta(microseconds=ns // 1000)).isoformat().replace("+00:00", "Z")
+        assert clock.format(ns) == expected, ns
