@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict
 
 from gitopsd.core.secrets import REDACTOR
 
@@ -97,7 +98,7 @@ _CLOCK = _UtcClock()
 _LEVELS = {"warn": "warning", "exception": "error"}  # structlog.processors.add_log_level's renames
 
 
-def add_level_and_time(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_level_and_time(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: ``add_log_level``, ``TimeStamper(fmt="iso", utc=True)`` and ``format_exc_info`` in one call.
 
     The same fields in the same order; each of structlog's costs a few Python calls on
