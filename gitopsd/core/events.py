@@ -11,10 +11,11 @@ notifier whose filters accept it.
 from __future__ import annotations
 
 import enum
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, Self
 
 
@@ -28,6 +29,14 @@ class Severity(enum.StrEnum):
     @property
     def rank(self) -> int:
         return list(Severity).index(self)
+
+
+def new_event_id() -> str:
+    """A random UUID4 as 32 hex digits: ``uuid.uuid4().hex`` without building a UUID object (3 Python calls)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,8 +58,8 @@ class Event:
     name: ClassVar[str] = "event"
     default_severity: ClassVar[Severity] = Severity.INFO
 
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    id: str = field(default_factory=new_event_id)
+    time: datetime = field(default_factory=partial(datetime.now, UTC))  # no Python frame per event
     severity: Severity = Severity.INFO
     app: str = ""
     cluster: str = ""

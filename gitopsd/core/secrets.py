@@ -12,6 +12,8 @@ import stat
 import threading
 from pathlib import Path
 
+import orjson
+
 from gitopsd.core.errors import ConfigError
 
 _MIN_SECRET_LENGTH = 4  # shorter values would redact ordinary words
@@ -23,6 +25,7 @@ class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._longest_first: tuple[str, ...] = ()  # what scrub tries, rebuilt on add (every log field is scrubbed)
+        self._in_json: tuple[str, ...] = ()  # each value as a JSON string spells it (what in_json looks for)
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
@@ -31,12 +34,32 @@ class Redactor:
             with self._lock:
                 self._values.add(value)
                 self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
+                self._in_json = tuple(_json_spelling(v) for v in self._longest_first)
 
     def scrub(self, text: str) -> str:
         for value in self._longest_first:
             if value in text:
                 text = text.replace(value, "***")
         return text
+
+    def in_json(self, text: str) -> bool:
+        """Whether a known secret may occur in ``text``, a JSON document as orjson writes it.
+
+        False means no string in the document holds a secret: JSON escapes a string
+        character by character, so a string holding a secret holds its escaped spelling.
+        """
+        for value in self._in_json:  # a loop, not any(): no generator per log line
+            if value in text:
+                return True
+        return False
+
+
+def _json_spelling(value: str) -> str:
+    """``value`` as it appears inside a JSON string (a lone surrogate, which orjson refuses, matches anything)."""
+    try:
+        return orjson.dumps(value).decode()[1:-1]
+    except TypeError:
+        return ""
 
 
 REDACTOR = Redactor()

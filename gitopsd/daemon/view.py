@@ -79,7 +79,9 @@ class EventLog:
         # Lists, oldest first: a deque costs a 64-slot block (about 0.6 KiB) per app from its
         # first event on, and an app has a handful of events after its first sync.
         self._rings: dict[str, list[Event]] = {}
-        self._changed = anyio.Event()
+        # Made by the first waiter, set and dropped by the next event: no anyio.Event per event
+        # while nobody watches (the live web page waits here).
+        self._changed: anyio.Event | None = None
 
     def record(self, event: Event) -> None:
         """Keep ``event`` (the event bus calls this for every event)."""
@@ -89,8 +91,10 @@ class EventLog:
         ring.append(event)
         if len(ring) > self._size:
             del ring[0]
-        self._changed.set()
-        self._changed = anyio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     def recent(self, app: str, limit: int) -> list[Event]:
         """The newest ``limit`` events of ``app`` ("" for daemon-wide ones), newest first."""
@@ -103,6 +107,8 @@ class EventLog:
     async def wait(self, timeout: float) -> None:
         """Until the next event, or ``timeout`` seconds."""
         changed = self._changed
+        if changed is None:
+            changed = self._changed = anyio.Event()
         with anyio.move_on_after(timeout):
             await changed.wait()
 

@@ -177,8 +177,10 @@ class Hooks:
         return None
 
     def event(self, event: Event) -> None:
-        app_options = self._app_options.get(event.app or "", {})
         impls = self._impls(self._hook.gitopsd_event)
+        if not impls and not self._trace:
+            return  # every event comes here: no context manager when no plugin listens
+        app_options = self._app_options.get(event.app or "", {})
         with self._traced("gitopsd_event", impls):
             for impl in impls:
                 try:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import gitopsd
+from gitopsd.core.events import SyncStarted
 from gitopsd.plugin.manager import PluginError, PluginManager
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +201,8 @@ def test_trace_logs_every_hook_call_with_its_duration(monkeypatch: pytest.Monkey
     with structlog.testing.capture_logs() as logs:
         pm = PluginManager(builtins_only=True)
         pm.hooks.health({"kind": "Widget"})
+        pm.hooks.event(SyncStarted.make(app="web"))  # traced even when no plugin listens
     calls = [entry for entry in logs if entry["event"] == "hook call"]
-    assert {c["hook"] for c in calls} >= {"gitopsd_source_types", "gitopsd_renderer_types", "gitopsd_health"}
+    assert {c["hook"] for c in calls} >= {"gitopsd_source_types", "gitopsd_renderer_types", "gitopsd_health", "gitopsd_event"}
     assert all(isinstance(c["ms"], float) and c["ms"] >= 0 for c in calls)
     assert "local" in next(c for c in calls if c["hook"] == "gitopsd_source_types")["plugins"]
