@@ -170,6 +170,10 @@ class StateStore:
         self.path = path
         self._limiter = anyio.CapacityLimiter(1)
         self._preloaded: dict[str, AppStart] = {}
+        self._owns_nothing: set[str] = set()
+        """Apps :meth:`preload` found without inventory rows and not written to since: their
+        :meth:`inventory` is empty without a trip (this store is the database's only writer)."""
+        self._added_while_preloading: set[str] | None = None
         self._queue: list[_Call] = []
         self._busy = False
         self._batch_done: anyio.Event | None = None
@@ -232,6 +236,9 @@ class StateStore:
         return await self._run(read)
 
     async def inventory(self, app: str) -> list[ObjectRef]:
+        if app in self._owns_nothing:
+            return []
+
         def read(c: sqlite3.Connection) -> list[ObjectRef]:
             rows = c.execute(
                 "SELECT grp, version, kind, namespace, name FROM inventory WHERE app = ? ORDER BY grp, kind, namespace, name",
@@ -253,10 +260,11 @@ class StateStore:
         return await self._run(read)
 
     async def preload(self, apps: Iterable[str]) -> None:
-        """Read what :meth:`app_start` returns for every app in ``apps`` in one go (daemon start-up)."""
+        """Read what :meth:`app_start` returns for every app in ``apps`` in one go (daemon start-up),
+        and which of them own nothing (their first sync then reads no inventory)."""
         names = set(apps)
 
-        def read(c: sqlite3.Connection) -> dict[str, AppStart]:
+        def read(c: sqlite3.Connection) -> tuple[dict[str, AppStart], set[str]]:
             records = {
                 r[0]: AppRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]))
                 for r in c.execute("SELECT name, revision, applied_digest, updated FROM apps")
@@ -270,9 +278,15 @@ class StateStore:
                 )
                 if r[0] in names
             }
-            return {n: AppStart(records.get(n), pins.get(n, Pin()), health.get(n)) for n in names}
+            owners = {r[0] for r in c.execute("SELECT DISTINCT app FROM inventory")}
+            return {n: AppStart(records.get(n), pins.get(n, Pin()), health.get(n)) for n in names}, names - owners
 
-        self._preloaded = await self._run(read)
+        added = self._added_while_preloading = set()  # an add queued after the read: not empty any more
+        try:
+            self._preloaded, empty = await self._run(read)
+        finally:
+            self._added_while_preloading = None
+        self._owns_nothing = empty - added
 
     async def app_start(self, app: str) -> AppStart:
         """What an app needs when it starts: its record, its pin and the health of its last sync.
@@ -337,6 +351,9 @@ class StateStore:
     async def add_to_inventory(self, app: str, refs: Iterable[ObjectRef]) -> None:
         """Record objects *before* the apply that may create them, so prune can always find them."""
         rows = [(app, r.group, r.version, r.kind, r.namespace, r.name) for r in refs]
+        self._owns_nothing.discard(app)  # before the write is queued: a read from now on waits for it
+        if self._added_while_preloading is not None:
+            self._added_while_preloading.add(app)
 
         def write(c: sqlite3.Connection) -> None:
             with c:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import anyio.from_thread
 import anyio.to_thread
 import pytest
@@ -121,6 +122,33 @@ async def test_preload_answers_what_the_per_app_reads_answer(tmp_path: Path) -> 
     assert direct["api"].pin.suspended and direct["api"].record is not None
     assert (direct["api"].record.revision, direct["api"].record.applied_digest) == (b, "sha256:z")
     assert direct["new"].record is None and direct["new"].last_health is None
+    await store.close()
+
+
+async def test_preload_knows_which_apps_own_nothing(tmp_path: Path) -> None:
+    """An app the preload found without inventory rows reads its (empty) inventory without a
+    call, until something is added to it; an app with rows reads them."""
+    store = await StateStore.open(tmp_path)
+    await store.add_to_inventory("web", refs(2))
+    await store.preload(["web", "new", "gone"])
+    calls = store.calls
+    assert await store.inventory("new") == [] and await store.inventory("gone") == []
+    assert store.calls == calls
+    assert await store.inventory("web") == sorted(refs(2))
+    assert store.calls == calls + 1
+    await store.add_to_inventory("new", refs(1))
+    assert await store.inventory("new") == refs(1)
+    await store.remove_from_inventory("new", refs(1))
+    assert await store.inventory("new") == []
+    await store.close()
+
+
+async def test_an_add_made_while_the_preload_reads_is_not_forgotten(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.preload, ["web"])  # its read is on the worker thread...
+        tg.start_soon(store.add_to_inventory, "web", refs(1))  # ...this one waits for the next trip
+    assert await store.inventory("web") == refs(1)
     await store.close()
 
 
