@@ -7,11 +7,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 import pytest
 
@@ -196,16 +196,16 @@ async def test_calls_made_while_the_thread_is_busy_share_one_trip(tmp_path: Path
 
 async def test_a_call_cancelled_before_its_trip_never_runs(tmp_path: Path) -> None:
     store = await StateStore.open(tmp_path)
-    release = anyio.Event()
-    entered = anyio.Event()
+    release = threading.Event()
+    entered = threading.Event()
 
     def slow(c: sqlite3.Connection) -> None:
-        anyio.from_thread.run_sync(entered.set)
-        anyio.from_thread.run(release.wait)
+        entered.set()
+        release.wait(30)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(store._run, slow)  # holds the worker thread
-        await entered.wait()
+        assert await anyio.to_thread.run_sync(entered.wait, 30)
         with anyio.move_on_after(0.05):
             await store.add_to_inventory("web", refs(1))  # queued behind it, then cancelled
         release.set()
