@@ -194,6 +194,16 @@ async def test_calls_made_while_the_thread_is_busy_share_one_trip(tmp_path: Path
     await store.close()
 
 
+async def test_calls_made_at_once_take_one_trip_even_to_an_idle_thread(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    trips = store.batches
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(store.add_to_inventory, f"app-{i}", refs(1, prefix=f"a{i}"))
+    assert store.batches == trips + 1
+    await store.close()
+
+
 async def test_a_call_cancelled_before_its_trip_never_runs(tmp_path: Path) -> None:
     store = await StateStore.open(tmp_path)
     release = threading.Event()
