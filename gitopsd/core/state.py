@@ -22,6 +22,7 @@ import json
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -219,6 +220,7 @@ class StateStore:
         self._conn = conn
         self.path = path
         self._worker = _Worker()
+        weakref.finalize(self, self._worker.stop)  # a store dropped without close() ends its thread
         self._preloaded: dict[str, AppStart] = {}
         self._owns_nothing: set[str] = set()
         """Apps :meth:`preload` found without inventory rows and not written to since: their

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -221,3 +222,21 @@ async def test_a_call_cancelled_before_its_trip_never_runs(tmp_path: Path) -> No
         release.set()
     assert await store.inventory("web") == []
     await store.close()
+
+
+async def test_the_store_thread_ends_with_close_or_when_the_store_is_dropped(tmp_path: Path) -> None:
+    def threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "gitopsd-state")
+
+    before = threads()
+    closed = await StateStore.open(tmp_path / "a")
+    await closed.inventory("web")
+    dropped = await StateStore.open(tmp_path / "b")
+    await dropped.inventory("web")
+    assert threads() == before + 2
+    await closed.close()
+    del dropped
+    gc.collect()
+    with anyio.fail_after(10):
+        while threads() > before:
+            await anyio.sleep(0.01)
