@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-import anyio.from_thread
+import anyio
 import anyio.to_thread
 import pytest
 
@@ -124,6 +126,33 @@ async def test_preload_answers_what_the_per_app_reads_answer(tmp_path: Path) -> 
     await store.close()
 
 
+async def test_preload_knows_which_apps_own_nothing(tmp_path: Path) -> None:
+    """An app the preload found without inventory rows reads its (empty) inventory without a
+    call, until something is added to it; an app with rows reads them."""
+    store = await StateStore.open(tmp_path)
+    await store.add_to_inventory("web", refs(2))
+    await store.preload(["web", "new", "gone"])
+    calls = store.calls
+    assert await store.inventory("new") == [] and await store.inventory("gone") == []
+    assert store.calls == calls
+    assert await store.inventory("web") == sorted(refs(2))
+    assert store.calls == calls + 1
+    await store.add_to_inventory("new", refs(1))
+    assert await store.inventory("new") == refs(1)
+    await store.remove_from_inventory("new", refs(1))
+    assert await store.inventory("new") == []
+    await store.close()
+
+
+async def test_an_add_made_while_the_preload_reads_is_not_forgotten(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.preload, ["web"])  # its read is on the worker thread...
+        tg.start_soon(store.add_to_inventory, "web", refs(1))  # ...this one waits for the next trip
+    assert await store.inventory("web") == refs(1)
+    await store.close()
+
+
 async def test_calls_made_while_the_thread_is_busy_share_one_trip(tmp_path: Path) -> None:
     """Concurrent calls are batched (one thread hop for many), each keeps its result, error and order."""
     store = await StateStore.open(tmp_path)
@@ -166,20 +195,48 @@ async def test_calls_made_while_the_thread_is_busy_share_one_trip(tmp_path: Path
     await store.close()
 
 
+async def test_calls_made_at_once_take_one_trip_even_to_an_idle_thread(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    trips = store.batches
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(store.add_to_inventory, f"app-{i}", refs(1, prefix=f"a{i}"))
+    assert store.batches == trips + 1
+    await store.close()
+
+
 async def test_a_call_cancelled_before_its_trip_never_runs(tmp_path: Path) -> None:
     store = await StateStore.open(tmp_path)
-    release = anyio.Event()
-    entered = anyio.Event()
+    release = threading.Event()
+    entered = threading.Event()
 
     def slow(c: sqlite3.Connection) -> None:
-        anyio.from_thread.run_sync(entered.set)
-        anyio.from_thread.run(release.wait)
+        entered.set()
+        release.wait(30)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(store._run, slow)  # holds the worker thread
-        await entered.wait()
+        assert await anyio.to_thread.run_sync(entered.wait, 30)
         with anyio.move_on_after(0.05):
             await store.add_to_inventory("web", refs(1))  # queued behind it, then cancelled
         release.set()
     assert await store.inventory("web") == []
     await store.close()
+
+
+async def test_the_store_thread_ends_with_close_or_when_the_store_is_dropped(tmp_path: Path) -> None:
+    def threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "gitopsd-state")
+
+    before = threads()
+    closed = await StateStore.open(tmp_path / "a")
+    await closed.inventory("web")
+    dropped = await StateStore.open(tmp_path / "b")
+    await dropped.inventory("web")
+    assert threads() == before + 2
+    await closed.close()
+    del dropped
+    gc.collect()
+    with anyio.fail_after(10):
+        while threads() > before:
+            await anyio.sleep(0.01)
