@@ -40,7 +40,9 @@ def test_bombs_spread_over_files_share_one_budget(tmp_path: Path) -> None:
     "a: " + "{a: " * 5000 + "x" + "}" * 5000 + "\n",
     "- " * 5000 + "x\n",
     "".join(" " * i + "k:\n" for i in range(3000)) + " " * 3000 + "v\n",
-], ids=["flow-seq", "flow-map", "block-seq", "block-map"])
+    # libyaml also breaks lines at CR, NEL (U+0085) and LS (U+2028): 300 levels each
+    *("".join(" " * i + "k:" + brk for i in range(300)) + " " * 300 + "v" + brk for brk in ("\r", "\x85", "\u2028")),
+], ids=["flow-seq", "flow-map", "block-seq", "block-map", "block-map-cr", "block-map-nel", "block-map-ls"])
 def test_deep_nesting_is_refused_before_parsing(text: str) -> None:
     limit = sys.getrecursionlimit()
     start = time.process_time()
@@ -219,3 +221,30 @@ def test_the_depth_bound_walks_brackets_only_when_their_count_could_reach_the_li
         assert walked == [many]
     finally:
         yamlio._BRACKETS = real
+
+
+def test_the_depth_bound_finds_no_leading_runs_in_ordinary_ascii_manifests() -> None:
+    """For ASCII text one search of its shape shows that no line starts with a run long enough
+    to reach the limit: the runs themselves (a string each) are listed only when one might."""
+    import gitopsd.core.yamlio as yamlio
+
+    listed: list[str] = []
+
+    class Leading:
+        def findall(self, text: str) -> Any:
+            listed.append(text)
+            return real.findall(text)
+
+    real = yamlio._LEADING
+    yamlio._LEADING = Leading()  # type: ignore[assignment]
+    try:
+        check_depth(DEPLOYMENT, "d.yaml", 100)
+        load_all(DEPLOYMENT, "d.yaml")
+        assert listed == []
+        deep_ok = "a:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(48)) + "  " * 49 + "v\n"
+        check_depth(deep_ok, "ok.yaml", 100)  # a run of 98: the bound is 198, the real depth 50
+        assert listed == [deep_ok]
+        check_depth(DEPLOYMENT.replace("web", "wéb"), "d.yaml", 100)  # not ASCII: the runs are listed
+        assert len(listed) == 2
+    finally:
+        yamlio._LEADING = real
