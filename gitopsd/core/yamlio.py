@@ -66,6 +66,25 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
             # callables with no effect take their place (they build a slice, return ()).
             self.descend_resolver = slice
             self.ascend_resolver = tuple
+            # And the tag of every scalar: a plain function in the instance's dict answers the
+            # remembered ones (no bound method made per ask, no attribute lookups).
+            known, ask = _TAGS.get, self.resolve
+            scalar, mapping, sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+
+            def resolve(kind: Any, value: Any, implicit: Any) -> Any:
+                if kind is scalar:
+                    if not implicit[0]:
+                        return _STR
+                    tag = known(value)
+                    if tag is not None:
+                        return tag
+                elif kind is mapping:
+                    return _MAP
+                elif kind is sequence:
+                    return _SEQ
+                return ask(kind, value, implicit)
+
+            self.resolve = resolve
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """PyYAML's tag resolution, with the tags of short plain scalars remembered.

@@ -248,3 +248,15 @@ def test_the_depth_bound_finds_no_leading_runs_in_ordinary_ascii_manifests() -> 
         assert len(listed) == 2
     finally:
         yamlio._LEADING = real
+
+
+def test_remembered_tags_are_answered_without_the_loader_s_method() -> None:
+    """The composer asks every scalar's tag through ``self.resolve``: a plain function in the
+    loader's dict answers the remembered ones, not a bound method made for each ask."""
+    import gitopsd.core.yamlio as yamlio
+
+    load_all(DEPLOYMENT, "warm.yaml")
+    with python_calls() as counted:
+        load_all(DEPLOYMENT, "d.yaml")
+    assert counted[yamlio._Loader.resolve.__code__] == 0
+    assert sum(n for code, n in counted.items() if code.co_name == "resolve") > 20  # one per scalar, and still asked
