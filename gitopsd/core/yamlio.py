@@ -84,7 +84,7 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
                     return _SEQ
                 return ask(kind, value, implicit)
 
-            self.resolve = resolve
+            self.resolve = resolve  # type: ignore[method-assign]
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """PyYAML's tag resolution, with the tags of short plain scalars remembered.
