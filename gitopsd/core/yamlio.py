@@ -40,6 +40,10 @@ _TAGS: dict[str, str] = {}
 """Plain scalar text -> its resolved tag (see :meth:`_Loader.resolve`)."""
 _MAX_TAGS = 16_384
 _MAX_REMEMBERED = 64
+_BUILT: dict[tuple[str, str], Any] = {}
+"""(tag, short scalar text) -> the int, float, bool or None PyYAML's constructor made of it (``replicas: 2``,
+``port: 8080``): immutable, so shared (bounded as :data:`_TAGS`)."""
+_REMEMBERED_TYPES = frozenset({int, float, bool, type(None)})
 
 
 class _Slow(Exception):
@@ -116,8 +120,14 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
         constructors = self.yaml_constructors
         intern = sys.intern
 
+        built = _BUILT
+
         def scalar(node: Any, tag: str) -> Any:
             """A scalar that is not a plain string (int, bool, null, float...)."""
+            text = node.value
+            value = built.get((tag, text), built)
+            if value is not built:
+                return value
             construct = constructors.get(tag)
             if construct is None:
                 raise _Slow
@@ -125,6 +135,10 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
             if isinstance(value, GeneratorType):
                 value.close()
                 raise _Slow
+            if type(value) in _REMEMBERED_TYPES and len(text) <= _MAX_REMEMBERED:
+                if len(built) >= _MAX_TAGS:
+                    built.clear()
+                built[tag, text] = value
             return value
 
         def build(node: Any) -> Any:
@@ -154,10 +168,15 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
                         key = scalar(key_node, key_tag)
                         if type(key) is str:
                             key = intern(key)
-                    if value_node.id == "scalar" and value_node.tag == _STR:
+                    if value_node.id == "scalar":
                         count[0] += 1
+                        value_tag = value_node.tag
                         value = value_node.value
-                        out[key] = intern(value) if len(value) <= INTERN_MAX else value
+                        if value_tag == _STR:
+                            out[key] = intern(value) if len(value) <= INTERN_MAX else value
+                        else:
+                            value = built.get((value_tag, value), built)
+                            out[key] = value if value is not built else scalar(value_node, value_tag)
                     else:
                         out[key] = build(value_node)
                 return out

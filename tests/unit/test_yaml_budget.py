@@ -260,3 +260,21 @@ def test_remembered_tags_are_answered_without_the_loader_s_method() -> None:
         load_all(DEPLOYMENT, "d.yaml")
     assert counted[yamlio._Loader.resolve.__code__] == 0
     assert sum(n for code, n in counted.items() if code.co_name == "resolve") > 20  # one per scalar, and still asked
+
+
+def test_remembered_scalars_are_built_once() -> None:
+    """``replicas: 2``, ``containerPort: 8080``: an int (float, bool, null) of a short text is
+    built by PyYAML's constructor once, then shared; every value is still PyYAML's."""
+    import yaml
+
+    words = ["2", "8080", "0x1F", "0o17", "1_000", "+12", "1.5", "1e3", ".inf", "-.inf", ".nan", "yes", "No", "off",
+             "~", "null", "", "2001-12-14", "'3'"]
+    text = "".join(f"k{i}: {w}\nl{i}: [{w or '~'}]\n" for i, w in enumerate(words))
+    [(_, first)] = load_all(text, "first.yaml")
+    with python_calls() as counted:
+        [(_, second)] = load_all(text, "second.yaml")
+    expected = yaml.safe_load(text)
+    for doc in (first, second):
+        assert repr(doc) == repr(expected)  # repr: nan is no nan's equal
+    built = {code.co_name for code in counted if code.co_name.startswith("construct_yaml_")}
+    assert built == {"construct_yaml_timestamp"}, built  # a date is not shared: only immutable numbers and constants
