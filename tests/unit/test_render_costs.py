@@ -159,3 +159,15 @@ async def test_a_small_app_is_listed_once_and_never_resolved(tmp_path: Path, mon
     assert listed == [str(app)]
     assert not [code for code in calls if code.co_name == "realpath" or (code.co_filename.endswith("pathlib.py")
                 and code.co_name == "resolve")]
+
+
+async def test_a_small_app_s_escaping_symlink_is_still_refused(tmp_path: Path, thread_trips: list[str]) -> None:
+    """The inline path walks the entries it listed with the same symlink check as the thread's."""
+    from gitopsd.core.errors import RenderError
+
+    workspace, config, artifacts = plain_apps(tmp_path)
+    (tmp_path / "secret.yaml").write_text(configmap("secret"))
+    (artifacts[0].path / "leak.yaml").symlink_to("../secret.yaml")
+    with pytest.raises(RenderError, match=r"plain: leak\.yaml is a symlink to \.\./secret\.yaml, outside the app's directory"):
+        await stages.render(workspace, config.apps["app0"], artifacts[0])
+    assert thread_trips == []  # refused inline
