@@ -40,6 +40,10 @@ _TAGS: dict[str, str] = {}
 """Plain scalar text -> its resolved tag (see :meth:`_Loader.resolve`)."""
 _MAX_TAGS = 16_384
 _MAX_REMEMBERED = 64
+_BUILT: dict[tuple[str, str], Any] = {}
+"""(tag, short scalar text) -> the int, float, bool or None PyYAML's constructor made of it (``replicas: 2``,
+``port: 8080``): immutable, so shared (bounded as :data:`_TAGS`)."""
+_REMEMBERED_TYPES = frozenset({int, float, bool, type(None)})
 
 
 class _Slow(Exception):
@@ -66,6 +70,25 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
             # callables with no effect take their place (they build a slice, return ()).
             self.descend_resolver = slice
             self.ascend_resolver = tuple
+            # And the tag of every scalar: a plain function in the instance's dict answers the
+            # remembered ones (no bound method made per ask, no attribute lookups).
+            known, ask = _TAGS.get, self.resolve
+            scalar, mapping, sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+
+            def resolve(kind: Any, value: Any, implicit: Any) -> Any:
+                if kind is scalar:
+                    if not implicit[0]:
+                        return _STR
+                    tag = known(value)
+                    if tag is not None:
+                        return tag
+                elif kind is mapping:
+                    return _MAP
+                elif kind is sequence:
+                    return _SEQ
+                return ask(kind, value, implicit)
+
+            self.resolve = resolve  # type: ignore[method-assign]
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """PyYAML's tag resolution, with the tags of short plain scalars remembered.
@@ -97,8 +120,14 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
         constructors = self.yaml_constructors
         intern = sys.intern
 
+        built = _BUILT
+
         def scalar(node: Any, tag: str) -> Any:
             """A scalar that is not a plain string (int, bool, null, float...)."""
+            text = node.value
+            value = built.get((tag, text), built)
+            if value is not built:
+                return value
             construct = constructors.get(tag)
             if construct is None:
                 raise _Slow
@@ -106,6 +135,10 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
             if isinstance(value, GeneratorType):
                 value.close()
                 raise _Slow
+            if type(value) in _REMEMBERED_TYPES and len(text) <= _MAX_REMEMBERED:
+                if len(built) >= _MAX_TAGS:
+                    built.clear()
+                built[tag, text] = value
             return value
 
         def build(node: Any) -> Any:
@@ -135,10 +168,15 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
                         key = scalar(key_node, key_tag)
                         if type(key) is str:
                             key = intern(key)
-                    if value_node.id == "scalar" and value_node.tag == _STR:
+                    if value_node.id == "scalar":
                         count[0] += 1
+                        value_tag = value_node.tag
                         value = value_node.value
-                        out[key] = intern(value) if len(value) <= INTERN_MAX else value
+                        if value_tag == _STR:
+                            out[key] = intern(value) if len(value) <= INTERN_MAX else value
+                        else:
+                            value = built.get((value_tag, value), built)
+                            out[key] = value if value is not built else scalar(value_node, value_tag)
                     else:
                         out[key] = build(value_node)
                 return out
@@ -184,8 +222,11 @@ class YamlBudget:
             raise self.exceeded(where, "max_documents", self.max_documents, f"more than {self.max_documents:,} documents")
 
 
-_LEADING = re.compile(r"^[ \t?:-]+", re.M)
+_LEADING = re.compile(r"(?:^|(?<=[\r\x85\u2028\u2029]))[ \t?:-]+", re.M)
+"""The leading run of each line: libyaml breaks lines at CR, NEL, LS and PS too, not only LF."""
 _BRACKETS = re.compile(r"[\[\]{}]")
+_SHAPE = bytes(ord(" ") if chr(c) in " \t?:-" else ord("\n") if chr(c) in "\r\n" else ord("x") for c in range(256))
+"""An ASCII text's shape: the characters of a leading run as spaces, line breaks as LF, anything else as x."""
 
 
 def _depth_bound(text: str, limit: int) -> int:
@@ -208,13 +249,27 @@ def _depth_bound(text: str, limit: int) -> int:
     return block + deepest
 
 
+def _surely_within(text: str, limit: int) -> bool:
+    """Whether :func:`_depth_bound` is within ``limit``, decided for most manifests without it.
+
+    The bound stays within ``limit`` when the opening brackets leave room for the longest
+    leading run. For ASCII text that is one search of the text's shape (a C table lookup per
+    character): no line starts with a longer run. A tenth of the cost of finding every run.
+    """
+    opening = text.count("[") + text.count("{")
+    longest = (limit - 2 - opening) // 2  # the longest leading run that keeps the bound within limit
+    if longest >= 0 and text.isascii():
+        return b"\n" + b" " * (longest + 1) not in b"\n" + text.encode().translate(_SHAPE)
+    return False
+
+
 def check_depth(text: str, where: str, limit: int) -> None:
     """Refuse ``text`` nested deeper than ``limit``, without building any object.
 
     The bound above settles nearly every input; otherwise the parser's event stream (no
     recursion, no objects) measures the real depth.
     """
-    if _depth_bound(text, limit) <= limit:
+    if _surely_within(text, limit) or _depth_bound(text, limit) <= limit:
         return
     depth = 0
     starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)

@@ -54,6 +54,9 @@ def test_object_without_kind(tmp_path: Path) -> None:
 def test_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="does not exist or is not a directory"):
         render_directory(tmp_path / "nope")
+    (tmp_path / "file.yaml").write_text(cm("a"))
+    with pytest.raises(RenderError, match=r"file\.yaml does not exist or is not a directory"):
+        render_directory(tmp_path / "file.yaml")
 
 
 def test_alias_bomb_is_refused() -> None:

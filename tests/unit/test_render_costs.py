@@ -132,3 +132,42 @@ async def test_auto_detected_renderers_share_one_default_options(tmp_path: Path)
     assert type(first).__name__ == "PlainRenderer"
     assert first is not second and first.options is second.options
     assert first.cache_key == second.cache_key
+
+
+async def test_a_small_app_is_listed_once_and_never_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain renderer lists a small app's directory once (the inline check and the walk share
+    it) and resolves no path when there is no symlink to check."""
+    import os
+
+    from tests.calls import python_calls
+
+    workspace, config, artifacts = plain_apps(tmp_path)
+    app = artifacts[0].path
+    for i in range(5):
+        (app / f"more{i}.yaml").write_text(configmap(f"more{i}"))
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        listed.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # the real one, counted
+    with python_calls() as calls:
+        rendered = await stages.render(workspace, config.apps["app0"], artifacts[0])
+    assert len(rendered.manifests) == 6
+    assert listed == [str(app)]
+    assert not [code for code in calls if code.co_name == "realpath" or (code.co_filename.endswith("pathlib.py")
+                and code.co_name == "resolve")]
+
+
+async def test_a_small_app_s_escaping_symlink_is_still_refused(tmp_path: Path, thread_trips: list[str]) -> None:
+    """The inline path walks the entries it listed with the same symlink check as the thread's."""
+    from gitopsd.core.errors import RenderError
+
+    workspace, config, artifacts = plain_apps(tmp_path)
+    (tmp_path / "secret.yaml").write_text(configmap("secret"))
+    (artifacts[0].path / "leak.yaml").symlink_to("../secret.yaml")
+    with pytest.raises(RenderError, match=r"plain: leak\.yaml is a symlink to \.\./secret\.yaml, outside the app's directory"):
+        await stages.render(workspace, config.apps["app0"], artifacts[0])
+    assert thread_trips == []  # refused inline

@@ -40,7 +40,9 @@ def test_bombs_spread_over_files_share_one_budget(tmp_path: Path) -> None:
     "a: " + "{a: " * 5000 + "x" + "}" * 5000 + "\n",
     "- " * 5000 + "x\n",
     "".join(" " * i + "k:\n" for i in range(3000)) + " " * 3000 + "v\n",
-], ids=["flow-seq", "flow-map", "block-seq", "block-map"])
+    # libyaml also breaks lines at CR, NEL (U+0085) and LS (U+2028): 300 levels each
+    *("".join(" " * i + "k:" + brk for i in range(300)) + " " * 300 + "v" + brk for brk in ("\r", "\x85", "\u2028")),
+], ids=["flow-seq", "flow-map", "block-seq", "block-map", "block-map-cr", "block-map-nel", "block-map-ls"])
 def test_deep_nesting_is_refused_before_parsing(text: str) -> None:
     limit = sys.getrecursionlimit()
     start = time.process_time()
@@ -219,3 +221,60 @@ def test_the_depth_bound_walks_brackets_only_when_their_count_could_reach_the_li
         assert walked == [many]
     finally:
         yamlio._BRACKETS = real
+
+
+def test_the_depth_bound_finds_no_leading_runs_in_ordinary_ascii_manifests() -> None:
+    """For ASCII text one search of its shape shows that no line starts with a run long enough
+    to reach the limit: the runs themselves (a string each) are listed only when one might."""
+    import gitopsd.core.yamlio as yamlio
+
+    listed: list[str] = []
+
+    class Leading:
+        def findall(self, text: str) -> Any:
+            listed.append(text)
+            return real.findall(text)
+
+    real = yamlio._LEADING
+    yamlio._LEADING = Leading()  # type: ignore[assignment]
+    try:
+        check_depth(DEPLOYMENT, "d.yaml", 100)
+        load_all(DEPLOYMENT, "d.yaml")
+        assert listed == []
+        deep_ok = "a:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(48)) + "  " * 49 + "v\n"
+        check_depth(deep_ok, "ok.yaml", 100)  # a run of 98: the bound is 198, the real depth 50
+        assert listed == [deep_ok]
+        check_depth(DEPLOYMENT.replace("web", "wéb"), "d.yaml", 100)  # not ASCII: the runs are listed
+        assert len(listed) == 2
+    finally:
+        yamlio._LEADING = real
+
+
+def test_remembered_tags_are_answered_without_the_loader_s_method() -> None:
+    """The composer asks every scalar's tag through ``self.resolve``: a plain function in the
+    loader's dict answers the remembered ones, not a bound method made for each ask."""
+    import gitopsd.core.yamlio as yamlio
+
+    load_all(DEPLOYMENT, "warm.yaml")
+    with python_calls() as counted:
+        load_all(DEPLOYMENT, "d.yaml")
+    assert counted[yamlio._Loader.resolve.__code__] == 0
+    assert sum(n for code, n in counted.items() if code.co_name == "resolve") > 20  # one per scalar, and still asked
+
+
+def test_remembered_scalars_are_built_once() -> None:
+    """``replicas: 2``, ``containerPort: 8080``: an int (float, bool, null) of a short text is
+    built by PyYAML's constructor once, then shared; every value is still PyYAML's."""
+    import yaml
+
+    words = ["2", "8080", "0x1F", "0o17", "1_000", "+12", "1.5", "1e3", ".inf", "-.inf", ".nan", "yes", "No", "off",
+             "~", "null", "", "2001-12-14", "'3'"]
+    text = "".join(f"k{i}: {w}\nl{i}: [{w or '~'}]\n" for i, w in enumerate(words))
+    [(_, first)] = load_all(text, "first.yaml")
+    with python_calls() as counted:
+        [(_, second)] = load_all(text, "second.yaml")
+    expected = yaml.safe_load(text)
+    for doc in (first, second):
+        assert repr(doc) == repr(expected)  # repr: nan is no nan's equal
+    built = {code.co_name for code in counted if code.co_name.startswith("construct_yaml_")}
+    assert built == {"construct_yaml_timestamp"}, built  # a date is not shared: only immutable numbers and constants
