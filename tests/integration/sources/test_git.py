@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import replace
@@ -13,8 +14,9 @@ import anyio.lowlevel
 import pytest
 import yaml
 
-from gitopsd import PluginContext, SourceError
+from gitopsd import Artifact, PluginContext, SourceError
 from gitopsd_plugins.git import GitOptions, GitSource, normalise_url
+from tests.turns import turns_apart
 
 from .conftest import CONFIGMAP, HTTP_PASSWORD, HTTP_USER, HTTPServer, Repo, git
 
@@ -358,27 +360,13 @@ async def test_apps_waiting_for_one_tree_all_get_it_at_once(ctx: PluginContext, 
     repo.push()
     apps = [source(ctx, url=repo.bare.as_uri(), ref="main", path=f"app{i}") for i in range(apps_count)]
     revision = await apps[0].latest_revision()
-    turns = 0
-    got_at: list[int] = []
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            await anyio.lowlevel.checkpoint()
-            turns += 1
+    artifacts: list[Artifact] = []
 
     async def fetch(src: GitSource) -> None:
-        await src.fetch(revision)
-        got_at.append(turns)
+        artifacts.append(await src.fetch(revision))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(count_turns)
-        async with anyio.create_task_group() as apps_group:
-            for src in apps:
-                apps_group.start_soon(fetch, src)
-        tg.cancel_scope.cancel()
-    assert len(got_at) == apps_count
-    assert max(got_at) - min(got_at) <= 2, got_at
+    assert await turns_apart(functools.partial(fetch, src) for src in apps) <= 2  # through a lock: 19
+    assert len(artifacts) == apps_count
 
 
 async def test_apps_asking_for_one_diff_all_get_it_at_once(ctx: PluginContext, repo: Repo, tmp_path: Path) -> None:
@@ -392,29 +380,14 @@ async def test_apps_asking_for_one_diff_all_get_it_at_once(ctx: PluginContext, r
     counted = PluginContext(state_dir=ctx.state_dir, config_dir=ctx.config_dir, tools=replace(ctx.tools, git=wrapper))
     apps = [source(counted, url=repo.bare.as_uri(), ref="main", path=f"app{i}") for i in range(apps_count)]
     await apps[0].fetch(f"main@sha1:{second}")  # the mirror has both commits
-    turns = 0
-    answers: list[tuple[int, set[str] | None]] = []
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            await anyio.lowlevel.checkpoint()
-            turns += 1
+    answers: list[set[str] | None] = []
 
     async def changed(src: GitSource) -> None:
-        files = await src.changed_paths(f"main@sha1:{first}", f"main@sha1:{second}")
-        answers.append((turns, files))
+        answers.append(await src.changed_paths(f"main@sha1:{first}", f"main@sha1:{second}"))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(count_turns)
-        async with anyio.create_task_group() as apps_group:
-            for src in apps:
-                apps_group.start_soon(changed, src)
-        tg.cancel_scope.cancel()
+    assert await turns_apart(functools.partial(changed, src) for src in apps) <= 2  # through a lock: 19
     assert log.read_text().split().count("diff") == 1
-    assert sorted(len(files or ()) for _, files in answers) == [1] * apps_count
-    got_at = [at for at, _ in answers]
-    assert max(got_at) - min(got_at) <= 2, got_at
+    assert sorted(len(files or ()) for files in answers) == [1] * apps_count
 
 
 def test_path_kind_in_an_extracted_tree_one_lstat_per_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
