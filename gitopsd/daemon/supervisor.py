@@ -357,7 +357,7 @@ class Daemon:
         assert self.runtime is not None
         async with AsyncExitStack() as stack:
             try:
-                # About a fifth of a second of imports, off the event loop: /readyz answers meanwhile.
+                # About a tenth of a second of imports, off the event loop: /readyz answers meanwhile.
                 await anyio.to_thread.run_sync(import_kube)
                 pool = await stack.enter_async_context(
                     kube_cluster_pool(self.config, self.plugins, self.emit, self.metrics.kube_request)
