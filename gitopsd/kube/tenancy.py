@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
-
 from gitopsd.core.events import Adopted, Event
+from gitopsd.core.fanout import run_all
 from gitopsd.core.models import Health, Manifest, ObjectRef, ObjectResult
 from gitopsd.engine.policy import Candidate, violations
 from gitopsd.kube.apply import Desired, impersonation, is_shared
@@ -106,9 +105,7 @@ class OwnershipGate:
                 except Unreachable as exc:  # raised as itself below, not inside an exception group
                     unreachable.append(exc)
 
-            async with anyio.create_task_group() as tg:
-                for group in groups.values():
-                    tg.start_soon(look_up, group)
+            await run_all([look_up(group) for group in groups.values()])
             if unreachable:
                 raise unreachable[0]
         out = []
@@ -164,9 +161,7 @@ class OwnershipGate:
             except Unreachable as exc:
                 unreachable.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            for d in group:
-                tg.start_soon(one, d)
+        await run_all([one(d) for d in group])
         if unreachable:
             raise unreachable[0]
 
