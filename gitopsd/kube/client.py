@@ -34,7 +34,7 @@ from gitopsd.core import jsonio
 from gitopsd.core.errors import ApplyError
 from gitopsd.core.version import USER_AGENT
 from gitopsd.kube import k8s
-from gitopsd.kube.transport import Answer, Transport
+from gitopsd.kube.transport import Answer, Transport, resuming
 from gitopsd.plugin.config import ClusterConfig
 
 log = structlog.get_logger("gitopsd.kube")
@@ -201,7 +201,7 @@ class KubeClient:
         self._direct = Transport(
             url.hostname or "localhost",
             url.port or (443 if secure else 80),
-            ssl_context=k8s.tls_context(configuration) if secure else None,
+            ssl_context=resuming(k8s.tls_context(configuration)) if secure else None,
             server_hostname=configuration.tls_server_name or None,
             unix_socket=unix_socket,
             connect_timeout=self.config.request_timeout,

@@ -59,3 +59,26 @@ async def test_one_tls_context_and_kept_alive_connections(sandbox: Sandbox) -> N
     finally:
         await client.close()
     assert 1 <= handshakes <= 4  # 120 requests on that context, at most one connection per request in flight
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {}), ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
+async def test_new_connections_resume_the_tls_session_of_an_earlier_one(sandbox: Sandbox) -> None:
+    # A full handshake decodes and verifies the server's certificates: most of a connection's
+    # cost to the client. Once one connection has a session, the others (requests in a burst,
+    # watches) resume it.
+    sandbox.set_faults({"rules": [{"verb": "get", "resource": "namespaces", "latency_ms": 100}]})
+    client = KubeClient("main", ClusterConfig(kubeconfig=sandbox.kubeconfig, max_concurrent_requests=4), lambda *a: None)
+    await client.open()
+    try:
+        assert client._direct is not None
+        await client.request("GET", "/api/v1/namespaces/default")
+        assert client._direct.handshakes == {"full": 1, "resumed": 0}
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):  # four in flight: the idle connection and three new ones
+                tg.start_soon(client.request, "GET", "/api/v1/namespaces/default")
+        async with await client.stream("/api/v1/configmaps", [("watch", "1")], idle_timeout=5):
+            pass  # a watch has a connection of its own
+        assert client._direct.handshakes == {"full": 1, "resumed": 4}
+    finally:
+        await client.close()
+        sandbox.set_faults(None)
