@@ -316,10 +316,6 @@ class KubeClient:
             delay: float | None
             try:
                 async with self.limiter:
-                    # Yield once per request even when a slot is free, as anyio's limiter did
-                    # (its shielded checkpoint cost ~25 us more): the watches and answers in
-                    # flight run between the requests of a burst.
-                    await asyncio.sleep(0)
                     status, raw, retry_header = await self._exchange(
                         method, path, query, data, await self._headers(content_type, headers)
                     )

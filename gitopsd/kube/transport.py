@@ -202,6 +202,21 @@ class _Connection(asyncio.Protocol):
             self.stream._end(exc)
 
 
+def _header_lines(headers: list[tuple[str, str]]) -> str:
+    """``Name: value`` lines for ``headers``; ValueError for a line break in a name or value."""
+    lines = []
+    for name, value in headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"header {name!r}: a line break is not allowed in a header")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines)
+
+
+def _time_out(answer: asyncio.Future[Answer]) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError())
+
+
 class Stream:
     """A 200 answer read as it arrives, line by line (a watch). Close it when done.
 
@@ -308,6 +323,8 @@ class Transport:
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
         self._idle: deque[_Connection] = deque()
+        # Formatted header lines by header list: the same few lists come with every request.
+        self._header_lines: dict[tuple[tuple[str, str], ...], str] = {}
         self.handshakes = {"full": 0, "resumed": 0}
         # TLS handshakes of the connections made so far, full and resumed (a ResumingContext)
         self._busy: set[_Connection] = set()
@@ -335,26 +352,35 @@ class Transport:
         data = self._message(method, target, headers, body)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with asyncio.timeout_at(deadline):
-            for attempt in (0, 1):
-                conn, reused = await self._acquire()
-                answer: asyncio.Future[Answer] = loop.create_future()
-                conn.send(data, answer)
-                try:
-                    result = await answer
-                except ConnectionLost:
-                    if reused and not conn.received and attempt == 0 and method != "POST":
-                        continue  # closed by the server while idle: once more on a new connection
-                    raise
-                except BaseException:
-                    conn.abort()  # cancelled or timed out mid-answer: the connection is unusable
-                    raise
-                finally:
-                    self._busy.discard(conn)
-                if not reused:
-                    self._handshake_done(conn)
-                self._release(conn)
-                return result
+        for attempt in (0, 1):
+            conn = self._idle_connection()
+            reused = conn is not None
+            if conn is None:
+                async with asyncio.timeout_at(deadline):  # a new connection counts against the deadline too
+                    conn = await self._connect()
+                self._busy.add(conn)
+            answer: asyncio.Future[Answer] = loop.create_future()
+            # A timer on the answer rather than an asyncio.timeout (a task-level scope): a third
+            # of the transport's own CPU per request.
+            timer = None if deadline is None else loop.call_at(deadline, _time_out, answer)
+            conn.send(data, answer)
+            try:
+                result = await answer
+            except ConnectionLost:
+                if reused and not conn.received and attempt == 0 and method != "POST":
+                    continue  # closed by the server while idle: once more on a new connection
+                raise
+            except BaseException:
+                conn.abort()  # cancelled or timed out mid-answer: the connection is unusable
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._busy.discard(conn)
+            if not reused:
+                self._handshake_done(conn)
+            self._release(conn)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def stream(
@@ -387,17 +413,18 @@ class Transport:
     def _message(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
         if not _PLAIN_TARGET.fullmatch(target):
             target = quote(target, safe="/:@!$&'()*+,;=?%-._~")
-        head = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
-        for name, value in headers:
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError(f"header {name!r}: a line break is not allowed in a header")
-            head.append(f"{name}: {value}\r\n")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            head.append(f"Content-Length: {len(body or b'')}\r\n")
-        head.append("\r\n")
-        return "".join(head).encode("latin-1") + (body or b"")
+        key = tuple(headers)
+        lines = self._header_lines.get(key)
+        if lines is None:
+            lines = _header_lines(headers)
+            if len(self._header_lines) >= 256:
+                self._header_lines.clear()  # bounded; a few sets of headers repeat (per content type, per app)
+            self._header_lines[key] = lines
+        length = f"Content-Length: {len(body or b'')}\r\n" if body is not None or method in ("POST", "PUT", "PATCH") else ""
+        return f"{method} {target} HTTP/1.1\r\n{self._host_line}{lines}{length}\r\n".encode("latin-1") + (body or b"")
 
-    async def _acquire(self) -> tuple[_Connection, bool]:
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently used idle connection still open and fresh, now busy; None if none."""
         idle = self._idle
         stale = time.monotonic() - KEEPALIVE_SECONDS
         while idle:
@@ -406,10 +433,8 @@ class Transport:
                 conn.close()
                 continue
             self._busy.add(conn)
-            return conn, True
-        conn = await self._connect()
-        self._busy.add(conn)
-        return conn, False
+            return conn
+        return None
 
     def _handshake_done(self, conn: _Connection) -> None:
         """Count a new connection's TLS handshake, and keep its session for the next ones."""
