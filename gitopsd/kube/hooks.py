@@ -100,6 +100,9 @@ class Hook:
         return ref
 
 
+_HOOK_KEYS = (*HOOK_ANNOTATIONS, HELM_HOOK)
+
+
 def _annotations(obj: Manifest) -> dict[str, str]:
     return {str(k): str(v) for k, v in ((obj.get("metadata") or {}).get("annotations") or {}).items()}
 
@@ -110,6 +113,9 @@ def _words(value: str) -> list[str]:
 
 def hook_phases(obj: Manifest) -> frozenset[str] | None:
     """The phases ``obj`` runs in; None when it is not a hook; empty when it is never run (Skip, Helm tests)."""
+    raw = (obj.get("metadata") or {}).get("annotations")
+    if not raw or not any(key in raw for key in _HOOK_KEYS):
+        return None  # most objects: no copy of their annotations (this runs for every object of a sync)
     annotations = _annotations(obj)
     for key in HOOK_ANNOTATIONS:
         if key in annotations:
