@@ -7,7 +7,9 @@ generated ``client.api``/``client.models`` modules, which cost about a third of 
 and 30 MiB to import. Importing ``kubernetes_asyncio.config`` the normal way loads them all,
 because the package ``__init__`` files import everything.
 
-:func:`load` imports just ``Configuration``, ``ApiClient`` and the kubeconfig loader. The
+:func:`load` imports just ``Configuration`` and the kubeconfig loader (``ApiClient`` at its
+first use: only a cluster behind a proxy makes one; urllib3, which ``Configuration`` imports
+but never uses, stays a lazy package). The
 packages ``kubernetes_asyncio``, ``kubernetes_asyncio.client`` and
 ``kubernetes_asyncio.client.models`` are registered as *lazy* packages (:mod:`gitopsd.core.lazypkg`): their submodules
 import normally, and the first access to any other attribute (``client.V1Pod``,
@@ -40,10 +42,18 @@ _loaded: tuple[Any, Any, Any] | None = None
 
 
 def load() -> tuple[Any, Any, Any]:
-    """``(Configuration, ApiClient, load_kube_config)`` of kubernetes-asyncio, without the models."""
+    """``(Configuration, ApiClient, load_kube_config)`` of kubernetes-asyncio, without the models.
+
+    ``ApiClient`` is a function that imports the library's class at its first call and
+    returns a new instance: only a cluster behind a proxy makes one (:mod:`gitopsd.kube.session`),
+    and its module imports dateutil's parser and multiprocessing (~20 ms of CPU).
+    """
     global _loaded
     with _lock:
         if _loaded is None:
+            # The library's Configuration module imports urllib3 and never uses it (~30 ms of
+            # CPU): a lazy package until something asks it for more than its name.
+            lazy_package("urllib3")
             with _openid_deferred():
                 if "kubernetes_asyncio" not in sys.modules:
                     # The top-level package's __init__ would import all of the library (its
@@ -53,15 +63,37 @@ def load() -> tuple[Any, Any, Any]:
                             raise ImportError(f"cannot find {lazy}")
                     client = sys.modules["kubernetes_asyncio.client"]
                     configuration = importlib.import_module("kubernetes_asyncio.client.configuration")
-                    api_client = importlib.import_module("kubernetes_asyncio.client.api_client")
                     # What the rest of the library imports from the client package at import time.
                     client.Configuration = configuration.Configuration  # type: ignore[attr-defined]
-                    client.ApiClient = api_client.ApiClient  # type: ignore[attr-defined]
                 configuration = importlib.import_module("kubernetes_asyncio.client.configuration")
-                api_client = importlib.import_module("kubernetes_asyncio.client.api_client")
-                kube_config = importlib.import_module("kubernetes_asyncio.config.kube_config")
-                _loaded = (configuration.Configuration, api_client.ApiClient, kube_config.load_kube_config)
+                with _api_client_deferred():
+                    kube_config = importlib.import_module("kubernetes_asyncio.config.kube_config")
+                _loaded = (configuration.Configuration, _new_api_client, kube_config.load_kube_config)
         return _loaded
+
+
+def _new_api_client(*args: Any, **kwargs: Any) -> Any:
+    """A new ``kubernetes_asyncio.client.ApiClient(*args, **kwargs)``; its module imported the first time."""
+    return importlib.import_module("kubernetes_asyncio.client.api_client").ApiClient(*args, **kwargs)
+
+
+@contextmanager
+def _api_client_deferred() -> Iterator[None]:
+    """While the kubeconfig loader imports, ``kubernetes_asyncio.client.ApiClient`` is
+    :func:`_new_api_client` (the loader imports the name; only its ``new_client_from_config``
+    calls it). When the client package is lazy, the name leaves it afterwards, so the
+    package's first real use (``client.ApiClient``) runs its ``__init__`` and finds the class.
+    """
+    client = sys.modules.get("kubernetes_asyncio.client")
+    if client is None or "ApiClient" in client.__dict__:
+        yield
+        return
+    client.ApiClient = _new_api_client  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if client.__dict__.get("ApiClient") is _new_api_client:
+            del client.ApiClient  # type: ignore[attr-defined]
 
 
 _OPENID = "kubernetes_asyncio.config.openid"
