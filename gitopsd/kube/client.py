@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import random
 import ssl
 import time
@@ -93,7 +92,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _api_error(status: int, raw: bytes) -> ApiError:
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("kind") == "Status":
