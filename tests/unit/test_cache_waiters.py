@@ -137,3 +137,29 @@ async def test_a_wait_runs_no_task_of_its_own_and_leaves_nothing_behind() -> Non
     await settle()
     assert timed_out.done()  # the timeout ends it without any change
     assert cache._key_waiters == {} and not cache._any_waiters
+
+
+async def test_a_watch_event_loses_its_managed_fields_in_place_and_an_apply_answer_keeps_them() -> None:
+    """The object of a watch event is the cache's own: its managedFields are dropped from it (no
+    copy), and that very object is handed to the health wait; an apply answer is left untouched."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine, answered = ("", "ConfigMap", "ns", "mine"), ("", "ConfigMap", "ns", "answered")
+    waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    await settle()
+
+    def live(name: str, rv: str) -> dict[str, Any]:
+        obj = cm(name)
+        obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"},
+                               managedFields=[{"manager": "gitopsd", "operation": "Apply"}])
+        return obj
+
+    event = live("mine", "8")
+    cache._put(event)
+    await settle()
+    assert waiting.done()
+    assert "managedFields" not in event["metadata"]
+    assert cache.get(mine) is event  # handed over as it is, no copy made to slim it
+    answer = live("answered", "9")
+    cache.record(answer)
+    assert answer["metadata"]["managedFields"]  # the caller's answer: not changed
+    assert "managedFields" not in cache.get(answered)["metadata"]  # type: ignore[index]
