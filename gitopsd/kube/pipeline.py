@@ -419,15 +419,15 @@ class SyncPipeline:
         while True:
             # Recompute only what changed: the cached resourceVersion says so without parsing
             # the object (absent or without a version: computed again, which is cheap or rare).
+            # An unchanged object's result would be rebuilt the same: it is left as it is.
             for d in desired:
                 version = self.cache.version(d.key)
-                if not version or seen.get(d.key) != version:
-                    seen[d.key] = version
-                    statuses[d.key] = self._object_health(self.cache.get(d.key))
-            for d in desired:
+                if version and seen.get(d.key) == version:
+                    continue
+                seen[d.key] = version
+                status = statuses[d.key] = self._object_health(self.cache.get(d.key))
                 old = results.get(d.key)
                 if old is not None and old.action != "failed":
-                    status = statuses[d.key]
                     results[d.key] = ObjectResult(
                         old.ref, old.action, status.health, old.message or status.message
                     )

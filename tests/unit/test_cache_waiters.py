@@ -118,3 +118,48 @@ async def test_an_apply_answer_is_never_handed_over() -> None:
     live = cache.get(mine)
     assert live == answer and live is not answer
     assert cache.fresh_reads == 0
+
+
+async def test_a_wait_runs_no_task_of_its_own_and_leaves_nothing_behind() -> None:
+    """A wait is one future and one timer: no extra task per wait (``asyncio.wait_for`` ran one on
+    Python 3.11), woken by a change or by its timeout, and unregistered either way."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine = ("", "ConfigMap", "ns", "mine")
+    before = len(asyncio.all_tasks())
+    keyed = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    anything = asyncio.create_task(cache.wait_change(3600))
+    await settle()
+    assert len(asyncio.all_tasks()) == before + 2  # the two waiting tasks, nothing under them
+    cache._signal(mine, cm("mine"))
+    await settle()
+    assert keyed.done() and anything.done()
+    timed_out = asyncio.create_task(cache.wait_change(0, keys=[mine]))
+    await settle()
+    assert timed_out.done()  # the timeout ends it without any change
+    assert cache._key_waiters == {} and not cache._any_waiters
+
+
+async def test_a_watch_event_loses_its_managed_fields_in_place_and_an_apply_answer_keeps_them() -> None:
+    """The object of a watch event is the cache's own: its managedFields are dropped from it (no
+    copy), and that very object is handed to the health wait; an apply answer is left untouched."""
+    cache = LiveCache(None, lambda key, obj: None, None)  # type: ignore[arg-type]
+    mine, answered = ("", "ConfigMap", "ns", "mine"), ("", "ConfigMap", "ns", "answered")
+    waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
+    await settle()
+
+    def live(name: str, rv: str) -> dict[str, Any]:
+        obj = cm(name)
+        obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"},
+                               managedFields=[{"manager": "gitopsd", "operation": "Apply"}])
+        return obj
+
+    event = live("mine", "8")
+    cache._put(event)
+    await settle()
+    assert waiting.done()
+    assert "managedFields" not in event["metadata"]
+    assert cache.get(mine) is event  # handed over as it is, no copy made to slim it
+    answer = live("answered", "9")
+    cache.record(answer)
+    assert answer["metadata"]["managedFields"]  # the caller's answer: not changed
+    assert "managedFields" not in cache.get(answered)["metadata"]  # type: ignore[index]
