@@ -185,14 +185,19 @@ class GitSource(gitopsd.Source):
         super().__init__(options, ctx)
         self.normalised = normalise_url(options.url)
         auth = f"{options.ssh_key_file}|{options.known_hosts_file}|{options.username_file}|{options.password_file}"
-        repo_id = hashlib.sha256(self.normalised.encode()).hexdigest()[:24]
         self._cache = ctx.cache_dir("git")
+        self._shared_as = f"git:{self.normalised}|{auth}"
+        # The mirror's path and lock are worked out once per repository and credentials, not
+        # once per app (a thousand apps of one repository at start).
+        self._repo = ctx.shared.get(self._shared_as, self._new_repo)
+        self._runner: GitRunner | None = None
+
+    def _new_repo(self) -> _Repo:
+        repo_id = hashlib.sha256(self.normalised.encode()).hexdigest()[:24]
         mirror = self._cache / f"{repo_id}.git"
         # One lock per mirror directory, even for apps using different credentials.
-        fetch_lock = ctx.shared.get(f"git-mirror-lock:{mirror}", anyio.Lock)
-        self._shared_as = f"git:{self.normalised}|{auth}"
-        self._repo = ctx.shared.get(self._shared_as, lambda: _Repo(mirror=mirror, fetch_lock=fetch_lock))
-        self._runner: GitRunner | None = None
+        fetch_lock = self.ctx.shared.get(f"git-mirror-lock:{mirror}", anyio.Lock)
+        return _Repo(mirror=mirror, fetch_lock=fetch_lock)
 
     @property
     def key(self) -> str:
