@@ -22,9 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from gitopsd.core.errors import ConfigError
 from gitopsd.core.events import Severity
+from gitopsd.plugin import tomlread
 from gitopsd.plugin.appsets import expand_static, merge_apps
 from gitopsd.plugin.config import Config, PluginTable, PluginTypes, check_name
-from gitopsd.plugin import tomlread
 from gitopsd.plugin.options import NotifierOptions, Options
 from gitopsd.plugin.validation import (
     app_plugin_options,

@@ -43,6 +43,6 @@ def loads(text: str) -> dict[str, Any]:
         try:
             result: dict[str, Any] = rtoml.loads(text)
             return result
-        except Exception:  # noqa: S110 - tomli says what is wrong, in its own words
+        except Exception:  # tomli says what is wrong, in its own words
             pass
     return tomllib.loads(text)

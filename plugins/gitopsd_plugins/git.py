@@ -38,6 +38,7 @@ from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_secret_file
+from gitopsd.core.lazyre import LazyPattern
 
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
@@ -45,11 +46,11 @@ from ._gittree import build_from_previous, newest_known_tree
 from ._once import one_at_a_time
 from ._semver import SemverRange, highest
 
-_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_SHA = LazyPattern(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _MAX_DIFF_FILES = 2000
 """More changed files than this between two revisions: changed_paths() does not tell (every app renders)."""
-_REVISION = re.compile(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
-_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
+_REVISION = LazyPattern(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
+_SCP = LazyPattern(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
 
 
 class VerifyOptions(Options):
