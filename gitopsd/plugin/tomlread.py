@@ -20,29 +20,43 @@ import re
 from types import ModuleType
 from typing import Any
 
-try:  # the standard library's tomllib, compiled (mypyc)
-    import tomli as tomllib
-except ImportError:  # not installed: the same parser from the standard library
-    import tomllib  # type: ignore[no-redef]
-
 rtoml: ModuleType | None
 try:
     import rtoml
 except ImportError:  # optional: tomli alone reads every config the same way, more slowly
     rtoml = None
 
-TOMLDecodeError = tomllib.TOMLDecodeError
+
+def _tomli() -> ModuleType:
+    """tomli (the standard library's tomllib compiled with mypyc), imported on first use: with
+    rtoml, only for a document rtoml refused (its import costs a start about 8 M instructions)."""
+    try:
+        import tomli
+    except ImportError:  # not installed: the same parser from the standard library
+        import tomllib
+
+        return tomllib
+    return tomli
+
+
+def __getattr__(name: str) -> type[ValueError]:
+    """``TOMLDecodeError``: tomli's, looked up when an ``except`` clause names it."""
+    if name == "TOMLDecodeError":
+        error: type[ValueError] = _tomli().TOMLDecodeError
+        return error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # A time followed by an offset: the only values whose Python form differs between the two.
 _OFFSET_TIME = re.compile(r"\d\d:\d\d:\d\d(?:\.\d+)?[Zz+-]")
 
 
 def loads(text: str) -> dict[str, Any]:
-    """``text`` parsed as TOML; raises :class:`TOMLDecodeError` (tomli's) when it is not valid."""
+    """``text`` parsed as TOML; raises ``TOMLDecodeError`` (tomli's) when it is not valid."""
     if rtoml is not None and _OFFSET_TIME.search(text) is None:
         try:
             result: dict[str, Any] = rtoml.loads(text)
             return result
         except Exception:  # tomli says what is wrong, in its own words
             pass
-    return tomllib.loads(text)
+    parsed: dict[str, Any] = _tomli().loads(text)
+    return parsed

@@ -51,6 +51,7 @@ NOT_AT_START: dict[str, str] = {
     "gitopsd.kube.tunnel": "clusters behind an SSH tunnel",
     "gitopsd_plugins._slack_socket": "Slack's Socket Mode (a Slack notifier with an app token)",
     "gitopsd_plugins._generators": "appset generators (an appset in the config)",
+    "tomli": "a config file rtoml refuses (tomli's error message; gitopsd/plugin/tomlread.py)",
     "gitopsd.kube": "the clusters' clients (set up once the daemon is ready)",
     "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
     "aiohttp.client": "aiohttp's HTTP client (only a cluster behind a proxy; the server needs only aiohttp.web)",
