@@ -42,7 +42,6 @@ from gitopsd.core.lazyre import LazyPattern
 
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
-from ._gittree import build_from_previous, newest_known_tree
 from ._once import one_at_a_time
 from ._semver import SemverRange, highest
 
@@ -526,6 +525,9 @@ class GitSource(gitopsd.Source):
     async def _extract_tree(self, root_tree: str, dest: Path, sizes: dict[str, int], where: str) -> None:
         """Extract the tree ``root_tree`` to ``dest`` (from the previous tree's files where it can)
         and record its size; only measure it when it is there already."""
+        # Imported with the first new tree (after ready: a start does not need it).
+        from ._gittree import build_from_previous, newest_known_tree
+
         git = self.runner()
         repo = self._repo
         trees = dest.parent
