@@ -248,7 +248,7 @@ class PluginManager:
             notifiers=self.hooks.notifier_types(),
             plugins=tuple(sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)),
             plugin_options=self.hooks.plugin_options(),
-            generators=self.hooks.generator_types(),
+            generator_types=self.hooks.generator_types,
         )
         self.hooks.set_default_options(self.types.plugin_options)
 

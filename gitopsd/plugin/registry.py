@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gitopsd.plugin.interfaces import Generator, Notifier, Options, Renderer, Source
@@ -13,6 +14,8 @@ class TypeRegistry:
 
     ``plugins`` names every installed plugin (what a ``[plugins.NAME]`` table may name);
     ``plugin_options`` maps those that declare options (``gitopsd_plugin_options``) to their model.
+    ``generators`` is looked up on first use (``generator_types`` is called once then): only
+    appsets need generator types, and building them costs a daemon without appsets its start.
     """
 
     sources: dict[str, type[Source]] = field(default_factory=dict)
@@ -20,7 +23,17 @@ class TypeRegistry:
     notifiers: dict[str, type[Notifier]] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
     plugin_options: dict[str, type[Options]] = field(default_factory=dict)
-    generators: dict[str, type[Generator]] = field(default_factory=dict)
+    generator_types: Callable[[], dict[str, type[Generator]]] = dict
+    _generators: dict[str, type[Generator]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def generators(self) -> dict[str, type[Generator]]:
+        """Generator types by name (the ``gitopsd_generator_types`` hook, called on first use)."""
+        found = self._generators
+        if found is None:
+            found = self.generator_types()
+            object.__setattr__(self, "_generators", found)  # frozen: a cache, not a change
+        return found
 
     def detect_renderer(self, names: set[str]) -> str:
         """The renderer whose ``detect`` files appear in ``names`` (top-level file names); else plain."""

@@ -24,17 +24,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gitopsd.core.lazyre import LazyPattern
+
 PROVIDERS = ("github", "gitlab", "gitea")
 
-_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.*)$")
-_SHA = re.compile(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
+_SCP = LazyPattern(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.*)$")
+_SHA = LazyPattern(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
 
 
 class WebhookError(Exception):

@@ -30,6 +30,7 @@ from typing import IO, TypeVar
 import anyio.to_thread
 
 from gitopsd import USER_AGENT, CommandFailed, SourceError
+from gitopsd.core.lazyre import LazyPattern
 from gitopsd.core.proc import Completed, run
 from gitopsd.core.secrets import REDACTOR
 
@@ -56,17 +57,17 @@ printf 'password=%s\\n' "$(head -n 1 "$GITOPSD_GIT_PASSWORD_FILE")"
 """
 
 # (reason, pattern) in order: the first match wins.
-_CLASSIFY: list[tuple[str, re.Pattern[str]]] = [
-    ("HostKeyVerificationFailed", re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \w+ host key is known", re.I)),
-    ("AuthFailed", re.compile(
+_CLASSIFY: list[tuple[str, LazyPattern]] = [
+    ("HostKeyVerificationFailed", LazyPattern(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \w+ host key is known", re.I)),
+    ("AuthFailed", LazyPattern(
         r"Authentication failed|could not read (Username|Password)|terminal prompts disabled|"
         r"Permission denied \(|HTTP Basic: Access denied|The requested URL returned error: 40[13]|"
         r"invalid credentials|Load key .*: (bad permissions|invalid format)", re.I)),
-    ("RepositoryNotFound", re.compile(
+    ("RepositoryNotFound", LazyPattern(
         r"Repository not found|does not appear to be a git repository|not a git repository|"
         r"repository '.*' not found|The requested URL returned error: 404|"
         r"access denied or repository not exported|no such repository|No such file or directory|not found: did you run git update-server-info", re.I)),
-    ("NetworkError", re.compile(
+    ("NetworkError", LazyPattern(
         r"Could not resolve host|Connection refused|Failed to connect|unable to connect|Connection reset|"
         r"Network is unreachable|No route to host|Connection closed|unexpected disconnect|early EOF|"
         r"the remote end hung up|Connection timed out|RPC failed|Operation timed out|"

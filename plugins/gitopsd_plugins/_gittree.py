@@ -23,7 +23,6 @@ read, git failing) answers "cannot": the caller extracts the whole tree.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import IO
 import anyio.to_thread
 
 from gitopsd import SourceError
+from gitopsd.core.lazyre import LazyPattern
 
 from ._archive import check_symlinks, extract_tar_stream_into
 from ._gitcmd import GitRunner
@@ -42,7 +42,7 @@ MAX_CHANGES = 2000
 """More changed entries than this: extract the whole tree (it is no longer a small change)."""
 MAX_PATH_BYTES = 100_000
 """The changed paths go to ``git archive`` as arguments: above this many bytes, the whole tree."""
-_TREE_ID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_TREE_ID = LazyPattern(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _ZERO_MODE = "000000"
 _GITLINK = "160000"
 

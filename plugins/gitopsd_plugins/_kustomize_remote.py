@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gitopsd.core.lazyre import LazyPattern
+
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-_URL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*://|git::|git@|gh:|ssh:)", re.I)
+_URL = LazyPattern(r"^\s*(?:[a-z][a-z0-9+.-]*://|git::|git@|gh:|ssh:)", re.I)
 # kustomize's "hosted git" shorthand: github.com/org/repo//path?ref=x, gitlab.com/..., host.tld/org/repo.git
-_HOSTED = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?/.+", re.I)
+_HOSTED = LazyPattern(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?/.+", re.I)
 _TARGET_KEYS = ("resources", "bases", "components")
 
 

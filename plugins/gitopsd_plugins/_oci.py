@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from gitopsd import USER_AGENT, ConfigError, Secret, SourceError, read_secret_file
+from gitopsd.core.lazyre import LazyPattern
 from gitopsd.core.secrets import check_secret_permissions
 
 if TYPE_CHECKING:  # httpx is imported where it is used: the daemon starts without it
@@ -30,8 +30,8 @@ MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ])
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST = LazyPattern(r"^sha256:[0-9a-f]{64}$")
+_CHALLENGE = LazyPattern(r'(\w+)="([^"]*)"')
 
 
 def checked_digest(value: object, where: str) -> str:

@@ -16,11 +16,13 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-_VERSION = re.compile(
+from gitopsd.core.lazyre import LazyPattern
+
+_VERSION = LazyPattern(
     r"^v?(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*))?(?:\.(?P<patch>0|[1-9]\d*))?"
     r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$"
 )
-_FULL = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+_FULL = LazyPattern(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 @total_ordering
@@ -68,7 +70,7 @@ class RangeError(ValueError):
     """The range text is not a valid semver range."""
 
 
-_COMP = re.compile(r"^(>=|<=|>|<|=|!=|\^|~)?\s*(v?[0-9xX*][0-9A-Za-z.+*-]*)$")
+_COMP = LazyPattern(r"^(>=|<=|>|<|=|!=|\^|~)?\s*(v?[0-9xX*][0-9A-Za-z.+*-]*)$")
 
 
 def _partial(text: str) -> tuple[list[int | None], tuple[int | str, ...]]:

@@ -8,12 +8,12 @@ by Slack at 40,000 (we stay far below).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from gitopsd import Event, Severity
+from gitopsd.core.lazyre import LazyPattern
 
 HEADER_LIMIT = 150
 SECTION_LIMIT = 2990  # Slack wants < 3000
@@ -64,8 +64,8 @@ EMOJI = {
     Severity.INFO: ":information_source:",
 }
 
-_SHA1 = re.compile(r"^(?:(?P<ref>.+)@)?(?:sha1:)?(?P<sha>[0-9a-f]{40})$")
-_SCP = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
+_SHA1 = LazyPattern(r"^(?:(?P<ref>.+)@)?(?:sha1:)?(?P<sha>[0-9a-f]{40})$")
+_SCP = LazyPattern(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
 
 
 def truncate(text: str, limit: int, marker: str = "…") -> str:

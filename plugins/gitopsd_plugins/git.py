@@ -38,18 +38,18 @@ from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import Artifact, ConfigError, Duration, Options, SourceError, read_secret_file
+from gitopsd.core.lazyre import LazyPattern
 
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
-from ._gittree import build_from_previous, newest_known_tree
 from ._once import one_at_a_time
 from ._semver import SemverRange, highest
 
-_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_SHA = LazyPattern(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _MAX_DIFF_FILES = 2000
 """More changed files than this between two revisions: changed_paths() does not tell (every app renders)."""
-_REVISION = re.compile(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
-_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
+_REVISION = LazyPattern(r"^(?:(?P<name>.+)@)?sha1:(?P<sha>[0-9a-f]{40}([0-9a-f]{24})?)$")
+_SCP = LazyPattern(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
 
 
 class VerifyOptions(Options):
@@ -185,14 +185,19 @@ class GitSource(gitopsd.Source):
         super().__init__(options, ctx)
         self.normalised = normalise_url(options.url)
         auth = f"{options.ssh_key_file}|{options.known_hosts_file}|{options.username_file}|{options.password_file}"
-        repo_id = hashlib.sha256(self.normalised.encode()).hexdigest()[:24]
         self._cache = ctx.cache_dir("git")
+        self._shared_as = f"git:{self.normalised}|{auth}"
+        # The mirror's path and lock are worked out once per repository and credentials, not
+        # once per app (a thousand apps of one repository at start).
+        self._repo = ctx.shared.get(self._shared_as, self._new_repo)
+        self._runner: GitRunner | None = None
+
+    def _new_repo(self) -> _Repo:
+        repo_id = hashlib.sha256(self.normalised.encode()).hexdigest()[:24]
         mirror = self._cache / f"{repo_id}.git"
         # One lock per mirror directory, even for apps using different credentials.
-        fetch_lock = ctx.shared.get(f"git-mirror-lock:{mirror}", anyio.Lock)
-        self._shared_as = f"git:{self.normalised}|{auth}"
-        self._repo = ctx.shared.get(self._shared_as, lambda: _Repo(mirror=mirror, fetch_lock=fetch_lock))
-        self._runner: GitRunner | None = None
+        fetch_lock = self.ctx.shared.get(f"git-mirror-lock:{mirror}", anyio.Lock)
+        return _Repo(mirror=mirror, fetch_lock=fetch_lock)
 
     @property
     def key(self) -> str:
@@ -520,6 +525,9 @@ class GitSource(gitopsd.Source):
     async def _extract_tree(self, root_tree: str, dest: Path, sizes: dict[str, int], where: str) -> None:
         """Extract the tree ``root_tree`` to ``dest`` (from the previous tree's files where it can)
         and record its size; only measure it when it is there already."""
+        # Imported with the first new tree (after ready: a start does not need it).
+        from ._gittree import build_from_previous, newest_known_tree
+
         git = self.runner()
         repo = self._repo
         trees = dest.parent

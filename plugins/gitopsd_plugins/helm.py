@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import USER_AGENT, Artifact, Duration, Options, SourceError
+from gitopsd.core.lazyre import LazyPattern
 
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, split_oci_url
@@ -31,7 +32,7 @@ from ._semver import SemverRange, Version, highest
 from .oci import shared_registry
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-_REVISION = re.compile(r"^(?P<version>[^@]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+_REVISION = LazyPattern(r"^(?P<version>[^@]+)@(?P<digest>sha256:[0-9a-f]{64})$")
 _MAX_INDEX = 64 * 1024 * 1024
 
 

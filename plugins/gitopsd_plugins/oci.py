@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 import gitopsd
 from gitopsd import Artifact, Duration, Options, SourceError
+from gitopsd.core.lazyre import LazyPattern
 
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, checked_digest, split_oci_url
@@ -35,7 +36,7 @@ TAR_GZIP_LAYERS = (
     "application/gzip",
     "application/x-gzip",
 )
-_REVISION = re.compile(r"^(?:(?P<tag>.+)@)?(?P<digest>sha256:[0-9a-f]{64})$")
+_REVISION = LazyPattern(r"^(?:(?P<tag>.+)@)?(?P<digest>sha256:[0-9a-f]{64})$")
 
 
 class OCIOptions(Options):

@@ -50,6 +50,8 @@ NOT_AT_START: dict[str, str] = {
     "gitopsd.kube.leases": "coordination through Kubernetes Leases",
     "gitopsd.kube.tunnel": "clusters behind an SSH tunnel",
     "gitopsd_plugins._slack_socket": "Slack's Socket Mode (a Slack notifier with an app token)",
+    "gitopsd_plugins._generators": "appset generators (an appset in the config)",
+    "tomli": "a config file rtoml refuses (tomli's error message; gitopsd/plugin/tomlread.py)",
     "gitopsd.kube": "the clusters' clients (set up once the daemon is ready)",
     "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
     "aiohttp.client": "aiohttp's HTTP client (only a cluster behind a proxy; the server needs only aiohttp.web)",
@@ -67,6 +69,7 @@ APPS = 25  # none has a policy: more config warnings than the daemon logs one by
 
 SCRIPT = r"""
 import gc, json, os, signal, socket, sys, threading, time
+import gitopsd
 import gitopsd.daemon.supervisor as supervisor
 from gitopsd.cli.main import cli
 
@@ -76,6 +79,7 @@ class Daemon(supervisor.Daemon):
     async def _open_clusters(self, **kwargs):
         # Ready (/readyz is 200) since the statement before this call: what is imported now.
         seen["modules"] = sorted(sys.modules)
+        seen["generators"] = sorted(c.__qualname__ for c in gitopsd.Generator.__subclasses__())
         seen["ready"] = self.accepting.is_set()
         await super()._open_clusters(**kwargs)
 
@@ -197,6 +201,11 @@ def test_bytecode_warm_up_covers_the_start(modules_at_ready: list[str]) -> None:
     warmed = set(json.loads(proc.stdout.splitlines()[-1]))
     missing = sorted(set(modules_at_ready) - warmed - SCRIPT_IMPORTS - {"__main__"})
     assert not missing, f"imported before ready but not by bench.procs.WARM_IMPORTS: {missing}"
+
+
+def test_no_generator_types_without_appsets(started: Started) -> None:
+    """Generator classes (and their options models) are built when an appset needs them, not at every start."""
+    assert started[0]["generators"] == []
 
 
 def test_module_count(modules_at_ready: list[str]) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
-_SCP = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
-_HEX = re.compile(r"^[0-9a-f]{7,64}$")
+from gitopsd.core.lazyre import LazyPattern
+
+_SCP = LazyPattern(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
+_HEX = LazyPattern(r"^[0-9a-f]{7,64}$")
 
 # Host name hints -> the path of a commit page below the repository.
 _FORGES = (
