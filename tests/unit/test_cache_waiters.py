@@ -21,6 +21,13 @@ def cm(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}}
 
 
+def managed(name: str, rv: str, **metadata: Any) -> dict[str, Any]:
+    """``cm(name)`` at resourceVersion ``rv`` with gitopsd's managed-by label (and ``metadata``)."""
+    obj = cm(name)
+    obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"}, **metadata)
+    return obj
+
+
 async def settle() -> None:
     for _ in range(20):  # let every woken task run (no wall clock)
         await asyncio.sleep(0)
@@ -86,13 +93,8 @@ async def test_an_object_stored_while_a_health_wait_waits_for_it_is_handed_over_
     waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
     await settle()
 
-    def stored(name: str, rv: str) -> dict[str, Any]:
-        obj = cm(name)
-        obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"})
-        return obj
-
-    cache._put(stored("other", "7"))
-    cache._put(stored("mine", "8"))
+    cache._put(managed("other", "7"))
+    cache._put(managed("mine", "8"))
     await settle()
     assert waiting.done()
     assert list(cache._fresh) == [mine]  # nothing kept for the key nobody waits on
@@ -100,7 +102,7 @@ async def test_an_object_stored_while_a_health_wait_waits_for_it_is_handed_over_
     assert cache.fresh_reads == 1
     again = cache.get(mine)
     assert again == first and again is not first  # handed over once; then parsed copies
-    assert cache.get(other) == stored("other", "7")
+    assert cache.get(other) == managed("other", "7")
     assert cache.fresh_reads == 1 and cache._fresh == {}
 
 
@@ -110,8 +112,7 @@ async def test_an_apply_answer_is_never_handed_over() -> None:
     mine = ("", "ConfigMap", "ns", "mine")
     waiting = asyncio.create_task(cache.wait_change(3600, keys=[mine]))
     await settle()
-    answer = cm("mine")
-    answer["metadata"].update(resourceVersion="9", labels={"app.kubernetes.io/managed-by": "gitopsd"})
+    answer = managed("mine", "9")
     cache.record(answer)
     await settle()
     assert waiting.done()
@@ -148,10 +149,7 @@ async def test_a_watch_event_loses_its_managed_fields_in_place_and_an_apply_answ
     await settle()
 
     def live(name: str, rv: str) -> dict[str, Any]:
-        obj = cm(name)
-        obj["metadata"].update(resourceVersion=rv, labels={"app.kubernetes.io/managed-by": "gitopsd"},
-                               managedFields=[{"manager": "gitopsd", "operation": "Apply"}])
-        return obj
+        return managed(name, rv, managedFields=[{"manager": "gitopsd", "operation": "Apply"}])
 
     event = live("mine", "8")
     cache._put(event)
