@@ -81,9 +81,7 @@ class ResumingContext(ssl.SSLContext):
         """Offer ``ssl_object``'s session to the next connections to ``server_hostname``.
 
         Called once the connection has read an answer: a TLS 1.3 server sends its session
-        tickets after the handshake. Only a full handshake's session is kept: reading a
-        session costs as much as a resumed handshake saves (Python 3.11 copies it through
-        DER, certificates included), and one session serves many connections.
+        tickets after the handshake.
         """
         session = ssl_object.session
         if session is not None:
@@ -325,8 +323,8 @@ class Transport:
         self._idle: deque[_Connection] = deque()
         # Formatted header lines by header list: the same few lists come with every request.
         self._header_lines: dict[tuple[tuple[str, str], ...], str] = {}
-        self.handshakes = {"full": 0, "resumed": 0}
         # TLS handshakes of the connections made so far, full and resumed (a ResumingContext)
+        self.handshakes = {"full": 0, "resumed": 0}
         self._busy: set[_Connection] = set()
         netloc = f"[{host}]" if ":" in host else host
         default = 443 if ssl_context is not None else 80
@@ -446,7 +444,10 @@ class Transport:
             return
         if ssl_object.session_reused:
             self.handshakes["resumed"] += 1
-        else:  # a new session (the first, or the one kept expired): the next connections resume it
+        else:
+            # A new session (the first, or the one kept expired): the next connections resume it.
+            # A resumed connection's session is not read: that costs as much as a resumption
+            # saves (Python 3.11 copies it through DER, certificates included).
             self.handshakes["full"] += 1
             context.keep_session(self._server_hostname, ssl_object)
 
