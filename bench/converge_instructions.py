@@ -13,6 +13,11 @@ two-core machine; this count moves by about 1 % (the order in which apps interle
 callgrind still varies a little), so a change of a few per cent is visible here first.
 Under callgrind the daemon runs some 50 times slower than the sandbox it talks to: the
 figure counts the daemon's work, not the converge's wall time.
+
+``--client-cost`` runs the sandbox under callgrind too, counting its instructions only while
+the daemon runs: daemon / sandbox instructions is the client cost (``bench.run``'s CPU-seconds
+ratio) with the machine's load taken out. Both processes are Python on one machine, so an
+instruction costs about the same in each.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 
 from bench import gen
 from bench.procs import (
+    CallgrindCounter,
     SandboxProc,
     bytecode_env,
     free_port,
@@ -87,10 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="Keep the work directory and print its path.")
     p.add_argument("--callgrind-out", type=Path, default=None,
                    help="Write the last run's callgrind profile here (for callgrind_annotate: C-level costs).")
+    p.add_argument("--client-cost", action="store_true",
+                   help="Also count the sandbox's instructions while the daemon runs (the sandbox under callgrind "
+                        "too): the client cost as daemon / sandbox instructions.")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gitopsd-insn-"))
     cache = work / "pycache"
-    sandbox = SandboxProc.start(work / "sandbox")
+
+    def start_sandbox(k: int) -> tuple[SandboxProc, CallgrindCounter | None]:
+        if not args.client_cost:
+            return SandboxProc.start(work / f"sandbox-{k}"), None
+        out = work / f"sandbox-{k}" / "callgrind.out"
+        proc = SandboxProc.start(work / f"sandbox-{k}", wrapper=CallgrindCounter.wrapper(out), timeout=600)
+        return proc, CallgrindCounter(proc.pid, out)
+
+    sandbox, counter = start_sandbox(0)
     try:
         repo = gen.generate(work / "repo", args.apps, args.objects)
         token = uuid.uuid4().hex
@@ -101,24 +118,37 @@ def main(argv: list[str] | None = None) -> int:
         wrapper = write_git_wrapper(work / "bin", work / "git.log")
         warm_bytecode(cache)
         env = {**bytecode_env(tool_env([work / "bin"]), cache), "GITOPSD_DISABLE_PLUGINS": ",".join(third_party_plugins())}
-        counts = []
+        counts, sandbox_counts = [], []
         for k in range(args.runs):
             # A fresh namespace set per run: the sandbox's objects of run k would make run k+1 a no-op.
             if k:
                 sandbox.stop()
-                sandbox = SandboxProc.start(work / f"sandbox-{k}")
+                sandbox, counter = start_sandbox(k)
             config = write_config(work / f"gitopsd-{k}.toml", repo_url=repo.url, specs=repo.specs,
                                   kubeconfig=sandbox.kubeconfig, state_dir=work / f"state-{k}", port=free_port(),
                                   token_file=work / "token", hook_secret_file=work / "secret", git=wrapper,
                                   interval=3600)
+            if counter is not None:
+                counter.start()
             instructions, unsynced = instructions_to_settled(config, env, args.callgrind_out)
             if unsynced:
                 raise RuntimeError(f"{unsynced} apps were not Synced when the converge settled: see {work}")
             counts.append(instructions)
-            log(f"run {k}: {instructions / 1e9:.4f} G instructions until settled")
-        print(json.dumps({"apps": args.apps, "objects": args.objects, "instructions": counts,
-                          "instructions_median": int(statistics.median(counts)),
-                          "instructions_per_object": round(statistics.median(counts) / (args.apps * (args.objects + 1)))}))
+            line = f"run {k}: {instructions / 1e9:.4f} G instructions until settled"
+            if counter is not None:
+                sandbox_counts.append(counter.stop(f"converge-{k}"))
+                line += (f"; the sandbox's meanwhile {sandbox_counts[-1] / 1e9:.4f} G "
+                         f"(client cost {instructions / sandbox_counts[-1]:.2f})")
+            log(line)
+        result: dict[str, object] = {
+            "apps": args.apps, "objects": args.objects, "instructions": counts,
+            "instructions_median": int(statistics.median(counts)),
+            "instructions_per_object": round(statistics.median(counts) / (args.apps * (args.objects + 1)))}
+        if sandbox_counts:
+            ratios = [round(d / s, 3) for d, s in zip(counts, sandbox_counts, strict=True)]
+            result |= {"sandbox_instructions": sandbox_counts, "client_cost_instructions": ratios,
+                       "client_cost_instructions_median": statistics.median(ratios)}
+        print(json.dumps(result))
     finally:
         sandbox.stop()
         if args.keep:

@@ -156,6 +156,44 @@ def wait_idle(pid: int, threshold: float = 0.05, window: float = 0.5, timeout: f
 
 
 @dataclass
+class CallgrindCounter:
+    """A process's instructions over chosen stretches of its life: a figure load cannot move.
+
+    Start the process under :meth:`wrapper` (callgrind with instrumentation off); each
+    :meth:`start` / :meth:`stop` pair counts only what runs in between. valgrind keeps the
+    program's pid, so ``pid`` is the ``Popen``'s.
+    """
+
+    pid: int
+    out: Path
+    dumps: int = 0
+
+    @staticmethod
+    def wrapper(out: Path) -> list[str]:
+        """The command prefix: callgrind, instrumentation off until :meth:`start`, dumps to ``out.N``."""
+        return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+
+    def control(self, *args: str) -> None:
+        """Run ``callgrind_control ARGS PID``."""
+        subprocess.run(["callgrind_control", *args, str(self.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+    def start(self) -> None:
+        """Count from now on."""
+        self.control("--instr=on")
+
+    def stop(self, label: str) -> int:
+        """Stop counting; the instructions since the last :meth:`stop` (counted while on)."""
+        self.control("--instr=off")
+        self.control(f"--dump={label}")
+        self.dumps += 1
+        for line in Path(f"{self.out}.{self.dumps}").read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no totals in callgrind dump {self.out}.{self.dumps}")
+
+
+@dataclass
 class SandboxProc:
     """``gitopsd sandbox`` in its own process, with an HTTP client that speaks to it as an admin."""
 
@@ -176,13 +214,20 @@ class SandboxProc:
         rollout_delay: float = 0.2,
         timeout: float = 30.0,
         token: str | None = None,
+        wrapper: list[str] | None = None,
     ) -> SandboxProc:
-        """Start the sandbox; return once it wrote its kubeconfig (it then accepts requests)."""
+        """Start the sandbox; return once it wrote its kubeconfig (it then accepts requests).
+
+        ``wrapper``: a command line the sandbox runs under (``valgrind ...``); the process keeps
+        its pid, so ``callgrind_control PID`` reaches it.
+        """
         workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = workdir / "sandbox.kubeconfig"
         kubeconfig.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "gitopsd", "sandbox", "--kubeconfig", str(kubeconfig),
                 "--seed", str(seed), "--rollout-delay", str(rollout_delay)]
+        if wrapper:
+            argv = [*wrapper, *argv]
         if faults:
             argv += ["--faults", faults]
         if token:

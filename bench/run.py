@@ -672,7 +672,10 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("no-op round: ls-remote per repository per interval", "1", f"{ls / 2 / repos:g}",
                      met(ls / 2 / repos <= 1)))
         per = noop.get("daemon_cpu_per_interval_per_1000_apps_s")
-        if per is not None:
+        # The issue sets this aim for 10,000 apps (checked here from 1000 up): below that an
+        # interval's fixed cost (one ls-remote child per repository, the daemon's own timers)
+        # is most of the figure, and scaling it to 1000 apps multiplies it by 1000 / apps.
+        if per is not None and apps >= 1000:
             rows.append(("no-op CPU per interval per 1000 apps", "<= 0.1 s", f"{per} s", met(per <= 0.1)))
     if drift:
         p = drift.get("p50_s")

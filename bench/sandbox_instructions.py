@@ -33,33 +33,20 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox_bench as bench
+from procs import CallgrindCounter
 
 
 class Callgrind:
-    """A process under callgrind, with instrumentation switched on for phases only."""
+    """The sandbox of ``tree`` under callgrind, with instrumentation switched on for phases only."""
 
     def __init__(self, tree: Path, kubeconfig: Path, out: Path) -> None:
-        self.out = out
         self.proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}/cg.out",
+            [*CallgrindCounter.wrapper(out / "cg.out"),
              sys.executable, "-m", "gitopsd.sandbox", "--kubeconfig", str(kubeconfig), "--rollout-delay", "0.2"],
             cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert self.proc.stdout is not None
         self.proc.stdout.readline()  # listening
-        self.dumps = 0
-
-    def control(self, *args: str) -> None:
-        subprocess.run(["callgrind_control", *args, str(self.proc.pid)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def instructions(self, label: str) -> int:
-        """Instructions since the last dump (counted only while instrumentation was on)."""
-        self.control(f"--dump={label}")
-        self.dumps += 1
-        for line in (self.out / f"cg.out.{self.dumps}").read_text().splitlines():
-            if line.startswith("totals:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no totals in callgrind dump {self.dumps}")
+        self.counter = CallgrindCounter(self.proc.pid, out / "cg.out")
 
 
 async def measure(cg: Callgrind, cfg: dict[str, Any], objects: int, n: int) -> dict[str, float]:
@@ -100,11 +87,10 @@ async def measure(cg: Callgrind, cfg: dict[str, Any], objects: int, n: int) -> d
             ]
             out: dict[str, float] = {}
             for name, fn in phases:
-                cg.control("--instr=on")
+                cg.counter.start()
                 await bench.bounded(n, 1, fn)
                 await asyncio.sleep(2.0)  # the fan-out of the last events
-                cg.control("--instr=off")
-                out[name] = round(cg.instructions(name) / n / 1000, 1)
+                out[name] = round(cg.counter.stop(name) / n / 1000, 1)
             return out
         finally:
             bench.stop_watches(watches)

@@ -90,6 +90,12 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
 
             self.resolve = resolve  # type: ignore[method-assign]
 
+    def dispose(self) -> None:
+        # The instance's resolve closes over the instance (ask): drop it, or every loader
+        # (its text and parser state) stays a cycle for the collector to find.
+        self.__dict__.pop("resolve", None)
+        super().dispose()
+
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         """PyYAML's tag resolution, with the tags of short plain scalars remembered.
 
@@ -189,6 +195,10 @@ class _Loader(SafeLoader):  # type: ignore[misc,valid-type]
         except (_Slow, TypeError):  # TypeError: an unhashable key, which PyYAML's constructor names
             self.nodes = None
             return super().construct_document(node)
+        finally:
+            # build calls itself through its closure cell: emptying the cell frees it (and the
+            # loader its scalar closure holds) at once, not at the next cyclic collection.
+            build = None  # type: ignore[assignment]
         self.nodes = count[0]
         return data
 

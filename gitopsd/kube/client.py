@@ -342,7 +342,12 @@ class KubeClient:
                     await self._loader.load_and_set(self._configuration)
                     continue
                 if not error.transient or time.monotonic() >= deadline:
-                    raise error
+                    try:
+                        raise error
+                    finally:
+                        # error's traceback holds this frame, whose local holds error: a
+                        # cycle per error answer (a 404 per new namespace) left to the collector.
+                        error = None  # type: ignore[assignment]
                 delay = _retry_after(retry_header)
             wait = backoff(attempt) if delay is None else delay + random.uniform(0, 0.1)
             attempt += 1

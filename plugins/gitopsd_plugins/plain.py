@@ -70,6 +70,10 @@ def _scan(root: Path, recursive: bool, exclude: list[str], top: list[os.DirEntry
         if exc.filename != os.fspath(root):  # not root itself: something changed under us
             raise
         raise RenderError(f"plain: path {root} does not exist or is not a directory") from None
+    finally:
+        # walk calls itself through its closure cell: emptying the cell frees it now, not at
+        # the next cyclic collection.
+        walk = None  # type: ignore[assignment]
     found.sort()
     return found
 

@@ -12,6 +12,7 @@ import yaml
 from gitopsd.core.errors import RenderError
 from gitopsd.core.yamlio import MAX_EXPANDED_NODES, load_all
 from gitopsd_plugins.plain import render_directory
+from tests.cycles import cyclic_garbage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,3 +114,20 @@ def test_one_walk_still_refuses_symlinks_in_every_directory(tmp_path: Path) -> N
         with pytest.raises(RenderError, match=r"plain: \.hidden/leak\.yaml is a symlink to \.\./\.\./secret\.yaml"):
             render_directory(app, recursive=recursive)
 
+
+
+def test_a_render_leaves_no_cyclic_garbage(tmp_path: Path) -> None:
+    # A cycle per file (the loader's closures, the directory walk) left every loader, with its
+    # text and parser state, to the cycle collector: 1,500 of them at 300 apps of 5 objects.
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {n: '1'}\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 2, paused: false}\n"
+    )
+    (tmp_path / "sub" / "b.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, labels: &l {app: b}}\ndata: *l\n"  # an alias: PyYAML's constructor
+    )
+    with cyclic_garbage() as garbage:
+        manifests = render_directory(tmp_path)
+    assert [m["metadata"]["name"] for m in manifests] == ["a", "d", "b"]
+    assert not garbage

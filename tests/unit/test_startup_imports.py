@@ -100,7 +100,7 @@ def probe(port):
             os.kill(os.getpid(), signal.SIGTERM)
             return
         time.sleep(0.01)
-    seen["gc"] = [gc.isenabled(), gc.get_freeze_count()]
+    seen["gc"] = [gc.isenabled(), gc.get_freeze_count(), gc.get_threshold()[0]]
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=probe, args=(int(sys.argv[2]),), daemon=True).start()
@@ -215,9 +215,13 @@ def test_module_count(modules_at_ready: list[str]) -> None:
 
 
 def test_collection_resumes_at_ready(started: Started) -> None:
-    """``gitopsd run`` collects no garbage while it starts, and from ready on skips what the start built."""
-    enabled, frozen = started[0]["gc"]
+    """``gitopsd run`` collects no garbage while it starts; from ready on it skips what the start
+    built and collects the young generation less often than Python's default (700)."""
+    from gitopsd.cli.main import YOUNG_COLLECTION_EVERY
+
+    enabled, frozen, young_every = started[0]["gc"]
     assert enabled and frozen > 10_000
+    assert young_every == YOUNG_COLLECTION_EVERY > 700
 
 
 def test_config_warnings_are_capped(started: Started) -> None:

@@ -8,9 +8,10 @@ import anyio
 import pytest
 
 from gitopsd.core.yamlio import manifests_from_yaml
-from gitopsd.kube.client import KubeClient
+from gitopsd.kube.client import ApiError, KubeClient
 from gitopsd.plugin.config import ClusterConfig
 from gitopsd.sandbox import Sandbox
+from tests.cycles import cyclic_garbage
 
 from .conftest import Env, Kubectl, app_config, get_json
 
@@ -82,3 +83,22 @@ async def test_new_connections_resume_the_tls_session_of_an_earlier_one(sandbox:
     finally:
         await client.close()
         sandbox.set_faults(None)
+
+
+async def test_an_error_answer_leaves_no_cyclic_garbage(sandbox: Sandbox) -> None:
+    # The raised error's traceback held the request's frame, which held the error: a cycle per
+    # 404 (one per new namespace at a cold start), each with its frames, for the collector.
+    client = KubeClient("main", ClusterConfig(kubeconfig=sandbox.kubeconfig), lambda *a: None)
+    await client.open()
+    try:
+        await client.request("GET", "/api/v1/namespaces/default")  # connection and TLS session made outside
+        with cyclic_garbage() as garbage:
+            for _ in range(3):
+                with pytest.raises(ApiError) as caught:
+                    await client.request("GET", "/api/v1/namespaces/no-such-namespace")
+                assert caught.value.status == 404
+                del caught
+    finally:
+        await client.close()
+    # Only the error path's own objects: an earlier test's client may be freed meanwhile.
+    assert {name: garbage[name] for name in ("ApiError", "traceback", "frame")} == {"ApiError": 0, "traceback": 0, "frame": 0}
