@@ -651,7 +651,9 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      + (f" ({cold.get('failed_apps')} failing)" if cold.get("failed_apps") else ""),
                      met(s is not None)))
         r = cold.get("readyz_s")
-        rows.append(("/readyz answers 200 after exec", "<= 0.5 s", f"{r} s", met(r is not None and r <= 0.5)))
+        # The issue's aim is for 1000 apps configured; a start grows with the config (10,000: n/a).
+        rows.append(("/readyz answers 200 after exec", "<= 0.5 s (up to 1000 apps)", f"{r} s",
+                     met((r is not None and r <= 0.5) if apps <= 1000 else None)))
         c = cold.get("client_cost_ratio")
         rows.append(("client cost: daemon CPU / sandbox CPU (cold)", "<= 1.0", f"{c}", met(c is not None and c <= 1.0)))
     if apps >= 1000:
@@ -672,11 +674,12 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("no-op round: ls-remote per repository per interval", "1", f"{ls / 2 / repos:g}",
                      met(ls / 2 / repos <= 1)))
         per = noop.get("daemon_cpu_per_interval_per_1000_apps_s")
-        # The issue sets this aim for 10,000 apps (checked here from 1000 up): below that an
+        # The issue sets this aim for 10,000 apps (n/a below 1000): below that an
         # interval's fixed cost (one ls-remote child per repository, the daemon's own timers)
         # is most of the figure, and scaling it to 1000 apps multiplies it by 1000 / apps.
-        if per is not None and apps >= 1000:
-            rows.append(("no-op CPU per interval per 1000 apps", "<= 0.1 s", f"{per} s", met(per <= 0.1)))
+        if per is not None:
+            rows.append(("no-op CPU per interval per 1000 apps", "<= 0.1 s (from 1000 apps)", f"{per} s",
+                         met(per <= 0.1 if apps >= 1000 else None)))
     if drift:
         p = drift.get("p50_s")
         rows.append(("drift p50", "<= 1 s", f"{p} s", met(p is not None and p <= 1 and not drift.get("failures"))))
