@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from gitopsd.plugin.options import Options, Tools
+from gitopsd.plugin.options import Options, Tools, empty_list
 
 DEFAULT_CONFIG_PATH = Path("/etc/gitopsd/config.toml")
 
@@ -116,7 +116,7 @@ class CoordinationConfig(_Model):
     """
 
     backend: Literal["etcd", "kubernetes"] = Field(description='"etcd" (v3 JSON gateway) or "kubernetes" (coordination.k8s.io/v1 Leases).')
-    endpoints: list[str] = Field(default_factory=list, description='etcd: client URLs, e.g. ["https://10.0.0.1:2379"]; tried in turn.')
+    endpoints: list[str] = Field(default_factory=empty_list, description='etcd: client URLs, e.g. ["https://10.0.0.1:2379"]; tried in turn.')
     ca_file: Path | None = Field(None, description="etcd: CA bundle that signs the servers' certificates.")
     cert_file: Path | None = Field(None, description="etcd: client certificate (TLS client authentication).")
     key_file: Path | None = Field(None, description="etcd: the client certificate's private key.")
@@ -234,7 +234,7 @@ class SSHHop(_Model):
 class SSHConfig(SSHHop):
     """``[clusters.NAME.ssh]``: reach the API server through an SSH tunnel (optionally via jumps)."""
 
-    jump: list[SSHHop] = Field(default_factory=list, max_length=2, description="Jump hosts, first hop first (at most 2).")
+    jump: list[SSHHop] = Field(default_factory=empty_list, max_length=2, description="Jump hosts, first hop first (at most 2).")
 
 
 class ClusterConfig(_Model):
@@ -263,16 +263,16 @@ class PolicyConfig(_Model):
     """
 
     namespaces: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description='Globs of the namespaces namespaced objects may target, e.g. ["team-a", "team-a-*"]; empty: none.',
     )
     cluster_kinds: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description='Cluster-scoped kinds allowed, as "Kind" (any group) or "group/Kind"; default none. '
         "The app's own Namespace (create_namespace) is allowed when it matches `namespaces`.",
     )
     deny_kinds: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description='Kinds refused anywhere, as "Kind" (any group) or "group/Kind", '
         'e.g. ["rbac.authorization.k8s.io/ClusterRoleBinding"].',
     )
@@ -282,7 +282,7 @@ class PolicyConfig(_Model):
         "cluster's RBAC decides (the daemon's credentials need the `impersonate` verb).",
     )
     impersonate_groups: list[str] = Field(
-        default_factory=list, description="`Impersonate-Group` headers sent with `impersonate_user`."
+        default_factory=empty_list, description="`Impersonate-Group` headers sent with `impersonate_user`."
     )
 
     @field_validator("cluster_kinds", "deny_kinds")
@@ -310,10 +310,10 @@ class IgnoreDifference(_Model):
     name: str | None = Field(None, description="Object name; default: every object of the kind.")
     namespace: str | None = Field(None, description="Object namespace; default: any.")
     json_pointers: list[str] = Field(
-        default_factory=list, description='RFC 6901 pointers to the fields (e.g. "/spec/replicas").'
+        default_factory=empty_list, description='RFC 6901 pointers to the fields (e.g. "/spec/replicas").'
     )
     managers: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Field managers (e.g. kube-controller-manager): the fields they own in the live object are ignored too.",
     )
 
@@ -347,7 +347,7 @@ class ApprovalConfig(_Model):
 
     notifier: str = Field(description="Notifier that posts the approval request (a Slack notifier with token_file).")
     approvers: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Who may approve from Slack: user IDs (U...), user-group IDs (S...) or group handles (@oncall). "
         "Empty: the notifier's `allowed` list; if that is empty too, only the API and CLI can decide.",
     )
@@ -374,7 +374,7 @@ class AppConfig(_Model):
     create_namespace: Bool = Field(
         True, description="Create the app's namespace if the manifests do not define it (never pruned)."
     )
-    notify: list[str] = Field(default_factory=list, description="Notifier names that receive this app's events.")
+    notify: list[str] = Field(default_factory=empty_list, description="Notifier names that receive this app's events.")
     plugins: dict[str, Any] = Field(
         default_factory=dict,
         description="`[apps.NAME.plugins.PLUGIN]`: this app's overrides of `[plugins.PLUGIN]`, merged over it "
@@ -382,11 +382,11 @@ class AppConfig(_Model):
     )
     appset: str = Field("", description="Set by gitopsd on apps an [appsets.*] table generated: its name.")
     depends_on: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Apps that must be Synced and Healthy at their current revision before this one syncs.",
     )
     ignore_differences: list[IgnoreDifference] = Field(
-        default_factory=list, description="Fields that are neither drift nor applied over (e.g. replicas an HPA sets)."
+        default_factory=empty_list, description="Fields that are neither drift nor applied over (e.g. replicas an HPA sets)."
     )
     decrypt: DecryptConfig | None = Field(
         None, description='Decrypt SOPS-encrypted files: {provider = "sops", age_key_file = "..."}.'
