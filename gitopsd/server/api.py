@@ -37,7 +37,7 @@ import platform
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -52,7 +52,10 @@ from gitopsd.server import push as pushes
 from gitopsd.server.auth import Access, ApiSecrets, bearer
 from gitopsd.server.members import add_member_routes
 from gitopsd.server.metrics import CONTENT_TYPE, Metrics
-from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound, AppSummary, AppsView
+from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound, AppsView
+
+if TYPE_CHECKING:
+    from gitopsd.server.viewdata import AppSummary
 
 log = structlog.get_logger("gitopsd.server.api")
 
