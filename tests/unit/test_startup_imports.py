@@ -59,6 +59,7 @@ NOT_AT_START: dict[str, str] = {
     "prometheus_client.exposition": "never: /metrics writes the text format itself (server/metrics.py)",
     "wsgiref": "prometheus_client's exposition servers (never used)",
     "watchfiles": "the config-file watcher (it starts once the daemon is ready)",
+    "gitopsd_plugins._semver": "semver versions and ranges (a source with a range, a Helm chart version)",
     "gitopsd.server.push": "push webhooks' verification and parsing (the first POST /hooks/...)",
     "gitopsd.server.viewdata": "the view's data types (the first app listing, web page or push webhook)",
 }
