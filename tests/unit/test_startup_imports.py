@@ -56,6 +56,7 @@ NOT_AT_START: dict[str, str] = {
     "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
     "aiohttp.client": "aiohttp's HTTP client (only a cluster behind a proxy; the server needs only aiohttp.web)",
     "aiohttp.connector": "aiohttp's TLS contexts, built when its client is imported",
+    "prometheus_client.metrics": "the metric types (the first count after ready, or the first scrape; server/metrics.py)",
     "prometheus_client.exposition": "never: /metrics writes the text format itself (server/metrics.py)",
     "wsgiref": "prometheus_client's exposition servers (never used)",
     "watchfiles": "the config-file watcher (it starts once the daemon is ready)",
