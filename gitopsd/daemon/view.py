@@ -8,7 +8,7 @@ operator actions into pins and triggers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import structlog
@@ -22,15 +22,10 @@ from gitopsd.engine.protocols import ClusterPool, DescribesObjects
 from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import Config
-from gitopsd.server.view import (
-    ACTIONS,
-    ActionRefused,
-    AppNotFound,
-    AppSummary,
-    DiffView,
-    ObjectView,
-    PushTarget,
-)
+from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound
+
+if TYPE_CHECKING:
+    from gitopsd.server.viewdata import AppSummary, DiffView, ObjectView, PushTarget
 
 
 class _HasRunner(Protocol):
@@ -153,6 +148,9 @@ class DaemonView:
 
     @staticmethod
     def _summary(runner: AppRunner) -> AppSummary:
+        # Here, not at the top: the first request loads the view's data types, not the start.
+        from gitopsd.server.viewdata import AppSummary
+
         s = runner.status
         source = runner.source
         return AppSummary(
@@ -199,6 +197,8 @@ class DaemonView:
         return self._events.recent(name, limit)
 
     async def objects(self, name: str) -> list[ObjectView]:
+        from gitopsd.server.viewdata import ObjectView
+
         runner = self._runner(name)
         desired = runner.desired
         if desired is None:
@@ -227,6 +227,8 @@ class DaemonView:
         return sorted(await self._daemon.store.inventory(name))
 
     async def diff(self, name: str) -> list[DiffView]:
+        from gitopsd.server.viewdata import DiffView
+
         runner = self._runner(name)
         applied = runner.reconciler.applied
         if applied is None:
@@ -263,6 +265,8 @@ class DaemonView:
         await self._events.wait(timeout)
 
     def push_targets(self) -> Sequence[PushTarget]:
+        from gitopsd.server.viewdata import PushTarget
+
         return [
             PushTarget(name, r.runner.source.url, r.runner.source.ref, r.runner.source.version_range, r.runner.source.subdir)
             for name, r in self._daemon.apps.items()

@@ -37,7 +37,8 @@ import platform
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -48,11 +49,14 @@ from gitopsd.core.errors import ConfigError
 from gitopsd.core.models import HistoryEntry
 from gitopsd.core.version import __version__
 from gitopsd.plugin.config import DaemonConfig
-from gitopsd.server import push as pushes
 from gitopsd.server.auth import Access, ApiSecrets, bearer
 from gitopsd.server.members import add_member_routes
 from gitopsd.server.metrics import CONTENT_TYPE, Metrics
-from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound, AppSummary, AppsView
+from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound, AppsView
+
+if TYPE_CHECKING:
+    from gitopsd.server.push import DeliveryLog
+    from gitopsd.server.viewdata import AppSummary
 
 log = structlog.get_logger("gitopsd.server.api")
 
@@ -132,7 +136,6 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._tg: TaskGroup | None = None
         self.port = 0
-        self.deliveries = pushes.DeliveryLog()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -360,7 +363,17 @@ class ApiServer:
 
     # -- webhooks ------------------------------------------------------------------------
 
+    @cached_property
+    def deliveries(self) -> DeliveryLog:
+        """Delivery IDs of the verified push webhooks (a redelivery is not acted on twice), made at the first push."""
+        from gitopsd.server.push import DeliveryLog
+
+        return DeliveryLog()
+
     async def hook(self, request: web.Request) -> web.Response:
+        # Here, not at the top: the first push webhook imports their parsing, not every start.
+        from gitopsd.server import push as pushes
+
         provider = request.match_info["provider"]
         metrics = self.metrics
         secret = self.secrets.hooks.get(provider)

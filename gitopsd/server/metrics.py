@@ -20,15 +20,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 # Submodules, not the package: prometheus_client's __init__ imports the exposition servers
 # (wsgiref, http.server) and the process-wide collectors; see gitopsd/server/__init__.py.
-from prometheus_client.metrics import Counter, Gauge, Histogram
-from prometheus_client.registry import CollectorRegistry
+# Its metric types are imported when the metrics are made (Metrics).
 from prometheus_client.utils import floatToGoString
 
 from gitopsd.core.models import Health, SyncStatus
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -162,8 +165,54 @@ class _ReconcileCounter:
             yield f'gitopsd_reconcile_total{{app="{_label(app)}",result="{_label(result)}"}} {floatToGoString(float(value))}\n'
 
 
+class _Families:
+    """The prometheus_client metrics of one daemon, registered in a registry of their own."""
+
+    def __init__(self) -> None:
+        from prometheus_client.metrics import Counter, Gauge, Histogram
+        from prometheus_client.registry import CollectorRegistry
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconcile_seconds = Histogram(
+            # By result, not by app: a histogram per app is 15 series each (15,000 at 1000 apps).
+            "gitopsd_reconcile_duration_seconds", "Duration of reconciles.", ["result"], buckets=_DURATION_BUCKETS, registry=r
+        )
+        self.fetch = Counter("gitopsd_source_fetch", "Source fetches by source type and result.", ["type", "result"], registry=r)
+        self.plugin_ops = Counter(
+            "gitopsd_plugin_operations", "Operations plugins count (PluginContext.count) by name and result.",
+            ["operation", "result"], registry=r,
+        )
+        self.kube = Counter(
+            "gitopsd_kube_requests", "Kubernetes API requests by cluster, verb and HTTP code.", ["cluster", "verb", "code"], registry=r
+        )
+        self.notifications = Counter(
+            "gitopsd_notifications", "Notifications by notifier and result (sent, failed, retried, deduped).",
+            ["notifier", "result"], registry=r,
+        )
+        self.dropped = Counter(
+            "gitopsd_notifier_queue_dropped", "Events dropped from a full notifier queue.", ["notifier"], registry=r
+        )
+        self.drift = Counter("gitopsd_drift_corrections", "Self-heal re-applies after live drift.", ["app"], registry=r)
+        self.webhooks = Counter(
+            "gitopsd_webhook_requests", "Push webhook requests by provider and outcome.", ["provider", "outcome"], registry=r
+        )
+        self.reloads = Counter("gitopsd_config_reloads", "Config reloads by result (ok, failed).", ["result"], registry=r)
+        self.api = Counter("gitopsd_api_requests", "HTTP API requests by route and status code.", ["route", "code"], registry=r)
+        self.cache_bytes = Gauge("gitopsd_cache_bytes", "Bytes in the plugin caches (daemon.cache_dir).", registry=r)
+        self.cache_evictions = Counter(
+            "gitopsd_cache_evictions", "Cache entries evicted to stay under daemon.cache_max_bytes.", registry=r
+        )
+
+
 class Metrics:
     """Every gitopsd metric, registered in a registry of its own. Implements ``BusMetrics``.
+
+    The prometheus_client metrics (:class:`_Families`) are made at their first count or the
+    first scrape, not with the daemon: importing prometheus_client's metric types is about
+    29 M instructions of the start (1.6 % at 1000 apps), and nothing counts before the daemon
+    is ready except HTTP requests (``/healthz``, ``/readyz``), which are tallied meanwhile and
+    added when the metrics are made.
 
     Args:
         apps: Called at scrape time for the per-app gauges (the daemon passes its runners'
@@ -171,41 +220,24 @@ class Metrics:
     """
 
     def __init__(self, apps: Callable[[], Iterable[AppSample]] | None = None):
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
         self._reconcile = _ReconcileCounter()
-        self._reconcile_seconds = Histogram(
-            # By result, not by app: a histogram per app is 15 series each (15,000 at 1000 apps).
-            "gitopsd_reconcile_duration_seconds", "Duration of reconciles.", ["result"], buckets=_DURATION_BUCKETS, registry=r
-        )
-        self._seconds_by_result: dict[str, Histogram] = {}
-        self._fetch = Counter("gitopsd_source_fetch", "Source fetches by source type and result.", ["type", "result"], registry=r)
-        self._plugin_ops = Counter(
-            "gitopsd_plugin_operations", "Operations plugins count (PluginContext.count) by name and result.",
-            ["operation", "result"], registry=r,
-        )
-        self._kube = Counter(
-            "gitopsd_kube_requests", "Kubernetes API requests by cluster, verb and HTTP code.", ["cluster", "verb", "code"], registry=r
-        )
+        self._seconds_by_result: dict[str, Any] = {}
         self._kube_children: dict[tuple[str, str, int | str], Any] = {}
-        self._notifications = Counter(
-            "gitopsd_notifications", "Notifications by notifier and result (sent, failed, retried, deduped).",
-            ["notifier", "result"], registry=r,
-        )
-        self._dropped = Counter(
-            "gitopsd_notifier_queue_dropped", "Events dropped from a full notifier queue.", ["notifier"], registry=r
-        )
-        self._drift = Counter("gitopsd_drift_corrections", "Self-heal re-applies after live drift.", ["app"], registry=r)
-        self._webhooks = Counter(
-            "gitopsd_webhook_requests", "Push webhook requests by provider and outcome.", ["provider", "outcome"], registry=r
-        )
-        self._reloads = Counter("gitopsd_config_reloads", "Config reloads by result (ok, failed).", ["result"], registry=r)
-        self._api = Counter("gitopsd_api_requests", "HTTP API requests by route and status code.", ["route", "code"], registry=r)
-        self._cache_bytes = Gauge("gitopsd_cache_bytes", "Bytes in the plugin caches (daemon.cache_dir).", registry=r)
-        self._cache_evictions = Counter(
-            "gitopsd_cache_evictions", "Cache entries evicted to stay under daemon.cache_max_bytes.", registry=r
-        )
+        self._early_requests: dict[tuple[str, str], int] = {}  # api_request before the metrics were made
         self._apps = _AppFamilies(apps) if apps is not None else None
+
+    @cached_property
+    def _f(self) -> _Families:
+        families = _Families()
+        for (route, code), count in self._early_requests.items():
+            families.api.labels(route, code).inc(count)
+        self._early_requests.clear()
+        return families
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry every prometheus_client metric of this daemon is in."""
+        return self._f.registry
 
     # -- engine --------------------------------------------------------------------------
 
@@ -216,22 +248,22 @@ class Metrics:
         if result != "skipped":
             seconds = self._seconds_by_result.get(result)
             if seconds is None:
-                seconds = self._seconds_by_result[result] = self._reconcile_seconds.labels(result)
+                seconds = self._seconds_by_result[result] = self._f.reconcile_seconds.labels(result)
             seconds.observe(duration)
 
     def source_fetch(self, source_type: str, result: str) -> None:
         """One fetch of a source (``result``: ok or failed)."""
-        self._fetch.labels(source_type, result).inc()
+        self._f.fetch.labels(source_type, result).inc()
 
     def drift_correction(self, app: str) -> None:
-        self._drift.labels(app).inc()
+        self._f.drift.labels(app).inc()
 
     def forget_app(self, app: str) -> None:
         """Drop an app's labelled series after it was removed from the config."""
         for result in _RESULTS:
             self._reconcile.counts.pop((app, result), None)
         try:
-            self._drift.remove(app)
+            self._f.drift.remove(app)
         except KeyError:
             pass
 
@@ -242,7 +274,7 @@ class Metrics:
         key = (cluster, verb, code)
         child = self._kube_children.get(key)
         if child is None:  # labels() validates and locks on every call: once per series instead
-            child = self._kube_children[key] = self._kube.labels(cluster, verb.lower(), str(code))
+            child = self._kube_children[key] = self._f.kube.labels(cluster, verb.lower(), str(code))
         child.inc()
 
     def plugin_count(self, name: str, **labels: str) -> None:
@@ -252,33 +284,37 @@ class Metrics:
         so a plugin cannot blow up the number of series.
         """
         if _OPERATION.fullmatch(name):
-            self._plugin_ops.labels(name, str(labels.get("result", "ok"))[:32]).inc()
+            self._f.plugin_ops.labels(name, str(labels.get("result", "ok"))[:32]).inc()
 
     # -- BusMetrics ----------------------------------------------------------------------
 
     def notifications_total(self, notifier: str, result: str) -> None:
-        self._notifications.labels(notifier, result).inc()
+        self._f.notifications.labels(notifier, result).inc()
 
     def queue_dropped(self, notifier: str) -> None:
-        self._dropped.labels(notifier).inc()
+        self._f.dropped.labels(notifier).inc()
 
     # -- the daemon's own ----------------------------------------------------------------
 
     def webhook(self, provider: str, outcome: str) -> None:
         """A push webhook request: matched, ignored, unauthorized, bad-request, disabled."""
-        self._webhooks.labels(provider, outcome).inc()
+        self._f.webhooks.labels(provider, outcome).inc()
 
     def cache(self, size: int, evicted: int) -> None:
         """After a cache sweep: the cache's size and how many entries it evicted."""
-        self._cache_bytes.set(size)
+        self._f.cache_bytes.set(size)
         if evicted:
-            self._cache_evictions.inc(evicted)
+            self._f.cache_evictions.inc(evicted)
 
     def reload(self, result: str) -> None:
-        self._reloads.labels(result).inc()
+        self._f.reloads.labels(result).inc()
 
     def api_request(self, route: str, code: int) -> None:
-        self._api.labels(route, str(code)).inc()
+        if "_f" not in self.__dict__:  # not made yet: tallied, so /healthz and /readyz do not import them
+            key = (route, str(code))
+            self._early_requests[key] = self._early_requests.get(key, 0) + 1
+            return
+        self._f.api.labels(route, str(code)).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (:meth:`chunks`, joined)."""

@@ -12,9 +12,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import total_ordering
-from typing import Annotated
-
-from pydantic import AfterValidator
 
 from gitopsd.core.lazyre import LazyPattern
 
@@ -194,18 +191,6 @@ class Range:
             if all(check(version) for check in checks):
                 return True
         return False
-
-
-def _valid_range(value: str) -> str:
-    try:
-        Range.parse(value)
-    except RangeError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-SemverRange = Annotated[str, AfterValidator(_valid_range)]
-"""An options field holding a semver range, checked when the config is loaded."""
 
 
 def highest(range_text: str, candidates: Iterable[str]) -> str | None:

@@ -43,7 +43,7 @@ from gitopsd.core.lazyre import LazyPattern
 from ._archive import DEFAULT_MAX_BYTES, cache_entry
 from ._gitcmd import GitRunner
 from ._once import one_at_a_time
-from ._semver import SemverRange, highest
+from ._semverrange import SemverRange
 
 _SHA = LazyPattern(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _MAX_DIFF_FILES = 2000
@@ -301,6 +301,8 @@ class GitSource(gitopsd.Source):
             return f"sha1:{o.ref.lower()}"
         refs = await self.remote_refs()
         if o.semver:
+            from ._semver import highest
+
             tags = {r.removeprefix("refs/tags/"): sha for r, sha in refs.items() if r.startswith("refs/tags/")}
             best = highest(o.semver, tags)
             if best is None:

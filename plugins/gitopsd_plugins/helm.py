@@ -28,7 +28,7 @@ from gitopsd.core.lazyre import LazyPattern
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, split_oci_url
 from ._once import one_at_a_time
-from ._semver import SemverRange, Version, highest
+from ._semverrange import SemverRange
 from .oci import shared_registry
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -75,6 +75,8 @@ class HelmChartOptions(Options):
 
 
 def _pick(wanted: str, versions: list[str]) -> str | None:
+    from ._semver import Version, highest
+
     exact = Version.parse(wanted)
     if exact is not None:
         return next((v for v in versions if Version.parse(v) == exact), None)

@@ -26,7 +26,7 @@ from gitopsd.core.lazyre import LazyPattern
 from ._archive import cache_entry, extract_tar
 from ._oci import Credentials, Registry, checked_digest, split_oci_url
 from ._once import one_at_a_time
-from ._semver import SemverRange, highest
+from ._semverrange import SemverRange
 
 FLUX_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
 TAR_GZIP_LAYERS = (
@@ -124,6 +124,8 @@ class OCISource(gitopsd.Source):
             return str(o.digest)
         tag = o.tag
         if o.semver:
+            from ._semver import highest
+
             tags = await self.registry().tags(self.repository)
             tag = highest(o.semver, tags)
             if tag is None:

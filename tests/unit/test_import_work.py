@@ -73,3 +73,26 @@ def test_collection_paused_restores_the_collector(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_no_default_factory_has_a_text_signature() -> None:
+    """Pydantic asks every ``default_factory`` for its signature when it builds a validator;
+    for a built-in like ``list`` that means tokenizing its text signature (and compiling the
+    tokenizer's regular expression, ~4 ms of the start): the config models use
+    :func:`gitopsd.plugin.options.empty_list` instead."""
+    from pydantic import BaseModel
+
+    import gitopsd.plugin.config
+    import gitopsd.plugin.options
+
+    parsed = [
+        f"{m.__name__}.{name}.{field}"
+        for m in (gitopsd.plugin.config, gitopsd.plugin.options)
+        for name, cls in vars(m).items()
+        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls.__module__ == m.__name__
+        for field, info in cls.model_fields.items()
+        if getattr(info.default_factory, "__text_signature__", None) is not None
+    ]
+    assert parsed == []
+    a, b = gitopsd.plugin.config.PolicyConfig(), gitopsd.plugin.config.PolicyConfig()
+    assert a.namespaces == [] and a.namespaces is not b.namespaces

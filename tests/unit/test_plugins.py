@@ -206,3 +206,42 @@ def test_trace_logs_every_hook_call_with_its_duration(monkeypatch: pytest.Monkey
     assert {c["hook"] for c in calls} >= {"gitopsd_source_types", "gitopsd_renderer_types", "gitopsd_health", "gitopsd_event"}
     assert all(isinstance(c["ms"], float) and c["ms"] >= 0 for c in calls)
     assert "local" in next(c for c in calls if c["hook"] == "gitopsd_source_types")["plugins"]
+
+
+def test_module_plugins_hooks_are_found_without_looking_at_every_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same hook implementations as pluggy's own discovery, for every built-in plugin and a
+    staticmethod/classmethod-bearing module; ``inspect.getattr_static`` (what pluggy looks each
+    name up with) only for the names that can be one: about 1 % of the start."""
+    import inspect
+    import types
+
+    import pluggy
+
+    from gitopsd.plugin import hookspecs
+
+    extra = types.ModuleType("extra_plugin")
+    exec(  # a module plugin, built in the test
+        "import gitopsd\n"
+        "class _Holder:\n"
+        "    @staticmethod\n"
+        "    @gitopsd.hookimpl\n"
+        "    def gitopsd_event(event): pass\n"
+        "gitopsd_event = _Holder.gitopsd_event\n"
+        "CONSTANT = 1\n",
+        extra.__dict__,
+    )
+    ours = PluginManager(builtins_only=True, plugins={"extra": extra})
+    plain = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    plain.add_hookspecs(hookspecs)
+    for name, plugin in ours.pm.list_name_plugin():
+        plain.register(plugin, name=name)
+        found = sorted(h.name for h in ours.pm.get_hookcallers(plugin) or [])
+        assert found == sorted(h.name for h in plain.get_hookcallers(plugin) or []), name
+    assert [h.name for h in ours.pm.get_hookcallers(extra) or []] == ["gitopsd_event"]
+
+    looked_up = []
+    real = inspect.getattr_static
+    monkeypatch.setattr(inspect, "getattr_static", lambda obj, name, *a: looked_up.append(name) or real(obj, name, *a))
+    again = PluginManager(builtins_only=True)
+    names = [n for _, p in again.pm.list_name_plugin() if isinstance(p, types.ModuleType) for n in dir(p)]
+    assert 0 < len(looked_up) < len(names) / 2

@@ -56,9 +56,13 @@ NOT_AT_START: dict[str, str] = {
     "kubernetes_asyncio": "the clusters' clients (set up once the daemon is ready)",
     "aiohttp.client": "aiohttp's HTTP client (only a cluster behind a proxy; the server needs only aiohttp.web)",
     "aiohttp.connector": "aiohttp's TLS contexts, built when its client is imported",
+    "prometheus_client.metrics": "the metric types (the first count after ready, or the first scrape; server/metrics.py)",
     "prometheus_client.exposition": "never: /metrics writes the text format itself (server/metrics.py)",
     "wsgiref": "prometheus_client's exposition servers (never used)",
     "watchfiles": "the config-file watcher (it starts once the daemon is ready)",
+    "gitopsd_plugins._semver": "semver versions and ranges (a source with a range, a Helm chart version)",
+    "gitopsd.server.push": "push webhooks' verification and parsing (the first POST /hooks/...)",
+    "gitopsd.server.viewdata": "the view's data types (the first app listing, web page or push webhook)",
 }
 
 # Everything imported at readiness, with some headroom: a new dependency on the start path
@@ -80,6 +84,7 @@ class Daemon(supervisor.Daemon):
         # Ready (/readyz is 200) since the statement before this call: what is imported now.
         seen["modules"] = sorted(sys.modules)
         seen["generators"] = sorted(c.__qualname__ for c in gitopsd.Generator.__subclasses__())
+        seen["view_types"] = sorted(n for n in ("AppSummary", "ObjectView", "DiffView", "PushTarget") if n in vars(sys.modules["gitopsd.server.view"]))
         seen["ready"] = self.accepting.is_set()
         await super()._open_clusters(**kwargs)
 
@@ -206,6 +211,12 @@ def test_bytecode_warm_up_covers_the_start(modules_at_ready: list[str]) -> None:
 def test_no_generator_types_without_appsets(started: Started) -> None:
     """Generator classes (and their options models) are built when an appset needs them, not at every start."""
     assert started[0]["generators"] == []
+
+
+def test_no_view_data_types_at_start(started: Started) -> None:
+    """The view's frozen dataclasses (about 2 M instructions each to create) come with the first
+    app listing, web page or push webhook, not at every start (gitopsd/server/viewdata.py)."""
+    assert started[0]["view_types"] == []
 
 
 def test_module_count(modules_at_ready: list[str]) -> None:

@@ -33,10 +33,12 @@ from gitopsd.core.models import Health, SyncStatus
 from gitopsd.server.auth import Access, ApiSecrets, bearer
 from gitopsd.server.ui.forge import commit_url, short_revision
 from gitopsd.server.ui.sessions import COOKIE, Session, Sessions
-from gitopsd.server.view import ACTIONS, AppNotFound, AppSummary, AppsView
+from gitopsd.server.view import ACTIONS, AppNotFound, AppsView
 
 if TYPE_CHECKING:
     import jinja2
+
+    from gitopsd.server.viewdata import AppSummary
 
 
 class UIHost(Protocol):
