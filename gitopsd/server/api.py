@@ -405,15 +405,14 @@ class ApiServer:
         if self.view.stopping:
             return _error(503, "gitopsd is shutting down")
         targets = {t.app: t for t in self.view.push_targets()}
-        sources = [pushes.AppSource(t.app, t.url, t.ref, t.semver) for t in targets.values()]
-        matched = pushes.match_apps(sources, push)
+        matched = pushes.match_apps(targets.values(), push)
         # The apps whose files changed go first; the other apps of the repository follow a
         # moment later, so a push to one app of a big repository is not queued behind all.
         touched, rest = pushes.touched_first({name: targets[name].path for name in matched}, push)
         self.view.fire(touched, "webhook")
         if rest:
             self.start_soon(self._fire_later, rest)
-        appsets = pushes.match_apps([pushes.AppSource(*t) for t in self.view.appset_push_targets()], push)
+        appsets = pushes.match_apps([pushes.PushTarget(*t) for t in self.view.appset_push_targets()], push)
         self.view.refresh_appsets(appsets)
         matched += [f"appset:{name}" for name in appsets]
         metrics.webhook(provider, "matched" if matched else "ignored")

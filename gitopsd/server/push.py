@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitopsd.core.lazyre import LazyPattern
+from gitopsd.server.viewdata import PushTarget
 
 PROVIDERS = ("github", "gitlab", "gitea")
 
@@ -95,16 +96,6 @@ class Push:
     @property
     def tag(self) -> str:
         return self.ref.removeprefix("refs/tags/") if self.ref.startswith("refs/tags/") else ""
-
-
-@dataclass(frozen=True, slots=True)
-class AppSource:
-    """What matching needs to know about one app's source."""
-
-    app: str
-    url: str
-    ref: str = ""
-    semver: str = ""
 
 
 def verify(provider: str, secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -277,8 +268,8 @@ def ref_matches(app_ref: str, semver: str, push: Push) -> bool:
     return app_ref in (push.branch, push.tag)
 
 
-def match_apps(apps: Iterable[AppSource], push: Push) -> list[str]:
-    """Names of the apps that ``push`` should refresh, sorted."""
+def match_apps(apps: Iterable[PushTarget], push: Push) -> list[str]:
+    """Names of the apps (or appsets) whose source ``push`` should refresh, sorted."""
     urls = set(push.urls)
     return sorted(
         a.app for a in apps if a.url and normalise_repo_url(a.url) in urls and ref_matches(a.ref, a.semver, push)

@@ -82,7 +82,10 @@ class DiffView:
 
 @dataclass(frozen=True, slots=True)
 class PushTarget:
-    """What push-webhook matching needs about one app's source."""
+    """What push-webhook matching needs about one app's source (:func:`gitopsd.server.push.match_apps`).
+
+    An appset's repository is matched the same way, ``app`` naming the appset (``path`` empty).
+    """
 
     app: str
     url: str

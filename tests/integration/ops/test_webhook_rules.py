@@ -7,7 +7,6 @@ import json
 import pytest
 
 from gitopsd.server.push import (
-    AppSource,
     Push,
     WebhookError,
     match_apps,
@@ -16,6 +15,7 @@ from gitopsd.server.push import (
     ref_matches,
     verify,
 )
+from gitopsd.server.viewdata import PushTarget
 
 from .conftest import GITEA_SECRET, GITHUB_SECRET, GITLAB_TOKEN, gitea_signature, github_signature
 
@@ -71,11 +71,11 @@ def test_ref_matching(app_ref: str, semver: str, ref: str, expected: bool) -> No
 
 def test_match_apps_by_url_and_ref() -> None:
     apps = [
-        AppSource("web", "git@github.com:acme/web.git", "main"),
-        AppSource("web-dev", "https://github.com/acme/web", "dev"),
-        AppSource("other", "https://github.com/acme/other.git", "main"),
-        AppSource("web-too", "ssh://git@GITHUB.com:22/acme/web", "main"),
-        AppSource("no-url", "", "main"),
+        PushTarget("web", "git@github.com:acme/web.git", "main"),
+        PushTarget("web-dev", "https://github.com/acme/web", "dev"),
+        PushTarget("other", "https://github.com/acme/other.git", "main"),
+        PushTarget("web-too", "ssh://git@GITHUB.com:22/acme/web", "main"),
+        PushTarget("no-url", "", "main"),
     ]
     assert match_apps(apps, _push("refs/heads/main")) == ["web", "web-too"]
     assert match_apps(apps, _push("refs/heads/dev")) == ["web-dev"]
