@@ -54,6 +54,10 @@ from bench.run import log, write_config
 READY_IMPORTS = "import gitopsd.cli.main, gitopsd.daemon.supervisor"
 """What ``gitopsd run`` imports before /readyz answers (the plugins' modules come on top)."""
 
+REFERENCE_IMPORTS = "import asyncio, email.message, sqlite3, json"
+"""Standard-library imports no change to gitopsd moves: their import time, measured beside the
+daemon's, says how fast the machine is at the moment (this one's vary by half between hours)."""
+
 _RUSAGE = "; import resource, sys; r = resource.getrusage(resource.RUSAGE_SELF); print(r.ru_utime + r.ru_stime, len(sys.modules))"
 
 _TO_READY = r"""
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"instructions until ready: {counted[0] / 1e9:.4f} G ({counted[1]} modules)")
         imports = [import_time(env) for _ in range(args.runs)]
         ready_imports = [import_time(env, READY_IMPORTS) for _ in range(args.runs)]
+        reference = [import_time(env, REFERENCE_IMPORTS)[0] for _ in range(args.runs)]
         result = {"apps": args.apps, "bytecode_cache": cache is not None,
                   "healthz_s": [round(x, 2) for x in healthz],
                   "readyz_s": [round(x, 2) for x in readyz],
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                   "ready_importtime_own_median_s": round(statistics.median(x[1] for x in ready_imports), 3),
                   "ready_import_cpu_median_s": round(statistics.median(x[2] for x in ready_imports), 3),
                   "ready_import_modules": ready_imports[0][3],
+                  "reference_importtime_median_s": round(statistics.median(reference), 3),
                   "load_average": list(os.getloadavg())}
         if counted is not None:
             result["instructions_to_ready"], result["modules_at_ready"] = counted
