@@ -17,7 +17,6 @@ Decisions are compare-and-set in the store, so two clicks at the same moment dec
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -187,7 +186,7 @@ class ApprovalGate:
             return f"{self.app.name}: {record.revision} rejected by {by}"
 
     async def _decide(self, record: ApprovalRecord, status: str, *, by: str, reason: str = "") -> None:
-        decided = replace(record, status=status, decided_by=by, decided_at=self.clock(), reason=reason)
+        decided = record._replace(status=status, decided_by=by, decided_at=self.clock(), reason=reason)
         if not await self.store.set_approval(decided, expect=(record.revision, record.status)):
             self.record = await self.store.approval(self.app.name)
             return
