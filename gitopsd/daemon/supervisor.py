@@ -15,7 +15,6 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -104,11 +103,13 @@ class _Done:
             await waiter
 
 
-@dataclass
 class _Running:
-    runner: AppRunner
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: _Done = field(default_factory=_Done)
+    __slots__ = ("done", "runner", "scope")
+
+    def __init__(self, runner: AppRunner) -> None:
+        self.runner = runner
+        self.scope = anyio.CancelScope()
+        self.done = _Done()
 
 
 class Daemon:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,32 +34,38 @@ from gitopsd.plugin.interfaces import Source
 log = structlog.get_logger("gitopsd.engine")
 
 
-@dataclass
 class AppStatus:
-    """What the API and ``gitopsd status`` show about one app."""
+    """What the API and ``gitopsd status`` show about one app (one per app, changed in place)."""
 
-    name: str
-    cluster: str
-    namespace: str
-    revision: str = ""
-    sync: SyncStatus = SyncStatus.UNKNOWN
-    health: Health = Health.UNKNOWN
-    suspended: bool = False
-    pinned_revision: str = ""
-    last_sync_time: datetime | None = None
-    last_result: str = ""
-    last_reason: str = ""
-    last_message: str = ""
-    last_counts: dict[str, int] = field(default_factory=dict)
-    reconciles: int = 0
-    last_duration: float = 0.0  # seconds the last sync took
-    source_revision: str = ""  # what the source reported at the last poll (dependencies: "current revision")
-    waiting: str = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
-    # Change control: "" or "awaiting-approval", "rejected", "window-closed" (the new revision waits).
-    hold: str = ""
-    hold_revision: str = ""
-    hold_message: str = ""
-    hold_until: datetime | None = None  # when the window ends, or the approval request expires
+    __slots__ = (
+        "cluster", "health", "hold", "hold_message", "hold_revision", "hold_until", "last_counts", "last_duration",
+        "last_message", "last_reason", "last_result", "last_sync_time", "name", "namespace", "pinned_revision",
+        "reconciles", "revision", "source_revision", "suspended", "sync", "waiting",
+    )
+
+    def __init__(self, name: str, cluster: str, namespace: str, *, suspended: bool = False) -> None:
+        self.name = name
+        self.cluster = cluster
+        self.namespace = namespace
+        self.revision = ""
+        self.sync = SyncStatus.UNKNOWN
+        self.health = Health.UNKNOWN
+        self.suspended = suspended
+        self.pinned_revision = ""
+        self.last_sync_time: datetime | None = None
+        self.last_result = ""
+        self.last_reason = ""
+        self.last_message = ""
+        self.last_counts: dict[str, int] = {}
+        self.reconciles = 0
+        self.last_duration = 0.0  # seconds the last sync took
+        self.source_revision = ""  # what the source reported at the last poll (dependencies: "current revision")
+        self.waiting = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
+        # Change control: "" or "awaiting-approval", "rejected", "window-closed" (the new revision waits).
+        self.hold = ""
+        self.hold_revision = ""
+        self.hold_message = ""
+        self.hold_until: datetime | None = None  # when the window ends, or the approval request expires
 
 
 class ReconcileMetrics(Protocol):
