@@ -37,7 +37,6 @@ from gitopsd.engine.cache_budget import CacheBudget
 from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.idle import IdleChecks
 from gitopsd.engine.policy import config_warnings
-from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.stages import Workspace, cache_root
@@ -52,6 +51,9 @@ from gitopsd.server.systemd import SystemdNotifier
 
 if TYPE_CHECKING:
     from gitopsd.daemon.coordination import Coordinator
+
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ClusterPool
 
 log = structlog.get_logger("gitopsd.daemon")
 
@@ -499,6 +501,9 @@ class Daemon:
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
         assert self.runtime is not None and self.runtime.pool is not None and self.runtime.store is not None
+        # engine.protocols is loaded with the clusters (after ready).
+        from gitopsd.engine.protocols import PrunesRemovedApps
+
         store = self.runtime.store
         cluster = self.runtime.pool.get(app.cluster)
         if not isinstance(cluster, PrunesRemovedApps):

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
-from gitopsd.engine.protocols import ClusterPool
 from gitopsd.engine.reconciler import ReconcileMetrics, Reconciler
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.manager import PluginManager
+
+if TYPE_CHECKING:
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ClusterPool
 
 
 def kube_cluster_pool(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -26,8 +26,11 @@ from gitopsd.core import events as ev
 from gitopsd.core.errors import GitopsdError
 from gitopsd.core.models import Manifest, ObjectRef
 from gitopsd.core.state import ApprovalRecord, StateStore
-from gitopsd.engine.protocols import ObjectDiff
 from gitopsd.plugin.config import AppConfig
+
+if TYPE_CHECKING:
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ObjectDiff
 
 AWAITING = "awaiting-approval"
 APPROVED = "approved"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -23,13 +23,17 @@ from gitopsd.core.models import Artifact, Health, ObjectRef, Rendered, SyncResul
 from gitopsd.core.secrets import REDACTOR
 from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
-from gitopsd.engine.approvals import ApprovalError, ApprovalGate, summarize
 from gitopsd.engine.dependencies import DependencyGate
-from gitopsd.engine.protocols import Cluster, ObjectDiff
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig
 from gitopsd.plugin.interfaces import Source
+
+if TYPE_CHECKING:
+    # Annotations only: engine.approvals comes with the first app that has `approval`, and
+    # engine.protocols (two frozen dataclasses) with the Kubernetes layer, after ready.
+    from gitopsd.engine.approvals import ApprovalGate
+    from gitopsd.engine.protocols import Cluster, ObjectDiff
 
 log = structlog.get_logger("gitopsd.engine")
 
@@ -162,6 +166,8 @@ class Reconciler:
         self.windows = windows or SyncWindows()
         self.approvals: ApprovalGate | None = None  # set for apps with `approval`
         if app.approval is not None and store is not None:
+            from gitopsd.engine.approvals import ApprovalGate  # only apps with `approval` need it
+
             self.approvals = ApprovalGate(app, store, self._event, self.windows.now, lambda: self.wake("approved", False))
         self._window_reported: tuple[str, str] = ("", "")
         self._started = False  # Cluster.started was called
@@ -413,6 +419,8 @@ class Reconciler:
 
     async def _approval_details(self, revision: str) -> dict[str, Any]:
         """The commit and diff summary an approval request shows."""
+        from gitopsd.engine.approvals import summarize
+
         rendered = await self.render(revision)  # first: the source then has the revision to describe
         try:
             commit = await self.source.describe(revision)
@@ -459,6 +467,8 @@ class Reconciler:
     async def decide(self, revision: str, *, approve: bool, by: str) -> str:
         """Approve or reject the pending revision (see :meth:`ApprovalGate.decide`)."""
         if self.approvals is None:
+            from gitopsd.engine.approvals import ApprovalError
+
             raise ApprovalError(f"{self.app.name} has no approval gate (set approval = {{ notifier = ... }})")
         return await self.approvals.decide(revision, approve=approve, by=by)
 

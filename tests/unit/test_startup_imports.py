@@ -63,6 +63,8 @@ NOT_AT_START: dict[str, str] = {
     "gitopsd_plugins._semver": "semver versions and ranges (a source with a range, a Helm chart version)",
     "gitopsd.server.push": "push webhooks' verification and parsing (the first POST /hooks/...)",
     "gitopsd.server.viewdata": "the view's data types (the first app listing, web page or push webhook)",
+    "gitopsd.engine.protocols": "the cluster protocols and their dataclasses (with the Kubernetes layer, after ready)",
+    "gitopsd.engine.approvals": "the change-control gate (an app with `approval`)",
 }
 
 # Everything imported at readiness, with some headroom: a new dependency on the start path
