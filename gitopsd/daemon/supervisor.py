@@ -106,12 +106,24 @@ class _Done:
 
 
 class _Running:
-    __slots__ = ("done", "runner", "scope")
+    """An app's runner, the cancel scope of its task and the event of its end."""
+
+    __slots__ = ("_scope", "done", "runner")
 
     def __init__(self, runner: AppRunner) -> None:
         self.runner = runner
-        self.scope = anyio.CancelScope()
+        self._scope: anyio.CancelScope | None = None
         self.done = _Done()
+
+    @property
+    def scope(self) -> anyio.CancelScope:
+        """Made on first use (the app's task starts after ready): not one per app before /readyz.
+
+        Cancelling it before the task enters it cancels the task as it enters, as before.
+        """
+        if self._scope is None:
+            self._scope = anyio.CancelScope()
+        return self._scope
 
 
 class Daemon:
