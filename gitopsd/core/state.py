@@ -24,10 +24,9 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -101,8 +100,7 @@ _MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-@dataclass(frozen=True, slots=True)
-class AppRecord:
+class AppRecord(NamedTuple):
     """What the state knows about one app."""
 
     name: str
@@ -111,8 +109,7 @@ class AppRecord:
     updated: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ApprovalRecord:
+class ApprovalRecord(NamedTuple):
     """An app's latest approval request and its decision (see :mod:`gitopsd.engine.approvals`).
 
     ``status`` is ``awaiting-approval``, ``approved`` or ``rejected``; ``reason`` says why
@@ -128,16 +125,14 @@ class ApprovalRecord:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Pin:
+class Pin(NamedTuple):
     """An operator's hold on an app: suspended, and/or pinned to a revision (rollback)."""
 
     suspended: bool = False
     revision: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class AppStart:
+class AppStart(NamedTuple):
     """What the state knows about an app when it starts (see :meth:`StateStore.app_start`)."""
 
     record: AppRecord | None
@@ -146,14 +141,16 @@ class AppStart:
     """The health recorded with the last sync; None without history."""
 
 
-@dataclass(eq=False, slots=True)
 class _Call:
     """One queued call of :meth:`StateStore._run` and its outcome."""
 
-    func: Callable[[sqlite3.Connection], Any]
-    value: Any = None
-    error: Exception | None = None
-    done: bool = False
+    __slots__ = ("done", "error", "func", "value")
+
+    def __init__(self, func: Callable[[sqlite3.Connection], Any]) -> None:
+        self.func = func
+        self.value: Any = None
+        self.error: Exception | None = None
+        self.done = False
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Call]) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -98,15 +97,17 @@ async def expand_all(config: Config, plugins: PluginManager, *, workspace: Works
     return with_generated(config, generated)
 
 
-@dataclass
 class _Loop:
     """One appset that needs fetching, as the daemon runs it."""
 
-    appset: AppSetConfig
-    generators: list[Generator]
-    params: list[Params] | None = None
-    wake: anyio.Event = field(default_factory=anyio.Event)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    __slots__ = ("appset", "generators", "params", "scope", "wake")
+
+    def __init__(self, appset: AppSetConfig, generators: list[Generator]) -> None:
+        self.appset = appset
+        self.generators = generators
+        self.params: list[Params] | None = None
+        self.wake = anyio.Event()
+        self.scope = anyio.CancelScope()
 
 
 class AppSetController:

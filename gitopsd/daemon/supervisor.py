@@ -15,7 +15,6 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,7 +37,6 @@ from gitopsd.engine.cache_budget import CacheBudget
 from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.idle import IdleChecks
 from gitopsd.engine.policy import config_warnings
-from gitopsd.engine.protocols import ClusterPool, PrunesRemovedApps
 from gitopsd.engine.reconciler import StateInventory
 from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.stages import Workspace, cache_root
@@ -53,6 +51,9 @@ from gitopsd.server.systemd import SystemdNotifier
 
 if TYPE_CHECKING:
     from gitopsd.daemon.coordination import Coordinator
+
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ClusterPool
 
 log = structlog.get_logger("gitopsd.daemon")
 
@@ -104,11 +105,25 @@ class _Done:
             await waiter
 
 
-@dataclass
 class _Running:
-    runner: AppRunner
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: _Done = field(default_factory=_Done)
+    """An app's runner, the cancel scope of its task and the event of its end."""
+
+    __slots__ = ("_scope", "done", "runner")
+
+    def __init__(self, runner: AppRunner) -> None:
+        self.runner = runner
+        self._scope: anyio.CancelScope | None = None
+        self.done = _Done()
+
+    @property
+    def scope(self) -> anyio.CancelScope:
+        """Made on first use (the app's task starts after ready): not one per app before /readyz.
+
+        Cancelling it before the task enters it cancels the task as it enters, as before.
+        """
+        if self._scope is None:
+            self._scope = anyio.CancelScope()
+        return self._scope
 
 
 class Daemon:
@@ -498,6 +513,9 @@ class Daemon:
     async def _prune_removed(self, app: AppConfig) -> None:
         """Delete the objects of an app removed with ``prune_on_remove = true``, then forget it."""
         assert self.runtime is not None and self.runtime.pool is not None and self.runtime.store is not None
+        # engine.protocols is loaded with the clusters (after ready).
+        from gitopsd.engine.protocols import PrunesRemovedApps
+
         store = self.runtime.store
         cluster = self.runtime.pool.get(app.cluster)
         if not isinstance(cluster, PrunesRemovedApps):

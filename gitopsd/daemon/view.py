@@ -18,13 +18,14 @@ from gitopsd.core.events import Event
 from gitopsd.core.models import HistoryEntry, ObjectRef, SyncStatus
 from gitopsd.core.state import HISTORY_KEPT, Pin, StateStore
 from gitopsd.daemon.appsets import AppSetController
-from gitopsd.engine.protocols import ClusterPool, DescribesObjects
 from gitopsd.engine.runner import AppRunner
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import Config
 from gitopsd.server.view import ACTIONS, ActionRefused, AppNotFound
 
 if TYPE_CHECKING:
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ClusterPool
     from gitopsd.server.viewdata import AppSummary, DiffView, ObjectView, PushTarget
 
 
@@ -197,6 +198,8 @@ class DaemonView:
         return self._events.recent(name, limit)
 
     async def objects(self, name: str) -> list[ObjectView]:
+        # engine.protocols is loaded with the clusters (after ready).
+        from gitopsd.engine.protocols import DescribesObjects
         from gitopsd.server.viewdata import ObjectView
 
         runner = self._runner(name)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gitopsd.core.events import Event
 from gitopsd.core.state import StateStore
-from gitopsd.engine.protocols import ClusterPool
 from gitopsd.engine.reconciler import ReconcileMetrics, Reconciler
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.manager import PluginManager
+
+if TYPE_CHECKING:
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ClusterPool
 
 
 def kube_cluster_pool(
@@ -50,7 +53,6 @@ def import_kube() -> None:
     k8s.load()
 
 
-@dataclass
 class Runtime:
     """The shared parts every :class:`Reconciler` of one process uses.
 
@@ -58,12 +60,22 @@ class Runtime:
     render`` touches neither the state nor a cluster).
     """
 
-    workspace: Workspace
-    emit: Callable[[Event], None]
-    store: StateStore | None = None
-    pool: ClusterPool | None = None
-    metrics: ReconcileMetrics | None = None
-    windows: SyncWindows | None = None  # the config's sync windows and the clock
+    def __init__(
+        self,
+        workspace: Workspace,
+        emit: Callable[[Event], None],
+        *,
+        store: StateStore | None = None,
+        pool: ClusterPool | None = None,
+        metrics: ReconcileMetrics | None = None,
+        windows: SyncWindows | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.emit = emit
+        self.store = store
+        self.pool = pool
+        self.metrics = metrics
+        self.windows = windows  # the config's sync windows and the clock
 
     def reconciler(self, app: AppConfig, wake: Callable[[str, bool], None] | None = None) -> Reconciler:
         """A Reconciler for ``app`` in this runtime."""

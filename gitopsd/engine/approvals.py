@@ -17,9 +17,8 @@ Decisions are compare-and-set in the store, so two clicks at the same moment dec
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -27,8 +26,11 @@ from gitopsd.core import events as ev
 from gitopsd.core.errors import GitopsdError
 from gitopsd.core.models import Manifest, ObjectRef
 from gitopsd.core.state import ApprovalRecord, StateStore
-from gitopsd.engine.protocols import ObjectDiff
 from gitopsd.plugin.config import AppConfig
+
+if TYPE_CHECKING:
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import ObjectDiff
 
 AWAITING = "awaiting-approval"
 APPROVED = "approved"
@@ -187,7 +189,7 @@ class ApprovalGate:
             return f"{self.app.name}: {record.revision} rejected by {by}"
 
     async def _decide(self, record: ApprovalRecord, status: str, *, by: str, reason: str = "") -> None:
-        decided = replace(record, status=status, decided_by=by, decided_at=self.clock(), reason=reason)
+        decided = record._replace(status=status, decided_by=by, decided_at=self.clock(), reason=reason)
         if not await self.store.set_approval(decided, expect=(record.revision, record.status)):
             self.record = await self.store.approval(self.app.name)
             return

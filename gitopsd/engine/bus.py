@@ -33,7 +33,6 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -72,16 +71,18 @@ class BusMetrics(Protocol):
     def queue_dropped(self, notifier: str) -> None: ...
 
 
-@dataclass(slots=True)
 class NotifierStats:
     """Counters of one notifier since the bus started (``queued`` is the current backlog)."""
 
-    sent: int = 0
-    failed: int = 0
-    dropped: int = 0
-    queued: int = 0
-    deduped: int = 0
-    retried: int = 0
+    __slots__ = ("deduped", "dropped", "failed", "queued", "retried", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self.queued = 0
+        self.deduped = 0
+        self.retried = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -139,23 +140,30 @@ class _RateLimiter:
         self._next = max(self._next, self._clock() + seconds)
 
 
-@dataclass(eq=False)
 class _Channel:
-    name: str
-    notifier: Notifier
-    options: NotifierOptions
-    limiter: _RateLimiter
-    queue: deque[Event] = field(default_factory=deque)
-    stats: NotifierStats = field(default_factory=NotifierStats)
-    seen: dict[tuple[str, ...], float] = field(default_factory=dict)
-    wakeup: anyio.Event | None = None
-    inflight: Event | None = None
-    closing: bool = False
-    scope: anyio.CancelScope | None = None
-    serve_scope: anyio.CancelScope | None = None  # the notifier's own serve() task
-    dropped_unreported: int = 0
-    last_drop_report: float = -math.inf
-    failure_reported: bool = False
+    """One notifier's queue, rate limiter, counters and the state of its delivery task."""
+
+    __slots__ = (
+        "closing", "dropped_unreported", "failure_reported", "inflight", "last_drop_report", "limiter", "name",
+        "notifier", "options", "queue", "scope", "seen", "serve_scope", "stats", "wakeup",
+    )
+
+    def __init__(self, name: str, notifier: Notifier, options: NotifierOptions, limiter: _RateLimiter) -> None:
+        self.name = name
+        self.notifier = notifier
+        self.options = options
+        self.limiter = limiter
+        self.queue: deque[Event] = deque()
+        self.stats = NotifierStats()
+        self.seen: dict[tuple[str, ...], float] = {}
+        self.wakeup: anyio.Event | None = None
+        self.inflight: Event | None = None
+        self.closing = False
+        self.scope: anyio.CancelScope | None = None
+        self.serve_scope: anyio.CancelScope | None = None  # the notifier's own serve() task
+        self.dropped_unreported = 0
+        self.last_drop_report = -math.inf
+        self.failure_reported = False
 
     @property
     def backlog(self) -> int:

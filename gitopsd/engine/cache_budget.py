@@ -18,7 +18,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -51,13 +50,15 @@ def tree_size(path: Path) -> int:
     return total
 
 
-@dataclass
 class Sweep:
     """What one pass found and did."""
 
-    size_before: int = 0
-    size_after: int = 0
-    evicted: list[Path] = field(default_factory=list)
+    __slots__ = ("evicted", "size_after", "size_before")
+
+    def __init__(self, size_before: int = 0) -> None:
+        self.size_before = size_before
+        self.size_after = 0
+        self.evicted: list[Path] = []
 
 
 class CacheBudget:

@@ -16,23 +16,21 @@ the core group).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 from gitopsd.core.models import ObjectRef
 from gitopsd.plugin.config import AppConfig, Config, PolicyConfig
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One object of a render as the policy sees it."""
 
     ref: ObjectRef
     namespaced: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+class Violation(NamedTuple):
     """One object that breaks one rule of the app's policy."""
 
     ref: ObjectRef

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -24,43 +23,53 @@ from gitopsd.core.models import Artifact, Health, ObjectRef, Rendered, SyncResul
 from gitopsd.core.secrets import REDACTOR
 from gitopsd.core.state import Pin, StateStore
 from gitopsd.engine import stages
-from gitopsd.engine.approvals import ApprovalError, ApprovalGate, summarize
 from gitopsd.engine.dependencies import DependencyGate
-from gitopsd.engine.protocols import Cluster, ObjectDiff
 from gitopsd.engine.stages import Workspace
 from gitopsd.engine.windows import SyncWindows
 from gitopsd.plugin.config import AppConfig
 from gitopsd.plugin.interfaces import Source
 
+if TYPE_CHECKING:
+    # Annotations only: engine.approvals comes with the first app that has `approval`, and
+    # engine.protocols (two frozen dataclasses) with the Kubernetes layer, after ready.
+    from gitopsd.engine.approvals import ApprovalGate
+    from gitopsd.engine.protocols import Cluster, ObjectDiff
+
 log = structlog.get_logger("gitopsd.engine")
 
 
-@dataclass
 class AppStatus:
-    """What the API and ``gitopsd status`` show about one app."""
+    """What the API and ``gitopsd status`` show about one app (one per app, changed in place)."""
 
-    name: str
-    cluster: str
-    namespace: str
-    revision: str = ""
-    sync: SyncStatus = SyncStatus.UNKNOWN
-    health: Health = Health.UNKNOWN
-    suspended: bool = False
-    pinned_revision: str = ""
-    last_sync_time: datetime | None = None
-    last_result: str = ""
-    last_reason: str = ""
-    last_message: str = ""
-    last_counts: dict[str, int] = field(default_factory=dict)
-    reconciles: int = 0
-    last_duration: float = 0.0  # seconds the last sync took
-    source_revision: str = ""  # what the source reported at the last poll (dependencies: "current revision")
-    waiting: str = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
-    # Change control: "" or "awaiting-approval", "rejected", "window-closed" (the new revision waits).
-    hold: str = ""
-    hold_revision: str = ""
-    hold_message: str = ""
-    hold_until: datetime | None = None  # when the window ends, or the approval request expires
+    __slots__ = (
+        "cluster", "health", "hold", "hold_message", "hold_revision", "hold_until", "last_counts", "last_duration",
+        "last_message", "last_reason", "last_result", "last_sync_time", "name", "namespace", "pinned_revision",
+        "reconciles", "revision", "source_revision", "suspended", "sync", "waiting",
+    )
+
+    def __init__(self, name: str, cluster: str, namespace: str, *, suspended: bool = False) -> None:
+        self.name = name
+        self.cluster = cluster
+        self.namespace = namespace
+        self.revision = ""
+        self.sync = SyncStatus.UNKNOWN
+        self.health = Health.UNKNOWN
+        self.suspended = suspended
+        self.pinned_revision = ""
+        self.last_sync_time: datetime | None = None
+        self.last_result = ""
+        self.last_reason = ""
+        self.last_message = ""
+        self.last_counts: dict[str, int] = {}
+        self.reconciles = 0
+        self.last_duration = 0.0  # seconds the last sync took
+        self.source_revision = ""  # what the source reported at the last poll (dependencies: "current revision")
+        self.waiting = ""  # depends_on not ready: "waiting for db (OutOfSync)"; "" otherwise
+        # Change control: "" or "awaiting-approval", "rejected", "window-closed" (the new revision waits).
+        self.hold = ""
+        self.hold_revision = ""
+        self.hold_message = ""
+        self.hold_until: datetime | None = None  # when the window ends, or the approval request expires
 
 
 class ReconcileMetrics(Protocol):
@@ -157,6 +166,8 @@ class Reconciler:
         self.windows = windows or SyncWindows()
         self.approvals: ApprovalGate | None = None  # set for apps with `approval`
         if app.approval is not None and store is not None:
+            from gitopsd.engine.approvals import ApprovalGate  # only apps with `approval` need it
+
             self.approvals = ApprovalGate(app, store, self._event, self.windows.now, lambda: self.wake("approved", False))
         self._window_reported: tuple[str, str] = ("", "")
         self._started = False  # Cluster.started was called
@@ -408,6 +419,8 @@ class Reconciler:
 
     async def _approval_details(self, revision: str) -> dict[str, Any]:
         """The commit and diff summary an approval request shows."""
+        from gitopsd.engine.approvals import summarize
+
         rendered = await self.render(revision)  # first: the source then has the revision to describe
         try:
             commit = await self.source.describe(revision)
@@ -454,6 +467,8 @@ class Reconciler:
     async def decide(self, revision: str, *, approve: bool, by: str) -> str:
         """Approve or reject the pending revision (see :meth:`ApprovalGate.decide`)."""
         if self.approvals is None:
+            from gitopsd.engine.approvals import ApprovalError
+
             raise ApprovalError(f"{self.app.name} has no approval gate (set approval = {{ notifier = ... }})")
         return await self.approvals.decide(revision, approve=approve, by=by)
 

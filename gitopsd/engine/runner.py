@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -19,11 +20,14 @@ from gitopsd.core.models import Manifest, SyncResult
 from gitopsd.core.state import Pin
 from gitopsd.engine.dependencies import DependencyGate
 from gitopsd.engine.idle import IdleChecks
-from gitopsd.engine.protocols import Cluster
 from gitopsd.engine.reconciler import AppStatus, Reconciler
 from gitopsd.engine.triggers import Trigger, Wake, aligned
 from gitopsd.plugin.config import AppConfig, Config
 from gitopsd.plugin.interfaces import Source
+
+if TYPE_CHECKING:
+    # Annotations only: engine.protocols (two frozen dataclasses) comes with the Kubernetes layer, after ready.
+    from gitopsd.engine.protocols import Cluster
 
 log = structlog.get_logger("gitopsd.engine")
 

@@ -11,7 +11,6 @@ import os
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -27,23 +26,23 @@ from gitopsd.plugin.manager import PluginManager
 from gitopsd.plugin.options import Options
 
 
-@dataclass
 class Workspace:
     """What the stages share within one daemon (or one CLI run): plugins, caches, single-flight.
 
     One per daemon; it outlives config reloads so caches and mirrors survive them.
     """
 
-    plugins: PluginManager
-    ctx: PluginContext
-    flights: SingleFlight = field(default_factory=SingleFlight)
-    render_cache: RenderCache = field(default_factory=RenderCache)
-    artifacts_in_use: dict[str, Path] = field(default_factory=dict)
-    """Source key -> path of its newest artifact: what the cache budget never evicts."""
-    artifacts_handed_out: dict[Path, float] = field(default_factory=dict)
-    """Artifact path -> monotonic time it was last handed out (the cache budget's recency)."""
-    default_options: dict[type[Renderer], Options] = field(default_factory=dict)
-    """Renderer class -> its default options (frozen, so shared) for apps without a ``render`` table."""
+    def __init__(self, plugins: PluginManager, ctx: PluginContext) -> None:
+        self.plugins = plugins
+        self.ctx = ctx
+        self.flights = SingleFlight()
+        self.render_cache = RenderCache()
+        self.artifacts_in_use: dict[str, Path] = {}
+        """Source key -> path of its newest artifact: what the cache budget never evicts."""
+        self.artifacts_handed_out: dict[Path, float] = {}
+        """Artifact path -> monotonic time it was last handed out (the cache budget's recency)."""
+        self.default_options: dict[type[Renderer], Options] = {}
+        """Renderer class -> its default options (frozen, so shared) for apps without a ``render`` table."""
 
     @classmethod
     def create(

@@ -6,11 +6,10 @@ import asyncio
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Wake:
+class Wake(NamedTuple):
     """Why a runner woke: the reasons gathered, whether to force a sync, and when it was asked."""
 
     reasons: list[str]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gitopsd.plugin.config import WindowConfig
@@ -32,8 +32,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class OpenWindow:
+class OpenWindow(NamedTuple):
     """A window that is open now: its name, kind and when this opening ends."""
 
     name: str
@@ -42,8 +41,7 @@ class OpenWindow:
     end: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     """Why an app's sync waits: the window (or ``allow windows``) and when it may run again."""
 
     window: str

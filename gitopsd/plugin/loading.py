@@ -14,7 +14,6 @@ no fetch are expanded here too (:mod:`gitopsd.plugin.appsets`).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,13 +173,13 @@ def _shape(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     return shaped
 
 
-@dataclass
 class _Resolved:
     """What the second pass produces: validated plugin options, ready to replace the raw tables."""
 
-    plugins: dict[str, Options] = field(default_factory=dict)
-    notifiers: dict[str, PluginTable] = field(default_factory=dict)
-    apps: dict[str, dict[str, Any]] = field(default_factory=dict)  # app name -> AppConfig field updates
+    def __init__(self) -> None:
+        self.plugins: dict[str, Options] = {}
+        self.notifiers: dict[str, PluginTable] = {}
+        self.apps: dict[str, dict[str, Any]] = {}  # app name -> AppConfig field updates
 
 
 def _resolve(shaped: dict[str, Any], types: PluginTypes, errors: list[str]) -> _Resolved:

@@ -14,9 +14,8 @@ import time
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib.metadata import Distribution, entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import pluggy
 import structlog
@@ -43,15 +42,14 @@ class PluginError(GitopsdError):
     reason = "PluginError"
 
 
-@dataclass(frozen=True, slots=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """What ``gitopsd plugins`` shows about one plugin."""
 
     name: str
     distribution: str
     version: str
     hooks: tuple[str, ...]
-    types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    types: dict[str, tuple[str, ...]]
     options: tuple[str, ...] = ()  # keys of its [plugins.NAME] table, if it declares options
 
 

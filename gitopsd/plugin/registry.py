@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from gitopsd.plugin.interfaces import Generator, Notifier, Options, Renderer, Source
 
 
-@dataclass(frozen=True, slots=True)
 class TypeRegistry:
     """Source, renderer, notifier and generator types by name, as the plugins registered them.
 
@@ -18,13 +16,25 @@ class TypeRegistry:
     appsets need generator types, and building them costs a daemon without appsets its start.
     """
 
-    sources: dict[str, type[Source]] = field(default_factory=dict)
-    renderers: dict[str, type[Renderer]] = field(default_factory=dict)
-    notifiers: dict[str, type[Notifier]] = field(default_factory=dict)
-    plugins: tuple[str, ...] = ()
-    plugin_options: dict[str, type[Options]] = field(default_factory=dict)
-    generator_types: Callable[[], dict[str, type[Generator]]] = dict
-    _generators: dict[str, type[Generator]] | None = field(default=None, init=False, repr=False, compare=False)
+    __slots__ = ("_generators", "generator_types", "notifiers", "plugin_options", "plugins", "renderers", "sources")
+
+    def __init__(
+        self,
+        *,
+        sources: dict[str, type[Source]] | None = None,
+        renderers: dict[str, type[Renderer]] | None = None,
+        notifiers: dict[str, type[Notifier]] | None = None,
+        plugins: tuple[str, ...] = (),
+        plugin_options: dict[str, type[Options]] | None = None,
+        generator_types: Callable[[], dict[str, type[Generator]]] = dict,
+    ) -> None:
+        self.sources: dict[str, type[Source]] = sources if sources is not None else {}
+        self.renderers: dict[str, type[Renderer]] = renderers if renderers is not None else {}
+        self.notifiers: dict[str, type[Notifier]] = notifiers if notifiers is not None else {}
+        self.plugins = plugins
+        self.plugin_options: dict[str, type[Options]] = plugin_options if plugin_options is not None else {}
+        self.generator_types = generator_types
+        self._generators: dict[str, type[Generator]] | None = None
 
     @property
     def generators(self) -> dict[str, type[Generator]]:
@@ -32,7 +42,7 @@ class TypeRegistry:
         found = self._generators
         if found is None:
             found = self.generator_types()
-            object.__setattr__(self, "_generators", found)  # frozen: a cache, not a change
+            self._generators = found
         return found
 
     def detect_renderer(self, names: set[str]) -> str:

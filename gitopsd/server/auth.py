@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import hmac
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -23,13 +22,17 @@ class Access(enum.IntEnum):
     WRITE = 2
 
 
-@dataclass(frozen=True)
 class ApiSecrets:
     """The API and read tokens and webhook secrets, read from the files the config names."""
 
-    token: Secret | None = None
-    hooks: dict[str, Secret] = field(default_factory=dict)
-    read_token: Secret | None = None
+    __slots__ = ("hooks", "read_token", "token")
+
+    def __init__(
+        self, token: Secret | None = None, hooks: dict[str, Secret] | None = None, read_token: Secret | None = None
+    ) -> None:
+        self.token = token
+        self.hooks: dict[str, Secret] = hooks if hooks is not None else {}
+        self.read_token = read_token
 
     @classmethod
     def load(cls, config: Config) -> ApiSecrets:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 # Submodules, not the package: prometheus_client's __init__ imports the exposition servers
 # (wsgiref, http.server) and the process-wide collectors; see gitopsd/server/__init__.py.
@@ -42,8 +41,7 @@ _OPERATION = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
-@dataclass(frozen=True, slots=True)
-class AppSample:
+class AppSample(NamedTuple):
     """What the per-app gauges show about one app at scrape time."""
 
     app: str

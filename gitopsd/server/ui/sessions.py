@@ -12,7 +12,6 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from gitopsd.server.auth import Access
 
@@ -23,14 +22,16 @@ MAX_SESSIONS = 1000
 """Sessions kept at most; the least recently used go first."""
 
 
-@dataclass
 class Session:
     """One logged-in browser."""
 
-    access: Access
-    csrf: str
-    fingerprint: str
-    seen: float
+    __slots__ = ("access", "csrf", "fingerprint", "seen")
+
+    def __init__(self, access: Access, csrf: str, fingerprint: str, seen: float) -> None:
+        self.access = access
+        self.csrf = csrf
+        self.fingerprint = fingerprint
+        self.seen = seen
 
     @property
     def can_write(self) -> bool:
