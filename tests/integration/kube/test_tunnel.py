@@ -62,6 +62,10 @@ class SSHD:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if os.geteuid() == 0:
+            # sshd started as root insists on its privilege-separation directory (a fresh
+            # machine's /run has none until the ssh service first starts).
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.proc = subprocess.Popen(
             [self.binary, "-D", "-e", "-f", str(self.config)], stderr=subprocess.PIPE
         )
