@@ -38,6 +38,7 @@ from bench.procs import (
     CallgrindCounter,
     SandboxProc,
     bytecode_env,
+    compiled_since,
     free_port,
     third_party_plugins,
     tool_env,
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("token", "secret"):
             (work / name).chmod(0o600)
         wrapper = write_git_wrapper(work / "bin", work / "git.log")
-        warm_bytecode(cache)
+        warmed = warm_bytecode(cache)
         env = {**bytecode_env(tool_env([work / "bin"]), cache), "GITOPSD_DISABLE_PLUGINS": ",".join(third_party_plugins())}
         counts, sandbox_counts = [], []
         for k in range(args.runs):
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             instructions, unsynced = instructions_to_settled(config, env, args.callgrind_out)
             if unsynced:
                 raise RuntimeError(f"{unsynced} apps were not Synced when the converge settled: see {work}")
+            compiled = compiled_since(cache, warmed)
+            if compiled:
+                raise RuntimeError(f"the daemon compiled modules the warm-up left out (add them to "
+                                   f"bench.procs.CONVERGE_IMPORTS): {', '.join(compiled)}")
             counts.append(instructions)
             line = f"run {k}: {instructions / 1e9:.4f} G instructions until settled"
             if counter is not None:

@@ -83,24 +83,48 @@ def bytecode_env(env: dict[str, str], cache: Path | None) -> dict[str, str]:
     return env
 
 
+CONVERGE_IMPORTS = "import ctypes, gitopsd.core.yamlio, gitopsd_plugins._gittree, prometheus_client.metrics"
+"""What ``gitopsd run`` imports after /readyz for the benchmark's first converge (manifests, git
+trees, the heap trim's C library calls, the metric types; after :data:`WARM_IMPORTS`' import of
+``gitopsd.server``, prometheus_client's submodules without its package's exposition servers).
+A benchmark that measures the converge must not measure Python compiling them
+(:func:`compiled_since`)."""
+
 WARM_IMPORTS = (
     DAEMON_IMPORTS
     + "; from gitopsd.plugin.manager import PluginManager; PluginManager()"
     + "; import concurrent.futures.thread, encodings.idna, anyio, anyio._core._signals, gitopsd.server.ui"
     + "; from gitopsd.cli.main import event_loop_options; anyio.run(anyio.sleep, 0, backend_options=event_loop_options())"
+    + "; " + CONVERGE_IMPORTS
 )
-"""What :func:`warm_bytecode` runs: the daemon's modules, every plugin's, and what ``gitopsd run``
-loads while it starts (anyio's backend, uvloop, the web page's views): every module imported
-before /readyz (tests/unit/test_startup_imports.py checks)."""
+"""What :func:`warm_bytecode` runs: the daemon's modules, every plugin's, what ``gitopsd run``
+loads while it starts (anyio's backend, uvloop, the web page's views) and what its first
+converge loads: every module imported before /readyz (tests/unit/test_startup_imports.py
+checks) and after it (the converge benchmarks check: :func:`compiled_since`)."""
 
 
-def warm_bytecode(cache: Path) -> None:
+def warm_bytecode(cache: Path) -> frozenset[Path]:
     """Fill ``cache`` with the bytecode of every module ``gitopsd run`` imports (:data:`WARM_IMPORTS`).
 
     With ``PYTHONPYCACHEPREFIX`` Python reads bytecode only from the cache (the standard
-    library's too): a module left out is compiled by the first measured run.
+    library's too): a module left out is compiled by the first measured run. Returns the
+    cache's files, for :func:`compiled_since`.
     """
     subprocess.run([sys.executable, "-c", WARM_IMPORTS], check=True, env=bytecode_env(dict(os.environ), cache))
+    return frozenset(cache.rglob("*.pyc"))
+
+
+def compiled_since(cache: Path, warmed: frozenset[Path]) -> list[str]:
+    """The modules (their sources' paths) Python compiled into ``cache`` after :func:`warm_bytecode`.
+
+    A measured run that compiles a module measures Python's compiler with the daemon (bench
+    100x10: 14 modules after /readyz, 2.5 % of the converge's instructions): the converge
+    benchmarks refuse or flag such a run, naming what :data:`CONVERGE_IMPORTS` lacks.
+    """
+    return sorted(
+        "/" + str(p.relative_to(cache).parent / p.name.split(".", 1)[0]) + ".py"
+        for p in set(cache.rglob("*.pyc")) - warmed
+    )
 
 
 # -- /proc ---------------------------------------------------------------------------------

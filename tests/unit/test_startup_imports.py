@@ -286,3 +286,22 @@ def test_bench_import_time_separates_gitopsd_own_modules() -> None:
     assert own == 0  # no gitopsd module imported
     total, own, _, _ = import_time(env, "import gitopsd.core.errors")
     assert 0 < own < total  # gitopsd's package and module, within what Python's start adds
+
+
+def test_bench_names_modules_compiled_after_the_warm_up(tmp_path: Path) -> None:
+    """The converge benchmarks see a module the warm-up left out (its compiling would be measured)."""
+    from bench.procs import bytecode_env, compiled_since, warm_bytecode
+
+    cache = tmp_path / "pycache"
+    warmed = warm_bytecode(cache)
+    env = bytecode_env(dict(os.environ), cache)
+
+    def run(code: str) -> None:
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+    # What a converge loads after ready (manifests, the metric types): warmed.
+    run("import gitopsd.core.yamlio, gitopsd.server.metrics as m; m._Families()")
+    assert compiled_since(cache, warmed) == []
+    run("import colorsys")  # nothing of gitopsd's imports it
+    compiled = compiled_since(cache, warmed)
+    assert len(compiled) == 1 and compiled[0].endswith("/colorsys.py") and Path(compiled[0]).is_file(), compiled
