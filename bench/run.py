@@ -51,6 +51,7 @@ from bench.procs import (
     bytecode_env,
     compiled_since,
     cpu_times,
+    file_create_cost,
     free_port,
     git_subcommands,
     line_count,
@@ -717,6 +718,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"`{result['command']}` — {m['date']}, {m['cores']} cores, Python {m['python']}, "
         f"commit {m['commit']}, load average at start {m['load_avg_at_start']}, "
+        f"a file created in the work directory (the daemon's state) {m.get('workdir_file_create_us')} us of CPU, "
         f"interval {result['interval_s']:g} s, sandbox rollout delay {result['rollout_delay_s']:g} s, "
         f"{result.get('repositories') or 1} repositories.",
         "",
@@ -798,6 +800,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bytecode_cache": True,  # the daemon runs with its bytecode, as an installed gitopsd does
         "notes": [],
     }
+    result["machine"]["workdir_file_create_us"] = round(file_create_cost(workdir), 1)
     log(f"workdir {workdir}")
     t = time.monotonic()
     repos = gen.generate_repos(workdir / "repo", args.apps, args.objects, args.repos)

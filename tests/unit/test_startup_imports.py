@@ -305,3 +305,11 @@ def test_bench_names_modules_compiled_after_the_warm_up(tmp_path: Path) -> None:
     run("import colorsys")  # nothing of gitopsd's imports it
     compiled = compiled_since(cache, warmed)
     assert len(compiled) == 1 and compiled[0].endswith("/colorsys.py") and Path(compiled[0]).is_file(), compiled
+
+
+def test_bench_file_create_cost_leaves_nothing(tmp_path: Path) -> None:
+    """bench's file-creation probe reports a cost and removes what it made."""
+    from bench.procs import file_create_cost
+
+    assert file_create_cost(tmp_path, files=60) > 0
+    assert list(tmp_path.iterdir()) == []
