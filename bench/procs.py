@@ -99,6 +99,8 @@ WARM_IMPORTS = (
     + "; import concurrent.futures.thread, encodings.idna, anyio, anyio._core._signals, gitopsd.server.ui"
     + "; from gitopsd.cli.main import event_loop_options; anyio.run(anyio.sleep, 0, backend_options=event_loop_options())"
     + "; " + CONVERGE_IMPORTS
+    # `python -m gitopsd` runs gitopsd/__main__.py from the cache too; importing it would run the CLI.
+    + "; import importlib.util, py_compile; py_compile.compile(importlib.util.find_spec('gitopsd.__main__').origin)"
 )
 """What :func:`warm_bytecode` runs: the daemon's modules, every plugin's, what ``gitopsd run``
 loads while it starts (anyio's backend, uvloop, the web page's views) and what its first

@@ -842,7 +842,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if compiled:
                 # Its CPU then includes Python's compiler: bench.procs.CONVERGE_IMPORTS lacks these.
                 result["cold_converge"]["compiled_modules"] = compiled
-                result["notes"].append(f"The daemon's cold-converge CPU includes compiling {len(compiled)} modules "
+                modules = f"{len(compiled)} module" + ("s" if len(compiled) > 1 else "")
+                result["notes"].append(f"The daemon's cold-converge CPU includes compiling {modules} "
                                        f"the warm-up left out: {', '.join(compiled)}")
                 log(f"WARNING: the daemon compiled {len(compiled)} modules during the cold converge: {compiled}")
             if args.profile:
