@@ -156,9 +156,9 @@ def file_create_cost(directory: Path, files: int = 600) -> float:
 
     One new directory per six files, each file created, written and closed, then all removed.
     The daemon extracts every fetched tree into its state directory: where creating a file is
-    slow, its system time grows with the repository (seen on one machine's /tmp: 350 us per
-    file against 5 us in /var/tmp, 2.4 s of a 1000x5 converge's 7 s). The benchmarks report it
-    beside their CPU figures, as the load average.
+    slow, its system time grows with the repository (one machine, quiet: 90-160 us per file in
+    /tmp, 20-60 in /var/tmp; several times more while other processes created files too). The
+    benchmarks report it beside their CPU figures, as the load average.
     """
     scratch = Path(tempfile.mkdtemp(prefix="create-cost-", dir=directory))
     try:

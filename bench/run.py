@@ -845,7 +845,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 modules = f"{len(compiled)} module" + ("s" if len(compiled) > 1 else "")
                 result["notes"].append(f"The daemon's cold-converge CPU includes compiling {modules} "
                                        f"the warm-up left out: {', '.join(compiled)}")
-                log(f"WARNING: the daemon compiled {len(compiled)} modules during the cold converge: {compiled}")
+                log(f"WARNING: the daemon compiled {modules} during the cold converge: {compiled}")
             if args.profile:
                 result["profile_cold"] = hot_spots(workdir / "profile-cold.txt")
             log(f"cold converge: {result['cold_converge']}")
