@@ -1,14 +1,16 @@
-"""Shared test set-up: the anyio backend, the rule that CI never skips for a missing tool, and a stuck-test report."""
+"""Shared test set-up: the anyio backend, the rule that CI never skips for a missing tool, and a stuck-test report and deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import os
 import shutil
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +26,70 @@ def pytest_configure(config: pytest.Config) -> None:
     os.umask(0o077)
 
 
-STUCK_AFTER_S = 180.0
-"""A test phase running longer than this prints every asyncio task's stack (it is not failed)."""
+STUCK_AFTER_S = float(os.environ.get("GITOPSD_TEST_STUCK_AFTER_S", "180"))
+"""A test running longer than this prints every asyncio task's stack, past pytest's capture."""
+CANCEL_AFTER_S = float(os.environ.get("GITOPSD_TEST_CANCEL_AFTER_S", "900"))
+"""... and one running longer than this has its tasks cancelled: it fails, and the run goes on
+(the whole suite takes about 12 minutes; a test stuck in select() would otherwise hold CI forever)."""
 
 
-def _print_stuck_tasks(nodeid: str) -> None:
-    # Called from a timer thread: each running loop prints its own tasks, on its own thread.
+def _on_running_loops(job: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    # Called from a timer thread: each running loop runs ``job`` on its own thread.
     for obj in gc.get_objects():
         if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
-            def show(loop: asyncio.AbstractEventLoop = obj) -> None:
-                print(f"\n== {nodeid}: still running after {STUCK_AFTER_S:.0f} s; its asyncio tasks:", file=sys.stderr)
-                for task in asyncio.all_tasks(loop):
-                    print(f"-- {task.get_name()}", file=sys.stderr)
-                    task.print_stack(limit=25, file=sys.stderr)
-            obj.call_soon_threadsafe(show)
+            obj.call_soon_threadsafe(job, obj)
+
+
+def _report_stuck(item: pytest.Item, loop: asyncio.AbstractEventLoop) -> None:
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    # On the loop's thread, which is the test's: the report reaches the terminal (CI's log)
+    # even if the test never ends, as a test's own capsys.disabled() output would.
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        print(f"\n== {item.nodeid}: still running after {STUCK_AFTER_S:.0f} s; its asyncio tasks:", file=sys.stderr)
+        for task in asyncio.all_tasks(loop):
+            print(f"-- {task.get_name()}", file=sys.stderr)
+            for line in _awaiting(task.get_coro()):
+                print(f"   {line}", file=sys.stderr)
+
+
+def _awaiting(coro: Any) -> Iterator[str]:
+    """Where a suspended coroutine waits: each coroutine it awaits, down to the innermost, and what that awaits.
+
+    (A task's own print_stack shows only the outermost frame of a suspended task.)
+    """
+    for _ in range(100):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            yield repr(coro)[:200]
+            return
+        yield f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        inner = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if inner is None:
+            return
+        coro = inner
+
+
+def _cancel_stuck(item: pytest.Item, loop: asyncio.AbstractEventLoop) -> None:
+    print(f"\n== {item.nodeid}: still running after {CANCEL_AFTER_S:.0f} s: cancelling its tasks", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     # A hung async test sits idle in select(): its task stacks say what it waits for.
-    timer = threading.Timer(STUCK_AFTER_S, _print_stuck_tasks, (item.nodeid,))
-    timer.daemon = True
-    timer.start()
+    timers = [
+        threading.Timer(STUCK_AFTER_S, _on_running_loops, (functools.partial(_report_stuck, item),)),
+        threading.Timer(CANCEL_AFTER_S, _on_running_loops, (functools.partial(_cancel_stuck, item),)),
+    ]
+    for timer in timers:
+        timer.daemon = True
+        timer.start()
     try:
         yield
     finally:
-        timer.cancel()
+        for timer in timers:
+            timer.cancel()
 
 
 @pytest.fixture
