@@ -146,3 +146,10 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def sshd_privilege_separation_dir() -> None:
+    """Make ``/run/sshd`` when running as root: sshd started as root insists on it, and a fresh
+    machine's /run has none until the ssh service first starts (the tests run sshd themselves)."""
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)

@@ -23,6 +23,7 @@ from gitopsd.core.state import StateStore
 from gitopsd.kube import KubeClusterPool
 from gitopsd.plugin.config import ClusterConfig, Config, SSHConfig, SSHHop
 from gitopsd.sandbox import Sandbox
+from tests.conftest import sshd_privilege_separation_dir
 
 from .conftest import StoreInventory, app_config, configmap, deployment, eventually, make_kubectl
 
@@ -62,10 +63,7 @@ class SSHD:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        if os.geteuid() == 0:
-            # sshd started as root insists on its privilege-separation directory (a fresh
-            # machine's /run has none until the ssh service first starts).
-            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        sshd_privilege_separation_dir()
         self.proc = subprocess.Popen(
             [self.binary, "-D", "-e", "-f", str(self.config)], stderr=subprocess.PIPE
         )

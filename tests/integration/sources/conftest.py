@@ -24,7 +24,7 @@ import pytest
 from gitopsd import PluginContext, Tools
 from gitopsd.testing.artifacts import OCIRegistry, find_registry_binary, push_oci_artifact
 from gitopsd.testing.artifacts import tar_gz as kit_tar_gz
-from tests.conftest import ROOT, require_tool
+from tests.conftest import ROOT, require_tool, sshd_privilege_separation_dir
 
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -355,9 +355,7 @@ def sshd(tmp_path: Path) -> Iterator[SSHServer]:
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
         f"SetEnv PATH={os.environ.get('PATH', '/usr/bin:/bin')}\nLogLevel ERROR\n"
     )
-    if os.geteuid() == 0:
-        # sshd started as root insists on its privilege-separation directory.
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    sshd_privilege_separation_dir()
     proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_port(port, proc)
