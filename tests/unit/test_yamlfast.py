@@ -1,0 +1,194 @@
+"""The quick YAML reader answers only where it reads exactly what PyYAML reads (gitopsd.core.yamlfast)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from gitopsd.core import yamlfast, yamlio
+from gitopsd.core.errors import RenderError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app.kubernetes.io/name: web, tier: front}
+  annotations:
+    description: "serves the page: 2 replicas"
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27.1
+        args: ["--port", "8080", '--x=1']
+        ports:
+        - containerPort: 8080
+        env:
+        - {name: RATIO, value: "0.5"}
+        - name: TEXT
+          value: |
+            line one
+              indented
+        resources:
+          limits: {cpu: 500m, memory: 128Mi}
+        ready: true
+        nothing: null
+        weight: -1.25
+"""
+
+# Plain scalars YAML 1.1 (PyYAML, kubectl) and 1.2 (yaml-rs) read differently, or might.
+DIVERGENT = [
+    "0644", "010", "09", "00", "0o17", "0x1F", "0b101", "1_000", "1:20", "-1:20", "1e3", "1E+3",
+    "1.5e3", "1.", ".5", "+.5", "-0.", ".inf", "-.inf", ".NaN", "2001-12-14", "2001-12-14T21:59:43Z",
+    "yes", "Yes", "no", "NO", "on", "On", "off", "OFF", ".Inf", "+.INF", "-.nan", "<<", "=", "12345678901234567890",
+]
+# Plain scalars both read alike although they look like the ones above: strings, or the same value.
+ALIKE = ["y", "n", "Y", "N", "tRUE", "nULL", "nan", "inf", "yes-no", "on_off", "1Gi", "50m", "1.27-alpine", "v1.2",
+         "10.0.0.1", "1.2.3", "0", "-7", "+12", "0.5", "-1.25", "true", "False", "NULL", "~", "---"]
+
+
+def _same_as_pyyaml(text: str) -> None:
+    quick = yamlfast.load_documents(text, 10**6)
+    if quick is None:
+        return
+    reference = list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+    # Equal values, equal types (True is not 1 here), equal key order.
+    assert repr(quick) == repr(reference), text
+    assert orjson.dumps(quick, option=orjson.OPT_NON_STR_KEYS) == orjson.dumps(reference, option=orjson.OPT_NON_STR_KEYS)
+
+
+@pytest.mark.skipif(yamlfast.yaml_rs is None, reason="yaml-rs is not installed")
+def test_a_plain_manifest_is_read_quickly_and_alike() -> None:
+    quick = yamlfast.load_documents(DEPLOYMENT, 10**6)
+    assert quick is not None
+    _same_as_pyyaml(DEPLOYMENT)
+    assert quick[0]["spec"]["replicas"] == 2 and quick[0]["spec"]["template"]["spec"]["containers"][0]["ready"] is True
+
+
+@pytest.mark.parametrize("scalar", DIVERGENT)
+@pytest.mark.parametrize("place", ["value: {}\n", "{}: value\n", "- {}\n", "items: [a, {}]\n", "m: {{k: {}}}\n", '{{"k":{}}}\n'])
+def test_a_scalar_the_schemas_may_read_apart_goes_to_pyyaml(scalar: str, place: str) -> None:
+    text = place.format(scalar)
+    assert yamlfast.load_documents(text, 10**6) is None, text
+    _same_as_pyyaml(text)
+
+
+@pytest.mark.skipif(yamlfast.yaml_rs is None, reason="yaml-rs is not installed")
+@pytest.mark.parametrize("scalar", ALIKE)
+@pytest.mark.parametrize("place", ["value: {}\n", "- {}\n", "items: [a, {}]\n", "a: x:{}\n", "a: x:0644\n"])
+def test_a_scalar_both_read_alike_is_read_quickly(scalar: str, place: str) -> None:
+    text = place.format(scalar)
+    if scalar == "---" and place.startswith("- "):
+        text = "a:\n" + text  # "- ---" is a document marker's look-alike only at the start
+    assert yamlfast.load_documents(text, 10**6) is not None, text
+    _same_as_pyyaml(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: *x\n", "a: !!str 1\n", "%YAML 1.1\n---\na: 1\n", "a: 1\n...\n", "? a\n: 1\n",
+        "a:\t1\n", "a: 1\r\nb: 2\r\n", "a: caf\u00e9\n", "[x]: 1\n", "{a: 1, [x]}\n", "a: {{ .Values.x }}\n",
+        "{ {a: 1}: b }\n", "<<: {a: 1}\n",
+    ],
+)
+def test_what_only_pyyaml_reads_goes_to_pyyaml(text: str) -> None:
+    assert yamlfast.load_documents(text, 10**6) is None
+
+
+@pytest.mark.skipif(yamlfast.yaml_rs is None, reason="yaml-rs is not installed")
+@pytest.mark.parametrize(
+    ("text", "documents"),
+    [
+        ("", 0), ("# only a comment\n", 0), ("a: 1\n", 1), ("---\na: 1\n", 1), ("a: 1\n---\nb: 2\n", 2),
+        ("---\n- a\n- b\n", 1), ("---\n- a\n---\n- b\n", 2), ("a: 1\n---\n", 2), ("---\n---\na: 1\n", 2),
+        ("# c\n---\na: 1\n--- # c\nb: 2\n", 2), ("a: |\n  x\n---\nb: 1\n", 2),
+    ],
+)
+def test_documents_are_counted_as_pyyaml_counts_them(text: str, documents: int) -> None:
+    quick = yamlfast.load_documents(text, 10**6)
+    assert quick is not None and len(quick) == documents
+    _same_as_pyyaml(text)
+    assert yamlio.load_all(text, "f.yaml") == [(i, d) for i, d in enumerate(yaml.load_all(text, Loader=yaml.CSafeLoader)) if d is not None]
+
+
+def test_random_documents_read_alike_whenever_the_quick_reader_answers() -> None:
+    """Documents built from scalars of every kind, in every style: where the quick reader answers
+    (a fraction of them), its answer is PyYAML's exactly."""
+    rng = random.Random(18)
+    words = [
+        *DIVERGENT,
+        *ALIKE,
+        "7", "65535", "", "web", "nginx:1.27", "128Mi", "a b", "x-1", "-", "--x", "#", "a#b", "a: b", "'q'", '"d"', "\\n",
+        "x:010", "1:2", "1_0", "0x", "a,b", "[", "}", "?", ": x",
+    ]
+    quick_count = 0
+
+    def scalar() -> str:
+        word = rng.choice(words)
+        style = rng.random()
+        if style < 0.15:
+            return "'" + word.replace("'", "''") + "'"
+        if style < 0.3:
+            return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return word
+
+    def node(depth: int, indent: str) -> str:
+        shape = rng.random()
+        if depth > 2 or shape < 0.4:
+            return " " + scalar()
+        if shape < 0.55:
+            return " [" + ", ".join(scalar() for _ in range(rng.randint(0, 3))) + "]"
+        if shape < 0.65:
+            return " {" + ", ".join(f"k{i}: {scalar()}" for i in range(rng.randint(0, 3))) + "}"
+        if shape < 0.75:
+            return " |\n" + "".join(f"{indent}  {scalar()}\n" for _ in range(2)).rstrip("\n")
+        if shape < 0.88:
+            return "\n" + "\n".join(f"{indent}- {node(depth + 1, indent + '  ').lstrip()}" for _ in range(rng.randint(1, 3)))
+        return "\n" + "\n".join(f"{indent}  {key(i)}:{node(depth + 1, indent + '  ')}" for i in range(rng.randint(1, 3)))
+
+    def key(i: int) -> str:
+        return scalar() if rng.random() < 0.2 else f"k{i}"
+
+    for _ in range(3000):
+        lines = [f"{key(i)}:{node(0, '')}" + (" # note" if rng.random() < 0.1 else "") for i in range(rng.randint(1, 4))]
+        text = "\n".join(lines) + "\n"
+        if rng.random() < 0.2:
+            text = "---\n" + text + "---\n" + text
+        try:
+            list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+        except yaml.YAMLError:
+            # Not YAML for PyYAML: nor for the quick reader, so PyYAML's error is what the user sees.
+            assert yamlfast.load_documents(text, 10**6) is None, text
+            continue
+        quick_count += yamlfast.load_documents(text, 10**6) is not None
+        _same_as_pyyaml(text)
+    if yamlfast.yaml_rs is not None:
+        assert quick_count > 400, quick_count  # the test must exercise the quick reader, not only its refusals
+
+
+def test_every_manifest_of_the_repository_reads_alike() -> None:
+    files = [p for pattern in ("examples/**/*.yaml", "tests/**/*.yaml", "docs/**/*.yaml") for p in ROOT.glob(pattern)]
+    assert files
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+        except yaml.YAMLError:
+            assert yamlfast.load_documents(text, 10**6) is None or "{{" in text
+            continue
+        _same_as_pyyaml(text)
+
+
+def test_bad_yaml_is_still_named_by_pyyaml() -> None:
+    with pytest.raises(RenderError, match=r"f.yaml: document 0 line 2: invalid YAML"):
+        yamlio.load_all("a: 1\n b: [\n", "f.yaml")
