@@ -35,8 +35,16 @@ line. The caller still checks the depth and the render's budget first
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
+
+# yaml-rs allocates with its own mimalloc, which by default commits each thread's arena memory
+# up front and keeps it: renders run in up to 40 worker threads, and the bench's 1000 apps
+# peaked 27 MiB higher (142 MiB) than with PyYAML alone. Committed on use instead, the threads
+# keep about what they used (bench/results/1000x5.md). Set before the library loads; a value
+# in the environment wins.
+os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 
 try:
     import yaml_rs
@@ -44,28 +52,30 @@ except ImportError:  # a platform without its wheel: PyYAML reads everything
     yaml_rs = None  # type: ignore[assignment]
 
 _SHARED_NUMBERS = re.compile(
-    r"(?:[-+]?(?:0|[1-9][0-9]{0,17})"  # an integer both read alike (no leading zero, no underscore)
-    r"|[-+]?[0-9]{1,17}\.[0-9]{1,17}"  # a decimal fraction (a float in both)
-    r"|[0-9]{1,9}(?:\.[0-9]{1,9}){2,})"  # a version or an IPv4 address (a string in both)
-    r":?"  # a key's colon
+    rb"(?:[-+]?(?:0|[1-9][0-9]{0,17})"  # an integer both read alike (no leading zero, no underscore)
+    rb"|[-+]?[0-9]{1,17}\.[0-9]{1,17}"  # a decimal fraction (a float in both)
+    rb"|[0-9]{1,9}(?:\.[0-9]{1,9}){2,})"  # a version or an IPv4 address (a string in both)
+    rb":?"  # a key's colon
 )
-_NUMERIC = re.compile(r"[-+]?[0-9.][0-9a-fA-F_.:+\-xXoObBtTzZ]*")
+_NUMERIC = re.compile(rb"[-+]?[0-9.][0-9a-fA-F_.:+\-xXoObBtTzZ]*")
 """What starts like a number and holds only what YAML 1.1 or 1.2 numbers, dates and times hold."""
-_NUMERIC_START = frozenset("+-.0123456789")
-_SPECIAL_FLOATS = (".inf", ".nan")
-_BOOLEANS_1_1 = ("yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF")
+_NUMERIC_START = frozenset(b"+-.0123456789")
+_NODE_PROPERTY_START = frozenset(b"!&*")
+"""A tag, an anchor, an alias."""
+_CHECKED_START = _NUMERIC_START | _NODE_PROPERTY_START
+_SPECIAL_FLOATS = (b".inf", b".nan")
+_BOOLEANS_1_1 = (b"yes", b"Yes", b"YES", b"no", b"No", b"NO", b"on", b"On", b"ON", b"off", b"Off", b"OFF")
 """True or false for YAML 1.1, strings for 1.2 (the spellings of true, false and null both share
 read alike, and so do the others: strings in both)."""
-_REFUSED_WORDS = frozenset(w + colon for w in (*_BOOLEANS_1_1, "<<", "=", "?") for colon in ("", ":"))
-_WORD_BREAKS = str.maketrans(",[]{}", "     ")
+_REFUSED_WORDS = frozenset(
+    {w + colon for w in (*_BOOLEANS_1_1, b"<<", b"=", b"?") for colon in (b"", b":")}
+    | {b":"}  # a value indicator with no key before it ([: x], k: : x): PyYAML refuses it, yaml-rs reads a None key
+)
+_WORD_BREAKS = bytes.maketrans(b",[]{}", b"     ")
 _JSON_KEY = re.compile(r"[\"']:\S")
 """A quoted key with its value right after the colon (``{"a":1}``): a word of its own."""
 _COLLECTION_KEY = re.compile(r"[\[{,] *[\[{]|[\]}] *:(?!\S)")
 """A collection that may be a key: PyYAML refuses it, yaml-rs makes a tuple of it."""
-_EMPTY_KEY = re.compile(r"(?:^|[\s\[{,]):(?!\S)")
-"""A value indicator with no key before it (``[: x]``, ``k: : x``): PyYAML refuses it, yaml-rs
-reads a None key."""
-_EMPTY_KEY_HINTS = (" :", "\n:", "[:", "{:", ",:")
 _DOCUMENT_START = re.compile(r"^---(?=[ \n]|$)", re.M)
 _CONTENT = re.compile(r"^ *[^ #\n]", re.M)
 _LAST_WINS: Any = yaml_rs.DuplicateKeyPolicy.LastWins if yaml_rs is not None else None
@@ -81,20 +91,19 @@ def readable(text: str) -> bool:
         return False
     if ("[" in text or "{" in text) and _COLLECTION_KEY.search(text):
         return False
-    if (text[:1] == ":" or any(hint in text for hint in _EMPTY_KEY_HINTS)) and _EMPTY_KEY.search(text):
-        return False
-    # Words cut at spaces and flow indicators, found in C; each checked once.
-    words = set(text.translate(_WORD_BREAKS).split())
+    # Words cut at spaces and flow indicators, found in C (ASCII: as bytes); each checked once.
+    words = set(text.encode().translate(_WORD_BREAKS).split())
     if not _REFUSED_WORDS.isdisjoint(words):
         return False
     for word in words:
         first = word[0]
-        if first in _NUMERIC_START:
-            if _NUMERIC.fullmatch(word.rstrip(":")) and not _SHARED_NUMBERS.fullmatch(word):
-                return False
-            if word.lstrip("+-").rstrip(":").lower() in _SPECIAL_FLOATS:
-                return False
-        elif first in "!&*":  # a tag, an anchor, an alias
+        if first not in _CHECKED_START:
+            continue
+        if first in _NODE_PROPERTY_START:
+            return False
+        if _NUMERIC.fullmatch(word.rstrip(b":")) and not _SHARED_NUMBERS.fullmatch(word):
+            return False
+        if word.lstrip(b"+-").rstrip(b":").lower() in _SPECIAL_FLOATS:
             return False
     return True
 
@@ -103,6 +112,8 @@ def _documents(text: str) -> int:
     """How many documents ``text`` holds: one per ``---`` line, and one before the first if
     anything but comments comes before it (a ``---`` at the start of a line always starts a
     document: it may not stand inside a quoted scalar and it ends a block scalar)."""
+    if not (text.startswith("---") or "\n---" in text):
+        return 1 if _CONTENT.search(text) else 0
     first = _DOCUMENT_START.search(text)
     if first is None:
         return 1 if _CONTENT.search(text) else 0
