@@ -20,7 +20,8 @@ same way by both: it refuses (None, and the caller uses PyYAML) any text with
   (in comments, quoted strings and block scalars too): more refusals, never fewer. A
   quoted key with its value right after the colon (``{"a":1}``) is refused as well;
 - tags, anchors and aliases (``!``, ``&``, ``*`` starting a word), directives (``%``),
-  document end markers, explicit keys (``?``), tabs, carriage returns, non-ASCII text;
+  document end markers, explicit keys (``?``), tabs, carriage returns, non-ASCII text, no
+  line break at the end (yaml-rs ends a ``|`` block scalar there with one);
 - a collection that may be a mapping's key (a bracket or brace after ``[``, ``{`` or ``,``;
   a closing one before ``: ``) or an empty key (``[: x]``): PyYAML refuses those keys,
   yaml-rs would make tuples and None of them;
@@ -87,6 +88,8 @@ def readable(text: str) -> bool:
         return False
     if "\t" in text or "\r" in text or "\n%" in text or text.startswith("%"):
         return False
+    if text and text[-1] != "\n":
+        return False  # yaml-rs keeps a line break a block scalar at the very end has not
     if ('":' in text or "':" in text) and _JSON_KEY.search(text):
         return False
     if ("[" in text or "{" in text) and _COLLECTION_KEY.search(text):

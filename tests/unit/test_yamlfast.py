@@ -98,7 +98,7 @@ def test_a_scalar_both_read_alike_is_read_quickly(scalar: str, place: str) -> No
     [
         "a: &x 1\nb: *x\n", "a: !!str 1\n", "%YAML 1.1\n---\na: 1\n", "a: 1\n...\n", "? a\n: 1\n",
         "a:\t1\n", "a: 1\r\nb: 2\r\n", "a: caf\u00e9\n", "[x]: 1\n", "{a: 1, [x]}\n", "a: {{ .Values.x }}\n",
-        "{ {a: 1}: b }\n", "<<: {a: 1}\n", "a: [: x]\n", "k: : x\n", "a:\n  :\n  - 1\n",
+        "{ {a: 1}: b }\n", "<<: {a: 1}\n", "a: [: x]\n", "k: : x\n", "a:\n  :\n  - 1\n", "a: |\n  x",
     ],
 )
 def test_what_only_pyyaml_reads_goes_to_pyyaml(text: str) -> None:
@@ -164,6 +164,8 @@ def test_random_documents_read_alike_whenever_the_quick_reader_answers() -> None
         text = "\n".join(lines) + "\n"
         if rng.random() < 0.2:
             text = "---\n" + text + "---\n" + text
+        if rng.random() < 0.2:
+            text = text.rstrip("\n")  # a file without a line break at its end
         try:
             list(yaml.load_all(text, Loader=yaml.CSafeLoader))
         except yaml.YAMLError:
