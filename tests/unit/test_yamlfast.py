@@ -194,3 +194,10 @@ def test_every_manifest_of_the_repository_reads_alike() -> None:
 def test_bad_yaml_is_still_named_by_pyyaml() -> None:
     with pytest.raises(RenderError, match=r"f.yaml: document 0 line 2: invalid YAML"):
         yamlio.load_all("a: 1\n b: [\n", "f.yaml")
+
+
+def test_without_yaml_rs_pyyaml_reads_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A platform without yaml-rs's wheel (or a user who removed it) still reads every manifest."""
+    monkeypatch.setattr(yamlfast, "yaml_rs", None)
+    assert yamlfast.load_documents(DEPLOYMENT, 10**6) is None
+    assert yamlio.load_all(DEPLOYMENT, "d.yaml") == [(0, yaml.load(DEPLOYMENT, Loader=yaml.CSafeLoader))]
