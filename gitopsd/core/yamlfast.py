@@ -117,9 +117,8 @@ def _documents(text: str) -> int:
     """How many documents ``text`` holds: one per ``---`` line, and one before the first if
     anything but comments comes before it (a ``---`` at the start of a line always starts a
     document: it may not stand inside a quoted scalar and it ends a block scalar)."""
-    if not (text.startswith("---") or "\n---" in text):
-        return 1 if _CONTENT.search(text) else 0
-    first = _DOCUMENT_START.search(text)
+    # Most files have no marker: a substring search, in C, spares the regular expression's scan.
+    first = _DOCUMENT_START.search(text) if text.startswith("---") or "\n---" in text else None
     if first is None:
         return 1 if _CONTENT.search(text) else 0
     markers = 1 + sum(1 for _ in _DOCUMENT_START.finditer(text, first.end()))
