@@ -26,10 +26,11 @@ caller uses PyYAML) any text with
   are (in comments, quoted strings and block scalars too): more refusals, never fewer;
 - directives (``%``), tabs, carriage returns, trailing spaces, non-ASCII text, no line break
   at the end (yaml-rs ends a ``|`` block scalar there with one);
-- a line outside the few block-style forms both parsers accept and nest alike
+- a line outside the few block-style forms both parsers accept and read alike
   (:func:`_block_structure`): keys, values, ``- `` items, one-line flow collections of
-  scalars, block scalars, comments, ``---``, lined up as YAML nests them. Tags, anchors,
-  aliases and explicit keys (``!``, ``&``, ``*``, ``?``) are none of these;
+  scalars, comments, ``---``, and the later lines of block and quoted scalars, right of
+  their node. Tags, anchors, aliases and explicit keys (``!``, ``&``, ``*``, ``?``) are none
+  of these. How the lines nest the parsers decide: they agree on it (the tests check);
 - more bytes than the caller's ``max_bytes`` (PyYAML counts the nodes of longer texts: a
   YAML node takes a byte at least), or a document count the parser's answer does not
   match (see :func:`_documents`).
@@ -42,6 +43,7 @@ on generated documents and on mutations of real manifests.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -78,125 +80,97 @@ _DOCUMENT_START = re.compile(r"^---(?=[ \n]|$)", re.M)
 _CONTENT = re.compile(r"^ *[^ #\n]", re.M)
 _LAST_WINS: Any = yaml_rs.DuplicateKeyPolicy.LastWins if yaml_rs is not None else None
 
-# The block structure both parsers read alike (see _block_structure): one regular expression
-# per line. Scalars: single-quoted; double-quoted with only the escapes \" \\ \/ \n \t; plain
-# ones that start with no indicator (a "-" only before a non-space) and hold no ": " and no
-# final ":" (" #" ends a line's nodes before this is matched). Flow collections: on one line,
-# of scalars without colons. Block scalar headers: literal or folded, clipped or stripped (no
-# kept final breaks, no explicit indentation).
-_QUOTED = r"""'(?:[^'\n]|'')*'|"(?:[^"\\\n]|\\["\\/nt])*\""""
+# The block structure both parsers read alike (see _block_structure), as regular expressions
+# matched across lines. Scalars: single-quoted; double-quoted with only the escapes \" \\ \/ \n
+# \t; plain ones that start with no indicator (a "-" only before a non-space) and hold no ": ",
+# no " #" and no final ":". Flow collections: on one line, of scalars without colons. Block
+# scalar headers: literal or folded, clipped or stripped (no kept final breaks, no explicit
+# indentation).
+_SINGLE_QUOTED_BODY = r"[^'\n]*+(?:''[^'\n]*+)*+"  # runs of characters in one repetition: quicker in re
+_DOUBLE_QUOTED_BODY = r'[^"\\\n]*+(?:\\["\\/nt][^"\\\n]*+)*+'
+_QUOTED = rf"""'{_SINGLE_QUOTED_BODY}'|"{_DOUBLE_QUOTED_BODY}\""""
 _PLAIN_START = r"""(?:[^\s\-?:,\[\]{}#&*!|>'"%@`]|-\S)"""
-_KEY = r"(?:[A-Za-z0-9_./][A-Za-z0-9_./-]*|" + _QUOTED + ")"
-_FLOW_ITEM = rf"(?:{_QUOTED}|{_PLAIN_START}[^,\[\]{{}}:#]*?)"
-_VALUE = (
-    rf"(?:{_QUOTED}"
-    rf"|\[ *(?:{_FLOW_ITEM} *(?:, *{_FLOW_ITEM} *)*)?\]"
-    rf"|\{{ *(?:{_KEY}: +{_FLOW_ITEM} *(?:, *{_KEY}: +{_FLOW_ITEM} *)*)?\}}"
-    rf"|[|>]-?"
-    rf"|{_PLAIN_START}(?:[^:]|:(?=\S))*)"
+_PLAIN = rf"{_PLAIN_START}[^:\n ]*+(?:(?::(?=\S)| ++(?=[^#\n]))[^:\n ]*+)*+"
+_KEY = rf"(?:[A-Za-z0-9_./][A-Za-z0-9_./-]*+|{_QUOTED})"
+_FLOW_ITEM = rf"(?:{_QUOTED}|{_PLAIN_START}[^,\[\]{{}}:#\n]*+)"
+_VALUE = (  # a value on one line; each form starts with its own characters, the most frequent first
+    rf"(?:{_PLAIN}"
+    rf"|{_QUOTED}"
+    rf"|\[ *+(?:{_FLOW_ITEM} *+(?:, *+{_FLOW_ITEM} *+)*+)?\]"
+    rf"|\{{ *+(?:{_KEY}: +{_FLOW_ITEM} *+(?:, *+{_KEY}: +{_FLOW_ITEM} *+)*+)?\}})"
 )
-_OPENED_QUOTE = r"""'(?:[^'\n]|'')*|"(?:[^"\\\n]|\\["\\/nt])*"""
-"""A quoted scalar that goes on on the next lines."""
-_LINE = re.compile(
-    rf"( *)((?:- )*)(?:(?P<key>{_KEY}):(?: +(?P<value>{_VALUE}|{_OPENED_QUOTE}))?|(?P<item>{_VALUE}|{_OPENED_QUOTE}))"
+_COMMENT = r"(?: +#[^\n]*+)?"
+_NODE_LINES = re.compile(
+    rf"(?: *+(?:- )*+(?:{_KEY}:(?: +{_VALUE})?|(?<=- ){_VALUE}){_COMMENT}\n"  # key:, key: value, - value
+    rf"| *+#[^\n]*+\n|---{_COMMENT}\n|\n)*+"  # a comment, a document's start, an empty line
 )
-"""A node line: indentation, sequence dashes, then ``key:``, ``key: value`` or a value."""
-_QUOTED_WHOLE = re.compile(_QUOTED)
-_QUOTED_GOES_ON = {"'": re.compile(r"(?:[^']|'')*"), '"': re.compile(r'(?:[^"\\]|\\["\\/nt])*')}
-_QUOTED_ENDS = {"'": re.compile(r"(?:[^']|'')*'"), '"': re.compile(r'(?:[^"\\]|\\["\\/nt])*"')}
-"""A quoted scalar's later lines: the whole line, or up to its closing quote (nothing after it)."""
-_BLOCK_SCALAR_HEADERS = frozenset({"|", "|-", ">", ">-"})
+"""Lines that hold nodes (or nothing) and end on their line."""
+_SCALAR_OPENER = re.compile(
+    rf"(?P<node> *+(?:- )*+)(?:(?P<key>{_KEY}): +|(?<=- ))"
+    rf"""(?:(?P<header>[|>]-?){_COMMENT}|(?P<quote>'{_SINGLE_QUOTED_BODY}|"{_DOUBLE_QUOTED_BODY}))\n"""
+)
+"""A line whose last node goes on on the next lines: a block scalar's header, an opened quote."""
+_BLANK_LINES = re.compile(r"\n*+")
+_INDENT = re.compile(" *+")
+
+
+def _end(pattern: re.Pattern[str], text: str, position: int) -> int:
+    """Where ``pattern``, which matches the empty string too, stops matching from ``position``."""
+    match = pattern.match(text, position)
+    assert match is not None
+    return match.end()
+
+
+@functools.lru_cache(maxsize=64)
+def _block_scalar_lines(indent: int, folded: bool) -> re.Pattern[str]:
+    """A block scalar's content lines: at ``indent`` (exactly, if folded) or empty."""
+    line = rf" {{{indent}}}[^ \n]" if folded else f" {{{indent}}}"
+    return re.compile(rf"(?:{line}[^\n]*+\n|\n)*+")
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted_lines(quote: str, column: int) -> re.Pattern[str]:
+    """A quoted scalar's later lines, further right than ``column``, up to its closing quote."""
+    body = _SINGLE_QUOTED_BODY if quote == "'" else _DOUBLE_QUOTED_BODY
+    line = rf" {{{column + 1},}}+{body}"
+    return re.compile(rf"(?:{line}\n|\n)*+{line}{quote}\n")
 
 
 def _block_structure(text: str) -> bool:
-    """Whether ``text`` is block-style YAML in the few forms both parsers accept and nest alike.
+    """Whether ``text`` is block-style YAML in the few forms both parsers accept and read alike.
 
     yaml-rs accepts texts PyYAML (and kubectl) refuse, ``{a: [b}`` or ``a: :x`` among them, and
-    would read them somehow: so every line must be empty, a comment, ``---``, a block scalar's
-    content, or a node line (:data:`_LINE`: ``key:``, ``key: value``, ``- value``, ``- key:
-    value``...), and the lines must nest as YAML nests them: a node line is either the first
-    node of the key above it (further right, or a ``- `` item at the key's column) or the next
-    node of a collection it lines up with. A comment may end a line with no quote before it.
-    A quoted scalar may go on over lines indented further than its node. Multi-line flow
-    collections and plain scalars, nested flow collections, a document that is a scalar, an
-    empty block scalar and the like are refused (PyYAML reads them).
+    would read them somehow: so every line must be empty, a comment, ``---``, a node line
+    (``key:``, ``key: value``, ``- value``, ``- key: value``..., a comment after it) or the
+    later lines of a block scalar or a quoted scalar, further right than its node. Multi-line
+    flow collections and plain scalars, nested flow collections, a document that is a scalar,
+    an empty block scalar, a quoted scalar with a comment after its last line and the like are
+    refused (PyYAML reads them). How lines nest is left to the parsers: they agree on it.
     """
-    open_nodes: list[tuple[int, bool, bool]] = []  # (column, a sequence, a "- " item at its key's column)
-    child_of: int | None = -1  # the column of a "key:" whose value starts on a later line; -1: the document
-    scalar_of: int | None = None  # inside a block scalar: its node's column (its content is further right)
-    scalar_indent = 0  # the indentation of its first line
-    folded = False
-    quoted_of: int | None = None  # inside a quoted scalar's later lines: its node's column
-    quote = ""
-    for line in text.split("\n"):  # the text ends with a line break: the last is ""
-        if not line:
-            continue
-        if quoted_of is not None:
-            indent = len(line) - len(line.lstrip(" "))
-            if indent <= quoted_of:
-                return False  # PyYAML reads less indented lines on, yaml-rs may not
-            if _QUOTED_ENDS[quote].fullmatch(line, indent):
-                quoted_of = None
-            elif not _QUOTED_GOES_ON[quote].fullmatch(line, indent):
-                return False
-            continue
-        if scalar_of is not None:
-            indent = len(line) - len(line.lstrip(" "))
-            if indent > scalar_of:
-                if not scalar_indent:
-                    scalar_indent = indent
-                elif indent < scalar_indent or (folded and indent != scalar_indent):
-                    return False  # less indented than its first line, or a folded scalar's "more indented" line
-                continue
-            if not scalar_indent:
-                return False  # an empty block scalar: at the end of a text yaml-rs reads "\n", PyYAML ""
-            scalar_of = None
-        if "#" in line:
-            if line.lstrip(" ")[0] == "#":
-                continue
-            comment = line.find(" #")
-            if comment > 0:
-                if "'" in line[:comment] or '"' in line[:comment]:
-                    return False  # the "#" may stand inside a quoted scalar
-                line = line[:comment].rstrip(" ")
-        if line == "---":
-            open_nodes.clear()
-            child_of = -1
-            continue
-        match = _LINE.fullmatch(line)
-        if match is None:
+    position, end = 0, len(text)
+    while True:
+        position = _end(_NODE_LINES, text, position)
+        if position == end:
+            return True
+        opener = _SCALAR_OPENER.match(text, position)
+        if opener is None:
             return False
-        indent, column = match.span(2)
-        sequence = column > indent
-        if child_of is not None and (indent > child_of or (indent == child_of and sequence)):
-            if child_of < 0 and indent:
+        column = len(opener["node"]) - (0 if opener["key"] is not None else 2)  # the key's or the dash's
+        header = opener["header"]
+        if header is None:
+            later = _quoted_lines(opener["quote"][0], column).match(text, opener.end())
+            if later is None:
                 return False
-            open_nodes.append((indent, sequence, indent == child_of))
-        else:
-            while open_nodes and (open_nodes[-1][0] > indent or (open_nodes[-1][0] == indent and open_nodes[-1][2] and not sequence)):
-                open_nodes.pop()
-            if not open_nodes or open_nodes[-1][0] != indent or open_nodes[-1][1] != sequence:
-                return False
-        child_of = None
-        if column > indent + 2:
-            open_nodes.extend((dash, True, False) for dash in range(indent + 2, column, 2))
-        key, value, item = match.group(3, 4, 5)
-        if key is not None:
-            if sequence:
-                open_nodes.append((column, False, False))
-            if value is None:
-                child_of = column
-                continue
-        else:
-            if not sequence:
-                return False  # a document that is a scalar
-            value = item
-            column -= 2  # the dash's
-        if value in _BLOCK_SCALAR_HEADERS:
-            scalar_of, scalar_indent, folded = column, 0, value[0] == ">"
-        elif value[0] in "'\"" and not _QUOTED_WHOLE.fullmatch(value):
-            quoted_of, quote = column, value[0]
-    return (scalar_of is None or scalar_indent > 0) and quoted_of is None
+            position = later.end()
+            continue
+        first_line = _end(_BLANK_LINES, text, opener.end())
+        indent = _end(_INDENT, text, first_line) - first_line
+        if indent <= column:
+            return False  # an empty block scalar: at the end of a text yaml-rs reads "\n", PyYAML ""
+        position = _end(_block_scalar_lines(indent, header[0] == ">"), text, opener.end())
+        if _end(_INDENT, text, position) - position > column:
+            return False  # less indented than its first line, or a folded scalar's "more indented" line
+
 
 def readable(text: str) -> bool:
     """Whether both parsers accept ``text`` and read every scalar of it alike (see the module)."""
