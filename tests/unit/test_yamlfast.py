@@ -50,7 +50,7 @@ CONFIGMAP = """\
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: settings
+  name: web-settings
 data:
   revision: '1'
   settings.yaml: 'app: web
