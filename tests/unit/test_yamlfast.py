@@ -140,8 +140,8 @@ REFUSED_BY_PYYAML = [
     "|\ntrue| line\n  two\n",
     "a: 1\nb+: [x, y]\nc::  {d:,e}\n",
     "a: b: c\n",
-    # Lines that do not nest as YAML nests them: yaml-rs refuses them too, and where it did not,
-    # PyYAML would still decide (the quick reader's answer is checked against the document count).
+    # Lines that do not nest as YAML nests them: the quick reader leaves nesting to yaml-rs, which
+    # refuses these as PyYAML does; this test goes red the day a yaml-rs release reads one of them.
     "a:\n  b: 1\n c: 2\n", "- name: a\n image: b\n", "a: 1\n  b: 2\n", "a:\n    b: 1\n  c: 2\n", "- a\nb: 1\n",
     "a: 1\n- b\n", "a:\n  - b\n  c: 1\n",
 ]
