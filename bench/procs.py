@@ -247,10 +247,15 @@ class CallgrindCounter:
         self.control("--instr=off")
         self.control(f"--dump={label}")
         self.dumps += 1
-        for line in Path(f"{self.out}.{self.dumps}").read_text().splitlines():
+        return self.totals(Path(f"{self.out}.{self.dumps}"))
+
+    @staticmethod
+    def totals(dump: Path) -> int:
+        """The instructions a callgrind dump file counts."""
+        for line in dump.read_text().splitlines():
             if line.startswith("totals:"):
                 return int(line.split()[1])
-        raise RuntimeError(f"no totals in callgrind dump {self.out}.{self.dumps}")
+        raise RuntimeError(f"no totals in callgrind dump {dump}")
 
 
 @dataclass
