@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -46,6 +46,7 @@ from bench.procs import (
     CallgrindCounter,
     SandboxProc,
     bytecode_env,
+    collected,
     compiled_since,
     free_port,
     third_party_plugins,
@@ -83,6 +84,10 @@ cli(["run", "-c", sys.argv[1]], prog_name="gitopsd")
 """
 """``gitopsd run`` exactly, until every app has finished its first reconcile: then it prints
 how many are not Synced and exits."""
+
+
+READY_TIMEOUT = 900.0
+"""Seconds the bench waits for the daemon, under callgrind, to start accepting (1000 apps: about a minute)."""
 
 
 @dataclass(frozen=True)
@@ -123,24 +128,25 @@ def instructions_to_settled(
     assert proc.stdin is not None and proc.stdout is not None
     try:
         until_ready = None
-        if proc.stdout.readline().strip() == "ready":
+        if select.select([proc.stdout], [], [], READY_TIMEOUT)[0] and proc.stdout.readline().strip() == "ready":
             counter = CallgrindCounter(proc.pid, out)
             counter.control("--dump=ready")
             until_ready = CallgrindCounter.totals(out.with_name(out.name + ".1"))
             on_ready()
             proc.stdin.write("go\n")
             proc.stdin.flush()
+        else:
+            proc.kill()  # it exited, or hangs before /readyz: never wait forever
         stdout, _ = proc.communicate(timeout=1800)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     log_text = stderr_path.read_text()
-    m = re.search(r"Collected : (\d+)", log_text)
-    if proc.returncode != 0 or until_ready is None or m is None or not stdout.split():
+    total = collected(log_text)  # the whole run's: the dump at /readyz does not reset it
+    if proc.returncode != 0 or until_ready is None or total is None or not stdout.split():
         raise RuntimeError(f"the daemon did not settle under callgrind (exit {proc.returncode}):\n{log_text[-2000:]}")
-    # callgrind's "Collected" is the whole run's: the dump at /readyz does not reset it.
-    return Converge(until_ready, int(m[1]) - until_ready, int(stdout.split()[-1]))
+    return Converge(until_ready, total - until_ready, int(stdout.split()[-1]))
 
 
 def _split(counter: CallgrindCounter | None, label: str, into: list[int]) -> None:

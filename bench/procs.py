@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import resource
 import shutil
 import signal
@@ -212,7 +213,34 @@ def wait_idle(pid: int, threshold: float = 0.05, window: float = 0.5, timeout: f
     return time.monotonic() - start
 
 
-# -- the sandbox ------------------------------------------------------------------------------
+# -- callgrind --------------------------------------------------------------------------------
+
+
+def collected(valgrind_log: str) -> int | None:
+    """The instructions callgrind says a whole run collected (its last words), None if it did not say."""
+    m = re.search(r"Collected : (\d+)", valgrind_log)
+    return int(m[1]) if m else None
+
+
+def callgrind(
+    argv: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800,
+) -> tuple[int, str]:
+    """Run ``argv`` under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``); (its instructions, its stdout).
+
+    Raises RuntimeError naming ``what`` with valgrind's last words when the run fails, and
+    SystemExit when valgrind is not installed.
+    """
+    if shutil.which("valgrind") is None:
+        raise SystemExit("this benchmark counts instructions with valgrind (apt-get install valgrind)")
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        capture_output=True, text=True, env={**(os.environ if env is None else env), "PYTHONHASHSEED": "0"},
+        cwd=cwd, timeout=timeout,
+    )
+    count = collected(proc.stderr)
+    if proc.returncode != 0 or count is None:
+        raise RuntimeError(f"{what} failed under callgrind (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return count, proc.stdout
 
 
 @dataclass
@@ -256,6 +284,9 @@ class CallgrindCounter:
             if line.startswith("totals:"):
                 return int(line.split()[1])
         raise RuntimeError(f"no totals in callgrind dump {dump}")
+
+
+# -- the sandbox ------------------------------------------------------------------------------
 
 
 @dataclass

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from bench import gen
+from bench.procs import callgrind
 
 
 def _work(workload: str, tree: Path, reps: int) -> None:
@@ -56,15 +55,10 @@ def _work(workload: str, tree: Path, reps: int) -> None:
 
 
 def _count(workload: str, tree: Path, reps: int) -> int:
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.render_instructions",
-         "--work", workload, "--tree", str(tree), "--reps", str(reps)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, cwd=Path(__file__).parents[1],
-    )
-    m = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or m is None:
-        raise RuntimeError(f"{workload} failed under callgrind (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(m[1])
+    return callgrind(
+        [sys.executable, "-m", "bench.render_instructions", "--work", workload, "--tree", str(tree), "--reps", str(reps)],
+        workload, cwd=Path(__file__).parents[1],
+    )[0]
 
 
 def main() -> int:

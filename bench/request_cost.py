@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import SandboxProc
+from bench.procs import SandboxProc, callgrind
 
 WARM = 200
 """ConfigMaps created before the measured requests (their first apply creates them)."""
@@ -70,15 +68,10 @@ def _run(kubeconfig: Path, requests: int) -> float:
 
 
 def _instructions(kubeconfig: Path, requests: int) -> int:
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.request_cost",
-         "--requests", str(requests), "--kubeconfig", str(kubeconfig)],
-        capture_output=True, text=True, timeout=1800, cwd=Path(__file__).resolve().parent.parent,
-    )
-    m = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or m is None:
-        raise RuntimeError(f"the requests failed under callgrind (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(m[1])
+    return callgrind(
+        [sys.executable, "-m", "bench.request_cost", "--requests", str(requests), "--kubeconfig", str(kubeconfig)],
+        "the requests", cwd=Path(__file__).resolve().parent.parent,
+    )[0]
 
 
 def main(argv: list[str] | None = None) -> int:

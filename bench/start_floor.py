@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.procs import bytecode_env, third_party_plugins, warm_bytecode
+from bench.procs import bytecode_env, callgrind, third_party_plugins, warm_bytecode
 from bench.run import log
 
 LAYERS: tuple[tuple[str, str], ...] = (
@@ -47,23 +45,9 @@ LAYERS: tuple[tuple[str, str], ...] = (
 """(name, what it adds): each step runs every earlier step's code first."""
 
 
-def instructions(code: str, env: dict[str, str]) -> int:
-    """Instructions of ``python -c code`` from exec to exit, under callgrind."""
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", code],
-        capture_output=True, text=True, env={**env, "PYTHONHASHSEED": "0"}, timeout=600,
-    )
-    m = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or m is None:
-        raise RuntimeError(f"python -c {code!r} failed under callgrind (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(m[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.start_floor", description=__doc__.split("\n\n")[0])
     p.parse_args(argv)
-    if shutil.which("valgrind") is None:
-        raise SystemExit("bench.start_floor needs valgrind (apt-get install valgrind)")
     work = Path(tempfile.mkdtemp(prefix="gitopsd-floor-"))
     try:
         cache = work / "pycache"
@@ -73,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         steps, code, before = [], "", 0
         for name, layer in LAYERS:
             code = f"{code}; {layer}" if code else layer
-            total = instructions(code, env)
+            total, _ = callgrind([sys.executable, "-c", code], f"python -c {code!r}", env=env, timeout=600)
             steps.append({"layer": name, "adds": total - before, "cumulative": total})
             log(f"{name}: +{(total - before) / 1e6:.1f} M, {total / 1e6:.1f} M in all")
             before = total

@@ -42,6 +42,7 @@ from bench.procs import (
     DaemonProc,
     SandboxProc,
     bytecode_env,
+    callgrind,
     cpu_times,
     free_port,
     third_party_plugins,
@@ -80,17 +81,9 @@ cli(["run", "-c", sys.argv[1]], prog_name="gitopsd")
 
 def instructions_to_ready(config: Path, env: dict[str, str]) -> tuple[int, int]:
     """(instructions from exec until the daemon accepts, modules loaded then), under callgrind."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-c", _TO_READY, str(config)],
-        capture_output=True, text=True, env={**env, "PYTHONHASHSEED": "0"}, cwd=config.parent, timeout=900,
-    )
-    m = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or m is None:
-        raise RuntimeError(f"the daemon did not become ready under callgrind (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(m[1]), int(proc.stdout.split()[-1])
+    count, stdout = callgrind([sys.executable, "-c", _TO_READY, str(config)], "the daemon's start",
+                              env=env, cwd=config.parent, timeout=900)
+    return count, int(stdout.split()[-1])
 
 
 def import_time(env: dict[str, str], imports: str = DAEMON_IMPORTS) -> tuple[float, float, float, int]:
